@@ -1,0 +1,233 @@
+package env
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is one server JVM started by the environment. It runs in its own
+// process group, so that signals from a terminal reach the environment's
+// handler first and teardown can signal the whole group.
+type Process struct {
+	// Name identifies the process in errors and logs ("cassandra a/0").
+	Name string
+	// LogFile is the server's own log; its tail goes into start errors.
+	LogFile string
+
+	argv    []string
+	dir     string
+	outFile string
+	env     []string
+	// attached processes die with the process that started them
+	// (PR_SET_PDEATHSIG); detached ones (make up) outlive it.
+	attached bool
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	pid     int
+	done    chan struct{}
+	waitErr error
+}
+
+// Pid returns the process id, or 0 when it is not running.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
+
+// start launches the process. The JVM's stdout and stderr go to outFile.
+func (p *Process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out, err := os.OpenFile(p.outFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.Command(p.argv[0], p.argv[1:]...)
+	cmd.Dir = p.dir
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.Env = append(os.Environ(), p.env...)
+	if p.attached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: start %s: %w", p.Name, p.argv[0], err)
+	}
+	p.cmd = cmd
+	p.pid = cmd.Process.Pid
+	p.done = make(chan struct{})
+	done := p.done
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.waitErr = err
+		p.pid = 0
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// exited returns a channel closed when the process has exited.
+func (p *Process) exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return p.done
+}
+
+// Running reports whether the process is alive (it may be stopped by SIGSTOP).
+func (p *Process) Running() bool {
+	select {
+	case <-p.exited():
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *Process) signal(sig syscall.Signal) error {
+	pid := p.Pid()
+	if pid == 0 {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	// Negative pid: the whole process group.
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return fmt.Errorf("%s: signal %v: %w", p.Name, sig, err)
+	}
+	return nil
+}
+
+// Pause freezes the process with SIGSTOP: its sockets stay open but nothing
+// answers, as with a hung node or a network partition.
+func (p *Process) Pause() error { return p.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (p *Process) Resume() error { return p.signal(syscall.SIGCONT) }
+
+// Kill ends the process with SIGKILL (a crash: no clean shutdown) and waits
+// for it to exit.
+func (p *Process) Kill(ctx context.Context) error {
+	if !p.Running() {
+		return nil
+	}
+	_ = p.signal(syscall.SIGCONT)
+	if err := p.signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	select {
+	case <-p.exited():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: waiting for exit after SIGKILL: %w", p.Name, ctx.Err())
+	}
+}
+
+// Stop ends the process with SIGTERM, then SIGKILL after grace.
+func (p *Process) Stop(ctx context.Context, grace time.Duration) error {
+	if !p.Running() {
+		return nil
+	}
+	_ = p.signal(syscall.SIGCONT)
+	_ = p.signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.exited():
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return p.Kill(context.WithoutCancel(ctx))
+}
+
+// Tail returns the last n lines of the server's log (or of its console
+// output when the log is empty), for error messages.
+func (p *Process) Tail(n int) string {
+	for _, f := range []string{p.LogFile, p.outFile} {
+		if f == "" {
+			continue
+		}
+		if t := tailFile(f, n); strings.TrimSpace(t) != "" {
+			return t
+		}
+	}
+	return "(no output)"
+}
+
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// errorLines returns the lines of path that look like the reason a JVM
+// failed (ERROR lines and exceptions), at most n of them.
+func errorLines(path string, n int) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "ERROR") || strings.Contains(l, "Exception:") || strings.HasPrefix(l, "Error:") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+// killPid kills a process group left by an earlier run (from the state file).
+func killPid(pid int) {
+	if pid <= 0 {
+		return
+	}
+	_ = syscall.Kill(-pid, syscall.SIGCONT)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// pidAlive reports whether pid exists and is not a zombie.
+func pidAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return !errors.Is(err, syscall.ESRCH)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// Field 3 is the state; Z is a zombie.
+	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
+}

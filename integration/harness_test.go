@@ -1,0 +1,326 @@
+package integration
+
+// The harness: one environment per test run, shared by every test; each test
+// gets its own keyspaces, topics and fault proxies, so tests can run in
+// parallel without seeing each other's data or faults.
+//
+// Which environment:
+//   - an environment already running (`make up`, or `make test`, which starts
+//     one before the tests): attached, and left running;
+//   - otherwise one is started here and stopped when the tests end, also on
+//     Ctrl-C (signal handler) or a crash (its JVMs die with this process);
+//   - TIDEMARK_ENV=docker uses testcontainers instead (see containers_test.go).
+//
+// With CI=true a missing environment fails every test that needs it; without
+// CI it skips them with the reason.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/tidemark/tidemark/integration/env"
+	"github.com/tidemark/tidemark/integration/fault"
+	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+var shared struct {
+	env     env.Env
+	local   *env.Local // nil for a docker environment
+	proxies *fault.Server
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func inCI() bool {
+	v, _ := strconv.ParseBool(os.Getenv("CI"))
+	return v
+}
+
+func runMain(m *testing.M) int {
+	flagList := strings.Join(os.Args, " ")
+	// `go test -list` and unit-only runs need no servers.
+	if strings.Contains(flagList, "-test.list") {
+		return m.Run()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	shared.proxies = fault.NewServer()
+
+	var owned env.Env
+	if os.Getenv("TIDEMARK_ENV") == "docker" {
+		e, err := startContainers(ctx)
+		shared.env, shared.err, owned = e, err, e
+	} else if l, err := env.Attach(ctx, ""); err == nil {
+		fmt.Fprintf(os.Stderr, "integration: attached to the running environment in %s\n", l.Dir())
+		shared.env, shared.local = l, l
+	} else {
+		fmt.Fprintf(os.Stderr, "integration: no running environment (%v); starting one\n", err)
+		start := time.Now()
+		l, err := env.Start(ctx, env.Options{Logf: func(f string, a ...any) {
+			fmt.Fprintf(os.Stderr, "integration: "+f+"\n", a...)
+		}})
+		if err != nil {
+			shared.err = err
+		} else {
+			fmt.Fprintf(os.Stderr, "integration: environment started in %s\n", time.Since(start).Round(100*time.Millisecond))
+			shared.env, shared.local, owned = l, l, l
+		}
+	}
+	if shared.err != nil {
+		fmt.Fprintf(os.Stderr, "integration: ENVIRONMENT UNAVAILABLE: %v\n", shared.err)
+		if inCI() {
+			fmt.Fprintln(os.Stderr, "integration: CI=true, so every integration test will FAIL")
+		}
+	}
+	if owned != nil {
+		// Ctrl-C or SIGTERM: stop the servers, then exit.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		var once sync.Once
+		stopEnv := func() {
+			once.Do(func() {
+				c, cc := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cc()
+				_ = owned.Close(c)
+			})
+		}
+		go func() {
+			s, ok := <-sig
+			if !ok {
+				return
+			}
+			fmt.Fprintf(os.Stderr, "integration: %v: stopping the environment\n", s)
+			stopEnv()
+			os.Exit(130)
+		}()
+		defer func() {
+			signal.Stop(sig)
+			close(sig)
+			stopEnv()
+		}()
+	}
+	return m.Run()
+}
+
+// testEnv returns the shared environment, failing (CI) or skipping the test
+// when there is none.
+func testEnv(t testing.TB) env.Env {
+	t.Helper()
+	if shared.env == nil {
+		if inCI() {
+			t.Fatalf("integration environment unavailable (CI=true, so this is a failure): %v", shared.err)
+		}
+		t.Skipf("integration environment unavailable: %v", shared.err)
+	}
+	return shared.env
+}
+
+// localEnv returns the local environment for tests that stop, kill or
+// restart servers.
+func localEnv(t testing.TB) *env.Local {
+	t.Helper()
+	testEnv(t)
+	if shared.local == nil {
+		t.Skip("this test controls server processes; the docker environment cannot (TIDEMARK_ENV=docker)")
+	}
+	return shared.local
+}
+
+// region returns the environment's region called name.
+func region(t testing.TB, name string) env.Region {
+	t.Helper()
+	r, ok := env.RegionByName(testEnv(t), name)
+	if !ok {
+		if name == "q" {
+			if inCI() {
+				t.Fatal("region q (three nodes) is not running: start the environment with TIDEMARK_THREE_NODE_REGION=1 (make test does)")
+			}
+			t.Skip("region q (three nodes) is not running: start the environment with TIDEMARK_THREE_NODE_REGION=1")
+		}
+		t.Fatalf("no region %q in the environment", name)
+	}
+	return r
+}
+
+var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// uniqueName returns a CQL/Kafka-safe name unique to this test and run:
+// prefix, a slug of the test name and random hex. At most 48 characters.
+func uniqueName(t testing.TB, prefix string) string {
+	slug := nonIdent.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	suffix := hex.EncodeToString(b)
+	maxSlug := 48 - len(prefix) - len(suffix) - 2
+	if len(slug) > maxSlug {
+		slug = slug[:maxSlug]
+	}
+	return strings.Trim(prefix+"_"+slug, "_") + "_" + suffix
+}
+
+// newKeyspace creates a fresh keyspace with the same name in each of the
+// given regions (all regions when none are named), replicated to every node
+// of the region, and drops it when the test ends.
+func newKeyspace(t testing.TB, regions ...string) string {
+	t.Helper()
+	e := testEnv(t)
+	if len(regions) == 0 {
+		for _, r := range e.Regions() {
+			if r.Name != "q" {
+				regions = append(regions, r.Name)
+			}
+		}
+	}
+	ks := uniqueName(t, "ks")
+	for _, name := range regions {
+		r := region(t, name)
+		s := adminSession(t, r)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err := s.Query(schema.CreateKeyspace(ks, r.DC, len(r.Hosts))).WithContext(ctx).Exec()
+		if err == nil {
+			err = s.AwaitSchemaAgreement(ctx)
+		}
+		cancel()
+		if err != nil {
+			t.Fatalf("create keyspace %s in region %s: %v", ks, name, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).WithContext(ctx).Exec()
+		})
+	}
+	return ks
+}
+
+var admin struct {
+	sync.Mutex
+	sessions map[string]*gocql.Session
+}
+
+// adminSession is a long-lived direct session (no proxy, no keyspace) to a
+// region, shared by the tests, for setup and verification.
+func adminSession(t testing.TB, r env.Region) *gocql.Session {
+	t.Helper()
+	admin.Lock()
+	defer admin.Unlock()
+	if s := admin.sessions[r.Name]; s != nil {
+		return s
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := cluster.Connect(ctx, cluster.Region{Name: r.Name, ContactPoints: r.Hosts, LocalDC: r.DC, Timeout: 10 * time.Second}, "")
+	if err != nil {
+		t.Fatalf("connect to region %s: %v", r.Name, err)
+	}
+	if admin.sessions == nil {
+		admin.sessions = map[string]*gocql.Session{}
+	}
+	admin.sessions[r.Name] = s
+	return s
+}
+
+// directSession opens a session straight to a region's nodes (bypassing any
+// fault proxy) in keyspace ks, closed when the test ends.
+func directSession(t testing.TB, name, ks string) *gocql.Session {
+	t.Helper()
+	r := region(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := cluster.Connect(ctx, cluster.Region{Name: r.Name, ContactPoints: r.Hosts, LocalDC: r.DC, Timeout: 10 * time.Second}, ks)
+	if err != nil {
+		t.Fatalf("connect to region %s: %v", name, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// frontRegion puts fault proxies in front of every node of a region, for this
+// test only. Connect through it with proxiedRegion.
+func frontRegion(t testing.TB, name string) *fault.Proxy {
+	t.Helper()
+	r := region(t, name)
+	p, err := shared.proxies.Front(uniqueName(t, "proxy_"+name), r.Hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// proxiedRegion is the cluster.Region of a region reached only through p.
+func proxiedRegion(t testing.TB, name string, p *fault.Proxy) cluster.Region {
+	t.Helper()
+	r := region(t, name)
+	return cluster.Region{
+		Name:           r.Name,
+		ContactPoints:  p.ContactPoints(),
+		LocalDC:        r.DC,
+		AddressMap:     p.AddressMap(),
+		ConnectTimeout: 2 * time.Second,
+		Timeout:        2 * time.Second,
+	}
+}
+
+// newTopicPrefix returns a Kafka topic prefix unique to this test.
+func newTopicPrefix(t testing.TB) string {
+	return strings.ReplaceAll(uniqueName(t, "tm"), "_", "-") + "."
+}
+
+// createTopic creates a topic on the shared broker (deleted at cleanup).
+func createTopic(t testing.TB, topic string, partitions int) {
+	t.Helper()
+	brokers := testEnv(t).KafkaBrokers()
+	if len(brokers) == 0 {
+		t.Fatal("the environment has no Kafka broker")
+	}
+	conn, err := kafka.Dial("tcp", brokers[0])
+	if err != nil {
+		t.Fatalf("dial kafka: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	t.Cleanup(func() {
+		c, err := kafka.Dial("tcp", brokers[0])
+		if err == nil {
+			_ = c.DeleteTopics(topic)
+			c.Close()
+		}
+	})
+}
+
+// eventually polls cond until it returns nil or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,160 @@
+// Package schema owns the one table shape Tidemark writes in every region and
+// the CQL statements that read and write it. store, hints (replay) and repair
+// all go through these texts, so that every writer sets all of a row's cells
+// with one timestamp and every reader sees the same columns.
+//
+// Table shape, one per namespace:
+//
+//	(pk blob, ck blob, value blob, deleted boolean, digest bigint,
+//	 PRIMARY KEY ((pk), ck))
+//
+// digest is a 64-bit hash of (deleted, value), written with the same
+// timestamp as the other cells, so repair compares rows by reading
+// writetime(digest) and digest alone.
+package schema
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// MaxPartitionKey is Cassandra's limit on a partition key's size (64 KiB - 1).
+const MaxPartitionKey = 65535
+
+// MaxClusteringKey is the limit Tidemark puts on a clustering key (Cassandra
+// also limits clustering values to 64 KiB - 1).
+const MaxClusteringKey = 65535
+
+// DefaultRetention is how long a deletion marker lives (design: 10 days).
+const DefaultRetention = 10 * 24 * time.Hour
+
+// ErrInvalidName reports a keyspace or namespace name that is not a safe,
+// unquoted CQL identifier.
+var ErrInvalidName = errors.New("invalid name")
+
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+
+// ValidateName checks that name is usable as an unquoted CQL identifier: it
+// starts with a lower-case letter and holds only lower-case letters, digits
+// and underscores, 48 characters at most. No quoting is ever needed, so a name
+// can never inject CQL. what says which kind of name it is ("keyspace",
+// "namespace") for the error message.
+func ValidateName(what, name string) error {
+	if !identRE.MatchString(name) {
+		return fmt.Errorf("%w: %s %q must match [a-z][a-z0-9_]{0,47}", ErrInvalidName, what, name)
+	}
+	return nil
+}
+
+// Digest is the 64-bit hash of a row's (deleted, value) stored in the digest
+// column.
+func Digest(deleted bool, value []byte) int64 {
+	var d xxhash.Digest
+	d.Reset()
+	if deleted {
+		_, _ = d.Write([]byte{1})
+	} else {
+		_, _ = d.Write([]byte{0})
+		_, _ = d.Write(value)
+	}
+	return int64(d.Sum64())
+}
+
+// CommentPrefix starts the table comment that records Tidemark's metadata.
+const CommentPrefix = "tidemark:v1"
+
+// CreateTable returns the DDL for a namespace's table. The tombstone
+// retention is recorded in the table comment so that the daemon can read it
+// back; gc_grace_seconds is kept at least as long, so Cassandra's own
+// tombstones (from TTL expiry of markers) are not purged before repair runs.
+func CreateTable(keyspace, table string, retention time.Duration) string {
+	secs := int64(retention / time.Second)
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, PRIMARY KEY ((pk), ck)) WITH comment = '%s retention=%d' AND gc_grace_seconds = %d`,
+		keyspace, table, CommentPrefix, secs, secs)
+}
+
+// ParseRetention reads the tombstone retention back from a table comment
+// written by CreateTable.
+func ParseRetention(comment string) (time.Duration, error) {
+	if !strings.HasPrefix(comment, CommentPrefix) {
+		return 0, fmt.Errorf("table comment %q was not written by tidemark", comment)
+	}
+	for _, f := range strings.Fields(comment) {
+		if v, ok := strings.CutPrefix(f, "retention="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("table comment %q: bad retention", comment)
+			}
+			return time.Duration(n) * time.Second, nil
+		}
+	}
+	return 0, fmt.Errorf("table comment %q has no retention", comment)
+}
+
+// CreateKeyspace returns DDL for a keyspace replicated within one data center.
+func CreateKeyspace(keyspace, dc string, rf int) string {
+	return fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class': 'NetworkTopologyStrategy', '%s': %d}`, keyspace, dc, rf)
+}
+
+// Insert returns the statement that writes every cell of one row with one
+// timestamp. Bind: pk, ck, value (nil for a deletion), deleted, digest,
+// timestamp (µs), ttl (seconds, 0 = none).
+func Insert(keyspace, table string) string {
+	return fmt.Sprintf(`INSERT INTO %s.%s (pk, ck, value, deleted, digest) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`, keyspace, table)
+}
+
+// SelectRow reads one row. Bind: pk, ck. Columns: value, deleted,
+// writetime(digest), ttl(digest).
+func SelectRow(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT value, deleted, writetime(digest), ttl(digest) FROM %s.%s WHERE pk = ? AND ck = ?`, keyspace, table)
+}
+
+// SelectPartition reads a partition from a clustering key on, in clustering
+// order. Bind: pk, ck (exclusive lower bound). Columns: ck, value, deleted,
+// writetime(digest), ttl(digest).
+func SelectPartition(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT ck, value, deleted, writetime(digest), ttl(digest) FROM %s.%s WHERE pk = ? AND ck > ?`, keyspace, table)
+}
+
+// SelectPartitionFirst is SelectPartition without a lower bound. Bind: pk.
+func SelectPartitionFirst(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT ck, value, deleted, writetime(digest), ttl(digest) FROM %s.%s WHERE pk = ?`, keyspace, table)
+}
+
+// SelectDigestRange reads the digests of a token range (start, end], in token
+// order. Bind: start, end. Columns: token(pk), pk, ck, writetime(digest),
+// digest, deleted, ttl(digest).
+func SelectDigestRange(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
+}
+
+// SelectTableComment reads a table's comment from the schema tables. Bind:
+// keyspace, table.
+const SelectTableComment = `SELECT comment FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?`
+
+// PartitionKeyBytes returns the encoding of a composite key; it is here so
+// that every package agrees on how a (pk, ck) pair is made into a Kafka key
+// or a map key.
+func PartitionKeyBytes(pk, ck []byte) []byte {
+	b := make([]byte, 0, 4+len(pk)+len(ck))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(pk)))
+	b = append(b, pk...)
+	return append(b, ck...)
+}
+
+// TTLSeconds converts a remaining lifetime into the whole seconds CQL takes,
+// rounding up so that a row never expires earlier than asked. It returns 0
+// (no TTL) for d <= 0.
+func TTLSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
+}

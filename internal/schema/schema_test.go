@@ -1,0 +1,64 @@
+package schema
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateName(t *testing.T) {
+	good := []string{"a", "users", "user_profiles2", strings.Repeat("x", 48)}
+	bad := []string{"", "A", "1abc", "_x", "a-b", "a b", "a;drop", `a"b`, "système", strings.Repeat("x", 49)}
+	for _, n := range good {
+		if err := ValidateName("namespace", n); err != nil {
+			t.Errorf("ValidateName(%q) = %v, want nil", n, err)
+		}
+	}
+	for _, n := range bad {
+		err := ValidateName("namespace", n)
+		if !errors.Is(err, ErrInvalidName) {
+			t.Errorf("ValidateName(%q) = %v, want ErrInvalidName", n, err)
+		}
+	}
+}
+
+func TestDigestDistinguishesDeletionAndValue(t *testing.T) {
+	if Digest(true, nil) == Digest(false, nil) {
+		t.Fatal("deletion and empty value share a digest")
+	}
+	if Digest(false, []byte("a")) == Digest(false, []byte("b")) {
+		t.Fatal("different values share a digest")
+	}
+	if Digest(true, []byte("x")) != Digest(true, nil) {
+		t.Fatal("a deletion's digest must not depend on a value")
+	}
+}
+
+func TestRetentionRoundTrip(t *testing.T) {
+	ddl := CreateTable("ks", "t", 36*time.Hour)
+	i := strings.Index(ddl, "comment = '")
+	if i < 0 {
+		t.Fatal("no comment in DDL")
+	}
+	rest := ddl[i+len("comment = '"):]
+	comment := rest[:strings.Index(rest, "'")]
+	got, err := ParseRetention(comment)
+	if err != nil || got != 36*time.Hour {
+		t.Fatalf("ParseRetention(%q) = %v, %v", comment, got, err)
+	}
+	for _, c := range []string{"", "other", "tidemark:v1", "tidemark:v1 retention=x", "tidemark:v1 retention=-5"} {
+		if _, err := ParseRetention(c); err == nil {
+			t.Errorf("ParseRetention(%q) succeeded", c)
+		}
+	}
+}
+
+func TestTTLSeconds(t *testing.T) {
+	cases := map[time.Duration]int{0: 0, -time.Second: 0, time.Millisecond: 1, time.Second: 1, 1500 * time.Millisecond: 2, time.Hour: 3600}
+	for d, want := range cases {
+		if got := TTLSeconds(d); got != want {
+			t.Errorf("TTLSeconds(%v) = %d, want %d", d, got, want)
+		}
+	}
+}
