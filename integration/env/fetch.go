@@ -134,7 +134,13 @@ func fetchOne(ctx context.Context, product, version string, logf func(string, ..
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "mvn", "-B", "-q", "-Dlib.dir="+lib, "package")
+	args := []string{"-B", "-q", "-Dlib.dir=" + lib}
+	// TIDEMARK_MVN_SETTINGS names a settings.xml (a mirror, a proxy, a
+	// private repository) for this fetch.
+	if s := os.Getenv("TIDEMARK_MVN_SETTINGS"); s != "" {
+		args = append(args, "-s", s)
+	}
+	cmd := exec.CommandContext(ctx, "mvn", append(args, "package")...)
 	cmd.Dir = work
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

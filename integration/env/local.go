@@ -42,6 +42,12 @@ type Options struct {
 	StartTimeout time.Duration
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
+
+	// firstRegion shifts the regions' addresses (tests of start failures use
+	// addresses no shared environment uses); extraYAML is appended to every
+	// node's cassandra.yaml.
+	firstRegion int
+	extraYAML   string
 }
 
 // DefaultRegions are three single-node regions "a", "b" and "c", plus the
@@ -154,6 +160,7 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 	for ri, rs := range o.Regions {
 		lr := localRegion{Region: Region{Name: rs.Name, DC: rs.Name}}
 		var seeds []string
+		ri += o.firstRegion
 		for n := 0; n < rs.Nodes && n < 3; n++ {
 			seeds = append(seeds, nodeAddress(ri, n)+":7000")
 		}
@@ -163,6 +170,7 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 				lib: cassLib, dir: filepath.Join(o.Dir, "cassandra", rs.Name, strconv.Itoa(n)),
 				cluster: "tidemark-" + rs.Name, dc: rs.Name, address: addr, seeds: seeds,
 				token: initialToken(n, rs.Nodes), heap: o.CassandraHeap, attached: !o.Detached,
+				extraYAML: o.extraYAML,
 			}
 			p, err := spec.prepare(fmt.Sprintf("cassandra %s/%d (%s)", rs.Name, n, addr))
 			if err != nil {
@@ -254,6 +262,9 @@ func validateSpecs(specs []RegionSpec) error {
 	if len(specs) > 9 {
 		return fmt.Errorf("at most 9 regions, got %d", len(specs))
 	}
+	if len(specs) == 0 {
+		return errors.New("no regions")
+	}
 	for _, s := range specs {
 		if s.Name == "" || strings.ContainsAny(s.Name, " /\\:") {
 			return fmt.Errorf("region name %q is not valid", s.Name)
@@ -275,7 +286,7 @@ func checkPorts(o Options) error {
 	var addrs []string
 	for ri, rs := range o.Regions {
 		for n := 0; n < rs.Nodes; n++ {
-			a := nodeAddress(ri, n)
+			a := nodeAddress(ri+o.firstRegion, n)
 			addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(CQLPort)), net.JoinHostPort(a, "7000"))
 		}
 	}

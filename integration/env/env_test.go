@@ -1,0 +1,191 @@
+package env
+
+// Tests of the environment's own logic and of its failures on a broken
+// machine. They need java and mvn on PATH, but no running environment.
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestInitialTokensAreBalancedAndInRange(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5} {
+		var prev *big.Int
+		for i := 0; i < n; i++ {
+			tok, ok := new(big.Int).SetString(initialToken(i, n), 10)
+			if !ok {
+				t.Fatalf("token %q is not a number", initialToken(i, n))
+			}
+			if tok.Cmp(big.NewInt(math.MinInt64)) < 0 || tok.Cmp(big.NewInt(math.MaxInt64)) > 0 {
+				t.Fatalf("n=%d i=%d: token %s outside the Murmur3 range", n, i, tok)
+			}
+			if prev != nil && tok.Cmp(prev) <= 0 {
+				t.Fatalf("n=%d: tokens not increasing at %d", n, i)
+			}
+			prev = tok
+		}
+	}
+	if got := initialToken(0, 3); got != "-9223372036854775808" {
+		t.Errorf("first token %s, want -2^63", got)
+	}
+}
+
+func TestNodeAddresses(t *testing.T) {
+	cases := map[[2]int]string{{0, 0}: "127.0.0.11", {1, 0}: "127.0.0.21", {3, 2}: "127.0.0.43", {8, 0}: "127.0.0.91"}
+	for in, want := range cases {
+		if got := nodeAddress(in[0], in[1]); got != want {
+			t.Errorf("nodeAddress%v = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestJavaMajor(t *testing.T) {
+	cases := map[string]int{
+		`openjdk version "17.0.15" 2025-04-15`: 17,
+		`java version "1.8.0_412"`:            8,
+		`openjdk version "21" 2023-09-19`:     21,
+		`garbage`:                             0,
+	}
+	for in, want := range cases {
+		if got := javaMajor(in); got != want {
+			t.Errorf("javaMajor(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestValidateSpecs(t *testing.T) {
+	bad := [][]RegionSpec{nil, {{"a", 1}, {"a", 1}}, {{"", 1}}, {{"a/b", 1}}, {{"a", 0}}, {{"a", 10}}}
+	for _, specs := range bad {
+		if err := validateSpecs(specs); err == nil {
+			t.Errorf("validateSpecs(%v) accepted", specs)
+		}
+	}
+	if err := validateSpecs([]RegionSpec{{"a", 1}, {"q", 3}}); err != nil {
+		t.Error(err)
+	}
+}
+
+// withPath runs f with PATH holding only the named tools (symlinked).
+func withPath(t *testing.T, tools ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, tool := range tools {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skipf("%s not installed on this machine", tool)
+		}
+		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir)
+	t.Setenv("JAVA_HOME", "")
+}
+
+func TestMissingJavaIsOneClearError(t *testing.T) {
+	withPath(t, "mvn")
+	err := CheckTools(context.Background())
+	if !errors.Is(err, ErrMissingTool) || !strings.Contains(err.Error(), "java not found") || !strings.Contains(err.Error(), "JDK 17") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestMissingMavenIsOneClearError(t *testing.T) {
+	withPath(t, "java")
+	err := CheckTools(context.Background())
+	if !errors.Is(err, ErrMissingTool) || !strings.Contains(err.Error(), "mvn not found") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestWrongJavaVersionIsOneClearError(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "bin", "java")
+	if err := os.MkdirAll(filepath.Dir(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\necho 'openjdk version \"24.0.1\" 2025-04-15' >&2\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("JAVA_HOME", dir)
+	err := CheckTools(context.Background())
+	if !errors.Is(err, ErrMissingTool) || !strings.Contains(err.Error(), "Java 24") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestUnreachableMavenCentralIsOneClearError(t *testing.T) {
+	if _, err := exec.LookPath("mvn"); err != nil {
+		t.Skip("mvn not installed")
+	}
+	dir := t.TempDir()
+	settings := filepath.Join(dir, "settings.xml")
+	// An empty local repository and a mirror nobody listens on: what a
+	// machine without access to Maven Central sees.
+	xml := `<settings><localRepository>` + filepath.Join(dir, "m2") + `</localRepository>
+<mirrors><mirror><id>nowhere</id><mirrorOf>*</mirrorOf><url>http://127.0.0.1:9/maven2</url></mirror></mirrors></settings>`
+	if err := os.WriteFile(settings, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TIDEMARK_CACHE", filepath.Join(dir, "cache"))
+	t.Setenv("TIDEMARK_MVN_SETTINGS", settings)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, _, err := FetchJars(ctx, t.Logf)
+	if !errors.Is(err, ErrFetch) || !strings.Contains(err.Error(), "Maven Central reachable") {
+		t.Fatalf("got %v", err)
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "cache", "jars", "cassandra-"+CassandraVersion, ".complete")); serr == nil {
+		t.Fatal("a failed fetch left a completion marker")
+	}
+}
+
+func TestPortInUseIsOneClearError(t *testing.T) {
+	// Region index 8 lives on 127.0.0.91, which no shared environment uses.
+	ln, err := net.Listen("tcp", "127.0.0.91:9042")
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.91: %v", err)
+	}
+	defer ln.Close()
+	start := time.Now()
+	_, err = Start(context.Background(), Options{Regions: []RegionSpec{{"x", 1}}, NoKafka: true, Dir: t.TempDir(), firstRegion: 8})
+	if !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), "127.0.0.91:9042") || !strings.Contains(err.Error(), "make down") {
+		t.Fatalf("got %v", err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("port check took %s", time.Since(start))
+	}
+}
+
+func TestCassandraExitingDuringStartIsOneClearError(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, err := Start(ctx, Options{
+		Regions: []RegionSpec{{"x", 1}}, NoKafka: true, Dir: dir, firstRegion: 8,
+		CassandraHeap: "256M", extraYAML: "this_option_does_not_exist: 1\n",
+	})
+	if !errors.Is(err, ErrStart) {
+		t.Fatalf("got %v", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "exited during start") || !strings.Contains(msg, "this_option_does_not_exist") {
+		t.Fatalf("error does not say what failed:\n%s", msg)
+	}
+	if n := strings.Count(msg, "\n"); n > 15 {
+		t.Errorf("error is a wall of %d lines:\n%s", n, msg)
+	}
+	if _, err := os.Stat(statePath(dir)); err == nil {
+		t.Error("a failed start left a state file")
+	}
+}
