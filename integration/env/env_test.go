@@ -51,9 +51,9 @@ func TestNodeAddresses(t *testing.T) {
 func TestJavaMajor(t *testing.T) {
 	cases := map[string]int{
 		`openjdk version "17.0.15" 2025-04-15`: 17,
-		`java version "1.8.0_412"`:            8,
-		`openjdk version "21" 2023-09-19`:     21,
-		`garbage`:                             0,
+		`java version "1.8.0_412"`:             8,
+		`openjdk version "21" 2023-09-19`:      21,
+		`garbage`:                              0,
 	}
 	for in, want := range cases {
 		if got := javaMajor(in); got != want {

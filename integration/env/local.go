@@ -321,7 +321,9 @@ func checkPorts(o Options) error {
 // a write at consistency ALL succeeds.
 func waitRing(ctx context.Context, r localRegion, logf func(string, ...any)) error {
 	start := time.Now()
-	defer func() { logf("region %s: ring of %d nodes ready after %s", r.Name, len(r.nodes), time.Since(start).Round(100*time.Millisecond)) }()
+	defer func() {
+		logf("region %s: ring of %d nodes ready after %s", r.Name, len(r.nodes), time.Since(start).Round(100*time.Millisecond))
+	}()
 	c := gocql.NewCluster(r.Hosts...)
 	c.Logger = quietLogger{}
 	c.ProtoVersion = 5
