@@ -44,13 +44,18 @@ type Proxy struct {
 	closed  bool
 }
 
-// Front creates and starts proxies on 127.0.0.1 (ephemeral ports) in front of
-// the given upstream "ip:port" addresses. name labels the proxies.
+// Front creates and starts proxies in front of the given upstream "ip:port"
+// addresses. name labels the proxies. Each proxy listens on an ephemeral port
+// of its own loopback address in 127.0.1.0/24 … 127.0.200.0/24: the driver
+// identifies hosts by address, and token-aware routing would conflate
+// several proxies sharing one IP.
 func (s *Server) Front(name string, upstreams []string) (*Proxy, error) {
 	p := &Proxy{name: name, srv: s, addrMap: map[string]string{}}
 	for _, up := range upstreams {
-		pn := fmt.Sprintf("%s-%d", name, s.seq.Add(1))
-		tp := toxiproxy.NewProxy(s.api, pn, "127.0.0.1:0", up)
+		n := s.seq.Add(1)
+		pn := fmt.Sprintf("%s-%d", name, n)
+		listen := fmt.Sprintf("127.0.%d.%d:0", 1+(n/250)%200, 1+n%250)
+		tp := toxiproxy.NewProxy(s.api, pn, listen, up)
 		if err := s.api.Collection.Add(tp, true); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("fault proxy %s -> %s: %w", pn, up, err)

@@ -14,6 +14,7 @@
 package schema
 
 import (
+	"crypto/sha1"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -74,10 +75,23 @@ const CommentPrefix = "tidemark:v1"
 // retention is recorded in the table comment so that the daemon can read it
 // back; gc_grace_seconds is kept at least as long, so Cassandra's own
 // tombstones (from TTL expiry of markers) are not purged before repair runs.
+//
+// The table id is derived from its name (TableID), so that several processes
+// creating the same namespace at once through different coordinators agree
+// on one table instead of racing into a schema conflict.
 func CreateTable(keyspace, table string, retention time.Duration) string {
 	secs := int64(retention / time.Second)
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, PRIMARY KEY ((pk), ck)) WITH comment = '%s retention=%d' AND gc_grace_seconds = %d`,
-		keyspace, table, CommentPrefix, secs, secs)
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, PRIMARY KEY ((pk), ck)) WITH ID = %s AND comment = '%s retention=%d' AND gc_grace_seconds = %d`,
+		keyspace, table, TableID(keyspace, table), CommentPrefix, secs, secs)
+}
+
+// TableID is a name-based (version 5, SHA-1) UUID for keyspace.table.
+func TableID(keyspace, table string) string {
+	h := sha1.Sum([]byte("tidemark-table:" + keyspace + "." + table))
+	u := h[:16]
+	u[6] = (u[6] & 0x0f) | 0x50 // version 5
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
 // ParseRetention reads the tombstone retention back from a table comment

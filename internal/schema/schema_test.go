@@ -62,3 +62,19 @@ func TestTTLSeconds(t *testing.T) {
 		}
 	}
 }
+
+func TestTableIDIsStableAndDistinct(t *testing.T) {
+	a := TableID("ks", "users")
+	if a != TableID("ks", "users") {
+		t.Fatal("TableID is not deterministic")
+	}
+	if a == TableID("ks", "users2") || a == TableID("ks2", "users") {
+		t.Fatal("different tables share an id")
+	}
+	if len(a) != 36 || a[14] != '5' || !strings.ContainsAny(a[19:20], "89ab") {
+		t.Fatalf("TableID %s is not a version 5 RFC 4122 UUID", a)
+	}
+	if !strings.Contains(CreateTable("ks", "users", time.Hour), "WITH ID = "+a) {
+		t.Fatal("CreateTable does not use TableID")
+	}
+}

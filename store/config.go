@@ -1,0 +1,311 @@
+package store
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/quorum"
+)
+
+// Defaults for the Config fields left zero.
+const (
+	// DefaultTimeout is the default Config.Timeout.
+	DefaultTimeout = 5 * time.Second
+	// DefaultConnectTimeout is the default Config.ConnectTimeout.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultMaxValueSize is the default Config.MaxValueSize (1 MiB).
+	DefaultMaxValueSize = 1 << 20
+	// DefaultMaxBatchBytes is the default Config.MaxBatchBytes (4 MiB).
+	DefaultMaxBatchBytes = 4 << 20
+	// DefaultRemoteConcurrency is the default Config.RemoteConcurrency.
+	DefaultRemoteConcurrency = 32
+	// DefaultMaxPendingWrites is the default Config.MaxPendingWrites.
+	DefaultMaxPendingWrites = 4096
+	// DefaultMaxPendingBytes is the default Config.MaxPendingBytes (64 MiB).
+	DefaultMaxPendingBytes = 64 << 20
+	// DefaultHintTimeout is the default Config.HintTimeout.
+	DefaultHintTimeout = 5 * time.Second
+	// DefaultMaxClockDrift is the default Config.MaxClockDrift.
+	DefaultMaxClockDrift = time.Minute
+	// DefaultReplicationFactor is the default RegionConfig.ReplicationFactor.
+	DefaultReplicationFactor = 3
+	// maxTTL is Cassandra's maximum TTL (20 years).
+	maxTTL = 20 * 365 * 24 * time.Hour
+)
+
+// Config configures a Store. Only Regions, Home and Keyspace are required;
+// every other zero field takes the default its comment names.
+type Config struct {
+	// Regions lists every region, each its own Cassandra cluster (or data
+	// center). Names must be unique. Required.
+	Regions []RegionConfig
+
+	// Home is the name of this process's home region, one of Regions. Local
+	// levels read and wait on the home region only. Required.
+	Home string
+
+	// Keyspace is the keyspace holding every namespace's table, the same in
+	// every region. It must match [a-z][a-z0-9_]{0,47}. Required.
+	Keyspace string
+
+	// CreateKeyspace makes Open create the keyspace in each region (if it
+	// does not exist) with NetworkTopologyStrategy and the region's
+	// ReplicationFactor in its LocalDC. Default false: operators usually
+	// create keyspaces themselves.
+	CreateKeyspace bool
+
+	// DefaultLevel is the consistency level of calls that do not pass
+	// WithConsistency. Default quorum.LocalQuorum.
+	DefaultLevel quorum.Level
+
+	// Timeout bounds each call's wait for its regions, and each region
+	// request, unless the call passes WithTimeout. Default 5s. Background
+	// writes to the other regions also use it.
+	Timeout time.Duration
+
+	// ConnectTimeout bounds connecting to each region in Open. Default 10s.
+	ConnectTimeout time.Duration
+
+	// MaxValueSize is the largest value Put accepts, in bytes. Default
+	// 1 MiB. Larger values make large Cassandra mutations, slow hints and
+	// slow repair; store big blobs elsewhere and keep a reference here.
+	MaxValueSize int
+
+	// MaxBatchBytes bounds the total keys and values of one PutBatch.
+	// Default 4 MiB (Cassandra rejects mutations above half its commit log
+	// segment, 16 MiB by default).
+	MaxBatchBytes int
+
+	// RemoteConcurrency is how many background region writes (asynchronous
+	// regions, late synchronous regions, read repairs) run at once. Default
+	// 32. Higher drains a backlog faster at the cost of connections and
+	// memory.
+	RemoteConcurrency int
+
+	// MaxPendingWrites bounds how many background writes may wait for a
+	// worker. Default 4096. When the queue is full, a remote write goes
+	// straight to the hint sink instead of waiting (and a read repair is
+	// dropped, left to anti-entropy repair), so memory stays bounded and
+	// callers are never blocked by a slow remote region.
+	MaxPendingWrites int
+
+	// MaxPendingBytes bounds the keys and values held by waiting background
+	// writes. Default 64 MiB. Overflow is handled as for MaxPendingWrites.
+	MaxPendingBytes int64
+
+	// HintTimeout bounds one call to the hint sink. Default 5s.
+	HintTimeout time.Duration
+
+	// MaxClockDrift is how far ahead of this process's wall clock a version
+	// read from another writer may be and still advance this process's
+	// hybrid logical clock. Default 1 minute. Versions further ahead are
+	// still returned but do not move the clock.
+	MaxClockDrift time.Duration
+
+	// Breaker configures the per-region circuit breakers.
+	Breaker BreakerConfig
+
+	// Logger receives the Store's logs. Default: discard.
+	Logger *slog.Logger
+
+	// HintSink receives the writes that regions missed. Default: a sink
+	// that stores nothing, logs a warning and counts each missed write as
+	// left to repair (see ErrNoHintSink). Production deployments use the
+	// Kafka producer from package hints.
+	HintSink HintSink
+
+	// NewExecutor makes each region's Executor. Default: a gocql session per
+	// region through internal/cluster. Tests and simulations set it, for
+	// example to return MemoryRegions.
+	NewExecutor ExecutorFactory
+
+	// Now is the wall clock the hybrid logical clock and TTL arithmetic
+	// read. Default time.Now. Tests set it to simulate clock skew.
+	Now func() time.Time
+}
+
+// RegionConfig describes how to reach one region.
+type RegionConfig struct {
+	// Name is the region's name, used in hints, errors and metrics.
+	// Required; unique within Config.Regions.
+	Name string
+	// ContactPoints are "host" or "host:port" addresses of some of the
+	// region's nodes. Required.
+	ContactPoints []string
+	// LocalDC is the region's Cassandra data center. The session talks only
+	// to nodes in it. Required when CreateKeyspace is set (it names the data
+	// center in the replication settings).
+	LocalDC string
+	// Username and Password enable password authentication when Username is
+	// set.
+	Username, Password string
+	// TLS, when non-nil, is used for every connection to the region.
+	TLS *tls.Config
+	// AddressMap rewrites "ip:port" addresses that nodes announce to the
+	// "ip:port" the client dials (NAT, proxies).
+	AddressMap map[string]string
+	// ReplicationFactor is used by CreateKeyspace. Default 3.
+	ReplicationFactor int
+	// NumConns is the number of connections per node. Default: the
+	// driver's (2).
+	NumConns int
+}
+
+// BreakerConfig configures the circuit breaker of each region. A region's
+// breaker opens after ConsecutiveFailures availability failures in a row
+// (timeouts, unavailable replicas, connection errors; not validation errors
+// or ErrNotFound). While open, the region is not waited on: its writes
+// become hints at once and reads skip it. After OpenTimeout the breaker lets
+// HalfOpenRequests requests through as probes; if they succeed the region is
+// used again.
+type BreakerConfig struct {
+	// Disabled turns the breakers off: every request goes to its region.
+	Disabled bool
+	// ConsecutiveFailures opens the breaker. Default 5. Lower sheds a dead
+	// region faster but can trip on a brief blip.
+	ConsecutiveFailures uint32
+	// OpenTimeout is how long the breaker stays open before probing.
+	// Default 5s. Shorter brings a healed region back sooner but sends more
+	// probes to a dead one.
+	OpenTimeout time.Duration
+	// HalfOpenRequests is how many probe requests may run while half open.
+	// Default 1.
+	HalfOpenRequests uint32
+}
+
+// Option changes a Config in Open. Options are applied in order, after the
+// Config fields, so they override them.
+type Option func(*Config)
+
+// WithHintSink sets Config.HintSink.
+func WithHintSink(s HintSink) Option { return func(c *Config) { c.HintSink = s } }
+
+// WithLogger sets Config.Logger.
+func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
+
+// WithExecutorFactory sets Config.NewExecutor.
+func WithExecutorFactory(f ExecutorFactory) Option { return func(c *Config) { c.NewExecutor = f } }
+
+// WithClock sets Config.Now.
+func WithClock(now func() time.Time) Option { return func(c *Config) { c.Now = now } }
+
+// withDefaults returns c with zero fields replaced by defaults.
+func (c Config) withDefaults() Config {
+	if c.DefaultLevel == 0 {
+		c.DefaultLevel = quorum.LocalQuorum
+	}
+	c.Timeout = orDuration(c.Timeout, DefaultTimeout)
+	c.ConnectTimeout = orDuration(c.ConnectTimeout, DefaultConnectTimeout)
+	c.HintTimeout = orDuration(c.HintTimeout, DefaultHintTimeout)
+	c.MaxClockDrift = orDuration(c.MaxClockDrift, DefaultMaxClockDrift)
+	c.MaxValueSize = orInt(c.MaxValueSize, DefaultMaxValueSize)
+	c.MaxBatchBytes = orInt(c.MaxBatchBytes, DefaultMaxBatchBytes)
+	c.RemoteConcurrency = orInt(c.RemoteConcurrency, DefaultRemoteConcurrency)
+	c.MaxPendingWrites = orInt(c.MaxPendingWrites, DefaultMaxPendingWrites)
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.Breaker.ConsecutiveFailures == 0 {
+		c.Breaker.ConsecutiveFailures = 5
+	}
+	c.Breaker.OpenTimeout = orDuration(c.Breaker.OpenTimeout, 5*time.Second)
+	if c.Breaker.HalfOpenRequests == 0 {
+		c.Breaker.HalfOpenRequests = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HintSink == nil {
+		c.HintSink = discardSink{log: c.Logger}
+	}
+	if c.NewExecutor == nil {
+		c.NewExecutor = dialCQL
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	regions := make([]RegionConfig, len(c.Regions))
+	copy(regions, c.Regions)
+	for i := range regions {
+		if regions[i].ReplicationFactor == 0 {
+			regions[i].ReplicationFactor = DefaultReplicationFactor
+		}
+	}
+	c.Regions = regions
+	return c
+}
+
+// validate checks a Config with defaults applied. Every problem found is
+// reported, joined, each wrapping ErrInvalidConfig.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if len(c.Regions) == 0 {
+		bad("no regions: list at least the home region in Config.Regions")
+	}
+	seen := make(map[string]bool, len(c.Regions))
+	for i, r := range c.Regions {
+		switch {
+		case r.Name == "":
+			bad("region %d has no name", i)
+		case seen[r.Name]:
+			bad("region %q is listed twice", r.Name)
+		}
+		seen[r.Name] = true
+		if len(r.ContactPoints) == 0 {
+			bad("region %q has no contact points", r.Name)
+		}
+		if c.CreateKeyspace && r.LocalDC == "" {
+			bad("region %q has no LocalDC, which CreateKeyspace needs to name the data center", r.Name)
+		}
+		if r.ReplicationFactor < 0 {
+			bad("region %q: negative replication factor %d", r.Name, r.ReplicationFactor)
+		}
+	}
+	if c.Home == "" {
+		bad("no home region: set Config.Home to one of the region names")
+	} else if !seen[c.Home] {
+		bad("home region %q is not one of the regions %v", c.Home, regionNames(c.Regions))
+	}
+	if err := schema.ValidateName("keyspace", c.Keyspace); err != nil {
+		bad("%w", err)
+	}
+	if !c.DefaultLevel.Valid() {
+		bad("default level: %w: %v", ErrInvalidLevel, c.DefaultLevel)
+	}
+	if c.MaxValueSize < 0 || c.MaxBatchBytes < 0 || c.RemoteConcurrency < 0 || c.MaxPendingWrites < 0 {
+		bad("negative size or count limit")
+	}
+	if c.Timeout < 0 || c.ConnectTimeout < 0 || c.HintTimeout < 0 {
+		bad("negative timeout")
+	}
+	return errors.Join(errs...)
+}
+
+func regionNames(rs []RegionConfig) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Name
+	}
+	return out
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func orInt(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
+}

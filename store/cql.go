@@ -1,0 +1,212 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+// cqlExecutor is the Executor of one region over a gocql session restricted
+// to the region's data center. The session has no default keyspace (the
+// keyspace may not exist yet); every statement names keyspace.table. The
+// driver prepares and caches every statement with bound values, pages
+// partition reads and routes each request to a replica of its partition.
+type cqlExecutor struct {
+	region string
+	dc     string
+	sess   *gocql.Session
+	stmts  sync.Map // keyspace.table -> *statements
+}
+
+// statements are the CQL texts of one table, built once.
+type statements struct {
+	insert, selectRow, selectFrom, selectAfter string
+}
+
+// dialCQL is the default ExecutorFactory.
+func dialCQL(ctx context.Context, rc RegionConfig, _ string, ec ExecutorConfig) (Executor, error) {
+	sess, err := cluster.Connect(ctx, cluster.Region{
+		Name:           rc.Name,
+		ContactPoints:  rc.ContactPoints,
+		LocalDC:        rc.LocalDC,
+		Username:       rc.Username,
+		Password:       rc.Password,
+		TLS:            rc.TLS,
+		AddressMap:     rc.AddressMap,
+		ConnectTimeout: ec.ConnectTimeout,
+		Timeout:        ec.Timeout,
+		NumConns:       rc.NumConns,
+		Logger:         ec.Logger,
+	}, "")
+	if err != nil {
+		return nil, mapCQLError(err)
+	}
+	return &cqlExecutor{region: rc.Name, dc: rc.LocalDC, sess: sess}, nil
+}
+
+func (e *cqlExecutor) statements(keyspace, table string) *statements {
+	key := keyspace + "." + table
+	if st, ok := e.stmts.Load(key); ok {
+		return st.(*statements)
+	}
+	st := &statements{
+		insert:      schema.Insert(keyspace, table),
+		selectRow:   schema.SelectRow(keyspace, table),
+		selectFrom:  schema.SelectPartitionFirst(keyspace, table),
+		selectAfter: schema.SelectPartition(keyspace, table),
+	}
+	actual, _ := e.stmts.LoadOrStore(key, st)
+	return actual.(*statements)
+}
+
+func (e *cqlExecutor) CreateKeyspace(ctx context.Context, keyspace string, rf int) error {
+	// The data center is the one the session is restricted to.
+	dc := e.dc
+	if dc == "" {
+		dc = e.localDC(ctx)
+	}
+	if dc == "" {
+		return fmt.Errorf("region %q: cannot tell the local data center for CREATE KEYSPACE; set RegionConfig.LocalDC", e.region)
+	}
+	if err := e.sess.Query(schema.CreateKeyspace(keyspace, dc, rf)).ExecContext(ctx); err != nil {
+		return mapCQLError(err)
+	}
+	return mapCQLError(e.sess.AwaitSchemaAgreement(ctx))
+}
+
+// localDC reads the data center of the node the session talks to.
+func (e *cqlExecutor) localDC(ctx context.Context) string {
+	var dc string
+	if err := e.sess.Query(`SELECT data_center FROM system.local`).Consistency(gocql.One).ScanContext(ctx, &dc); err != nil {
+		return ""
+	}
+	return dc
+}
+
+func (e *cqlExecutor) CreateTable(ctx context.Context, keyspace, table string, retention time.Duration) error {
+	if err := e.sess.Query(schema.CreateTable(keyspace, table, retention)).ExecContext(ctx); err != nil {
+		return mapCQLError(err)
+	}
+	return mapCQLError(e.sess.AwaitSchemaAgreement(ctx))
+}
+
+func (e *cqlExecutor) TableRetention(ctx context.Context, keyspace, table string) (time.Duration, error) {
+	var comment string
+	err := e.sess.Query(schema.SelectTableComment, keyspace, table).Consistency(gocql.LocalOne).ScanContext(ctx, &comment)
+	if err != nil {
+		return 0, mapCQLError(err)
+	}
+	return schema.ParseRetention(comment)
+}
+
+func (e *cqlExecutor) Write(ctx context.Context, w WriteRequest) error {
+	st := e.statements(w.Keyspace, w.Table)
+	cons := gocql.ParseConsistency(w.Consistency)
+	if len(w.Rows) == 1 {
+		r := w.Rows[0]
+		err := e.sess.Query(st.insert, w.PK, r.CK, r.Value, r.Deleted, schema.Digest(r.Deleted, r.Value), r.Timestamp, r.TTL).
+			Consistency(cons).Idempotent(true).ExecContext(ctx)
+		return mapCQLError(err)
+	}
+	b := e.sess.Batch(gocql.UnloggedBatch)
+	for _, r := range w.Rows {
+		b.Query(st.insert, w.PK, r.CK, r.Value, r.Deleted, schema.Digest(r.Deleted, r.Value), r.Timestamp, r.TTL)
+	}
+	b.SetConsistency(cons)
+	return mapCQLError(b.ExecContext(ctx))
+}
+
+func (e *cqlExecutor) Read(ctx context.Context, q ReadRequest) (Row, error) {
+	st := e.statements(q.Keyspace, q.Table)
+	r := Row{CK: q.CK}
+	err := e.sess.Query(st.selectRow, q.PK, q.CK).Consistency(gocql.ParseConsistency(q.Consistency)).Idempotent(true).
+		ScanContext(ctx, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL)
+	if err != nil {
+		return Row{}, mapCQLError(err)
+	}
+	return r, nil
+}
+
+// maxDriverPage bounds the driver's page size for partition scans.
+const maxDriverPage = 1000
+
+func (e *cqlExecutor) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
+	st := e.statements(q.Keyspace, q.Table)
+	var query *gocql.Query
+	if q.After == nil {
+		query = e.sess.Query(st.selectFrom, q.PK)
+	} else {
+		query = e.sess.Query(st.selectAfter, q.PK, q.After)
+	}
+	it := query.Consistency(gocql.ParseConsistency(q.Consistency)).Idempotent(true).
+		PageSize(min(max(q.Limit, 1), maxDriverPage)).IterContext(ctx)
+	var rows []Row
+	size := 0
+	for len(rows) < q.Limit && size < q.MaxBytes {
+		var r Row
+		if !it.Scan(&r.CK, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL) {
+			break
+		}
+		rows = append(rows, r)
+		size += len(r.CK) + len(r.Value)
+	}
+	if err := it.Close(); err != nil {
+		return nil, mapCQLError(err)
+	}
+	return rows, nil
+}
+
+func (e *cqlExecutor) Close() error {
+	e.sess.Close()
+	return nil
+}
+
+// mapCQLError translates the driver's errors into the store's sentinels:
+// availability failures wrap ErrUnavailable or ErrTimeout (and so count
+// against the region's breaker and make hints); a missing row wraps
+// ErrNotFound; anything else is returned as it is.
+func mapCQLError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		unavailable  *gocql.RequestErrUnavailable
+		overloaded   *gocql.RequestErrOverloaded
+		bootstrap    *gocql.RequestErrBootstrapping
+		writeTimeout *gocql.RequestErrWriteTimeout
+		readTimeout  *gocql.RequestErrReadTimeout
+		writeFailure *gocql.RequestErrWriteFailure
+		readFailure  *gocql.RequestErrReadFailure
+		netErr       net.Error
+		invalid      *gocql.RequestErrInvalid
+	)
+	switch {
+	case errors.Is(err, gocql.ErrNotFound):
+		return ErrNotFound
+	case errors.As(err, &writeTimeout), errors.As(err, &readTimeout),
+		errors.Is(err, gocql.ErrTimeoutNoResponse), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.As(err, &unavailable), errors.As(err, &overloaded), errors.As(err, &bootstrap),
+		errors.As(err, &writeFailure), errors.As(err, &readFailure),
+		errors.Is(err, gocql.ErrNoConnections), errors.Is(err, gocql.ErrConnectionClosed),
+		errors.Is(err, gocql.ErrUnavailable), errors.Is(err, gocql.ErrNoStreams),
+		errors.Is(err, gocql.ErrTooManyTimeouts), errors.Is(err, gocql.ErrNoConnectionsStarted),
+		errors.Is(err, gocql.ErrHostQueryFailed), errors.Is(err, gocql.ErrSessionClosed),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.As(err, &netErr):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("%w (was the namespace created with CreateNamespace?)", err)
+	}
+	return err
+}

@@ -1,0 +1,208 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"time"
+
+	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store"
+)
+
+// openMemory opens a Store over three in-memory regions, "us", "eu" and
+// "ap", with "us" home.
+func openMemory(sink store.HintSink) (*store.Store, map[string]*store.MemoryRegion) {
+	mem := map[string]*store.MemoryRegion{
+		"us": store.NewMemoryRegion(), "eu": store.NewMemoryRegion(), "ap": store.NewMemoryRegion(),
+	}
+	st, err := store.Open(context.Background(), store.Config{
+		Regions: []store.RegionConfig{
+			{Name: "us", ContactPoints: []string{"memory"}},
+			{Name: "eu", ContactPoints: []string{"memory"}},
+			{Name: "ap", ContactPoints: []string{"memory"}},
+		},
+		Home:        "us",
+		Keyspace:    "app",
+		HintSink:    sink,
+		NewExecutor: store.MemoryFactory(mem),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return st, mem
+}
+
+// A Store over in-memory regions: write at the default level (LocalQuorum,
+// the home region), read it back.
+func Example() {
+	ctx := context.Background()
+	st, _ := openMemory(nil)
+	defer st.Close()
+
+	carts, err := st.CreateNamespace(ctx, "carts")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := carts.Put(ctx, []byte("user-42"), []byte("item-7"), []byte(`{"qty":2}`)); err != nil {
+		log.Fatal(err)
+	}
+	it, err := carts.Get(ctx, []byte("user-42"), []byte("item-7"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s\n", it.Value)
+
+	_, err = carts.Get(ctx, []byte("user-42"), []byte("item-8"))
+	fmt.Println(errors.Is(err, store.ErrNotFound))
+	// Output:
+	// {"qty":2}
+	// true
+}
+
+// Opening a Store against real Cassandra clusters, one per region, with the
+// Kafka hint producer as the hint sink. (Not run: it needs the clusters.)
+func ExampleOpen() {
+	ctx := context.Background()
+	var producer store.HintSink // e.g. from hints.NewProducer
+	st, err := store.Open(ctx, store.Config{
+		Regions: []store.RegionConfig{
+			{Name: "us-east", ContactPoints: []string{"10.0.0.1", "10.0.0.2"}, LocalDC: "us-east"},
+			{Name: "eu-west", ContactPoints: []string{"10.1.0.1", "10.1.0.2"}, LocalDC: "eu-west"},
+		},
+		Home:         "us-east",
+		Keyspace:     "orders",
+		DefaultLevel: quorum.LocalQuorum,
+		Timeout:      2 * time.Second,
+		HintSink:     producer,
+		Logger:       slog.Default(),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	// Register st.Metrics() with your Prometheus registry.
+}
+
+// Per-call options: a stronger level for a write that must be in a
+// majority of regions before the call returns, and a TTL.
+func ExampleWithConsistency() {
+	ctx := context.Background()
+	st, mem := openMemory(nil)
+	defer st.Close()
+	sessions, _ := st.CreateNamespace(ctx, "sessions")
+
+	err := sessions.Put(ctx, []byte("user-42"), []byte("s1"), []byte("token"),
+		store.WithConsistency(quorum.Quorum), store.WithTTL(time.Hour))
+	fmt.Println(err)
+
+	st.Close() // waits for the background write to the third region
+	row, ok := mem["ap"].Lookup("app", "sessions", []byte("user-42"), []byte("s1"))
+	fmt.Println(ok, string(row.Value), row.TTL > 3590)
+	// Output:
+	// <nil>
+	// true token true
+}
+
+// When a level cannot be met, the error names each failed region and says
+// whether its hint was stored.
+func ExampleConsistencyError() {
+	ctx := context.Background()
+	var hinted []string
+	sink := store.HintSinkFunc(func(_ context.Context, h hints.Hint) error {
+		hinted = append(hinted, h.Target)
+		return nil
+	})
+	st, mem := openMemory(sink)
+	defer st.Close()
+	ns, _ := st.CreateNamespace(ctx, "orders")
+
+	mem["eu"].SetUnavailable(true)
+	err := ns.Put(ctx, []byte("o1"), []byte("line1"), []byte("x"), store.WithConsistency(quorum.EachQuorum))
+
+	var ce *store.ConsistencyError
+	if errors.As(err, &ce) {
+		fmt.Println(ce.Regions(), ce.Failed[0].Hinted, errors.Is(err, store.ErrUnavailable))
+	}
+	fmt.Println(hinted)
+	// Output:
+	// [eu] true true
+	// [eu]
+}
+
+// Scanning a partition page by page; deleted rows are never returned.
+func ExampleNamespace_Scan() {
+	ctx := context.Background()
+	st, _ := openMemory(nil)
+	defer st.Close()
+	events, _ := st.CreateNamespace(ctx, "events")
+	for i := range 5 {
+		_ = events.Put(ctx, []byte("day-1"), fmt.Appendf(nil, "%03d", i), fmt.Appendf(nil, "event %d", i))
+	}
+	_ = events.Delete(ctx, []byte("day-1"), []byte("002"))
+
+	token := ""
+	for {
+		page, err := events.Scan(ctx, []byte("day-1"), store.WithPageSize(2), store.WithPageToken(token))
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, it := range page.Items {
+			fmt.Printf("%s=%s ", it.CK, it.Value)
+		}
+		fmt.Println("|")
+		if page.Next == "" {
+			break
+		}
+		token = page.Next
+	}
+	// Output:
+	// 000=event 0 001=event 1 |
+	// 003=event 3 004=event 4 |
+}
+
+// A typed namespace stores your own structs as JSON.
+func ExampleTyped() {
+	ctx := context.Background()
+	st, _ := openMemory(nil)
+	defer st.Close()
+	ns, _ := st.CreateNamespace(ctx, "profiles")
+
+	type Profile struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+	}
+	profiles := store.NewTyped[Profile](ns, store.JSONCodec[Profile]{})
+	_ = profiles.Put(ctx, []byte("tenant-1"), []byte("ada"), Profile{Name: "Ada", Email: "ada@example.com"})
+
+	p, err := profiles.Get(ctx, []byte("tenant-1"), []byte("ada"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(p.Value.Name, p.Value.Email)
+	// Output:
+	// Ada ada@example.com
+}
+
+// PutBatch writes rows of one partition atomically, with one version.
+func ExampleNamespace_PutBatch() {
+	ctx := context.Background()
+	st, _ := openMemory(nil)
+	defer st.Close()
+	ns, _ := st.CreateNamespace(ctx, "carts")
+	err := ns.PutBatch(ctx, []byte("user-42"), []store.Entry{
+		{CK: []byte("item-1"), Value: []byte("1")},
+		{CK: []byte("item-2"), Value: []byte("3")},
+		{CK: []byte("item-3"), Delete: true},
+	})
+	fmt.Println(err)
+	a, _ := ns.Get(ctx, []byte("user-42"), []byte("item-1"))
+	b, _ := ns.Get(ctx, []byte("user-42"), []byte("item-2"))
+	fmt.Println(a.Timestamp == b.Timestamp)
+	// Output:
+	// <nil>
+	// true
+}

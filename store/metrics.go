@@ -1,0 +1,137 @@
+package store
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+)
+
+// Metrics holds a Store's Prometheus metrics. It implements
+// prometheus.Collector; the Store never registers it anywhere, so register
+// it yourself:
+//
+//	reg.MustRegister(st.Metrics())
+//
+// The metrics, all prefixed tidemark_store_:
+//
+//   - call_duration_seconds{op,level,result}: latency of each call as the
+//     caller sees it (result is "ok", "not_found" or "error").
+//   - region_duration_seconds{region,op,level}: latency of each request to
+//     one region, synchronous or in the background.
+//   - region_errors_total{region,op,kind}: failed region requests by kind
+//     ("unavailable", "timeout", "circuit_open", "canceled", "other").
+//   - hinted_writes_total{region}: writes that a region missed and that
+//     were stored as durable hints.
+//   - hints_failed_total{region}: writes that a region missed and that
+//     could not be hinted either: left to anti-entropy repair.
+//   - read_repairs_total{region,result}: background read repairs ("ok",
+//     "error", "dropped" when the queue was full).
+//   - breaker_state{region}: 0 closed, 1 half-open, 2 open.
+//   - background_queue_depth: background writes waiting for a worker.
+//   - background_queue_bytes: bytes held by those waiting writes.
+type Metrics struct {
+	callDuration   *prometheus.HistogramVec
+	regionDuration *prometheus.HistogramVec
+	regionErrors   *prometheus.CounterVec
+	hinted         *prometheus.CounterVec
+	hintsFailed    *prometheus.CounterVec
+	readRepairs    *prometheus.CounterVec
+	breakerState   *prometheus.GaugeVec
+	queueDepth     prometheus.GaugeFunc
+	queueBytes     prometheus.GaugeFunc
+}
+
+func newMetrics(depth, bytes func() float64) *Metrics {
+	const ns, sub = "tidemark", "store"
+	buckets := prometheus.ExponentialBuckets(0.0002, 2, 16) // 0.2ms .. ~6.5s
+	return &Metrics{
+		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "call_duration_seconds",
+			Help:    "Latency of store calls as the caller sees it.",
+			Buckets: buckets,
+		}, []string{"op", "level", "result"}),
+		regionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "region_duration_seconds",
+			Help:    "Latency of requests to one region.",
+			Buckets: buckets,
+		}, []string{"region", "op", "level"}),
+		regionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "region_errors_total",
+			Help: "Failed requests to a region, by kind.",
+		}, []string{"region", "op", "kind"}),
+		hinted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "hinted_writes_total",
+			Help: "Rows a region missed that were stored as durable hints.",
+		}, []string{"region"}),
+		hintsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "hints_failed_total",
+			Help: "Rows a region missed that could not be hinted: left to anti-entropy repair.",
+		}, []string{"region"}),
+		readRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "read_repairs_total",
+			Help: "Background read repairs of stale regions, by result.",
+		}, []string{"region", "result"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "breaker_state",
+			Help: "Circuit breaker state per region: 0 closed, 1 half-open, 2 open.",
+		}, []string{"region"}),
+		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "background_queue_depth",
+			Help: "Background region writes waiting for a worker.",
+		}, depth),
+		queueBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "background_queue_bytes",
+			Help: "Key and value bytes held by background writes waiting for a worker.",
+		}, bytes),
+	}
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
+		m.hintsFailed, m.readRepairs, m.breakerState, m.queueDepth, m.queueBytes}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
+}
+
+func (m *Metrics) observeRegion(region, op, level string, d time.Duration, err error) {
+	m.regionDuration.WithLabelValues(region, op, level).Observe(d.Seconds())
+	if err != nil {
+		m.regionErrors.WithLabelValues(region, op, errorKind(err)).Inc()
+	}
+}
+
+func (m *Metrics) observeCall(op, level string, d time.Duration, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case isNotFound(err):
+		result = "not_found"
+	default:
+		result = "error"
+	}
+	m.callDuration.WithLabelValues(op, level, result).Observe(d.Seconds())
+}
+
+func (m *Metrics) setBreaker(region string, st gobreaker.State) {
+	v := 0.0
+	switch st {
+	case gobreaker.StateHalfOpen:
+		v = 1
+	case gobreaker.StateOpen:
+		v = 2
+	}
+	m.breakerState.WithLabelValues(region).Set(v)
+}

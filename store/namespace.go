@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+// Namespace is one table, the same in every region, holding rows addressed
+// by a partition key and a clustering key. Rows of one partition are stored
+// together, ordered by clustering key, and can be written atomically
+// (PutBatch) and scanned (Scan). Get a Namespace from Store.Namespace or
+// Store.CreateNamespace; it is safe for concurrent use.
+type Namespace struct {
+	s    *Store
+	name string
+}
+
+// Name returns the namespace's name (its table name in every region).
+func (n *Namespace) Name() string { return n.name }
+
+// Namespace returns a handle on an existing namespace without any I/O. The
+// name must match [a-z][a-z0-9_]{0,47} (ErrInvalidNamespace otherwise); the
+// table itself is created by CreateNamespace, and calls on a namespace whose
+// table does not exist fail in the region.
+//
+// WithRetention tells deletes the namespace's tombstone retention; without
+// it, the first Delete reads it from the table.
+func (s *Store) Namespace(name string, opts ...NamespaceOption) (*Namespace, error) {
+	if err := validateNamespace(name); err != nil {
+		return nil, err
+	}
+	o := namespaceOptions{}
+	for _, f := range opts {
+		if f != nil {
+			f(&o)
+		}
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
+	if o.retention > 0 {
+		s.rememberRetention(name, o.retention)
+	}
+	return &Namespace{s: s, name: name}, nil
+}
+
+func validateNamespace(name string) error {
+	if err := schema.ValidateName("namespace", name); err != nil {
+		// err already names schema.ErrInvalidName, which ErrInvalidNamespace
+		// wraps; keep only its explanation.
+		msg := strings.TrimPrefix(err.Error(), schema.ErrInvalidName.Error()+": ")
+		return fmt.Errorf("%w: %s", ErrInvalidNamespace, msg)
+	}
+	return nil
+}
+
+// CreateNamespace creates the namespace's table in every region, in
+// parallel, and waits until each region's nodes agree on the schema. It is
+// idempotent (CREATE TABLE IF NOT EXISTS), so every process of a service may
+// call it at start-up. Options: WithRetention (default
+// schema.DefaultRetention, 10 days), recorded with the table; an existing
+// table keeps the retention it was created with.
+//
+// It fails, naming the regions, if any region cannot create the table; call
+// it again once they are back.
+func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...NamespaceOption) (*Namespace, error) {
+	if err := validateNamespace(name); err != nil {
+		return nil, err
+	}
+	o := namespaceOptions{retention: schema.DefaultRetention}
+	for _, f := range opts {
+		if f != nil {
+			f(&o)
+		}
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
+	end, err := s.begin()
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: create namespace %s: %w", name, err)
+	}
+	errs := make([]error, len(s.regions))
+	var wg sync.WaitGroup
+	for i, r := range s.regions {
+		wg.Go(func() {
+			if err := r.exec.CreateTable(ctx, s.cfg.Keyspace, name, o.retention); err != nil {
+				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: normalize(err)}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("store: create namespace %s: %w", name, err)
+	}
+	// Learn the retention actually recorded (an existing table keeps its
+	// own) from the home region.
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	d, err := s.regions[0].exec.TableRetention(rctx, s.cfg.Keyspace, name)
+	cancel()
+	if err != nil || d <= 0 {
+		d = o.retention
+	}
+	s.rememberRetention(name, d)
+	return &Namespace{s: s, name: name}, nil
+}
+
+// retention returns the namespace's tombstone retention.
+func (n *Namespace) retention(ctx context.Context, timeout time.Duration) time.Duration {
+	return n.s.tableRetention(ctx, n.name, timeout)
+}

@@ -1,0 +1,439 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"iter"
+	"slices"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/tidemark/tidemark/quorum"
+)
+
+// Item is one live row as a read returns it.
+type Item struct {
+	// CK is the row's clustering key.
+	CK []byte
+	// Value is the row's value (never nil for a live row).
+	Value []byte
+	// Timestamp is the row's version: its write time in microseconds since
+	// the Unix epoch, from the writer's hybrid logical clock.
+	Timestamp int64
+	// TTL is the time the row has left to live, rounded down to whole
+	// seconds; 0 means it never expires.
+	TTL time.Duration
+}
+
+// Time returns the row's version as a time.
+func (i Item) Time() time.Time { return time.UnixMicro(i.Timestamp) }
+
+func itemOf(r Row) Item {
+	return Item{CK: r.CK, Value: r.Value, Timestamp: r.Timestamp, TTL: time.Duration(r.TTL) * time.Second}
+}
+
+func versionOf(r Row) quorum.Version {
+	return quorum.Version{Timestamp: r.Timestamp, Deleted: r.Deleted, Value: r.Value}
+}
+
+// validateRead checks a read's options before any I/O.
+func (n *Namespace) validateRead(ctx context.Context, op string, o *callOptions, paging bool) (quorum.Plan, error) {
+	if o.err != nil {
+		return quorum.Plan{}, o.err
+	}
+	plan, err := quorum.ReadPlan(o.level, len(n.s.regions))
+	if err != nil {
+		return quorum.Plan{}, fmt.Errorf("%w: %s: %w", ErrInvalidLevel, op, err)
+	}
+	if o.ttlSet {
+		return quorum.Plan{}, fmt.Errorf("%w: %s: WithTTL applies to writes only", ErrInvalidTTL, op)
+	}
+	if o.paging && !paging {
+		return quorum.Plan{}, fmt.Errorf("%w: %s: paging options apply to Scan only", ErrInvalidOption, op)
+	}
+	return plan, nil
+}
+
+// readResult is one region's answer to a read.
+type readResult struct {
+	idx   int
+	row   Row
+	found bool
+	rows  []Row // scan
+	err   error
+}
+
+// Get returns the newest live version of the row (pk, ck), or an error
+// wrapping ErrNotFound if there is none (never written, expired, or
+// deleted).
+//
+// LocalOne and LocalQuorum read the home region. Quorum, EachQuorum and All
+// read that many regions in parallel, return the newest version any of them
+// holds, and write it back in the background to the regions that answered
+// with an older one (read repair). Any is not valid for reads
+// (ErrInvalidLevel). Options: WithConsistency, WithTimeout.
+func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) (item Item, err error) {
+	s := n.s
+	end, err := s.begin()
+	if err != nil {
+		return Item{}, err
+	}
+	defer end()
+	start := time.Now()
+	o := s.callOpts(opts)
+	defer func() { s.metrics.observeCall(opGet, o.level.String(), time.Since(start), err) }()
+
+	plan, err := n.validateRead(ctx, opGet, &o, false)
+	if err != nil {
+		return Item{}, err
+	}
+	if err := checkPK(pk); err != nil {
+		return Item{}, fmt.Errorf("get %s: %w", n.name, err)
+	}
+	if err := checkCK(ck); err != nil {
+		return Item{}, fmt.Errorf("get %s: %w", n.name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Item{}, fmt.Errorf("store: get %s: %w", n.name, err)
+	}
+	// Region requests may outlive the call (read repair): own the keys.
+	pk, ck = bytes.Clone(pk), bytes.Clone(ck)
+
+	sync := plan.Sync()
+	results := make(chan readResult, len(sync))
+	req := ReadRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, CK: ck, Consistency: o.level.RegionConsistency()}
+	level := o.level.String()
+	for _, i := range sync {
+		r := s.regions[i]
+		s.goBackground(func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+			defer cancel()
+			row, err := s.readRegion(rctx, r, level, req)
+			res := readResult{idx: i, row: row, found: err == nil}
+			if err != nil && !isNotFound(err) {
+				res.err = err
+			}
+			results <- res
+		})
+	}
+	w := waiter{plan: plan, op: opGet, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
+		failed: make([]*RegionError, len(s.regions)), waited: sync}
+	var got []readResult
+	received := 0
+	for plan.Result(w.outcomes) == quorum.ResultPending {
+		select {
+		case res := <-results:
+			received++
+			w.record(regionResult{idx: res.idx, err: res.err})
+			if res.err == nil {
+				got = append(got, res)
+			}
+		case <-ctx.Done():
+			return Item{}, w.err(ctx.Err())
+		}
+	}
+	if plan.Result(w.outcomes) != quorum.Succeeded {
+		return Item{}, w.err(nil)
+	}
+	winner, ok := newestRow(got)
+	if len(sync) > 1 {
+		// Read repair: wait in the background for the regions still
+		// answering, then bring every answering region up to the newest
+		// version seen.
+		late := len(sync) - received
+		s.goBackground(func() { s.readRepair(n.name, pk, got, results, late) })
+	}
+	if !ok || winner.Deleted {
+		return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
+	}
+	s.clock.observe(winner.Timestamp)
+	return itemOf(winner), nil
+}
+
+// newestRow returns the newest version among the regions that found the
+// row.
+func newestRow(rs []readResult) (Row, bool) {
+	var best Row
+	found := false
+	for _, r := range rs {
+		if !r.found {
+			continue
+		}
+		if !found || quorum.Compare(versionOf(r.row), versionOf(best)) > 0 {
+			best, found = r.row, true
+		}
+	}
+	return best, found
+}
+
+// readRepair collects the late answers of a multi-region read and writes
+// the newest version to every answering region that holds an older one (or
+// none). Repairs go through the background queue; when it is full they are
+// dropped, left to anti-entropy repair.
+func (s *Store) readRepair(ns string, pk []byte, got []readResult, results <-chan readResult, late int) {
+	for range late {
+		res := <-results
+		if res.err == nil {
+			got = append(got, res)
+		}
+	}
+	winner, ok := newestRow(got)
+	if !ok {
+		return
+	}
+	now := s.cfg.Now()
+	m := &mutation{ns: ns, pk: pk, rows: []Row{winner}, expires: []time.Time{{}},
+		level: quorum.LocalQuorum, op: opRepair, size: int64(len(pk) + len(winner.CK) + len(winner.Value))}
+	if winner.TTL > 0 {
+		m.expires[0] = now.Add(time.Duration(winner.TTL) * time.Second)
+	}
+	m.rows[0].TTL = 0
+	for _, res := range got {
+		if res.found && quorum.Compare(versionOf(res.row), versionOf(winner)) == 0 {
+			continue
+		}
+		r := s.regions[res.idx]
+		if !s.enqueue(job{region: r, m: m, timeout: s.cfg.Timeout, repair: true, bytes: m.size}) {
+			s.metrics.readRepairs.WithLabelValues(r.name, "dropped").Inc()
+		}
+	}
+}
+
+// Page is one page of a Scan.
+type Page struct {
+	// Items are live rows in clustering-key order (unsigned byte order).
+	// Deletion markers are never returned.
+	Items []Item
+	// Next continues the scan (pass it to WithPageToken); "" when the
+	// partition has no more rows. A page may be empty only if it is the
+	// last.
+	Next string
+}
+
+// Scan returns one page of the live rows of partition pk, in clustering-key
+// order, starting at the beginning or after the page named by
+// WithPageToken. A page holds at most WithPageSize items (default 100) and
+// stops once its keys and values reach WithPageBytes (default 1 MiB).
+//
+// LocalOne and LocalQuorum read the home region. Quorum, EachQuorum and All
+// read that many regions and merge them row by row, newest version winning;
+// Scan does not read-repair (anti-entropy repair does). Options:
+// WithConsistency, WithTimeout (per page), WithPageSize, WithPageBytes,
+// WithPageToken.
+func (n *Namespace) Scan(ctx context.Context, pk []byte, opts ...CallOption) (page Page, err error) {
+	s := n.s
+	end, err := s.begin()
+	if err != nil {
+		return Page{}, err
+	}
+	defer end()
+	start := time.Now()
+	o := s.callOpts(opts)
+	defer func() { s.metrics.observeCall(opScan, o.level.String(), time.Since(start), err) }()
+
+	plan, err := n.validateRead(ctx, opScan, &o, true)
+	if err != nil {
+		return Page{}, err
+	}
+	if err := checkPK(pk); err != nil {
+		return Page{}, fmt.Errorf("scan %s: %w", n.name, err)
+	}
+	after, err := decodePageToken(o.pageToken, n.name, pk)
+	if err != nil {
+		return Page{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Page{}, fmt.Errorf("store: scan %s: %w", n.name, err)
+	}
+	pk = bytes.Clone(pk)
+	// Read until the page is full and one more live row is seen (then
+	// another page follows), or the partition ends.
+	size, filled := 0, false
+	for {
+		want, maxBytes := o.pageSize-len(page.Items)+1, max(o.pageBytes-size, 1)
+		if filled {
+			want, maxBytes = 1, 1
+		}
+		req := ScanRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, After: after, Limit: want,
+			MaxBytes: maxBytes, Consistency: o.level.RegionConsistency()}
+		rows, boundary, err := s.scanOnce(ctx, plan, req, o.timeout)
+		if err != nil {
+			return Page{}, err
+		}
+		for _, r := range rows {
+			if r.Deleted {
+				continue
+			}
+			if filled {
+				page.Next = encodePageToken(n.name, pk, page.Items[len(page.Items)-1].CK)
+				return page, nil
+			}
+			page.Items = append(page.Items, itemOf(r))
+			size += len(r.CK) + len(r.Value)
+			filled = len(page.Items) >= o.pageSize || size >= o.pageBytes
+		}
+		if boundary == nil {
+			return page, nil
+		}
+		after = boundary
+	}
+}
+
+// scanOnce reads one batch of rows from the regions of plan and merges them.
+// It returns the merged rows (markers included) up to boundary, the
+// clustering key up to which every answering region has been read
+// completely, or nil if the answering regions have no rows beyond.
+func (s *Store) scanOnce(ctx context.Context, plan quorum.Plan, req ScanRequest, timeout time.Duration) ([]Row, []byte, error) {
+	sync := plan.Sync()
+	results := make(chan readResult, len(sync))
+	level := plan.Level.String()
+	for _, i := range sync {
+		r := s.regions[i]
+		s.goBackground(func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+			defer cancel()
+			rows, err := s.scanRegion(rctx, r, level, req)
+			results <- readResult{idx: i, rows: rows, err: err}
+		})
+	}
+	w := waiter{plan: plan, op: opScan, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
+		failed: make([]*RegionError, len(s.regions)), waited: sync}
+	var got [][]Row
+	var boundary []byte
+	for plan.Result(w.outcomes) == quorum.ResultPending {
+		select {
+		case res := <-results:
+			w.record(regionResult{idx: res.idx, err: res.err})
+			if res.err != nil {
+				continue
+			}
+			got = append(got, res.rows)
+			if full(res.rows, req) {
+				last := res.rows[len(res.rows)-1].CK
+				if boundary == nil || bytes.Compare(last, boundary) < 0 {
+					boundary = last
+				}
+			}
+		case <-ctx.Done():
+			return nil, nil, w.err(ctx.Err())
+		}
+	}
+	if plan.Result(w.outcomes) != quorum.Succeeded {
+		return nil, nil, w.err(nil)
+	}
+	return mergeRows(got, boundary), boundary, nil
+}
+
+// full reports whether a region stopped at a bound and may hold more rows.
+func full(rows []Row, req ScanRequest) bool {
+	if len(rows) == 0 {
+		return false
+	}
+	if len(rows) >= req.Limit {
+		return true
+	}
+	size := 0
+	for _, r := range rows {
+		size += len(r.CK) + len(r.Value)
+	}
+	return size >= req.MaxBytes
+}
+
+// mergeRows merges per-region rows into clustering order, keeping the newest
+// version of each key and dropping keys past boundary (nil: no bound).
+func mergeRows(sets [][]Row, boundary []byte) []Row {
+	if len(sets) == 1 && boundary == nil {
+		return sets[0]
+	}
+	var all []Row
+	for _, set := range sets {
+		for _, r := range set {
+			if boundary != nil && bytes.Compare(r.CK, boundary) > 0 {
+				break
+			}
+			all = append(all, r)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b Row) int { return bytes.Compare(a.CK, b.CK) })
+	out := all[:0]
+	for _, r := range all {
+		if k := len(out); k > 0 && bytes.Equal(out[k-1].CK, r.CK) {
+			if quorum.Compare(versionOf(r), versionOf(out[k-1])) > 0 {
+				out[k-1] = r
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// All iterates over every live row of partition pk in clustering-key order,
+// fetching one page at a time with Scan (same options). The iteration stops
+// at the first error, which it yields with a zero Item.
+func (n *Namespace) All(ctx context.Context, pk []byte, opts ...CallOption) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		token := ""
+		for {
+			page, err := n.Scan(ctx, pk, append(slices.Clip(opts), WithPageToken(token))...)
+			if err != nil {
+				yield(Item{}, err)
+				return
+			}
+			for _, it := range page.Items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if page.Next == "" {
+				return
+			}
+			token = page.Next
+		}
+	}
+}
+
+// Page tokens: base64url(version byte 1, 4-byte check of namespace and
+// partition key, last clustering key).
+const pageTokenVersion = 1
+
+func tokenCheck(ns string, pk []byte) uint32 {
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.WriteString(ns)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.Write(pk)
+	return uint32(d.Sum64())
+}
+
+func encodePageToken(ns string, pk, ck []byte) string {
+	b := make([]byte, 0, 5+len(ck))
+	b = append(b, pageTokenVersion)
+	b = binary.BigEndian.AppendUint32(b, tokenCheck(ns, pk))
+	b = append(b, ck...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodePageToken returns the clustering key a token resumes after; nil for
+// the empty token (start of the partition).
+func decodePageToken(tok, ns string, pk []byte) ([]byte, error) {
+	if tok == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: not base64url: %v", ErrInvalidPageToken, err)
+	case base64.RawURLEncoding.EncodeToString(b) != tok:
+		// Only the canonical spelling: no line breaks, no stray bits.
+		return nil, fmt.Errorf("%w: not in canonical base64url", ErrInvalidPageToken)
+	case len(b) < 6 || b[0] != pageTokenVersion:
+		return nil, fmt.Errorf("%w: unknown format", ErrInvalidPageToken)
+	case binary.BigEndian.Uint32(b[1:5]) != tokenCheck(ns, pk):
+		return nil, fmt.Errorf("%w: made for another namespace or partition", ErrInvalidPageToken)
+	}
+	return b[5:], nil
+}

@@ -1,0 +1,331 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/quorum"
+)
+
+// Entry is one row of a PutBatch.
+type Entry struct {
+	// CK is the row's clustering key; it must be unique within the batch.
+	CK []byte
+	// Value is the row's value (nil is stored as an empty value).
+	Value []byte
+	// Delete makes the entry a deletion (Value must then be nil).
+	Delete bool
+}
+
+// mutation is one validated write: the rows of one partition with their
+// version and absolute expiry, ready to go to any region or into hints.
+type mutation struct {
+	ns      string
+	pk      []byte
+	rows    []Row       // Timestamp set; TTL computed per request from expires
+	expires []time.Time // per row; zero = never
+	level   quorum.Level
+	op      string
+	size    int64 // keys and values, for the background byte bound
+}
+
+// request makes the region request for m at time now: each row's TTL is what
+// remains of its absolute expiry, so a late write expires when the others
+// do; rows already expired are left out.
+func (m *mutation) request(keyspace string, now time.Time) WriteRequest {
+	rows := make([]Row, 0, len(m.rows))
+	for i, r := range m.rows {
+		if exp := m.expires[i]; !exp.IsZero() {
+			rem := exp.Sub(now)
+			if rem <= 0 {
+				continue
+			}
+			r.TTL = schema.TTLSeconds(rem)
+		}
+		rows = append(rows, r)
+	}
+	return WriteRequest{Keyspace: keyspace, Table: m.ns, PK: m.pk, Rows: rows, Consistency: m.level.RegionConsistency()}
+}
+
+// Put writes value under (pk, ck), replacing any older version in every
+// region (last write wins by the write's timestamp).
+//
+// Put waits as its consistency level says (WithConsistency; default
+// LocalQuorum: the home region) and writes the other regions in the
+// background; a region that misses the write gets a hint. Options:
+// WithConsistency, WithTimeout, WithTTL.
+//
+// Everything is validated before any I/O, so an invalid call writes nothing
+// anywhere: ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge, ErrInvalidTTL,
+// ErrInvalidLevel, ErrInvalidOption. A call that cannot meet its level
+// returns a *ConsistencyError naming the failed regions.
+func (n *Namespace) Put(ctx context.Context, pk, ck, value []byte, opts ...CallOption) error {
+	return n.write(ctx, opPut, pk, []Entry{{CK: ck, Value: value}}, opts)
+}
+
+// Delete deletes the row (pk, ck) in every region by writing a deletion
+// marker with a new version: a row with no value that lives for the
+// namespace's tombstone retention, so that regions which missed the delete
+// learn it from hints and repair instead of bringing the row back (see
+// docs/consistency.md). Deleting a row that does not exist is not an error.
+// Options: WithConsistency, WithTimeout; WithTTL is rejected.
+func (n *Namespace) Delete(ctx context.Context, pk, ck []byte, opts ...CallOption) error {
+	return n.write(ctx, opDelete, pk, []Entry{{CK: ck, Delete: true}}, opts)
+}
+
+// PutBatch writes several rows of one partition atomically: every region
+// applies all of them or none (a Cassandra unlogged batch within one
+// partition). All entries get the same version (one timestamp per batch),
+// so a later single-row write to any of them wins over the whole batch.
+// Clustering keys must be unique within the batch (ErrInvalidBatch) and the
+// batch's keys and values together must fit Config.MaxBatchBytes
+// (ErrBatchTooLarge). Options as for Put; WithTTL applies to the entries
+// that are not deletions.
+func (n *Namespace) PutBatch(ctx context.Context, pk []byte, entries []Entry, opts ...CallOption) error {
+	return n.write(ctx, opBatch, pk, entries, opts)
+}
+
+func (n *Namespace) write(ctx context.Context, op string, pk []byte, entries []Entry, opts []CallOption) (err error) {
+	s := n.s
+	end, err := s.begin()
+	if err != nil {
+		return err
+	}
+	defer end()
+	start := time.Now()
+	o := s.callOpts(opts)
+	defer func() { s.metrics.observeCall(op, o.level.String(), time.Since(start), err) }()
+
+	if err := n.validateWrite(ctx, op, pk, entries, &o); err != nil {
+		return err
+	}
+	m, err := n.mutation(ctx, op, pk, entries, o)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, m, o.timeout)
+}
+
+// validateWrite checks everything about a write before any I/O.
+func (n *Namespace) validateWrite(ctx context.Context, op string, pk []byte, entries []Entry, o *callOptions) error {
+	s := n.s
+	if o.err != nil {
+		return o.err
+	}
+	if _, err := quorum.WritePlan(o.level, len(s.regions)); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidLevel, op, err)
+	}
+	if o.paging {
+		return fmt.Errorf("%w: %s: paging options apply to Scan only", ErrInvalidOption, op)
+	}
+	if o.ttlSet {
+		switch {
+		case op == opDelete:
+			return fmt.Errorf("%w: delete: a deletion marker lives for the namespace's tombstone retention; do not pass WithTTL", ErrInvalidTTL)
+		case o.ttl <= 0:
+			return fmt.Errorf("%w: %s: WithTTL(%v) must be positive (omit WithTTL for no expiry)", ErrInvalidTTL, op, o.ttl)
+		case o.ttl > maxTTL:
+			return fmt.Errorf("%w: %s: WithTTL(%v) exceeds Cassandra's maximum of 20 years", ErrInvalidTTL, op, o.ttl)
+		}
+	}
+	if err := checkPK(pk); err != nil {
+		return fmt.Errorf("%s %s: %w", op, n.name, err)
+	}
+	if len(entries) == 0 {
+		return fmt.Errorf("%w: %s %s: no entries", ErrInvalidBatch, op, n.name)
+	}
+	total := len(pk)
+	for i, e := range entries {
+		if err := checkCK(e.CK); err != nil {
+			return fmt.Errorf("%s %s: entry %d: %w", op, n.name, i, err)
+		}
+		if e.Delete && e.Value != nil {
+			return fmt.Errorf("%w: %s %s: entry %d is a deletion with a value", ErrInvalidBatch, op, n.name, i)
+		}
+		if len(e.Value) > s.cfg.MaxValueSize {
+			return fmt.Errorf("%w: %s %s: value of %d bytes exceeds Config.MaxValueSize (%d bytes); store large blobs elsewhere and keep a reference",
+				ErrValueTooLarge, op, n.name, len(e.Value), s.cfg.MaxValueSize)
+		}
+		total += len(e.CK) + len(e.Value)
+	}
+	if len(entries) > 1 {
+		if total > s.cfg.MaxBatchBytes {
+			return fmt.Errorf("%w: %s %s: %d bytes of keys and values exceed Config.MaxBatchBytes (%d); split the batch",
+				ErrBatchTooLarge, op, n.name, total, s.cfg.MaxBatchBytes)
+		}
+		cks := make([][]byte, len(entries))
+		for i, e := range entries {
+			cks[i] = e.CK
+		}
+		slices.SortFunc(cks, bytes.Compare)
+		for i := 1; i < len(cks); i++ {
+			if bytes.Equal(cks[i-1], cks[i]) {
+				return fmt.Errorf("%w: %s %s: clustering key %q appears twice", ErrInvalidBatch, op, n.name, cks[i])
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: %s %s: %w", op, n.name, err)
+	}
+	return nil
+}
+
+func checkPK(pk []byte) error {
+	switch {
+	case len(pk) == 0:
+		return fmt.Errorf("%w: the partition key is empty", ErrEmptyKey)
+	case len(pk) > schema.MaxPartitionKey:
+		return fmt.Errorf("%w: partition key of %d bytes exceeds %d", ErrKeyTooLarge, len(pk), schema.MaxPartitionKey)
+	}
+	return nil
+}
+
+func checkCK(ck []byte) error {
+	switch {
+	case len(ck) == 0:
+		return fmt.Errorf("%w: the clustering key is empty", ErrEmptyKey)
+	case len(ck) > schema.MaxClusteringKey:
+		return fmt.Errorf("%w: clustering key of %d bytes exceeds %d", ErrKeyTooLarge, len(ck), schema.MaxClusteringKey)
+	}
+	return nil
+}
+
+// mutation builds the validated write: one timestamp for all rows.
+func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries []Entry, o callOptions) (*mutation, error) {
+	s := n.s
+	var retention time.Duration
+	for _, e := range entries {
+		if e.Delete {
+			retention = n.retention(ctx, o.timeout)
+			break
+		}
+	}
+	ts := s.clock.Now()
+	now := s.cfg.Now()
+	m := &mutation{
+		ns:      n.name,
+		pk:      bytes.Clone(pk),
+		rows:    make([]Row, len(entries)),
+		expires: make([]time.Time, len(entries)),
+		level:   o.level,
+		op:      op,
+		size:    int64(len(pk)),
+	}
+	for i, e := range entries {
+		r := Row{CK: bytes.Clone(e.CK), Deleted: e.Delete, Timestamp: ts}
+		switch {
+		case e.Delete:
+			m.expires[i] = now.Add(time.Duration(schema.TTLSeconds(retention)) * time.Second)
+		default:
+			r.Value = bytes.Clone(e.Value)
+			if r.Value == nil {
+				r.Value = []byte{}
+			}
+			if o.ttlSet {
+				m.expires[i] = now.Add(time.Duration(schema.TTLSeconds(o.ttl)) * time.Second)
+			}
+		}
+		m.rows[i] = r
+		m.size += int64(len(r.CK) + len(r.Value))
+	}
+	return m, nil
+}
+
+// regionResult is one region's answer to a write.
+type regionResult struct {
+	idx    int
+	err    error
+	hinted bool
+}
+
+// write sends m to the regions as its level's plan says and waits until the
+// plan's result is decided: synchronous regions are written at once (each
+// failure becomes a hint before it is counted), the others are queued in the
+// background. The call returns as soon as the result is known; synchronous
+// writes still in flight finish in the background.
+func (s *Store) write(ctx context.Context, m *mutation, timeout time.Duration) error {
+	plan, err := quorum.WritePlan(m.level, len(s.regions))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidLevel, err)
+	}
+	sync := plan.Sync()
+	results := make(chan regionResult, len(sync))
+	for _, i := range sync {
+		r := s.regions[i]
+		s.goBackground(func() {
+			err := s.writeRegion(ctx, r, m, timeout)
+			res := regionResult{idx: i, err: err}
+			if err != nil {
+				res.hinted = s.hint(r, m, err)
+			}
+			results <- res
+		})
+	}
+	for _, i := range plan.Async() {
+		s.remote(s.regions[i], m, s.cfg.Timeout)
+	}
+	w := waiter{plan: plan, op: m.op, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
+		failed: make([]*RegionError, len(s.regions)), waited: sync}
+	for plan.Result(w.outcomes) == quorum.ResultPending {
+		select {
+		case res := <-results:
+			w.record(res)
+		case <-ctx.Done():
+			return w.err(ctx.Err())
+		}
+	}
+	if plan.Result(w.outcomes) == quorum.Succeeded {
+		return nil
+	}
+	return w.err(nil)
+}
+
+// waiter accumulates the outcomes of one call.
+type waiter struct {
+	plan     quorum.Plan
+	op       string
+	regions  []*region
+	outcomes []quorum.Outcome
+	failed   []*RegionError
+	waited   []int
+}
+
+func (w *waiter) record(res regionResult) {
+	switch {
+	case res.err == nil:
+		w.outcomes[res.idx] = quorum.Acked
+	case res.hinted:
+		w.outcomes[res.idx] = quorum.Hinted
+	default:
+		w.outcomes[res.idx] = quorum.Failed
+	}
+	if res.err != nil {
+		w.failed[res.idx] = &RegionError{Region: w.regions[res.idx].name, Op: w.op, Hinted: res.hinted, Err: res.err}
+	}
+}
+
+// err makes the ConsistencyError for a call that lost, or whose context
+// ended (ctxErr) before the result was decided.
+func (w *waiter) err(ctxErr error) error {
+	e := &ConsistencyError{Op: w.op, Level: w.plan.Level, Required: w.plan.Required(),
+		Detail: w.plan.Describe(w.outcomes), ctxErr: ctxErr}
+	for _, o := range w.outcomes {
+		if o == quorum.Acked {
+			e.Acked++
+		}
+	}
+	for _, i := range w.waited {
+		switch {
+		case w.failed[i] != nil:
+			e.Failed = append(e.Failed, w.failed[i])
+		case ctxErr != nil && w.outcomes[i] == quorum.Pending:
+			e.Failed = append(e.Failed, &RegionError{Region: w.regions[i].name, Op: w.op, Pending: true,
+				Err: fmt.Errorf("no answer before the call's context ended: %w", ctxErr)})
+		}
+	}
+	return e
+}

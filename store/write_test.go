@@ -1,0 +1,356 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/quorum"
+	"go.uber.org/mock/gomock"
+)
+
+type levelCase struct {
+	line    int
+	level   quorum.Level
+	failed  []string
+	sinkOK  bool
+	wantOK  bool
+	named   []string
+	rawLine string
+}
+
+func parseList(s string) []string {
+	if s == "-" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func readLevelCases(t *testing.T, path string) []levelCase {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var cases []levelCase
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fs := strings.Fields(line)
+		if len(fs) != 6 || fs[3] != "=>" {
+			t.Fatalf("%s:%d: want 'level failed sink => result named', got %q", path, n, line)
+		}
+		l, err := quorum.ParseLevel(fs[0])
+		if err != nil {
+			t.Fatalf("%s:%d: %v", path, n, err)
+		}
+		cases = append(cases, levelCase{line: n, level: l, failed: parseList(fs[1]), sinkOK: fs[2] == "ok",
+			wantOK: fs[4] == "ok", named: parseList(fs[5]), rawLine: line})
+	}
+	if len(cases) == 0 {
+		t.Fatalf("%s: no cases", path)
+	}
+	return cases
+}
+
+// TestWriteLevels runs every level with 0, 1 and 2 of 3 regions failing
+// (testdata/write_levels.txt) and checks the call's result, the regions the
+// error names, that every region got exactly one write with one timestamp,
+// and that exactly the failed regions got one hint each.
+func TestWriteLevels(t *testing.T) {
+	for _, c := range readLevelCases(t, "testdata/write_levels.txt") {
+		t.Run(fmt.Sprintf("line%d_%s", c.line, strings.Join(strings.Fields(c.rawLine), "_")), func(t *testing.T) {
+			e := newMockEnv(t, nil)
+			cons := c.level.RegionConsistency()
+			var sinkErr error
+			if !c.sinkOK {
+				sinkErr = errors.New("kafka down")
+			}
+			for _, r := range regionNamesABC {
+				var err error
+				if slices.Contains(c.failed, r) {
+					err = fmt.Errorf("%w: injected", ErrUnavailable)
+					e.expectHint(hintOf(r, "pk", "ck", "v"), sinkErr, 1)
+				}
+				e.expectWrite(r, writeOf("pk", "ck", "v", cons), err, 1)
+			}
+			err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(c.level))
+			if closeErr := e.st.Close(); closeErr != nil {
+				t.Fatalf("Close: %v", closeErr)
+			}
+			if c.wantOK {
+				if err != nil {
+					t.Fatalf("Put: %v, want success", err)
+				}
+			} else {
+				var ce *ConsistencyError
+				if !errors.As(err, &ce) {
+					t.Fatalf("Put: %v, want a *ConsistencyError", err)
+				}
+				if !errors.Is(err, ErrUnavailable) {
+					t.Errorf("errors.Is(err, ErrUnavailable) = false for %v", err)
+				}
+				if ce.Level != c.level || ce.Op != "put" {
+					t.Errorf("error says %s at %s, want put at %s", ce.Op, ce.Level, c.level)
+				}
+				named := ce.Regions()
+				if len(named) == 0 {
+					t.Fatalf("error names no region: %v", err)
+				}
+				for _, re := range ce.Failed {
+					if !slices.Contains(c.named, re.Region) {
+						t.Errorf("error names region %s, want only %v: %v", re.Region, c.named, err)
+					}
+					if re.Hinted != c.sinkOK {
+						t.Errorf("region %s Hinted = %v, want %v", re.Region, re.Hinted, c.sinkOK)
+					}
+					if !strings.Contains(err.Error(), fmt.Sprintf("region %q", re.Region)) {
+						t.Errorf("message %q does not name region %s", err, re.Region)
+					}
+				}
+			}
+			if ts := e.timestamps(); len(ts) != 1 {
+				t.Errorf("saw %d distinct timestamps %v in writes and hints, want 1", len(ts), ts)
+			}
+		})
+	}
+}
+
+// TestLocalWriteDoesNotWaitForRemote checks that a LocalQuorum Put returns
+// while a remote region's write is still blocked, and that the remote write
+// completes in the background (Close waits for it).
+func TestLocalWriteDoesNotWaitForRemote(t *testing.T) {
+	e := newMockEnv(t, nil)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	e.expectWrite("a", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
+	e.expectWrite("c", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
+	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "ck", "v", "LOCAL_QUORUM")).DoAndReturn(
+		func(ctx context.Context, w WriteRequest) error {
+			close(started)
+			<-release
+			return nil
+		})
+	done := make(chan error, 1)
+	go func() { done <- e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v")) }()
+	<-started // b's write is in flight
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Put did not return while the remote region's write was blocked")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- e.st.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned before the background write finished")
+	default:
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestQuorumReturnsBeforeSlowest checks that a Quorum write returns once two
+// regions ack while the third is blocked, and that the third's later failure
+// becomes a hint.
+func TestQuorumReturnsBeforeSlowest(t *testing.T) {
+	e := newMockEnv(t, nil)
+	release := make(chan struct{})
+	e.expectWrite("a", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
+	e.expectWrite("b", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
+	e.execs["c"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
+		func(ctx context.Context, w WriteRequest) error {
+			<-release
+			return fmt.Errorf("%w: late failure", ErrUnavailable)
+		})
+	e.expectHint(hintOf("c", "pk", "ck", "v"), nil, 1)
+	if err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(quorum.Quorum)); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	close(release)
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCanceledWhileWaiting checks that a call whose context ends while a
+// synchronous region is blocked returns the context's error, and that the
+// region's failure still becomes a hint afterwards.
+func TestCanceledWhileWaiting(t *testing.T) {
+	e := newMockEnv(t, nil)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	e.expectWrite("b", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
+	e.expectWrite("c", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
+	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
+		func(ctx context.Context, w WriteRequest) error {
+			close(started)
+			<-release
+			return fmt.Errorf("%w: after cancel", ErrTimeout)
+		})
+	e.expectHint(hintOf("a", "pk", "ck", "v"), nil, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-started; cancel() }()
+	err := e.ns.Put(ctx, []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(quorum.EachQuorum))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put: %v, want context.Canceled", err)
+	}
+	var ce *ConsistencyError
+	if !errors.As(err, &ce) || !slices.Contains(ce.Regions(), "a") {
+		t.Fatalf("Put: %v, want a ConsistencyError naming the pending region a", err)
+	}
+	close(release)
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeleteWritesMarker checks that Delete writes a deletion marker with a
+// TTL of the namespace's retention to every region, and hints it.
+func TestDeleteWritesMarker(t *testing.T) {
+	e := newMockEnv(t, nil)
+	var ttls []int
+	var mu sync.Mutex
+	for _, r := range regionNamesABC {
+		var err error
+		if r == "c" {
+			err = ErrUnavailable
+		}
+		e.execs[r].EXPECT().Write(gomock.Any(), deleteOf("pk", "ck", "LOCAL_QUORUM")).DoAndReturn(
+			func(_ context.Context, w WriteRequest) error {
+				mu.Lock()
+				ttls = append(ttls, w.Rows[0].TTL)
+				mu.Unlock()
+				e.seen(w.Rows[0].Timestamp)
+				return err
+			})
+	}
+	e.expectHint(hintMatcher{target: "c", pk: "pk", ck: "ck", deleted: true, expires: true}, nil, 1)
+	if err := e.ns.Delete(context.Background(), []byte("pk"), []byte("ck")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ttl := range ttls {
+		if want := int(DefaultRetentionForTests / time.Second); ttl < want-1 || ttl > want {
+			t.Errorf("marker TTL %ds, want the retention %ds", ttl, want)
+		}
+	}
+	if ts := e.timestamps(); len(ts) != 1 {
+		t.Errorf("distinct timestamps %v, want 1", ts)
+	}
+}
+
+// TestDeleteReadsRetention checks that a namespace without WithRetention
+// reads its retention from the table once, and uses it for the marker TTL.
+func TestDeleteReadsRetention(t *testing.T) {
+	e := newMockEnv(t, nil)
+	ns, err := e.st.Namespace("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(2*time.Hour, nil).Times(1)
+	for _, r := range regionNamesABC {
+		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).Times(2).DoAndReturn(
+			func(_ context.Context, w WriteRequest) error {
+				if got := w.Rows[0].TTL; got < 7199 || got > 7200 || !w.Rows[0].Deleted {
+					t.Errorf("marker row %+v, want deleted with TTL 7200s", w.Rows[0])
+				}
+				return nil
+			})
+	}
+	for range 2 {
+		if err := ns.Delete(context.Background(), []byte("pk"), []byte("ck")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTTLCarriedEverywhere checks that a TTL write sends the same TTL to
+// every region and an absolute expiry in the hint.
+func TestTTLCarriedEverywhere(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	e := newMockEnv(t, func(c *Config) { c.Now = func() time.Time { return now } })
+	for _, r := range []string{"a", "b"} {
+		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
+			func(_ context.Context, w WriteRequest) error {
+				if w.Rows[0].TTL != 90 {
+					t.Errorf("region %s TTL %d, want 90", r, w.Rows[0].TTL)
+				}
+				return nil
+			})
+	}
+	e.execs["c"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(ErrUnavailable)
+	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, h hints.Hint) error {
+		if want := now.Add(90 * time.Second); !h.ExpiresAt.Equal(want) {
+			t.Errorf("hint ExpiresAt %v, want %v", h.ExpiresAt, want)
+		}
+		return nil
+	})
+	if err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithTTL(89500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPutBatch checks that a batch is one write per region with one
+// timestamp for all rows, and one hint per row for a failed region.
+func TestPutBatch(t *testing.T) {
+	e := newMockEnv(t, nil)
+	for _, r := range regionNamesABC {
+		var err error
+		if r == "b" {
+			err = ErrUnavailable
+		}
+		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
+			func(_ context.Context, w WriteRequest) error {
+				if len(w.Rows) != 3 {
+					t.Errorf("region %s got %d rows, want 3", r, len(w.Rows))
+				}
+				for _, row := range w.Rows {
+					e.seen(row.Timestamp)
+				}
+				if !w.Rows[2].Deleted || w.Rows[2].Value != nil {
+					t.Errorf("third row %+v is not a deletion", w.Rows[2])
+				}
+				return err
+			})
+	}
+	e.expectHint(hintOf("b", "pk", "1", "x"), nil, 1)
+	e.expectHint(hintOf("b", "pk", "2", "y"), nil, 1)
+	e.expectHint(hintMatcher{target: "b", pk: "pk", ck: "3", deleted: true, expires: true}, nil, 1)
+	err := e.ns.PutBatch(context.Background(), []byte("pk"), []Entry{
+		{CK: []byte("1"), Value: []byte("x")}, {CK: []byte("2"), Value: []byte("y")}, {CK: []byte("3"), Delete: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ts := e.timestamps(); len(ts) != 1 {
+		t.Errorf("distinct timestamps %v, want 1 for the whole batch", ts)
+	}
+}
