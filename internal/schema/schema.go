@@ -149,6 +149,12 @@ func SelectDigestRange(keyspace, table string) string {
 	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
 }
 
+// SelectDigestRangeFrom is SelectDigestRange with an inclusive lower bound,
+// for the segment that starts at the ring's minimum token. Bind: start, end.
+func SelectDigestRangeFrom(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
+}
+
 // SelectTableComment reads a table's comment from the schema tables. Bind:
 // keyspace, table.
 const SelectTableComment = `SELECT comment FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?`

@@ -78,3 +78,13 @@ func TestTableIDIsStableAndDistinct(t *testing.T) {
 		t.Fatal("CreateTable does not use TableID")
 	}
 }
+
+func TestDigestRangeStatementsDifferOnlyInTheLowerBound(t *testing.T) {
+	excl, incl := SelectDigestRange("ks", "t"), SelectDigestRangeFrom("ks", "t")
+	if !strings.Contains(excl, "token(pk) > ? AND token(pk) <= ?") || !strings.Contains(incl, "token(pk) >= ? AND token(pk) <= ?") {
+		t.Fatalf("statements: %q / %q", excl, incl)
+	}
+	if strings.Replace(excl, "token(pk) > ?", "token(pk) >= ?", 1) != incl {
+		t.Fatal("the two statements select different columns")
+	}
+}

@@ -1,0 +1,286 @@
+// Package cli is repaird's command line: `repaird repair`, `repaird serve`
+// and `repaird validate`. It lives outside package main so that tests run
+// the real commands in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/tidemark/tidemark/cmd/repaird/config"
+	"github.com/tidemark/tidemark/cmd/repaird/daemon"
+	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/repair"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+// usageError marks a command-line mistake (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// Env is what the commands run with; tests replace the parts they need.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// Connect opens region sessions (nil: cluster.Connect).
+	Connect daemon.ConnectFunc
+	// Logger for the daemon and repair (nil: text logs to Stderr at Info).
+	Logger *slog.Logger
+	// ConnectTimeout bounds connecting to all regions at the start of
+	// `repaird repair` (default 30s).
+	ConnectTimeout time.Duration
+}
+
+// Execute runs repaird with args (without the program name) and returns the
+// process exit code. Errors are printed to env.Stderr as one line.
+func Execute(ctx context.Context, args []string, env Env) int {
+	if env.Stdout == nil {
+		env.Stdout = io.Discard
+	}
+	if env.Stderr == nil {
+		env.Stderr = io.Discard
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if env.ConnectTimeout <= 0 {
+		env.ConnectTimeout = 30 * time.Second
+	}
+	root := NewCommand(&env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stderr, "repaird: error: %s\n", OneLine(err))
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+		return ExitUsage
+	}
+	return ExitError
+}
+
+// OneLine flattens an error message (joined errors) into one line.
+func OneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+// NewCommand returns the root command.
+func NewCommand(env *Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "repaird",
+		Short:         "Tidemark's repair daemon: anti-entropy repair across regions",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newRepairCommand(env), newServeCommand(env), newValidateCommand(env))
+	return root
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%q takes no arguments (got %q); see %s --help", cmd.CommandPath(), args, cmd.CommandPath())}
+	}
+	return nil
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageError{errors.New("--config is required")}
+	}
+	return config.Load(path)
+}
+
+func newValidateCommand(env *Env) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "validate --config FILE",
+		Short: "Check a configuration file",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			if err := cfg.CheckFiles(); err != nil {
+				return err
+			}
+			hints := "hints: not configured"
+			if len(cfg.Hints.Brokers) > 0 {
+				hints = fmt.Sprintf("hints: %d brokers, topic prefix %q, group %q, %d hmac keys", len(cfg.Hints.Brokers), cfg.Hints.TopicPrefix, cfg.Hints.Group, len(cfg.Hints.HMACKeys))
+			}
+			fmt.Fprintf(env.Stdout, "%s: ok (%d regions, home %s, keyspace %s, %d namespaces, interval %v; %s)\n",
+				path, len(cfg.Regions), cfg.Home, cfg.Keyspace, len(cfg.Namespaces), cfg.Repair.Interval, hints)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
+	return cmd
+}
+
+func newServeCommand(env *Env) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the daemon: scheduled repair of every namespace, HTTP /healthz /readyz /metrics /status",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			if len(cfg.Namespaces) == 0 {
+				return fmt.Errorf("%w: namespaces is empty: list the namespaces to repair", config.ErrInvalid)
+			}
+			d, err := daemon.New(cfg, daemon.Options{Logger: env.Logger, Connect: env.Connect})
+			if err != nil {
+				return err
+			}
+			return d.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
+	return cmd
+}
+
+type repairFlags struct {
+	config    string
+	namespace string
+	dryRun    bool
+	segments  int
+}
+
+func newRepairCommand(env *Env) *cobra.Command {
+	var f repairFlags
+	cmd := &cobra.Command{
+		Use:   "repair --config FILE --namespace NS [--dry-run] [--segments N]",
+		Short: "Repair one namespace now (resumes its unfinished run, if any)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.namespace == "" {
+				return usageError{errors.New("--namespace is required")}
+			}
+			if err := schema.ValidateName("namespace", f.namespace); err != nil {
+				return usageError{err}
+			}
+			if cmd.Flags().Changed("segments") && (f.segments < 1 || f.segments > repair.MaxSegments) {
+				return usageError{fmt.Errorf("--segments must be between 1 and %d (got %d)", repair.MaxSegments, f.segments)}
+			}
+			cfg, err := loadConfig(f.config)
+			if err != nil {
+				return err
+			}
+			return runRepair(cmd.Context(), env, cfg, f)
+		},
+	}
+	cmd.Flags().StringVar(&f.config, "config", "", "configuration file (YAML)")
+	cmd.Flags().StringVar(&f.namespace, "namespace", "", "namespace to repair")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "report what differs, write nothing")
+	cmd.Flags().IntVar(&f.segments, "segments", 0, "number of segments for a new run (default: repair.segments)")
+	return cmd
+}
+
+func runRepair(ctx context.Context, env *Env, cfg *config.Config, f repairFlags) error {
+	connect := env.Connect
+	sessions := daemon.NewSessions(cfg, connect, env.Logger)
+	defer sessions.Close()
+	cctx, cancel := context.WithTimeout(ctx, env.ConnectTimeout)
+	regions, home, err := sessions.Regions(cctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	opts := daemon.RepairOptions(cfg)
+	if f.segments > 0 {
+		opts.Segments = f.segments
+	}
+	opts.DryRun = f.dryRun
+	opts.Logger = env.Logger
+	if !f.dryRun {
+		if opts.Progress, err = repair.NewCQLProgress(ctx, home, cfg.Keyspace); err != nil {
+			return err
+		}
+	}
+	prog := newProgressView(env.Stdout, f.namespace)
+	opts.OnProgress = prog.update
+	r, err := repair.New(regions, opts)
+	if err != nil {
+		return err
+	}
+	rep, err := r.Run(ctx, f.namespace)
+	prog.close()
+	if rep != nil && rep.RunID != "" {
+		WriteSummary(env.Stdout, rep)
+		if w := config.RetentionWarning(cfg.Repair.Interval, rep.Retention); w != "" {
+			fmt.Fprintf(env.Stdout, "WARNING: %s\n", w)
+		}
+	}
+	return err
+}
+
+// progressView shows progress as a bar on a terminal, as lines otherwise.
+type progressView struct {
+	out io.Writer
+	ns  string
+	bar *progressbar.ProgressBar
+	tty bool
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func newProgressView(out io.Writer, ns string) *progressView {
+	return &progressView{out: out, ns: ns, tty: isTerminal(out)}
+}
+
+func (p *progressView) update(pr repair.Progress) {
+	if p.tty {
+		if p.bar == nil {
+			p.bar = progressbar.NewOptions(pr.Segments,
+				progressbar.OptionSetWriter(p.out),
+				progressbar.OptionSetDescription("repair "+p.ns),
+				progressbar.OptionShowCount(),
+				progressbar.OptionSetItsString("segments"),
+				progressbar.OptionSetPredictTime(true),
+				progressbar.OptionClearOnFinish())
+		}
+		_ = p.bar.Set(pr.SegmentsDone)
+		p.bar.Describe(fmt.Sprintf("repair %s: %d differing, %d written", p.ns, pr.RowsDiffering, pr.RowsWritten))
+		return
+	}
+	status := "done"
+	if pr.Err != nil {
+		status = "failed: " + OneLine(pr.Err)
+	}
+	fmt.Fprintf(p.out, "segment %s %s; %d/%d segments done, rows scanned %d, differing %d, written %d\n",
+		pr.Last, status, pr.SegmentsDone, pr.Segments, pr.RowsScanned, pr.RowsDiffering, pr.RowsWritten)
+}
+
+func (p *progressView) close() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		fmt.Fprintln(p.out)
+	}
+}

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/repair"
+)
+
+const twoRegions = `
+home: a
+keyspace: ks
+namespaces: [users]
+regions:
+  - {name: a, contact_points: ["127.0.0.1:1"]}
+  - {name: b, contact_points: ["127.0.0.2:1"]}
+http: {listen: "127.0.0.1:0"}
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "repaird.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func refuse(_ context.Context, r cluster.Region, _ string) (*gocql.Session, error) {
+	if r.Name == "b" {
+		return nil, errors.New("gocql: unable to create session: unable to discover protocol version: dial tcp 127.0.0.2:1: connect: connection refused\nmore detail")
+	}
+	return nil, errors.New("should not be reached in this test")
+}
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Execute(context.Background(), args, Env{Stdout: &out, Stderr: &errb, Connect: refuse, ConnectTimeout: 2 * time.Second})
+	return code, out.String(), errb.String()
+}
+
+func TestCommandErrors(t *testing.T) {
+	good := writeConfig(t, twoRegions)
+	one := writeConfig(t, "home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h]}\n")
+	unknown := writeConfig(t, twoRegions+"repair:\n  segmnts: 3\n")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no config", []string{"repair", "--namespace", "users"}, ExitUsage, "--config is required"},
+		{"no namespace", []string{"repair", "--config", good}, ExitUsage, "--namespace is required"},
+		{"bad namespace", []string{"repair", "--config", good, "--namespace", "Users!"}, ExitUsage, `namespace "Users!" must match`},
+		{"bad segments", []string{"repair", "--config", good, "--namespace", "users", "--segments", "0"}, ExitUsage, "--segments must be between 1"},
+		{"segments not a number", []string{"repair", "--config", good, "--namespace", "users", "--segments", "x"}, ExitUsage, "invalid argument"},
+		{"unknown flag", []string{"repair", "--config", good, "--namespace", "users", "--dryrun"}, ExitUsage, "unknown flag: --dryrun"},
+		{"extra args", []string{"validate", "--config", good, "extra"}, ExitUsage, "takes no arguments"},
+		{"unknown command", []string{"repiar"}, ExitUsage, "unknown command"},
+		{"missing file", []string{"validate", "--config", "/nonexistent/x.yaml"}, ExitError, "no such file"},
+		{"one region", []string{"repair", "--config", one, "--namespace", "users"}, ExitError, "repair needs at least 2 regions, the file lists 1"},
+		{"unknown field", []string{"validate", "--config", unknown}, ExitError, `unknown field "segmnts" in repair`},
+		{"region unreachable", []string{"repair", "--config", good, "--namespace", "users"}, ExitError, `region unreachable: region "b" (contact points 127.0.0.2:1)`},
+		{"serve with one region", []string{"serve", "--config", one}, ExitError, "at least 2 regions"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, tc.code, stderr)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr %q does not contain %q", stderr, tc.want)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if last := lines[len(lines)-1]; !strings.HasPrefix(last, "repaird: error: ") {
+				t.Errorf("last line %q is not the one-line error", last)
+			}
+			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
+				t.Errorf("stack trace in output: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestValidateOK(t *testing.T) {
+	code, out, stderr := run(t, "validate", "--config", writeConfig(t, twoRegions))
+	if code != ExitOK || !strings.Contains(out, ": ok (2 regions, home a, keyspace ks, 1 namespaces, interval 24h0m0s; hints: not configured)") {
+		t.Fatalf("validate: code %d out %q err %q", code, out, stderr)
+	}
+}
+
+func TestHelpListsSubcommands(t *testing.T) {
+	code, out, _ := run(t, "--help")
+	for _, s := range []string{"repair", "serve", "validate"} {
+		if code != ExitOK || !strings.Contains(out, s) {
+			t.Errorf("help (code %d) lacks %q: %s", code, s, out)
+		}
+	}
+}
+
+func TestSummary(t *testing.T) {
+	rep := &repair.Report{Namespace: "users", RunID: "r1", DryRun: true, Segments: 4, SegmentsDone: 4, Complete: true,
+		RowsScanned: 100, RowsDiffering: 3, Duration: 1500 * time.Millisecond,
+		Regions: []repair.RegionStats{{Region: "a", RowsScanned: 100, BytesRead: 6400}, {Region: "b", RowsScanned: 98, RowsDiffering: 3, BytesRead: 6272}},
+		Pairs:   []repair.PairStat{{A: "a", B: "b", Rows: 3}},
+		Samples: []string{"pk=01 ck=02 token=5: a=ts=1 digest=..; b=absent"}}
+	var b bytes.Buffer
+	WriteSummary(&b, rep)
+	s := b.String()
+	for _, want := range []string{`dry run (nothing written) of namespace "users": complete, run r1, segments 4/4 done`,
+		"rows scanned", "6272", "a <> b: 3", "sample differing rows:", "rows: 100 scanned, 3 differing, 0 written"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	err := errors.Join(errors.New("a\n  b"), errors.New("c"))
+	if got := OneLine(err); got != "a; b; c" {
+		t.Errorf("OneLine = %q", got)
+	}
+}

@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tidemark/tidemark/repair"
+)
+
+// WriteSummary prints a run's report as a table.
+func WriteSummary(w io.Writer, rep *repair.Report) {
+	mode := "repair"
+	if rep.DryRun {
+		mode = "dry run (nothing written)"
+	}
+	state := "complete"
+	if !rep.Complete {
+		state = "INCOMPLETE"
+	}
+	fmt.Fprintf(w, "\n%s of namespace %q: %s, run %s, segments %d/%d done (%d resumed, %d failed), %s\n",
+		mode, rep.Namespace, state, rep.RunID, rep.SegmentsDone, rep.Segments, rep.SegmentsResumed, rep.SegmentsFailed,
+		rep.Duration.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "region\trows scanned\trows differing\trows written\tvalue fetches\tbytes read\t")
+	for _, r := range rep.Regions {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", r.Region, r.RowsScanned, r.RowsDiffering, r.RowsWritten, r.ValueFetches, r.BytesRead)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "rows: %d scanned, %d differing, %d written, %d skipped (expired or changed meanwhile), %d timestamp ties\n",
+		rep.RowsScanned, rep.RowsDiffering, rep.RowsWritten, rep.RowsSkipped, rep.Ties)
+	if len(rep.Pairs) > 0 {
+		fmt.Fprintln(w, "rows differing per region pair:")
+		for _, p := range rep.Pairs {
+			fmt.Fprintf(w, "  %s <> %s: %d\n", p.A, p.B, p.Rows)
+		}
+	}
+	if len(rep.Samples) > 0 {
+		fmt.Fprintln(w, "sample differing rows:")
+		for _, s := range rep.Samples {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	for _, e := range rep.Errors {
+		fmt.Fprintf(w, "failed: %s\n", OneLine(e))
+	}
+}

@@ -1,0 +1,179 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadFull(t *testing.T) {
+	c, err := Load("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Home != "a" || c.Keyspace != "tidemark" || len(c.Namespaces) != 2 || len(c.Regions) != 2 {
+		t.Fatalf("decoded %+v", c)
+	}
+	a := c.Regions[0]
+	if a.LocalDC != "dc_a" || a.Timeout != 15*time.Second || a.ConnectTimeout != 3*time.Second || a.AddressMap["10.0.0.1:9042"] != "127.0.0.1:19042" {
+		t.Errorf("region a = %+v", a)
+	}
+	if c.Regions[1].Timeout != DefaultTimeout {
+		t.Errorf("default timeout not applied: %v", c.Regions[1].Timeout)
+	}
+	r := c.Repair
+	if r.Segments != 128 || r.RowsPerSecond != 5000 || r.Intensity != 0.5 || r.Interval != 12*time.Hour || r.LeaseTTL != 90*time.Second || r.Owner != "repaird-1" {
+		t.Errorf("repair = %+v", r)
+	}
+	sec, err := c.Hints.Secrets()
+	if err != nil || string(sec["k1"]) != "0123456789abcdef" {
+		t.Errorf("secrets = %q, %v", sec, err)
+	}
+	cr, err := a.Cluster()
+	if err != nil || cr.Username != "repaird" || cr.Timeout != 15*time.Second {
+		t.Errorf("cluster region = %+v, %v", cr, err)
+	}
+}
+
+const base = `
+home: a
+keyspace: ks
+regions:
+  - {name: a, contact_points: ["127.0.0.1"]}
+  - {name: b, contact_points: ["127.0.0.2"]}
+`
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"empty", ``, "the file is empty"},
+		{"unknown top-level field", base + "segmnts: 4\n", `line 7: unknown field "segmnts" at top level`},
+		{"unknown region field", strings.Replace(base, `name: a,`, `name: a, dc: x,`, 1), `unknown field "dc" in a region`},
+		{"unknown repair field", base + "repair:\n  intensty: 0.5\n", `unknown field "intensty" in repair`},
+		{"unknown hints field", base + "hints:\n  broker: [x:1]\n", `unknown field "broker" in hints`},
+		{"wrong type", base + "repair:\n  segments: many\n", "cannot unmarshal"},
+		{"bad duration", base + "repair:\n  interval: soon\n", "line 8: cannot unmarshal !!str `soon` into time.Duration (write durations like 90s, 5m or 24h)"},
+		{"one region", "home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h]}\n", "repair needs at least 2 regions, the file lists 1"},
+		{"no keyspace", strings.Replace(base, "keyspace: ks", "", 1), "keyspace is required"},
+		{"bad keyspace", strings.Replace(base, "keyspace: ks", "keyspace: Ks-1", 1), "must match"},
+		{"no home", strings.Replace(base, "home: a", "", 1), "home is required"},
+		{"home not a region", strings.Replace(base, "home: a", "home: z", 1), `home "z" is not one of the regions`},
+		{"duplicate region", strings.Replace(base, "name: b", "name: a", 1), `region "a" is listed twice`},
+		{"no contact points", strings.Replace(base, `contact_points: ["127.0.0.2"]`, `contact_points: []`, 1), `region "b": contact_points is empty`},
+		{"bad address map", strings.Replace(base, `name: b,`, `name: b, address_map: {"host:1": "127.0.0.1:2"},`, 1), "must be ip:port"},
+		{"half tls", strings.Replace(base, `name: b,`, `name: b, tls: {cert_file: c.pem},`, 1), "both cert_file and key_file"},
+		{"password without user", strings.Replace(base, `name: b,`, `name: b, password: x,`, 1), "password without username"},
+		{"bad namespace", base + "namespaces: [Users]\n", "must match"},
+		{"duplicate namespace", base + "namespaces: [u, u]\n", `namespace "u" is listed twice`},
+		{"intensity", base + "repair:\n  intensity: 1.5\n", "intensity must be in (0, 1]"},
+		{"interval too short", base + "repair:\n  interval: 10s\n", "interval must be at least 1m"},
+		{"negative rate", base + "repair:\n  rows_per_second: -1\n", "rows_per_second must not be negative"},
+		{"short lease", base + "repair:\n  lease_ttl: 1s\n", "lease_ttl must be at least 3s"},
+		{"hints without brokers", base + "hints:\n  group: g\n", "brokers is required"},
+		{"bad broker", base + "hints:\n  brokers: [nope]\n", `broker "nope" must be host:port`},
+		{"bad topic prefix", base + "hints:\n  brokers: [h:1]\n  topic_prefix: 'a b'\n", "topic_prefix"},
+		{"hmac both", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==, secret_file: f}]\n", "exactly one of secret and secret_file"},
+		{"hmac short", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: YWJj}]\n", "at least 16 bytes"},
+		{"hmac not base64", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: '!!'}]\n", "base64"},
+		{"hmac dup", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==}, {id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==}]\n", `id "k" is listed twice`},
+		{"require hmac without keys", base + "hints:\n  brokers: [h:1]\n  require_hmac: true\n", "no hmac_keys"},
+		{"bad listen", base + "http:\n  listen: nocolon\n", "http.listen"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted it")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte(base + "hints:\n  brokers: [h:9092]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Repair.Interval != DefaultInterval || c.HTTP.Listen != DefaultListen || c.Hints.Group != DefaultGroup || c.Hints.TopicPrefix != DefaultPrefix {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "k")
+	if err := os.WriteFile(secret, []byte("MDEyMzQ1Njc4OWFiY2RlZg==\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte(base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret_file: " + secret + "}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		t.Fatal(err)
+	}
+	c.Hints.HMACKeys[0].SecretFile = filepath.Join(dir, "missing")
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("missing secret file: %v", err)
+	}
+	c.Hints.HMACKeys = nil
+	c.Regions[0].TLS = &TLS{CAFile: filepath.Join(dir, "nope.pem")}
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), `region "a": tls`) {
+		t.Errorf("missing CA file: %v", err)
+	}
+}
+
+func TestRetentionWarning(t *testing.T) {
+	tests := []struct {
+		interval, retention time.Duration
+		warn                bool
+	}{
+		{24 * time.Hour, 240 * time.Hour, false},
+		{120 * time.Hour, 240 * time.Hour, false},
+		{121 * time.Hour, 240 * time.Hour, true},
+		{240 * time.Hour, 240 * time.Hour, true},
+		{24 * time.Hour, 0, false},
+	}
+	for _, tc := range tests {
+		got := RetentionWarning(tc.interval, tc.retention)
+		if (got != "") != tc.warn {
+			t.Errorf("RetentionWarning(%v, %v) = %q, want warning %v", tc.interval, tc.retention, got, tc.warn)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	full, _ := os.ReadFile("testdata/full.yaml")
+	f.Add(full)
+	f.Add([]byte(base))
+	f.Add([]byte("regions: [{name: 1}]\nrepair: {segments: -1}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		// Anything accepted is valid and has its defaults.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config fails Validate: %v", err)
+		}
+		if len(c.Regions) < 2 || c.Repair.Interval <= 0 || c.HTTP.Listen == "" {
+			t.Fatalf("accepted config lacks defaults: %+v", c)
+		}
+	})
+}

@@ -1,0 +1,215 @@
+// Package daemon is `repaird serve`: workers under a supervisor (scheduled
+// repair of every namespace, the HTTP endpoints, and whatever else is added
+// with AddWorker, such as a hint replayer), lazily connected region
+// sessions, and the status the HTTP endpoints report.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tidemark/tidemark/cmd/repaird/config"
+	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/repair"
+)
+
+// Worker is one long-running part of the daemon. Run must return when ctx
+// is cancelled; a non-nil error other than ctx's stops the whole daemon.
+type Worker struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// Supervise runs the workers until ctx is cancelled or one of them fails,
+// then cancels the others and waits for all of them. It returns the first
+// failure (named after its worker), or nil after a clean shutdown.
+func Supervise(ctx context.Context, workers []Worker) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() {
+			err := w.Run(ctx)
+			if err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("worker %s: %w", w.Name, err))
+			}
+		})
+	}
+	<-ctx.Done()
+	wg.Wait()
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		return c
+	}
+	return nil
+}
+
+// ConnectFunc opens a session to a region (cluster.Connect by default).
+type ConnectFunc func(ctx context.Context, r cluster.Region, keyspace string) (*gocql.Session, error)
+
+// Options configure a Daemon.
+type Options struct {
+	// Logger receives the daemon's logs; nil discards them.
+	Logger *slog.Logger
+	// Registry is where the daemon's metrics are registered and what
+	// /metrics serves; nil creates a new one (with Go and process
+	// collectors).
+	Registry *prometheus.Registry
+	// Connect opens region sessions; nil means cluster.Connect.
+	Connect ConnectFunc
+	// RetryDelay is the wait before retrying a namespace whose run failed
+	// (default min(interval, 1m)).
+	RetryDelay time.Duration
+}
+
+// Daemon is the repaird server.
+type Daemon struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *repair.Metrics
+	sessions *Sessions
+	status   *statusBoard
+	workers  []Worker
+	retry    time.Duration
+	runSem   chan struct{}
+}
+
+// New builds a daemon for a validated configuration.
+func New(cfg *config.Config, opts Options) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if opts.Connect == nil {
+		opts.Connect = cluster.Connect
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = min(cfg.Repair.Interval, time.Minute)
+	}
+	m := repair.NewMetrics()
+	if err := opts.Registry.Register(m); err != nil {
+		return nil, fmt.Errorf("register repair metrics: %w", err)
+	}
+	d := &Daemon{
+		cfg: cfg, log: opts.Logger, reg: opts.Registry, metrics: m,
+		sessions: NewSessions(cfg, opts.Connect, opts.Logger),
+		status:   newStatusBoard(cfg),
+		retry:    opts.RetryDelay,
+		runSem:   make(chan struct{}, 1),
+	}
+	for _, ns := range cfg.Namespaces {
+		d.workers = append(d.workers, Worker{Name: "repair/" + ns, Run: func(ctx context.Context) error { return d.schedule(ctx, ns) }})
+	}
+	return d, nil
+}
+
+// AddWorker adds a worker to run under the supervisor (before Run).
+func (d *Daemon) AddWorker(w Worker) { d.workers = append(d.workers, w) }
+
+// Registry returns the daemon's metrics registry.
+func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
+
+// Sessions returns the daemon's region sessions, for added workers.
+func (d *Daemon) Sessions() *Sessions { return d.sessions }
+
+// Logger returns the daemon's logger.
+func (d *Daemon) Logger() *slog.Logger { return d.log }
+
+// Run serves HTTP on the configured address and runs every worker until
+// ctx is cancelled (SIGINT/SIGTERM in repaird) or a worker fails; then it
+// waits for all of them and closes the sessions.
+func (d *Daemon) Run(ctx context.Context) error {
+	srv, err := d.listen()
+	if err != nil {
+		return err
+	}
+	defer d.sessions.Close()
+	workers := append([]Worker{{Name: "http", Run: srv.run}}, d.workers...)
+	d.log.Info("repaird: serving", "listen", srv.addr(), "namespaces", d.cfg.Namespaces, "regions", len(d.cfg.Regions))
+	err = Supervise(ctx, workers)
+	d.status.setStopping()
+	d.log.Info("repaird: stopped", "err", err)
+	return err
+}
+
+// schedule repairs one namespace at the configured interval (between run
+// starts), retrying sooner after a failure.
+func (d *Daemon) schedule(ctx context.Context, ns string) error {
+	for {
+		select {
+		case d.runSem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		start := time.Now()
+		err := d.RunOnce(ctx, ns)
+		<-d.runSem
+		if ctx.Err() != nil {
+			return nil
+		}
+		next := start.Add(d.cfg.Repair.Interval)
+		if err != nil {
+			d.log.Error("repaird: repair failed", "namespace", ns, "err", err)
+			next = time.Now().Add(d.retry)
+		}
+		d.status.setNext(ns, next)
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
+}
+
+// RunOnce connects (if needed) and runs one repair of ns, recording it in
+// the status.
+func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
+	d.status.begin(ns)
+	regions, home, err := d.sessions.Regions(ctx)
+	if err != nil {
+		d.status.fail(ns, err)
+		return err
+	}
+	store, err := repair.NewCQLProgress(ctx, home, d.cfg.Keyspace)
+	if err != nil {
+		d.status.fail(ns, err)
+		return err
+	}
+	opts := RepairOptions(d.cfg)
+	opts.Progress, opts.Metrics, opts.Logger = store, d.metrics, d.log
+	opts.OnProgress = func(p repair.Progress) { d.status.progress(ns, p) }
+	r, err := repair.New(regions, opts)
+	if err != nil {
+		d.status.fail(ns, err)
+		return err
+	}
+	rep, err := r.Run(ctx, ns)
+	d.status.finish(ns, rep, err, config.RetentionWarning(d.cfg.Repair.Interval, rep.Retention))
+	return err
+}
+
+// RepairOptions maps the configuration's repair section to repair.Options.
+func RepairOptions(cfg *config.Config) repair.Options {
+	r := cfg.Repair
+	return repair.Options{
+		Segments: r.Segments, RowsPerSegment: r.RowsPerSegment, RowsPerSecond: r.RowsPerSecond,
+		Intensity: r.Intensity, Parallelism: r.Parallelism, Concurrency: r.Concurrency,
+		PageSize: r.PageSize, MaxAttempts: r.MaxAttempts, LeaseTTL: r.LeaseTTL, Owner: r.Owner,
+	}
+}

@@ -1,0 +1,132 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/tidemark/tidemark/cmd/repaird/config"
+	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/repair"
+)
+
+// Sessions holds one session per configured region, opened on first use
+// and kept; a region that cannot be reached is retried on the next use.
+type Sessions struct {
+	cfg     *config.Config
+	connect ConnectFunc
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*gocql.Session
+	errs     map[string]string
+}
+
+// NewSessions returns sessions for the configuration's regions; connect nil
+// means cluster.Connect.
+func NewSessions(cfg *config.Config, connect ConnectFunc, log *slog.Logger) *Sessions {
+	if connect == nil {
+		connect = cluster.Connect
+	}
+	return &Sessions{cfg: cfg, connect: connect, log: log, sessions: map[string]*gocql.Session{}, errs: map[string]string{}}
+}
+
+// ErrUnreachable reports regions that could not be connected to.
+var ErrUnreachable = errors.New("region unreachable")
+
+// Get returns the session of one region, connecting if needed.
+func (s *Sessions) Get(ctx context.Context, name string) (*gocql.Session, error) {
+	s.mu.Lock()
+	if ss := s.sessions[name]; ss != nil {
+		s.mu.Unlock()
+		return ss, nil
+	}
+	s.mu.Unlock()
+	rc, ok := s.cfg.Region(name)
+	if !ok {
+		return nil, fmt.Errorf("no region %q in the configuration", name)
+	}
+	cr, err := rc.Cluster()
+	if err != nil {
+		return nil, err
+	}
+	cr.Logger = s.log
+	ss, err := s.connect(ctx, cr, "")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+		s.errs[name] = msg
+		return nil, fmt.Errorf("%w: region %q (contact points %s): %s; check contact_points and that the region is up",
+			ErrUnreachable, name, strings.Join(rc.ContactPoints, ","), msg)
+	}
+	delete(s.errs, name)
+	if old := s.sessions[name]; old != nil { // lost a race: keep the first
+		ss.Close()
+		return old, nil
+	}
+	s.sessions[name] = ss
+	return ss, nil
+}
+
+// All connects every region concurrently and returns the sessions in
+// configuration order, or the errors of the regions that failed (joined).
+func (s *Sessions) All(ctx context.Context) ([]*gocql.Session, error) {
+	out := make([]*gocql.Session, len(s.cfg.Regions))
+	errs := make([]error, len(s.cfg.Regions))
+	var wg sync.WaitGroup
+	for i, r := range s.cfg.Regions {
+		wg.Go(func() { out[i], errs[i] = s.Get(ctx, r.Name) })
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// Regions returns repair regions over every session, and the home
+// region's session.
+func (s *Sessions) Regions(ctx context.Context) ([]repair.Region, *gocql.Session, error) {
+	ss, err := s.All(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var home *gocql.Session
+	regions := make([]repair.Region, len(ss))
+	for i, r := range s.cfg.Regions {
+		cr, err := repair.NewCQLRegion(ss[i], s.cfg.Keyspace)
+		if err != nil {
+			return nil, nil, err
+		}
+		regions[i] = repair.Region{Name: r.Name, Reader: cr, Writer: cr}
+		if r.Name == s.cfg.Home {
+			home = ss[i]
+		}
+	}
+	return regions, home, nil
+}
+
+// State reports, per region, whether it is connected and the last
+// connection error.
+func (s *Sessions) State() map[string]RegionStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]RegionStatus{}
+	for _, r := range s.cfg.Regions {
+		out[r.Name] = RegionStatus{Connected: s.sessions[r.Name] != nil, Error: s.errs[r.Name]}
+	}
+	return out
+}
+
+// Close closes every session.
+func (s *Sessions) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n, ss := range s.sessions {
+		ss.Close()
+		delete(s.sessions, n)
+	}
+}

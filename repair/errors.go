@@ -1,0 +1,59 @@
+package repair
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrTooFewRegions reports a repair configured with fewer than two regions:
+// there is nothing to compare.
+var ErrTooFewRegions = errors.New("repair needs at least 2 regions; add regions to the configuration")
+
+// ErrUnknownNamespace reports a namespace whose table does not exist in a
+// region. The error returned wraps it in a *RegionError naming the region.
+var ErrUnknownNamespace = errors.New("unknown namespace")
+
+// ErrIncomplete reports a run that ended with segments not repaired (a region
+// failed for longer than the retries allowed). Progress is kept: running the
+// repair again resumes with those segments.
+var ErrIncomplete = errors.New("repair incomplete")
+
+// ErrLeaseLost reports that a segment's lease expired or was taken while the
+// segment was being repaired; the segment is retried.
+var ErrLeaseLost = errors.New("segment lease lost")
+
+// RegionError is an error from one region, with what repair was doing there.
+type RegionError struct {
+	// Region is the region's name.
+	Region string
+	// Op is what failed: "describe", "scan", "read", "write" or "estimate".
+	Op string
+	// Err is the underlying error.
+	Err error
+}
+
+// Error returns `region "name": op: err`.
+func (e *RegionError) Error() string {
+	return fmt.Sprintf("region %q: %s: %v", e.Region, e.Op, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *RegionError) Unwrap() error { return e.Err }
+
+// SegmentError is a segment that could not be repaired.
+type SegmentError struct {
+	// Segment is the token range.
+	Segment TokenRange
+	// Attempts is how many times this process tried it.
+	Attempts int
+	// Err is the last error.
+	Err error
+}
+
+// Error describes the segment and the last error.
+func (e *SegmentError) Error() string {
+	return fmt.Sprintf("segment %s failed after %d attempts: %v", e.Segment, e.Attempts, e.Err)
+}
+
+// Unwrap returns the last error.
+func (e *SegmentError) Unwrap() error { return e.Err }

@@ -1,0 +1,127 @@
+package repair
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are repair's Prometheus collectors. Create them with NewMetrics,
+// register them with your registry (Metrics is a prometheus.Collector) and
+// pass them in Options.Metrics; several Repairers may share one.
+type Metrics struct {
+	rowsScanned     *prometheus.CounterVec
+	rowsDiffering   *prometheus.CounterVec
+	rowsWritten     *prometheus.CounterVec
+	bytesRead       *prometheus.CounterVec
+	valueFetches    *prometheus.CounterVec
+	segmentDuration *prometheus.HistogramVec
+	segmentFailures *prometheus.CounterVec
+	lastFullRepair  *prometheus.GaugeVec
+}
+
+// NewMetrics creates repair's collectors, named tidemark_repair_*.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		rowsScanned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_repair_rows_scanned_total",
+			Help: "Rows read by digest scans, per namespace and region.",
+		}, []string{"namespace", "region"}),
+		rowsDiffering: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_repair_rows_differing_total",
+			Help: "Rows found lacking the winning version, per namespace and region.",
+		}, []string{"namespace", "region"}),
+		rowsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_repair_rows_written_total",
+			Help: "Rows written by repair, per namespace and region.",
+		}, []string{"namespace", "region"}),
+		bytesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_repair_bytes_read_total",
+			Help: "Payload bytes read by repair (digest scans and value fetches), per namespace and region.",
+		}, []string{"namespace", "region"}),
+		valueFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_repair_value_fetches_total",
+			Help: "Point reads of row values, per namespace and region.",
+		}, []string{"namespace", "region"}),
+		segmentDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tidemark_repair_segment_duration_seconds",
+			Help:    "Time to repair one segment, per namespace and outcome (ok, failed).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+		}, []string{"namespace", "outcome"}),
+		segmentFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_repair_segment_failures_total",
+			Help: "Failed segment attempts, per namespace.",
+		}, []string{"namespace"}),
+		lastFullRepair: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tidemark_repair_last_full_repair_timestamp_seconds",
+			Help: "Unix time at which the last full repair run of the namespace finished (its start time is what bounds resurrection, see docs/repair.md).",
+		}, []string{"namespace"}),
+	}
+}
+
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.rowsScanned, m.rowsDiffering, m.rowsWritten, m.bytesRead,
+		m.valueFetches, m.segmentDuration, m.segmentFailures, m.lastFullRepair}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.collectors() {
+		c.Collect(ch)
+	}
+}
+
+// The methods below accept a nil *Metrics, so that repair can run without.
+
+func (m *Metrics) addScanned(ns, region string, rows, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.rowsScanned.WithLabelValues(ns, region).Add(float64(rows))
+	m.bytesRead.WithLabelValues(ns, region).Add(float64(bytes))
+}
+
+func (m *Metrics) addFetch(ns, region string, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.valueFetches.WithLabelValues(ns, region).Inc()
+	m.bytesRead.WithLabelValues(ns, region).Add(float64(bytes))
+}
+
+func (m *Metrics) addDiffering(ns, region string) {
+	if m != nil {
+		m.rowsDiffering.WithLabelValues(ns, region).Inc()
+	}
+}
+
+func (m *Metrics) addWritten(ns, region string) {
+	if m != nil {
+		m.rowsWritten.WithLabelValues(ns, region).Inc()
+	}
+}
+
+func (m *Metrics) observeSegment(ns string, d time.Duration, ok bool) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if !ok {
+		outcome = "failed"
+		m.segmentFailures.WithLabelValues(ns).Inc()
+	}
+	m.segmentDuration.WithLabelValues(ns, outcome).Observe(d.Seconds())
+}
+
+func (m *Metrics) setLastFullRepair(ns string, at time.Time) {
+	if m != nil {
+		m.lastFullRepair.WithLabelValues(ns).Set(float64(at.UnixNano()) / 1e9)
+	}
+}

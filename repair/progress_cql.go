@@ -1,0 +1,170 @@
+package repair
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+// Progress tables, created in the home region's keyspace by NewCQLProgress.
+const (
+	runsTable     = "tidemark_repair_runs"
+	currentTable  = "tidemark_repair_current"
+	segmentsTable = "tidemark_repair_segments"
+	leasesTable   = "tidemark_repair_leases"
+)
+
+// CQLProgress is a ProgressStore in Cassandra tables of one keyspace
+// (normally the home region's): the namespace's current run
+// (tidemark_repair_current, created with INSERT ... IF NOT EXISTS so that
+// concurrent daemons join one run), its segments' records
+// (tidemark_repair_segments), the history of runs (tidemark_repair_runs) and
+// segment leases (tidemark_repair_leases): a lease is a row inserted with
+// INSERT ... IF NOT EXISTS USING TTL, renewed and released with conditional
+// UPDATE/DELETE ... IF owner = ?, at LOCAL_SERIAL.
+type CQLProgress struct {
+	s  *gocql.Session
+	ks string
+}
+
+// ProgressTablesDDL returns the statements that create the progress tables.
+func ProgressTablesDDL(keyspace string) []string {
+	return []string{
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text, run_id text, segments int, started_at timestamp, finished_at timestamp, PRIMARY KEY ((namespace), run_id)) WITH CLUSTERING ORDER BY (run_id DESC)`, keyspace, runsTable),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text PRIMARY KEY, run_id text, segments int, started_at timestamp)`, keyspace, currentTable),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text, run_id text, segment int, done boolean, finished_at timestamp, owner text, rows_scanned bigint, rows_differing bigint, rows_written bigint, attempts int, last_error text, PRIMARY KEY ((namespace, run_id), segment))`, keyspace, segmentsTable),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text, run_id text, segment int, owner text, PRIMARY KEY ((namespace, run_id, segment)))`, keyspace, leasesTable),
+	}
+}
+
+// NewCQLProgress creates the progress tables if they do not exist and
+// returns the store. The keyspace must exist.
+func NewCQLProgress(ctx context.Context, s *gocql.Session, keyspace string) (*CQLProgress, error) {
+	if err := schema.ValidateName("keyspace", keyspace); err != nil {
+		return nil, err
+	}
+	for _, ddl := range ProgressTablesDDL(keyspace) {
+		if err := s.Query(ddl).ExecContext(ctx); err != nil {
+			return nil, fmt.Errorf("repair: create progress table in keyspace %q: %w", keyspace, err)
+		}
+	}
+	return &CQLProgress{s: s, ks: keyspace}, nil
+}
+
+func (p *CQLProgress) q(stmt string, args ...any) *gocql.Query {
+	return p.s.Query(fmt.Sprintf(stmt, p.ks), args...).Consistency(gocql.LocalQuorum).SerialConsistency(gocql.LocalSerial)
+}
+
+// Begin implements ProgressStore.
+func (p *CQLProgress) Begin(ctx context.Context, namespace string, segments int) (RunInfo, error) {
+	run := RunInfo{Namespace: namespace}
+	err := p.q(`SELECT run_id, segments, started_at FROM %s.`+currentTable+` WHERE namespace = ?`, namespace).
+		Consistency(gocql.LocalSerial).ScanContext(ctx, &run.ID, &run.Segments, &run.StartedAt)
+	if err == nil {
+		return run, nil
+	}
+	if !errors.Is(err, gocql.ErrNotFound) {
+		return RunInfo{}, err
+	}
+	run = RunInfo{ID: NewRunID(), Namespace: namespace, Segments: segments, StartedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	existing := map[string]any{}
+	applied, err := p.q(`INSERT INTO %s.`+currentTable+` (namespace, run_id, segments, started_at) VALUES (?, ?, ?, ?) IF NOT EXISTS`,
+		namespace, run.ID, run.Segments, run.StartedAt).MapScanCASContext(ctx, existing)
+	if err != nil {
+		return RunInfo{}, err
+	}
+	if !applied {
+		id, _ := existing["run_id"].(string)
+		n, _ := existing["segments"].(int)
+		at, _ := existing["started_at"].(time.Time)
+		return RunInfo{ID: id, Namespace: namespace, Segments: n, StartedAt: at}, nil
+	}
+	if err := p.q(`INSERT INTO %s.`+runsTable+` (namespace, run_id, segments, started_at) VALUES (?, ?, ?, ?)`,
+		namespace, run.ID, run.Segments, run.StartedAt).ExecContext(ctx); err != nil {
+		return RunInfo{}, err
+	}
+	return run, nil
+}
+
+// Segments implements ProgressStore.
+func (p *CQLProgress) Segments(ctx context.Context, run RunInfo) (map[int]SegmentRecord, error) {
+	iter := p.q(`SELECT segment, done, finished_at, owner, rows_scanned, rows_differing, rows_written, attempts, last_error FROM %s.`+segmentsTable+` WHERE namespace = ? AND run_id = ?`,
+		run.Namespace, run.ID).IterContext(ctx)
+	out := map[int]SegmentRecord{}
+	var r SegmentRecord
+	for iter.Scan(&r.Index, &r.Done, &r.FinishedAt, &r.Owner, &r.RowsScanned, &r.RowsDiffering, &r.RowsWritten, &r.Attempts, &r.LastError) {
+		out[r.Index] = r
+		r = SegmentRecord{}
+	}
+	return out, iter.Close()
+}
+
+func ttlSeconds(d time.Duration) int { return max(schema.TTLSeconds(d), 1) }
+
+// Acquire implements ProgressStore.
+func (p *CQLProgress) Acquire(ctx context.Context, run RunInfo, segment int, owner string, ttl time.Duration) (bool, error) {
+	existing := map[string]any{}
+	applied, err := p.q(`INSERT INTO %s.`+leasesTable+` (namespace, run_id, segment, owner) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?`,
+		run.Namespace, run.ID, segment, owner, ttlSeconds(ttl)).MapScanCASContext(ctx, existing)
+	if err != nil || applied {
+		return applied, err
+	}
+	if o, _ := existing["owner"].(string); o == owner {
+		return p.Renew(ctx, run, segment, owner, ttl)
+	}
+	return false, nil
+}
+
+// Renew implements ProgressStore.
+func (p *CQLProgress) Renew(ctx context.Context, run RunInfo, segment int, owner string, ttl time.Duration) (bool, error) {
+	return p.q(`UPDATE %s.`+leasesTable+` USING TTL ? SET owner = ? WHERE namespace = ? AND run_id = ? AND segment = ? IF owner = ?`,
+		ttlSeconds(ttl), owner, run.Namespace, run.ID, segment, owner).MapScanCASContext(ctx, map[string]any{})
+}
+
+// Release implements ProgressStore.
+func (p *CQLProgress) Release(ctx context.Context, run RunInfo, segment int, owner string) error {
+	_, err := p.q(`DELETE FROM %s.`+leasesTable+` WHERE namespace = ? AND run_id = ? AND segment = ? IF owner = ?`,
+		run.Namespace, run.ID, segment, owner).MapScanCASContext(ctx, map[string]any{})
+	return err
+}
+
+// Record implements ProgressStore. A failed attempt only updates the
+// attempt columns, so it can never undo a finished segment.
+func (p *CQLProgress) Record(ctx context.Context, run RunInfo, rec SegmentRecord) error {
+	if rec.Done {
+		return p.q(`INSERT INTO %s.`+segmentsTable+` (namespace, run_id, segment, done, finished_at, owner, rows_scanned, rows_differing, rows_written, attempts) VALUES (?, ?, ?, true, ?, ?, ?, ?, ?, ?)`,
+			run.Namespace, run.ID, rec.Index, rec.FinishedAt, rec.Owner, rec.RowsScanned, rec.RowsDiffering, rec.RowsWritten, rec.Attempts).ExecContext(ctx)
+	}
+	return p.q(`UPDATE %s.`+segmentsTable+` SET owner = ?, attempts = ?, last_error = ? WHERE namespace = ? AND run_id = ? AND segment = ?`,
+		rec.Owner, rec.Attempts, rec.LastError, run.Namespace, run.ID, rec.Index).ExecContext(ctx)
+}
+
+// Finish implements ProgressStore.
+func (p *CQLProgress) Finish(ctx context.Context, run RunInfo, at time.Time) error {
+	if err := p.q(`UPDATE %s.`+runsTable+` SET finished_at = ?, segments = ?, started_at = ? WHERE namespace = ? AND run_id = ?`,
+		at, run.Segments, run.StartedAt, run.Namespace, run.ID).ExecContext(ctx); err != nil {
+		return err
+	}
+	_, err := p.q(`DELETE FROM %s.`+currentTable+` WHERE namespace = ? IF run_id = ?`, run.Namespace, run.ID).
+		MapScanCASContext(ctx, map[string]any{})
+	return err
+}
+
+// LastFinished implements ProgressStore: the newest run with a finish time
+// among the namespace's last 100 runs.
+func (p *CQLProgress) LastFinished(ctx context.Context, namespace string) (RunInfo, bool, error) {
+	iter := p.q(`SELECT run_id, segments, started_at, finished_at FROM %s.`+runsTable+` WHERE namespace = ? LIMIT 100`, namespace).IterContext(ctx)
+	r := RunInfo{Namespace: namespace}
+	for iter.Scan(&r.ID, &r.Segments, &r.StartedAt, &r.FinishedAt) {
+		if !r.FinishedAt.IsZero() {
+			_ = iter.Close()
+			return r, true, nil
+		}
+	}
+	return RunInfo{}, false, iter.Close()
+}

@@ -1,0 +1,809 @@
+package repair
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+// Options configure a Repairer. The zero value of every field picks the
+// documented default.
+type Options struct {
+	// Segments is how many segments a new run splits the token ring into.
+	// More segments mean finer resume and lease granularity and shorter
+	// scans; each segment costs one range query per region. Default 64.
+	Segments int
+	// RowsPerSegment, when > 0, sizes a new run from the regions' row
+	// estimates (Estimator, system.size_estimates) so that a segment holds
+	// about this many rows; Segments is the fallback when no estimate is
+	// available. Default 0 (use Segments).
+	RowsPerSegment int64
+	// PageSize is how many rows a digest scan fetches per page; it bounds
+	// memory per region stream. Default 1000.
+	PageSize int
+	// RowsPerSecond limits the scan rate (rows read from all regions divided
+	// by the number of regions, i.e. about distinct rows per second). 0 means
+	// no limit. Default 0.
+	RowsPerSecond float64
+	// Intensity in (0, 1] is the fraction of time repair works: after a
+	// segment that took d, a worker rests d*(1/Intensity - 1), as in
+	// Cassandra Reaper. Default 1 (no rest).
+	Intensity float64
+	// Parallelism is how many segments this process repairs at once.
+	// Default 1.
+	Parallelism int
+	// Concurrency is how many divergent rows of a segment are fetched and
+	// written at once. Default 16.
+	Concurrency int
+	// MaxAttempts is how many times a failing segment is tried in one Run
+	// before it is left for the next run. Default 5.
+	MaxAttempts int
+	// RetryBackoff is the wait before a failed segment's first retry; it
+	// doubles per attempt up to 30 times itself. Default 1s.
+	RetryBackoff time.Duration
+	// LeaseTTL is how long a segment lease lives without renewal; a crashed
+	// owner's segments are free again after it. Renewed every LeaseTTL/3.
+	// Default 2m.
+	LeaseTTL time.Duration
+	// Owner names this process in leases. A stable name lets a restarted
+	// process take its own leases back at once. Default "hostname-pid".
+	Owner string
+	// DryRun reports what differs and writes nothing: no repairs, no
+	// progress, no leases.
+	DryRun bool
+	// Samples is how many divergent rows a report keeps as examples.
+	// Default 10.
+	Samples int
+	// Progress persists runs and leases. Default: a new MemProgress (no
+	// persistence across processes).
+	Progress ProgressStore
+	// Metrics, if not nil, receives counts and durations.
+	Metrics *Metrics
+	// Logger receives progress and errors; nil discards them.
+	Logger *slog.Logger
+	// OnProgress, if set, is called after every segment attempt, from one
+	// goroutine at a time.
+	OnProgress func(Progress)
+}
+
+func (o *Options) setDefaults() {
+	if o.Segments <= 0 {
+		o.Segments = 64
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = 1000
+	}
+	if o.Intensity <= 0 || o.Intensity > 1 {
+		o.Intensity = 1
+	}
+	if o.Parallelism <= 0 {
+		o.Parallelism = 1
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = time.Second
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 2 * time.Minute
+	}
+	if o.Owner == "" {
+		h, _ := os.Hostname()
+		o.Owner = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	if o.Samples <= 0 {
+		o.Samples = 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Progress is a snapshot of a run, passed to Options.OnProgress.
+type Progress struct {
+	// Namespace and RunID identify the run.
+	Namespace, RunID string
+	// Segments is the run's segment count; SegmentsDone counts those done
+	// (by anyone, including before this call) and SegmentsFail those this
+	// call gave up on.
+	Segments, SegmentsDone, SegmentsFail int
+	// RowsScanned, RowsDiffering and RowsWritten count this call's work.
+	RowsScanned, RowsDiffering, RowsWritten int64
+	// Last is the segment just attempted and Err its error, if any.
+	Last TokenRange
+	Err  error
+}
+
+// RegionStats are one region's counts in a Report.
+type RegionStats struct {
+	Region string
+	// RowsScanned is rows read by digest scans.
+	RowsScanned int64
+	// RowsDiffering is rows where the region lacked the winning version.
+	RowsDiffering int64
+	// RowsWritten is rows repair wrote to the region.
+	RowsWritten int64
+	// BytesRead is payload bytes read from the region (digest scans and
+	// value fetches: column values and their 4-byte lengths).
+	BytesRead int64
+	// ValueFetches is point reads of values from the region.
+	ValueFetches int64
+}
+
+// PairStat counts the rows on which two regions differ (dry runs).
+type PairStat struct {
+	// A and B are the regions' names.
+	A, B string
+	// Rows is the number of rows on which they differ.
+	Rows int64
+}
+
+// Report is what one Run did. Counts cover the segments this call
+// repaired (including failed attempts), not segments done earlier.
+type Report struct {
+	Namespace string
+	RunID     string
+	DryRun    bool
+	// Retention is the shortest tombstone retention recorded by the regions'
+	// tables (0 if none is recorded).
+	Retention time.Duration
+	// Segments is the number of segments of the run.
+	Segments int
+	// SegmentsDone counts the run's finished segments, by anyone.
+	SegmentsDone int
+	// SegmentsResumed counts segments that were already done when this call
+	// began (a resumed run).
+	SegmentsResumed int
+	// SegmentsRepaired counts segments this call finished.
+	SegmentsRepaired int
+	// SegmentsFailed counts segments this call gave up on.
+	SegmentsFailed int
+	// RowsScanned is the number of distinct rows merged.
+	RowsScanned int64
+	// RowsDiffering is the number of rows not identical in every region.
+	RowsDiffering int64
+	// RowsWritten is the number of rows written (to one region or more).
+	// Without concurrent writes or expiring rows it equals RowsDiffering.
+	RowsWritten int64
+	// RowsSkipped is differing rows not written because the winner expired
+	// or changed during the repair (the next run sees them again).
+	RowsSkipped int64
+	// Ties counts rows whose newest versions had equal timestamps and
+	// different digests (values were fetched to decide).
+	Ties int64
+	// Regions holds per-region counts, in configuration order.
+	Regions []RegionStats
+	// Pairs counts differing rows per pair of regions.
+	Pairs []PairStat
+	// Samples describes some differing rows.
+	Samples []string
+	// Complete is true when every segment of the run is done.
+	Complete bool
+	// Started is when this call began; Duration how long it took.
+	Started  time.Time
+	Duration time.Duration
+	// Errors lists the segments this call gave up on.
+	Errors []*SegmentError
+}
+
+// Repairer runs anti-entropy repair over a fixed set of regions.
+type Repairer struct {
+	regions []Region
+	opts    Options
+	lim     *limiter
+	log     *slog.Logger
+}
+
+// New returns a Repairer for regions (at least two, distinct names, each
+// with a Reader, and a Writer unless opts.DryRun).
+func New(regions []Region, opts Options) (*Repairer, error) {
+	if len(regions) < 2 {
+		return nil, fmt.Errorf("%w (got %d)", ErrTooFewRegions, len(regions))
+	}
+	seen := map[string]bool{}
+	for _, r := range regions {
+		if r.Name == "" || seen[r.Name] {
+			return nil, fmt.Errorf("repair: region names must be unique and non-empty (got %q twice or empty)", r.Name)
+		}
+		seen[r.Name] = true
+		if r.Reader == nil || (r.Writer == nil && !opts.DryRun) {
+			return nil, fmt.Errorf("repair: region %q needs a Reader and, unless DryRun, a Writer", r.Name)
+		}
+	}
+	opts.setDefaults()
+	return &Repairer{regions: append([]Region(nil), regions...), opts: opts,
+		lim: newLimiter(opts.RowsPerSecond), log: opts.Logger}, nil
+}
+
+// accum gathers a run's counts from concurrent segment workers.
+type accum struct {
+	mu      sync.Mutex
+	rep     *Report
+	pairs   []int64
+	samples int
+}
+
+func (a *accum) do(f func(r *Report)) {
+	a.mu.Lock()
+	f(a.rep)
+	a.mu.Unlock()
+}
+
+// Describe checks every region concurrently and returns the shortest
+// retention recorded, or the errors (one per failing region, joined).
+func (r *Repairer) Describe(ctx context.Context, namespace string) (time.Duration, error) {
+	if err := schema.ValidateName("namespace", namespace); err != nil {
+		return 0, err
+	}
+	errs := make([]error, len(r.regions))
+	infos := make([]TableInfo, len(r.regions))
+	var wg sync.WaitGroup
+	for i, reg := range r.regions {
+		wg.Go(func() {
+			info, err := reg.Reader.Describe(ctx, namespace)
+			if err != nil {
+				errs[i] = &RegionError{Region: reg.Name, Op: "describe", Err: err}
+			}
+			infos[i] = info
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	var ret time.Duration
+	for _, in := range infos {
+		if in.Retention > 0 && (ret == 0 || in.Retention < ret) {
+			ret = in.Retention
+		}
+	}
+	return ret, nil
+}
+
+func (r *Repairer) segmentCount(ctx context.Context, namespace string) int {
+	if r.opts.RowsPerSegment <= 0 {
+		return r.opts.Segments
+	}
+	var est int64
+	for _, reg := range r.regions {
+		e, ok := reg.Reader.(Estimator)
+		if !ok {
+			continue
+		}
+		n, err := e.EstimateRows(ctx, namespace)
+		if err != nil {
+			r.log.Warn("repair: no size estimate", "region", reg.Name, "err", err)
+			continue
+		}
+		est = max(est, n)
+	}
+	return SegmentCount(est, r.opts.RowsPerSegment, r.opts.Segments)
+}
+
+type segTask struct {
+	seg       TokenRange
+	attempts  int
+	notBefore time.Time
+	lastErr   error
+}
+
+type segOutcome struct {
+	task   segTask
+	done   bool // finished (by us, or found done)
+	leased bool // someone else holds the lease
+	err    error
+	dur    time.Duration
+}
+
+// Run repairs one namespace: it joins the namespace's unfinished run (or
+// starts one) and repairs the segments not yet done, sharing them with other
+// processes through leases. It returns when every segment is done, when the
+// segments left failed MaxAttempts times (ErrIncomplete), or when ctx ends
+// (the progress made is kept and a later Run resumes). The Report is never
+// nil after the namespace was checked.
+func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
+	started := time.Now()
+	rep := &Report{Namespace: namespace, DryRun: r.opts.DryRun, Started: started}
+	for _, reg := range r.regions {
+		rep.Regions = append(rep.Regions, RegionStats{Region: reg.Name})
+	}
+	defer func() { rep.Duration = time.Since(started) }()
+	ret, err := r.Describe(ctx, namespace)
+	if err != nil {
+		return rep, err
+	}
+	rep.Retention = ret
+	store := r.opts.Progress
+	if store == nil || r.opts.DryRun {
+		store = NewMemProgress()
+	}
+	run, err := store.Begin(ctx, namespace, r.segmentCount(ctx, namespace))
+	if err != nil {
+		return rep, fmt.Errorf("repair: begin run: %w", err)
+	}
+	rep.RunID, rep.Segments = run.ID, run.Segments
+	recs, err := store.Segments(ctx, run)
+	if err != nil {
+		return rep, fmt.Errorf("repair: read progress of run %s: %w", run.ID, err)
+	}
+	var queue []segTask
+	for _, s := range Segments(run.Segments) {
+		if recs[s.Index].Done {
+			rep.SegmentsResumed++
+			continue
+		}
+		queue = append(queue, segTask{seg: s})
+	}
+	rep.SegmentsDone = rep.SegmentsResumed
+	if rep.SegmentsResumed > 0 {
+		r.log.Info("repair: resuming run", "namespace", namespace, "run", run.ID, "done", rep.SegmentsResumed, "segments", run.Segments)
+	}
+	n := len(r.regions)
+	acc := &accum{rep: rep, pairs: make([]int64, n*(n-1)/2)}
+	defer func() {
+		for i := 0; i < n; i++ {
+			for j := i + 1; j < n; j++ {
+				if c := acc.pairs[PairIndex(i, j, n)]; c > 0 {
+					rep.Pairs = append(rep.Pairs, PairStat{A: r.regions[i].Name, B: r.regions[j].Name, Rows: c})
+				}
+			}
+		}
+	}()
+
+	results := make(chan segOutcome)
+	inflight := 0
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for len(queue) > 0 || inflight > 0 {
+		now := time.Now()
+		var wake time.Time
+		for k := 0; k < len(queue) && inflight < r.opts.Parallelism && ctx.Err() == nil; {
+			t := queue[k]
+			if t.notBefore.After(now) {
+				if wake.IsZero() || t.notBefore.Before(wake) {
+					wake = t.notBefore
+				}
+				k++
+				continue
+			}
+			queue = append(queue[:k], queue[k+1:]...)
+			inflight++
+			wg.Go(func() { results <- r.attempt(ctx, store, run, t, acc) })
+		}
+		if inflight == 0 {
+			if ctx.Err() != nil {
+				break
+			}
+			timer.Reset(time.Until(wake))
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		o := <-results
+		inflight--
+		t := o.task
+		switch {
+		case o.done:
+			rep.SegmentsDone++
+			if o.err == nil && !o.leased {
+				rep.SegmentsRepaired++
+			}
+		case ctx.Err() != nil:
+			// cancelled: leave the segment for a later run
+		case o.leased:
+			t.notBefore = time.Now().Add(min(r.opts.LeaseTTL/4, 5*time.Second))
+			queue = append(queue, t)
+		default:
+			t.attempts++
+			t.lastErr = o.err
+			r.log.Warn("repair: segment failed", "namespace", namespace, "segment", t.seg.String(), "attempt", t.attempts, "err", o.err)
+			if !r.opts.DryRun {
+				_ = store.Record(ctx, run, SegmentRecord{Index: t.seg.Index, Owner: r.opts.Owner, Attempts: t.attempts, LastError: o.err.Error()})
+			}
+			if t.attempts >= r.opts.MaxAttempts {
+				rep.SegmentsFailed++
+				rep.Errors = append(rep.Errors, &SegmentError{Segment: t.seg, Attempts: t.attempts, Err: o.err})
+			} else {
+				back := r.opts.RetryBackoff << min(t.attempts-1, 5)
+				t.notBefore = time.Now().Add(back)
+				queue = append(queue, t)
+			}
+		}
+		if r.opts.OnProgress != nil {
+			var p Progress
+			acc.do(func(rp *Report) {
+				p = Progress{Namespace: namespace, RunID: run.ID, Segments: run.Segments, SegmentsDone: rp.SegmentsDone,
+					SegmentsFail: rp.SegmentsFailed, RowsScanned: rp.RowsScanned, RowsDiffering: rp.RowsDiffering,
+					RowsWritten: rp.RowsWritten, Last: t.seg, Err: o.err}
+			})
+			r.opts.OnProgress(p)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("repair of %q interrupted with %d of %d segments done (progress kept; run again to resume): %w",
+			namespace, rep.SegmentsDone, rep.Segments, err)
+	}
+	if rep.SegmentsFailed > 0 {
+		errs := make([]error, 0, len(rep.Errors))
+		for _, e := range rep.Errors {
+			errs = append(errs, e)
+		}
+		return rep, fmt.Errorf("%w: %d of %d segments of %q failed (progress kept; run again to resume); first: %w",
+			ErrIncomplete, rep.SegmentsFailed, rep.Segments, namespace, errs[0])
+	}
+	rep.Complete = true
+	if !r.opts.DryRun {
+		at := time.Now()
+		if err := store.Finish(ctx, run, at); err != nil {
+			return rep, fmt.Errorf("repair: finish run %s: %w", run.ID, err)
+		}
+		r.opts.Metrics.setLastFullRepair(namespace, at)
+	}
+	r.log.Info("repair: run complete", "namespace", namespace, "run", run.ID, "differing", rep.RowsDiffering, "written", rep.RowsWritten)
+	return rep, nil
+}
+
+// attempt leases, repairs and records one segment.
+func (r *Repairer) attempt(ctx context.Context, store ProgressStore, run RunInfo, t segTask, acc *accum) segOutcome {
+	out := segOutcome{task: t}
+	if r.opts.DryRun {
+		start := time.Now()
+		_, out.err = r.repairSegment(ctx, run.Namespace, t.seg, acc)
+		out.dur = time.Since(start)
+		out.done = out.err == nil
+		r.opts.Metrics.observeSegment(run.Namespace, out.dur, out.done)
+		return out
+	}
+	ok, err := store.Acquire(ctx, run, t.seg.Index, r.opts.Owner, r.opts.LeaseTTL)
+	if err != nil {
+		out.err = fmt.Errorf("acquire lease: %w", err)
+		return out
+	}
+	if !ok {
+		out.leased = true
+		recs, err := store.Segments(ctx, run)
+		out.done = err == nil && recs[t.seg.Index].Done
+		return out
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = store.Release(rctx, run, t.seg.Index, r.opts.Owner)
+	}()
+	// The segment may have been finished by another process since we read
+	// the progress.
+	recs, err := store.Segments(ctx, run)
+	if err != nil {
+		out.err = fmt.Errorf("read progress: %w", err)
+		return out
+	}
+	if recs[t.seg.Index].Done {
+		out.done, out.leased = true, true
+		return out
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		tick := time.NewTicker(r.opts.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick.C:
+				ok, err := store.Renew(sctx, run, t.seg.Index, r.opts.Owner, r.opts.LeaseTTL)
+				if err == nil && !ok {
+					cancel(ErrLeaseLost)
+					return
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	st, err := r.repairSegment(sctx, run.Namespace, t.seg, acc)
+	out.dur = time.Since(start)
+	cancel(nil)
+	<-renewDone
+	if err != nil {
+		if c := context.Cause(sctx); errors.Is(c, ErrLeaseLost) {
+			err = ErrLeaseLost
+		}
+		out.err = err
+		r.opts.Metrics.observeSegment(run.Namespace, out.dur, false)
+		return out
+	}
+	r.opts.Metrics.observeSegment(run.Namespace, out.dur, true)
+	rec := SegmentRecord{Index: t.seg.Index, Done: true, FinishedAt: time.Now(), Owner: r.opts.Owner,
+		RowsScanned: st.rows, RowsDiffering: st.differing, RowsWritten: st.written, Attempts: t.attempts + 1}
+	if err := store.Record(ctx, run, rec); err != nil {
+		out.err = fmt.Errorf("record progress: %w", err)
+		return out
+	}
+	out.done = true
+	if p := intensityPause(out.dur, r.opts.Intensity); p > 0 {
+		_ = sleepCtx(ctx, p)
+	}
+	return out
+}
+
+type segStats struct{ rows, differing, written int64 }
+
+// countingStream counts a region's scanned rows and bytes, throttles, and
+// names the region in errors.
+type countingStream struct {
+	RowStream
+	ctx     context.Context
+	r       *Repairer
+	ns      string
+	idx     int
+	acc     *accum
+	rows    int64
+	bytes   int64
+	pending int64
+	err     error
+}
+
+const flushEvery = 256
+
+func (c *countingStream) Next() bool {
+	if c.err != nil {
+		return false
+	}
+	if !c.RowStream.Next() {
+		c.flush()
+		return false
+	}
+	c.rows++
+	c.pending++
+	c.bytes += digestRowBytes(c.RowStream.Row())
+	if c.pending >= flushEvery {
+		c.flush()
+		if err := c.r.lim.wait(c.ctx, float64(flushEvery)/float64(len(c.r.regions))); err != nil {
+			c.err = err
+			return false
+		}
+	}
+	return true
+}
+
+func (c *countingStream) flush() {
+	if c.pending == 0 && c.bytes == 0 {
+		return
+	}
+	rows, bytes := c.pending, c.bytes
+	c.pending, c.bytes = 0, 0
+	c.acc.do(func(rp *Report) {
+		rp.Regions[c.idx].RowsScanned += rows
+		rp.Regions[c.idx].BytesRead += bytes
+	})
+	c.r.opts.Metrics.addScanned(c.ns, c.r.regions[c.idx].Name, rows, bytes)
+}
+
+func (c *countingStream) Err() error {
+	err := c.err
+	if err == nil {
+		err = c.RowStream.Err()
+	}
+	if err == nil {
+		return nil
+	}
+	if c.ctx.Err() != nil {
+		return err
+	}
+	return &RegionError{Region: c.r.regions[c.idx].Name, Op: "scan", Err: err}
+}
+
+type divItem struct {
+	d    *Divergence
+	seen time.Time
+}
+
+// repairSegment scans, diffs and (unless dry) fixes one segment.
+func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange, acc *accum) (segStats, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	streams := make([]RowStream, len(r.regions))
+	for i, reg := range r.regions {
+		streams[i] = &countingStream{RowStream: reg.Reader.ScanDigests(ctx, ns, seg, r.opts.PageSize),
+			ctx: ctx, r: r, ns: ns, idx: i, acc: acc}
+	}
+	defer func() {
+		for _, s := range streams {
+			_ = s.Close()
+		}
+	}()
+	var st segStats
+	var mu sync.Mutex
+	work := make(chan divItem)
+	var wg sync.WaitGroup
+	for k := 0; k < r.opts.Concurrency; k++ {
+		wg.Go(func() {
+			for it := range work {
+				if ctx.Err() != nil {
+					continue
+				}
+				written, err := r.fix(ctx, ns, it, acc)
+				if err != nil {
+					cancel(err)
+					continue
+				}
+				if written {
+					mu.Lock()
+					st.written++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	ds, err := Diff(streams, func(d *Divergence) error {
+		select {
+		case work <- divItem{d: d, seen: time.Now()}:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	close(work)
+	wg.Wait()
+	st.rows, st.differing = ds.Rows, ds.Differing
+	acc.do(func(rp *Report) {
+		rp.RowsScanned += ds.Rows
+		rp.RowsDiffering += ds.Differing
+	})
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		return st, c
+	}
+	if err != nil {
+		return st, err
+	}
+	return st, ctx.Err()
+}
+
+// fix repairs one divergent row; written reports whether it was written.
+func (r *Repairer) fix(ctx context.Context, ns string, it divItem, acc *accum) (bool, error) {
+	d := it.d
+	p := PlanRow(d)
+	if p.Action == 0 {
+		return false, nil
+	}
+	if p.Action == ActionTie {
+		acc.do(func(rp *Report) { rp.Ties++ })
+	}
+	if r.opts.DryRun {
+		targets := p.Targets
+		if p.Action == ActionTie {
+			targets = tieTargetsByDigest(d, p)
+		}
+		acc.do(func(rp *Report) {
+			for _, t := range targets {
+				rp.Regions[t].RowsDiffering++
+			}
+			PairDiffs(d, acc.pairs)
+			if acc.samples < r.opts.Samples {
+				acc.samples++
+				rp.Samples = append(rp.Samples, r.describe(d))
+			}
+		})
+		for _, t := range targets {
+			r.opts.Metrics.addDiffering(ns, r.regions[t].Name)
+		}
+		return false, nil
+	}
+	var w Write
+	switch p.Action {
+	case ActionMark:
+		ttl := p.Winner.TTL
+		if ttl > 0 {
+			ttl -= int32(time.Since(it.seen) / time.Second)
+			if ttl <= 0 {
+				acc.do(skipRow)
+				return false, nil
+			}
+		}
+		w = Write{PK: d.PK, CK: d.CK, Timestamp: p.Winner.Timestamp, Deleted: true, Digest: p.Winner.Digest, TTL: ttl, Targets: p.Targets}
+	case ActionCopy:
+		v, ok, err := r.read(ctx, ns, p.Source, d, acc)
+		if err != nil {
+			return false, err
+		}
+		if !ok || v.Timestamp != p.Winner.Timestamp || v.Deleted || (p.Winner.TTL > 0 && v.TTL <= 0) {
+			acc.do(skipRow)
+			return false, nil
+		}
+		w = Write{PK: d.PK, CK: d.CK, Timestamp: v.Timestamp, Value: v.Value, Digest: p.Winner.Digest, TTL: v.TTL, Targets: p.Targets}
+	case ActionTie:
+		values := make([][]byte, len(p.Tied))
+		for k, t := range p.Tied {
+			v, ok, err := r.read(ctx, ns, t, d, acc)
+			if err != nil {
+				return false, err
+			}
+			if !ok || v.Timestamp != p.Winner.Timestamp || v.Deleted {
+				acc.do(skipRow)
+				return false, nil
+			}
+			values[k] = v.Value
+		}
+		var err error
+		w, err = ResolveTie(d, p, values)
+		if err != nil {
+			return false, err
+		}
+	}
+	acc.do(func(rp *Report) {
+		for _, t := range w.Targets {
+			rp.Regions[t].RowsDiffering++
+		}
+	})
+	for _, t := range w.Targets {
+		reg := r.regions[t]
+		r.opts.Metrics.addDiffering(ns, reg.Name)
+		if err := reg.Writer.WriteRow(ctx, ns, &w); err != nil {
+			return false, &RegionError{Region: reg.Name, Op: "write", Err: err}
+		}
+		acc.do(func(rp *Report) { rp.Regions[t].RowsWritten++ })
+		r.opts.Metrics.addWritten(ns, reg.Name)
+	}
+	acc.do(func(rp *Report) { rp.RowsWritten++ })
+	return true, nil
+}
+
+func skipRow(rp *Report) { rp.RowsSkipped++ }
+
+func (r *Repairer) read(ctx context.Context, ns string, idx int, d *Divergence, acc *accum) (RowValue, bool, error) {
+	reg := r.regions[idx]
+	v, ok, err := reg.Reader.ReadRow(ctx, ns, d.PK, d.CK)
+	if err != nil {
+		return v, false, &RegionError{Region: reg.Name, Op: "read", Err: err}
+	}
+	b := valueRowBytes(&v)
+	acc.do(func(rp *Report) {
+		rp.Regions[idx].ValueFetches++
+		rp.Regions[idx].BytesRead += b
+	})
+	r.opts.Metrics.addFetch(ns, reg.Name, b)
+	return v, ok, nil
+}
+
+// tieTargetsByDigest guesses a tie's targets without values: the regions
+// not holding the greatest digest at the tie's timestamp.
+func tieTargetsByDigest(d *Divergence, p Plan) []int {
+	var best int64
+	for k, t := range p.Tied {
+		if k == 0 || uint64(d.Regions[t].Digest) > uint64(best) {
+			best = d.Regions[t].Digest
+		}
+	}
+	var out []int
+	for i, o := range d.Regions {
+		if !(o.Present && o.Timestamp == p.Winner.Timestamp && !o.Deleted && o.Digest == best) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (r *Repairer) describe(d *Divergence) string {
+	s := fmt.Sprintf("pk=%x ck=%x token=%d:", d.PK, d.CK, d.Token)
+	for i, o := range d.Regions {
+		s += fmt.Sprintf(" %s=%s;", r.regions[i].Name, o)
+	}
+	return s[:len(s)-1]
+}
