@@ -9,7 +9,8 @@ SUMMARY   := $(GO) run ./integration/cmd/testsummary
 # Integration tests share one environment; keep the run bounded.
 ITEST_TIMEOUT ?= 25m
 ITEST_FLAGS   ?= -count=1 -p 1 -parallel 4 -timeout $(ITEST_TIMEOUT)
-STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+# 2025.1.1 is refused by the module proxy here; v0.8.2 is the same tool, newer.
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CI ?= false
 export TIDEMARK_THREE_NODE_REGION ?= 1
 

@@ -185,7 +185,7 @@ func TestEnvKilledNodeComesBackWithData(t *testing.T) {
 		t.Fatal("node still running after Kill")
 	}
 	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
-	err := s.Query(`SELECT v FROM kv WHERE k = 1`).WithContext(qctx).Exec()
+	err := s.Query(`SELECT v FROM kv WHERE k = 1`).ExecContext(qctx)
 	qcancel()
 	if err == nil {
 		t.Fatal("query to a killed region succeeded")

@@ -194,7 +194,7 @@ func newKeyspace(t testing.TB, regions ...string) string {
 		r := region(t, name)
 		s := adminSession(t, r)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := s.Query(schema.CreateKeyspace(ks, r.DC, len(r.Hosts))).WithContext(ctx).Exec()
+		err := s.Query(schema.CreateKeyspace(ks, r.DC, len(r.Hosts))).ExecContext(ctx)
 		if err == nil {
 			err = s.AwaitSchemaAgreement(ctx)
 		}
@@ -205,7 +205,7 @@ func newKeyspace(t testing.TB, regions ...string) string {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).WithContext(ctx).Exec()
+			_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).ExecContext(ctx)
 		})
 	}
 	return ks

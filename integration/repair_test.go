@@ -103,11 +103,11 @@ func (f *repairFixture) load(t testing.TB, regionName string, rows []repairRow) 
 				if len(g) == 1 {
 					err = s.Query(f.insertStmt(), bindRow(g[0])...).ExecContext(ctx)
 				} else {
-					b := s.Batch(gocql.UnloggedBatch).WithContext(ctx)
+					b := s.Batch(gocql.UnloggedBatch)
 					for _, r := range g {
 						b.Query(f.insertStmt(), bindRow(r)...)
 					}
-					err = b.Exec()
+					err = b.ExecContext(ctx)
 				}
 				if err != nil {
 					select {

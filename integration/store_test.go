@@ -640,7 +640,7 @@ func TestStoreCreateKeyspace(t *testing.T) {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).WithContext(ctx).Exec()
+			_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).ExecContext(ctx)
 		})
 	}
 	var cfg store.Config

@@ -121,7 +121,7 @@ func (e *cqlExecutor) Write(ctx context.Context, w WriteRequest) error {
 	for _, r := range w.Rows {
 		b.Query(st.insert, w.PK, r.CK, r.Value, r.Deleted, schema.Digest(r.Deleted, r.Value), r.Timestamp, r.TTL)
 	}
-	b.SetConsistency(cons)
+	b.Consistency(cons)
 	return mapCQLError(b.ExecContext(ctx))
 }
 
@@ -199,8 +199,7 @@ func mapCQLError(err error) error {
 		errors.As(err, &writeFailure), errors.As(err, &readFailure),
 		errors.Is(err, gocql.ErrNoConnections), errors.Is(err, gocql.ErrConnectionClosed),
 		errors.Is(err, gocql.ErrUnavailable), errors.Is(err, gocql.ErrNoStreams),
-		errors.Is(err, gocql.ErrTooManyTimeouts), errors.Is(err, gocql.ErrNoConnectionsStarted),
-		errors.Is(err, gocql.ErrHostQueryFailed), errors.Is(err, gocql.ErrSessionClosed),
+		errors.Is(err, gocql.ErrNoConnectionsStarted), errors.Is(err, gocql.ErrSessionClosed),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.As(err, &netErr):

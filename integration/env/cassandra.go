@@ -239,7 +239,7 @@ func releaseVersion(ctx context.Context, addr string) (string, error) {
 	}
 	defer s.Close()
 	var v string
-	err = s.Query(`SELECT release_version FROM system.local`).WithContext(ctx).Scan(&v)
+	err = s.Query(`SELECT release_version FROM system.local`).ScanContext(ctx, &v)
 	return v, err
 }
 

@@ -81,9 +81,7 @@ func javaMajor(out string) int {
 	}
 	v := out[i+len("version \""):]
 	var major int
-	if strings.HasPrefix(v, "1.") {
-		v = v[2:]
-	}
+	v = strings.TrimPrefix(v, "1.")
 	for _, c := range v {
 		if c < '0' || c > '9' {
 			break

@@ -338,19 +338,19 @@ func waitRing(ctx context.Context, r localRegion, logf func(string, ...any)) err
 			}
 			defer s.Close()
 			ks := "tidemark_env_probe"
-			if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class':'NetworkTopologyStrategy','%s':%d}`, ks, r.DC, len(r.nodes))).WithContext(ctx).Exec(); err != nil {
+			if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class':'NetworkTopologyStrategy','%s':%d}`, ks, r.DC, len(r.nodes))).ExecContext(ctx); err != nil {
 				return err
 			}
 			if err := s.AwaitSchemaAgreement(ctx); err != nil {
 				return err
 			}
-			if err := s.Query(`CREATE TABLE IF NOT EXISTS ` + ks + `.probe (k int PRIMARY KEY, v int)`).WithContext(ctx).Exec(); err != nil {
+			if err := s.Query(`CREATE TABLE IF NOT EXISTS ` + ks + `.probe (k int PRIMARY KEY, v int)`).ExecContext(ctx); err != nil {
 				return err
 			}
 			if err := s.AwaitSchemaAgreement(ctx); err != nil {
 				return err
 			}
-			return s.Query(`INSERT INTO ` + ks + `.probe (k, v) VALUES (1, 1)`).Consistency(gocql.All).WithContext(ctx).Exec()
+			return s.Query(`INSERT INTO ` + ks + `.probe (k, v) VALUES (1, 1)`).Consistency(gocql.All).ExecContext(ctx)
 		}()
 		if last == nil {
 			return nil

@@ -1,0 +1,44 @@
+// Package hints stores the writes a region missed as hints on Kafka and
+// replays them into that region later.
+//
+// # Mental model
+//
+// A write that cannot reach a region (its circuit breaker is open, its nodes
+// time out) becomes a [Hint]: the row, the write's timestamp, its absolute
+// expiry and the region it is for. A [Producer] appends the hint, encoded
+// with [Encode], to the Kafka topic of the target region (TopicPrefix +
+// region), keyed by partition key; it returns nil only once Kafka has
+// acknowledged the record with acks=all, so the store can count a durable
+// hint as the region's acknowledgement at consistency level Any.
+//
+// In each region a [Replayer] consumes that region's topic in a consumer
+// group, decodes every record with [Decode], and applies it through an
+// [Applier] (normally [NewCQLApplier]) with the write's own timestamp. It
+// commits a Kafka offset only after the hints up to it were applied, or were
+// durably sent to the dead-letter topic, so replay is at-least-once; because
+// every hint carries its original timestamp (USING TIMESTAMP), applying one
+// twice, or after a newer write, changes nothing.
+//
+// # Invariants
+//
+//   - A hint is applied only if it decodes, authenticates (when a [Keyring]
+//     is configured), is for the replayer's region and has not expired: its
+//     ExpiresAt has not passed and it is not older than the tombstone
+//     retention. Everything else goes to the dead-letter topic with a reason
+//     ([ReasonCorrupt], [ReasonUnauthenticated], [ReasonExpired],
+//     [ReasonMisrouted], [ReasonRejected]) and is never applied.
+//   - While the region is unreachable the replayer applies nothing, commits
+//     nothing, backs off exponentially (bounded) and retries the same hints;
+//     it resumes by itself.
+//   - Memory is bounded on both sides: the producer refuses a hint that would
+//     take its in-flight bytes past MaxBufferedBytes ([ErrBufferFull]); the
+//     replayer holds one batch (BatchSize records, MaxBatchBytes bytes) plus
+//     a bounded prefetch.
+//   - Decode never panics and allocates at most the length of its input.
+//
+// Hints only speed convergence up: anti-entropy repair is the safety net, so
+// a hint that could not be stored is not data loss, but it is counted
+// (tidemark_hints_produce_failures_total) and logged.
+//
+// See docs/hints.md for the record format, key rotation and sizing.
+package hints

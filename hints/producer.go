@@ -1,0 +1,476 @@
+package hints
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+var (
+	// ErrUnavailable reports that Kafka did not take the hint: the brokers
+	// cannot be reached, did not acknowledge in time, or failed recently
+	// enough that the producer is refusing hints without trying (its circuit
+	// breaker is open). The hint is not stored; anti-entropy repair will
+	// bring the region up to date. Retrying at once rarely helps.
+	ErrUnavailable = errors.New("hints: Kafka unavailable, hint not stored")
+
+	// ErrBufferFull reports that the producer already holds
+	// MaxBufferedBytes of hints waiting for Kafka's acknowledgement. The hint
+	// is not stored. Raise MaxBufferedBytes or make Kafka faster.
+	ErrBufferFull = errors.New("hints: producer buffer full, hint not stored")
+
+	// ErrHintTooLarge reports a hint whose record exceeds MaxHintBytes.
+	ErrHintTooLarge = errors.New("hints: hint record too large")
+
+	// ErrClosed reports a call on a closed Producer or Replayer.
+	ErrClosed = errors.New("hints: closed")
+
+	// ErrInvalidConfig reports a configuration that cannot work.
+	ErrInvalidConfig = errors.New("hints: invalid configuration")
+)
+
+// Producer defaults.
+const (
+	DefaultBatchSize        = 100
+	DefaultBatchTimeout     = 5 * time.Millisecond
+	DefaultMaxBufferedBytes = 64 << 20
+	DefaultMaxHintBytes     = 1 << 20
+	DefaultProduceTimeout   = 10 * time.Second
+	DefaultBreakerOpenFor   = 5 * time.Second
+)
+
+// ProducerConfig configures [NewProducer]. Zero values pick the documented
+// defaults.
+type ProducerConfig struct {
+	// Brokers are the "host:port" bootstrap addresses of the Kafka cluster.
+	// Required.
+	Brokers []string
+	// TopicPrefix names the topics: region r's hints go to TopicPrefix + r.
+	// Default DefaultTopicPrefix ("tidemark.hints.").
+	TopicPrefix string
+	// Partitions of a topic the producer creates. Default 8. More partitions
+	// let more replayers of one region work in parallel.
+	Partitions int
+	// ReplicationFactor of a topic the producer creates. Default -1: the
+	// brokers' default.replication.factor. Use 3 in production.
+	ReplicationFactor int
+	// MinInSyncReplicas sets min.insync.replicas on a topic the producer
+	// creates; 0 leaves the brokers' default. With acks=all, 2 (of 3
+	// replicas) means an acknowledged hint survives one broker's loss.
+	MinInSyncReplicas int
+	// Retention is the retention.ms of a topic the producer creates. Default
+	// schema.DefaultRetention (the tombstone retention, 10 days): a hint
+	// older than that is never applied, so keeping it longer only costs
+	// disk. Existing topics are left as they are.
+	Retention time.Duration
+	// Keyring, when set, signs every record with its current key.
+	Keyring *Keyring
+	// BatchSize is the most records sent to one partition in one request.
+	// Default 100.
+	BatchSize int
+	// BatchTimeout is how long a record waits for more to fill its batch.
+	// It adds to every hint's latency. Default 5ms.
+	BatchTimeout time.Duration
+	// MaxBufferedBytes bounds the bytes of records handed to Kafka and not
+	// yet acknowledged (or given up on). A hint that would exceed it fails
+	// at once with ErrBufferFull. Default 64 MiB.
+	MaxBufferedBytes int64
+	// MaxHintBytes bounds one record (the brokers' message.max.bytes must be
+	// at least this). Default 1 MiB.
+	MaxHintBytes int
+	// ProduceTimeout bounds one hint's trip to Kafka, whatever the caller's
+	// context allows; past it the hint fails with ErrUnavailable. Default
+	// 10s.
+	ProduceTimeout time.Duration
+	// BreakerOpenFor is how long the producer refuses hints at once (with
+	// ErrUnavailable) after Kafka failed several times in a row, before it
+	// lets one through to probe. Default 5s.
+	BreakerOpenFor time.Duration
+	// Logger receives failures (rate-limited) and topic creation; nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// Producer writes hints to Kafka, one topic per target region. It is safe
+// for concurrent use; concurrent hints are batched together. Register it
+// with a prometheus.Registerer to export its metrics.
+type Producer struct {
+	cfg       ProducerConfig
+	transport *kafka.Transport
+	client    *kafka.Client
+	writer    *kafka.Writer
+	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
+	log       *slog.Logger
+	logEvery  *rate.Sometimes
+
+	topicsMu sync.Mutex
+	topics   map[string]*topicInit // region -> creation, done or under way
+
+	buffered atomic.Int64
+
+	mu     sync.RWMutex
+	closed bool
+	wg     sync.WaitGroup
+	stop   context.CancelFunc
+	ctx    context.Context
+
+	produced *prometheus.CounterVec
+	failed   *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	bufGauge prometheus.GaugeFunc
+}
+
+// Failure reasons used in the tidemark_hints_produce_failures_total metric.
+const (
+	failUnavailable = "unavailable"
+	failBufferFull  = "buffer_full"
+	failTooLarge    = "too_large"
+	failInvalid     = "invalid"
+	failCanceled    = "canceled"
+	failClosed      = "closed"
+	failError       = "error"
+)
+
+// NewProducer checks cfg and returns a producer. It does not contact Kafka:
+// topics are created on first use, and an unreachable Kafka shows up as
+// errors from [Producer.Hint].
+func NewProducer(cfg ProducerConfig) (*Producer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, fmt.Errorf("%w: ProducerConfig.Brokers is empty; give at least one host:port", ErrInvalidConfig)
+	}
+	setDefault(&cfg.TopicPrefix, DefaultTopicPrefix)
+	setDefault(&cfg.Partitions, DefaultPartitions)
+	setDefault(&cfg.ReplicationFactor, DefaultReplicationFactor)
+	setDefault(&cfg.Retention, schema.DefaultRetention)
+	setDefault(&cfg.BatchSize, DefaultBatchSize)
+	setDefault(&cfg.BatchTimeout, DefaultBatchTimeout)
+	setDefault(&cfg.MaxBufferedBytes, DefaultMaxBufferedBytes)
+	setDefault(&cfg.MaxHintBytes, DefaultMaxHintBytes)
+	setDefault(&cfg.ProduceTimeout, DefaultProduceTimeout)
+	setDefault(&cfg.BreakerOpenFor, DefaultBreakerOpenFor)
+	if cfg.MaxBufferedBytes < int64(cfg.MaxHintBytes) {
+		return nil, fmt.Errorf("%w: MaxBufferedBytes (%d) is smaller than MaxHintBytes (%d)", ErrInvalidConfig, cfg.MaxBufferedBytes, cfg.MaxHintBytes)
+	}
+	if cfg.Partitions < 1 || cfg.ReplicationFactor == 0 || cfg.ReplicationFactor < -1 {
+		return nil, fmt.Errorf("%w: Partitions must be >= 1 and ReplicationFactor >= 1 or -1", ErrInvalidConfig)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	transport := &kafka.Transport{
+		DialTimeout: min(cfg.ProduceTimeout, 5*time.Second),
+		ClientID:    "tidemark-hints-producer",
+		Context:     ctx,
+	}
+	addr := kafka.TCP(cfg.Brokers...)
+	p := &Producer{
+		cfg:       cfg,
+		transport: transport,
+		client:    &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
+		writer: &kafka.Writer{
+			Addr:            addr,
+			Balancer:        &kafka.Murmur2Balancer{},
+			MaxAttempts:     3,
+			WriteBackoffMin: 50 * time.Millisecond,
+			WriteBackoffMax: 500 * time.Millisecond,
+			BatchSize:       cfg.BatchSize,
+			BatchBytes:      int64(cfg.MaxHintBytes) + 1024,
+			BatchTimeout:    cfg.BatchTimeout,
+			ReadTimeout:     cfg.ProduceTimeout,
+			WriteTimeout:    cfg.ProduceTimeout,
+			RequiredAcks:    kafka.RequireAll,
+			Transport:       transport,
+		},
+		topics:   map[string]*topicInit{},
+		log:      log,
+		logEvery: &rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		ctx:      ctx,
+		stop:     stop,
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_hints_produced_total",
+			Help: "Hints acknowledged by Kafka (acks=all), by target region.",
+		}, []string{"region"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_hints_produce_failures_total",
+			Help: "Hints that were not stored in Kafka, by target region and reason (unavailable, buffer_full, too_large, invalid, canceled, closed, error). Their writes are left to repair.",
+		}, []string{"region", "reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tidemark_hints_produce_latency_seconds",
+			Help:    "Time from Hint to Kafka's acknowledgement, successful hints only, by target region.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"region"}),
+	}
+	p.bufGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tidemark_hints_producer_buffered_bytes",
+		Help: "Bytes of hint records handed to Kafka and not yet acknowledged.",
+	}, func() float64 { return float64(p.buffered.Load()) })
+	p.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:    "kafka",
+		Timeout: cfg.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= 3
+		},
+		IsExcluded: func(err error) bool { return !errors.Is(err, ErrUnavailable) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			log.Warn("hints: Kafka circuit breaker changed state", "from", from.String(), "to", to.String())
+		},
+	})
+	return p, nil
+}
+
+// Topic returns the topic that holds the hints for region.
+func (p *Producer) Topic(region string) string { return p.cfg.TopicPrefix + region }
+
+// EnsureTopic creates region's hint topic if it does not exist yet. Hint
+// does this by itself on first use; call EnsureTopic to create topics ahead
+// of time (at start-up, for every region).
+func (p *Producer) EnsureTopic(ctx context.Context, region string) error {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return ErrClosed
+	}
+	p.wg.Add(1)
+	p.mu.RUnlock()
+	defer p.wg.Done()
+	return p.ensureTopic(ctx, region)
+}
+
+// ensureTopic is EnsureTopic for a caller that holds a p.wg token.
+func (p *Producer) ensureTopic(ctx context.Context, region string) error {
+	p.topicsMu.Lock()
+	ti, ok := p.topics[region]
+	if !ok {
+		ti = &topicInit{done: make(chan struct{})}
+		p.topics[region] = ti
+		p.wg.Add(1)
+		go p.createTopic(region, ti)
+	}
+	p.topicsMu.Unlock()
+	select {
+	case <-ti.done:
+		return ti.err
+	case <-ctx.Done():
+		err := context.Cause(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: creating topic %q: %w", ErrUnavailable, p.Topic(region), err)
+		}
+		return fmt.Errorf("hints: creating topic %q: %w", p.Topic(region), err)
+	}
+}
+
+// topicInit is one creation of a region's topic; waiters block on done.
+type topicInit struct {
+	done chan struct{}
+	err  error
+}
+
+func (p *Producer) createTopic(region string, ti *topicInit) {
+	defer p.wg.Done()
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProduceTimeout)
+	defer cancel()
+	err := ensureTopic(ctx, p.client, topicSpec{
+		name:              p.Topic(region),
+		partitions:        p.cfg.Partitions,
+		replicationFactor: p.cfg.ReplicationFactor,
+		retention:         p.cfg.Retention,
+		minInSync:         p.cfg.MinInSyncReplicas,
+	})
+	if err != nil {
+		ti.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		p.topicsMu.Lock()
+		delete(p.topics, region) // the next hint tries again
+		p.topicsMu.Unlock()
+	} else {
+		p.log.Info("hints: topic ready", "topic", p.Topic(region))
+	}
+	close(ti.done)
+}
+
+// Hint stores h in the Kafka topic of h.Target and returns nil once Kafka
+// has acknowledged it with acks=all: then the hint is durable. It never
+// blocks past ctx's deadline or ProduceTimeout. A zero h.CreatedAt is set to
+// now.
+//
+// Errors: [ErrInvalidHint] (the hint could never be applied),
+// [ErrHintTooLarge], [ErrBufferFull] (too many bytes already waiting),
+// [ErrUnavailable] (Kafka did not take it, including a ctx deadline that
+// passed first), [ErrClosed], or ctx's error if ctx was canceled. In every
+// error case the hint may or may not reach Kafka later; replaying it twice
+// is harmless.
+func (p *Producer) Hint(ctx context.Context, h Hint) error {
+	start := time.Now()
+	region := h.Target
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return p.fail(region, failClosed, ErrClosed)
+	}
+	p.wg.Add(1)
+	p.mu.RUnlock()
+	defer p.wg.Done()
+
+	if h.CreatedAt.IsZero() {
+		h.CreatedAt = start
+	}
+	rec, err := Encode(h, p.cfg.Keyring)
+	if err != nil {
+		return p.fail(region, failInvalid, err)
+	}
+	if len(rec) > p.cfg.MaxHintBytes {
+		return p.fail(region, failTooLarge, fmt.Errorf("%w: %d bytes, MaxHintBytes is %d", ErrHintTooLarge, len(rec), p.cfg.MaxHintBytes))
+	}
+	if err := ctx.Err(); err != nil {
+		return p.fail(region, failCanceled, fmt.Errorf("hints: hint for region %q not sent: %w", region, err))
+	}
+	done, err := p.breaker.Allow()
+	if err != nil {
+		return p.fail(region, failUnavailable, fmt.Errorf("%w: region %q: Kafka failed recently, not retrying for up to %v (%v)", ErrUnavailable, region, p.cfg.BreakerOpenFor, err))
+	}
+	if err := p.ensureTopic(ctx, region); err != nil {
+		done(err)
+		return p.fail(region, reasonOf(ctx, err), err)
+	}
+	n := int64(len(rec))
+	if p.buffered.Add(n) > p.cfg.MaxBufferedBytes {
+		p.buffered.Add(-n)
+		done(nil)
+		return p.fail(region, failBufferFull, fmt.Errorf("%w: region %q: %d bytes waiting for Kafka, limit %d", ErrBufferFull, region, p.buffered.Load(), p.cfg.MaxBufferedBytes))
+	}
+
+	// The write runs on its own context, bounded by ProduceTimeout, so that
+	// its bytes stay counted until Kafka is done with the record even if
+	// the caller stops waiting.
+	result := make(chan error, 1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		wctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProduceTimeout)
+		defer cancel()
+		err := p.writer.WriteMessages(wctx, kafka.Message{Topic: p.Topic(region), Key: h.PK, Value: rec})
+		p.buffered.Add(-n)
+		if err != nil {
+			err = classify(region, err)
+		}
+		done(err)
+		result <- err
+	}()
+	select {
+	case err := <-result:
+		if err != nil {
+			return p.fail(region, reasonOf(ctx, err), err)
+		}
+		p.produced.WithLabelValues(region).Inc()
+		p.latency.WithLabelValues(region).Observe(time.Since(start).Seconds())
+		return nil
+	case <-ctx.Done():
+		err := ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: region %q: Kafka did not acknowledge before the deadline: %w", ErrUnavailable, region, err)
+		} else {
+			err = fmt.Errorf("hints: hint for region %q abandoned before Kafka acknowledged it: %w", region, err)
+		}
+		return p.fail(region, reasonOf(ctx, err), err)
+	}
+}
+
+// classify turns a kafka-go error into an error wrapping ErrUnavailable when
+// it means the brokers are unreachable or not acknowledging.
+func classify(region string, err error) error {
+	var kerr kafka.Error
+	var netErr net.Error
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return err
+	case errors.As(err, &kerr) && kerr.Temporary(),
+		errors.As(err, &netErr),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, net.ErrClosed):
+		return fmt.Errorf("%w: region %q: %w", ErrUnavailable, region, err)
+	default:
+		var werr kafka.WriteErrors
+		if errors.As(err, &werr) && len(werr) == 1 && werr[0] != nil {
+			return classify(region, werr[0])
+		}
+		// Anything else from the transport layer (EOF, broken pipe, ...)
+		// also means Kafka did not take the record.
+		return fmt.Errorf("%w: region %q: %w", ErrUnavailable, region, err)
+	}
+}
+
+func reasonOf(ctx context.Context, err error) string {
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return failUnavailable
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return failCanceled
+	default:
+		return failError
+	}
+}
+
+func (p *Producer) fail(region, reason string, err error) error {
+	p.failed.WithLabelValues(region, reason).Inc()
+	p.logEvery.Do(func() {
+		p.log.Warn("hints: hint not stored; the write is left to repair", "region", region, "reason", reason, "err", err)
+	})
+	return err
+}
+
+// Close stops accepting hints, waits for the hints in flight to be
+// acknowledged or to fail (at most ProduceTimeout), flushes the writer and
+// releases its connections. It is safe to call more than once.
+func (p *Producer) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.wg.Wait()
+	err := p.writer.Close()
+	p.stop()
+	p.transport.CloseIdleConnections()
+	return err
+}
+
+// Describe implements prometheus.Collector.
+func (p *Producer) Describe(ch chan<- *prometheus.Desc) {
+	p.produced.Describe(ch)
+	p.failed.Describe(ch)
+	p.latency.Describe(ch)
+	p.bufGauge.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (p *Producer) Collect(ch chan<- prometheus.Metric) {
+	p.produced.Collect(ch)
+	p.failed.Collect(ch)
+	p.latency.Collect(ch)
+	p.bufGauge.Collect(ch)
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}

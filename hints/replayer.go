@@ -1,0 +1,773 @@
+package hints
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/time/rate"
+
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+// Dead-letter reasons, carried in the [HeaderReason] header of every
+// dead-letter record and in the reason label of
+// tidemark_hints_dead_lettered_total.
+const (
+	// ReasonCorrupt: the record does not decode (ErrCorrupt).
+	ReasonCorrupt = "corrupt"
+	// ReasonUnauthenticated: the MAC is missing, wrong, or made with a key
+	// the keyring does not accept (ErrUnauthenticated).
+	ReasonUnauthenticated = "unauthenticated"
+	// ReasonExpired: the hint's ExpiresAt has passed, or it was created
+	// longer ago than the retention; applying it could resurrect data.
+	ReasonExpired = "expired"
+	// ReasonMisrouted: the hint's Target is not the replayer's region.
+	ReasonMisrouted = "misrouted"
+	// ReasonRejected: the region refused the write permanently (the
+	// Applier returned an error wrapping ErrPermanent).
+	ReasonRejected = "rejected"
+)
+
+// Headers of a dead-letter record. Its key and value are the original
+// record's.
+const (
+	HeaderReason    = "tidemark-dead-reason"
+	HeaderError     = "tidemark-dead-error"
+	HeaderRegion    = "tidemark-dead-region"
+	HeaderTopic     = "tidemark-source-topic"
+	HeaderPartition = "tidemark-source-partition"
+	HeaderOffset    = "tidemark-source-offset"
+	HeaderDeadAt    = "tidemark-dead-at"
+)
+
+// Replayer defaults.
+const (
+	DefaultReplayBatchSize   = 1024
+	DefaultReplayConcurrency = 16
+	DefaultMaxBatchBytes     = 16 << 20
+	DefaultBackoffMin        = 100 * time.Millisecond
+	DefaultBackoffMax        = 30 * time.Second
+)
+
+// ReplayerConfig configures [NewReplayer]. Zero values pick the documented
+// defaults.
+type ReplayerConfig struct {
+	// Brokers are the "host:port" bootstrap addresses of the Kafka cluster.
+	// Required.
+	Brokers []string
+	// TopicPrefix must match the producers'. Default DefaultTopicPrefix.
+	TopicPrefix string
+	// Region is the region this replayer applies hints to; it consumes
+	// TopicPrefix + Region. Required.
+	Region string
+	// GroupID is the Kafka consumer group. Replayers of one region with the
+	// same GroupID share the topic's partitions. Default
+	// "tidemark-replayer-" + Region.
+	GroupID string
+	// Applier writes a hint into the region. Required.
+	Applier Applier
+	// Keyring, when set, is used to authenticate every record (see
+	// KeyringConfig.AcceptUnsigned). Nil accepts any record that decodes.
+	Keyring *Keyring
+	// Retention is the tombstone retention: a hint created longer ago than
+	// this is dead-lettered as expired, never applied. Default
+	// schema.DefaultRetention (10 days). It is also the consumer group's
+	// offset retention.
+	Retention time.Duration
+	// DeadLetterTopic receives records that are never applied. Default
+	// TopicPrefix + "dead".
+	DeadLetterTopic string
+	// Partitions and ReplicationFactor are used if the replayer has to
+	// create the hint or dead-letter topic. Defaults 8 and -1 (the brokers'
+	// default).
+	Partitions, ReplicationFactor int
+	// MaxHintsPerSecond throttles applies; 0 means no limit.
+	MaxHintsPerSecond float64
+	// MaxBytesPerSecond throttles applies by record size; 0 means no limit.
+	MaxBytesPerSecond int
+	// BatchSize is the most records processed (and committed) together.
+	// Default 1024. Larger batches amortize the commit round trip.
+	BatchSize int
+	// MaxBatchBytes stops filling a batch once its records reach this many
+	// bytes. Default 16 MiB. Memory held by a replayer is about two batches
+	// (one applying, one committing offsets only) plus 2×256 prefetched
+	// records.
+	MaxBatchBytes int
+	// Concurrency is the most applies in flight. Default 16.
+	Concurrency int
+	// BackoffMin and BackoffMax bound the exponential back-off while the
+	// region is unreachable (or Kafka fails). Defaults 100ms and 30s.
+	BackoffMin, BackoffMax time.Duration
+	// Logger receives pauses, resumes, dead letters and Kafka errors
+	// (rate-limited); nil discards.
+	Logger *slog.Logger
+}
+
+// fetcher is the consumer side of Kafka, satisfied by *kafka.Reader.
+type fetcher interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+	Stats() kafka.ReaderStats
+	Close() error
+}
+
+// messageWriter is the producer side used for dead letters, satisfied by
+// *kafka.Writer.
+type messageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
+}
+
+// Replayer consumes one region's hint topic and applies the hints there.
+// Create it with [NewReplayer], start it with [Replayer.Run], stop it by
+// canceling Run's context or with [Replayer.Close]. Register it with a
+// prometheus.Registerer to export its metrics.
+type Replayer struct {
+	cfg    ReplayerConfig
+	topic  string
+	log    *slog.Logger
+	logErr *rate.Sometimes
+	now    func() time.Time
+
+	// I/O edges, replaced in tests.
+	newFetcher   func() fetcher
+	dead         messageWriter
+	ensureTopics func(ctx context.Context) error
+	transport    *kafka.Transport
+
+	hintLimit *rate.Limiter
+	byteLimit *rate.Limiter
+
+	mu      sync.Mutex
+	closed  bool
+	running bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	oldest atomic.Int64 // CreatedAt (unix µs) of the oldest hint in the batch being replayed; 0 none
+	paused atomic.Bool
+
+	replayed      prometheus.Counter
+	deadLettered  *prometheus.CounterVec
+	applyFailures prometheus.Counter
+	commitErrors  prometheus.Counter
+	lag           prometheus.Gauge
+	oldestAge     prometheus.GaugeFunc
+	pausedGauge   prometheus.GaugeFunc
+}
+
+// NewReplayer checks cfg and returns a replayer. It does not contact Kafka
+// until Run.
+func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
+	switch {
+	case len(cfg.Brokers) == 0:
+		return nil, fmt.Errorf("%w: ReplayerConfig.Brokers is empty", ErrInvalidConfig)
+	case cfg.Region == "":
+		return nil, fmt.Errorf("%w: ReplayerConfig.Region is empty; name the region this replayer writes to", ErrInvalidConfig)
+	case cfg.Applier == nil:
+		return nil, fmt.Errorf("%w: ReplayerConfig.Applier is nil; use NewCQLApplier with a session of region %q", ErrInvalidConfig, cfg.Region)
+	case cfg.MaxHintsPerSecond < 0 || cfg.MaxBytesPerSecond < 0:
+		return nil, fmt.Errorf("%w: negative throttle", ErrInvalidConfig)
+	}
+	setDefault(&cfg.TopicPrefix, DefaultTopicPrefix)
+	setDefault(&cfg.GroupID, "tidemark-replayer-"+cfg.Region)
+	setDefault(&cfg.Retention, schema.DefaultRetention)
+	setDefault(&cfg.DeadLetterTopic, cfg.TopicPrefix+DeadLetterSuffix)
+	setDefault(&cfg.Partitions, DefaultPartitions)
+	setDefault(&cfg.ReplicationFactor, DefaultReplicationFactor)
+	setDefault(&cfg.BatchSize, DefaultReplayBatchSize)
+	setDefault(&cfg.MaxBatchBytes, DefaultMaxBatchBytes)
+	setDefault(&cfg.Concurrency, DefaultReplayConcurrency)
+	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
+	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
+	if cfg.BackoffMax < cfg.BackoffMin {
+		return nil, fmt.Errorf("%w: BackoffMax %v < BackoffMin %v", ErrInvalidConfig, cfg.BackoffMax, cfg.BackoffMin)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("region", cfg.Region)
+	r := &Replayer{
+		cfg:    cfg,
+		topic:  cfg.TopicPrefix + cfg.Region,
+		log:    log,
+		logErr: &rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		now:    time.Now,
+	}
+	if cfg.MaxHintsPerSecond > 0 {
+		r.hintLimit = rate.NewLimiter(rate.Limit(cfg.MaxHintsPerSecond), max(1, int(cfg.MaxHintsPerSecond)))
+	}
+	if cfg.MaxBytesPerSecond > 0 {
+		r.byteLimit = rate.NewLimiter(rate.Limit(cfg.MaxBytesPerSecond), cfg.MaxBytesPerSecond)
+	}
+	labels := prometheus.Labels{"region": cfg.Region}
+	r.replayed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tidemark_hints_replayed_total", ConstLabels: labels,
+		Help: "Hints applied in the region.",
+	})
+	r.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tidemark_hints_dead_lettered_total", ConstLabels: labels,
+		Help: "Hints sent to the dead-letter topic instead of being applied, by reason.",
+	}, []string{"reason"})
+	for _, reason := range []string{ReasonCorrupt, ReasonUnauthenticated, ReasonExpired, ReasonMisrouted, ReasonRejected} {
+		r.deadLettered.WithLabelValues(reason)
+	}
+	r.applyFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tidemark_hints_apply_failures_total", ConstLabels: labels,
+		Help: "Failed attempts to apply a hint (the region was unreachable); each is retried.",
+	})
+	r.commitErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tidemark_hints_commit_failures_total", ConstLabels: labels,
+		Help: "Offset commits that failed; their hints will be replayed again (harmless).",
+	})
+	r.lag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tidemark_hints_consumer_lag", ConstLabels: labels,
+		Help: "Records in the region's hint topic not yet replayed (approximate: reader lag plus records fetched and not yet committed).",
+	})
+	r.oldestAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tidemark_hints_oldest_unreplayed_age_seconds", ConstLabels: labels,
+		Help: "Age (by CreatedAt) of the oldest hint the replayer is working on; 0 when it is idle. Must stay well below the tombstone retention.",
+	}, func() float64 {
+		us := r.oldest.Load()
+		if us == 0 {
+			return 0
+		}
+		return max(0, r.now().Sub(time.UnixMicro(us)).Seconds())
+	})
+	r.pausedGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tidemark_hints_replay_paused", ConstLabels: labels,
+		Help: "1 while replay is paused because the region (or the dead-letter topic) is unreachable.",
+	}, func() float64 {
+		if r.paused.Load() {
+			return 1
+		}
+		return 0
+	})
+
+	r.transport = &kafka.Transport{ClientID: "tidemark-hints-replayer", DialTimeout: 5 * time.Second}
+	addr := kafka.TCP(cfg.Brokers...)
+	client := &kafka.Client{Addr: addr, Transport: r.transport, Timeout: 10 * time.Second}
+	r.dead = &kafka.Writer{
+		Addr:         addr,
+		Topic:        cfg.DeadLetterTopic,
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: time.Millisecond,
+		BatchSize:    cfg.BatchSize,
+		BatchBytes:   64 << 20,
+		MaxAttempts:  3,
+		Transport:    r.transport,
+	}
+	r.ensureTopics = func(ctx context.Context) error {
+		for _, spec := range []topicSpec{
+			{name: r.topic, partitions: cfg.Partitions, replicationFactor: cfg.ReplicationFactor, retention: cfg.Retention},
+			{name: cfg.DeadLetterTopic, partitions: cfg.Partitions, replicationFactor: cfg.ReplicationFactor, retention: 4 * cfg.Retention},
+		} {
+			if err := ensureTopic(ctx, client, spec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	r.newFetcher = func() fetcher {
+		return kafka.NewReader(kafka.ReaderConfig{
+			Brokers:               cfg.Brokers,
+			GroupID:               cfg.GroupID,
+			Topic:                 r.topic,
+			QueueCapacity:         prefetch(cfg.BatchSize),
+			MinBytes:              1,
+			MaxBytes:              16 << 20,
+			MaxWait:               250 * time.Millisecond,
+			CommitInterval:        0, // explicit synchronous commits only
+			StartOffset:           kafka.FirstOffset,
+			RetentionTime:         cfg.Retention,
+			WatchPartitionChanges: true,
+			JoinGroupBackoff:      time.Second,
+			ReadBackoffMin:        cfg.BackoffMin,
+			ReadBackoffMax:        min(cfg.BackoffMax, 5*time.Second),
+			ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+				r.logErr.Do(func() { log.Warn("hints: kafka reader: " + fmt.Sprintf(msg, args...)) })
+			}),
+		})
+	}
+	return r, nil
+}
+
+// Topic returns the hint topic the replayer consumes.
+func (r *Replayer) Topic() string { return r.topic }
+
+// Run consumes and applies hints until ctx is done or Close is called, then
+// returns nil. It returns an error only if it cannot run at all (already
+// running, closed). Kafka or the region being unreachable is not an error:
+// Run waits, backs off and resumes by itself.
+func (r *Replayer) Run(ctx context.Context) error {
+	r.mu.Lock()
+	switch {
+	case r.closed:
+		r.mu.Unlock()
+		return ErrClosed
+	case r.running:
+		r.mu.Unlock()
+		return fmt.Errorf("hints: replayer for region %q is already running; start another Replayer to share the partitions", r.cfg.Region)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r.running, r.cancel, r.done = true, cancel, make(chan struct{})
+	done := r.done
+	r.mu.Unlock()
+	defer func() {
+		cancel()
+		r.mu.Lock()
+		r.running = false
+		r.mu.Unlock()
+		close(done)
+	}()
+
+	for attempt := 0; ; attempt++ {
+		err := r.ensureTopics(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.logErr.Do(func() { r.log.Warn("hints: cannot create topics, retrying", "err", err) })
+		if !r.sleep(ctx, attempt) {
+			return nil
+		}
+	}
+	f := r.newFetcher()
+	defer f.Close()
+	r.log.Info("hints: replayer started", "topic", r.topic, "group", r.cfg.GroupID)
+
+	msgs := make(chan kafka.Message, prefetch(r.cfg.BatchSize))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.fetchLoop(ctx, f, msgs)
+	}()
+	// On return: cancel, wait for fetchLoop, close the fetcher (LIFO).
+	defer wg.Wait()
+	defer cancel()
+
+	// Commits run in their own goroutine, in order, so that the next batch
+	// is applied while the previous one is being committed. At most one
+	// applied batch waits for its commit; on return the committer drains.
+	commits := make(chan []kafka.Message, 1)
+	var cwg sync.WaitGroup
+	cwg.Add(1)
+	go func() {
+		defer cwg.Done()
+		for offsets := range commits {
+			r.commit(ctx, f, offsets)
+		}
+	}()
+	defer cwg.Wait()
+	defer close(commits)
+
+	batch := make([]kafka.Message, 0, r.cfg.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+		size := len(batch[0].Value)
+	fill:
+		for len(batch) < r.cfg.BatchSize && size < r.cfg.MaxBatchBytes {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+				size += len(m.Value)
+			default:
+				break fill
+			}
+		}
+		r.updateLag(f, len(msgs)+len(batch))
+		if err := r.process(ctx, batch); err != nil {
+			return nil // ctx is done; the batch is not committed and will be replayed
+		}
+		select {
+		case commits <- lastOffsets(batch):
+		case <-ctx.Done():
+			// Still commit what was applied: the committer ignores ctx.
+			commits <- lastOffsets(batch)
+			return nil
+		}
+		r.updateLag(f, len(msgs))
+	}
+}
+
+// prefetch is how many records the reader's queue and the fetch channel
+// each hold ahead of the batch being processed.
+func prefetch(batchSize int) int { return min(batchSize, 256) }
+
+// lastOffsets returns, per topic partition, the last message of batch,
+// stripped of key and value: all a commit needs.
+func lastOffsets(batch []kafka.Message) []kafka.Message {
+	type tp struct {
+		topic     string
+		partition int
+	}
+	last := map[tp]int64{}
+	for _, m := range batch {
+		k := tp{m.Topic, m.Partition}
+		if off, ok := last[k]; !ok || m.Offset > off {
+			last[k] = m.Offset
+		}
+	}
+	out := make([]kafka.Message, 0, len(last))
+	for k, off := range last {
+		out = append(out, kafka.Message{Topic: k.topic, Partition: k.partition, Offset: off})
+	}
+	return out
+}
+
+// fetchLoop feeds msgs until ctx is done, backing off on Kafka errors.
+func (r *Replayer) fetchLoop(ctx context.Context, f fetcher, msgs chan<- kafka.Message) {
+	for attempt := 0; ; {
+		m, err := f.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.logErr.Do(func() { r.log.Warn("hints: fetching hints failed, retrying", "err", err) })
+			if !r.sleep(ctx, attempt) {
+				return
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (r *Replayer) updateLag(f fetcher, local int) {
+	s := f.Stats()
+	lag := max(s.Lag, 0) + s.QueueLength + int64(local)
+	r.lag.Set(float64(lag))
+}
+
+// item is one record of a batch on its way through process.
+type item struct {
+	msg    kafka.Message
+	hint   Hint
+	reason string // non-empty: dead-letter with this reason
+	err    error
+}
+
+// process applies or dead-letters every record of batch. It returns an
+// error only when ctx is done before the batch is finished.
+func (r *Replayer) process(ctx context.Context, batch []kafka.Message) error {
+	items := make([]item, len(batch))
+	var apply []*item
+	var oldest int64
+	for i, m := range batch {
+		it := &items[i]
+		it.msg = m
+		h, err := Decode(m.Value, r.cfg.Keyring)
+		switch {
+		case errors.Is(err, ErrUnauthenticated):
+			it.reason, it.err = ReasonUnauthenticated, err
+		case err != nil:
+			it.reason, it.err = ReasonCorrupt, err
+		case h.Target != r.cfg.Region:
+			it.reason, it.err = ReasonMisrouted, fmt.Errorf("hint is for region %q, this replayer applies region %q", h.Target, r.cfg.Region)
+		default:
+			it.hint = h
+			if err := r.expired(h); err != nil {
+				it.reason, it.err = ReasonExpired, err
+				break
+			}
+			apply = append(apply, it)
+			if us := unixMicro(h.CreatedAt); us != 0 && (oldest == 0 || us < oldest) {
+				oldest = us
+			}
+		}
+	}
+	r.oldest.Store(oldest)
+	defer r.oldest.Store(0)
+
+	if err := r.applyAll(ctx, apply); err != nil {
+		return err
+	}
+	var dead []*item
+	for i := range items {
+		if items[i].reason != "" {
+			dead = append(dead, &items[i])
+		}
+	}
+	return r.deadLetter(ctx, dead)
+}
+
+// expired reports why h must not be applied any more, or nil.
+func (r *Replayer) expired(h Hint) error {
+	now := r.now()
+	if !h.ExpiresAt.IsZero() && !now.Before(h.ExpiresAt) {
+		return fmt.Errorf("%w: expired at %s", ErrExpired, h.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	}
+	if !h.CreatedAt.IsZero() && now.Sub(h.CreatedAt) > r.cfg.Retention {
+		return fmt.Errorf("%w: created %s, more than the retention %v ago; repair must have brought the region up to date", ErrExpired, h.CreatedAt.UTC().Format(time.RFC3339), r.cfg.Retention)
+	}
+	return nil
+}
+
+// applyAll applies items with bounded concurrency. When some fail, it
+// pauses: it backs off, probes with one failed hint until it applies, then
+// retries the others. Items that turn out to be unappliable get a reason.
+func (r *Replayer) applyAll(ctx context.Context, items []*item) error {
+	pending := items
+	attempt := 0
+	for len(pending) > 0 {
+		failed := r.applyRound(ctx, pending)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		if !r.paused.Swap(true) {
+			r.log.Warn("hints: region unreachable, pausing replay", "failed", len(failed), "err", failed[0].err)
+		}
+		// Probe with the first failed hint alone until the region takes it.
+		probe := failed[0]
+		for {
+			if !r.sleep(ctx, attempt) {
+				return ctx.Err()
+			}
+			attempt++
+			if r.applyOne(ctx, probe) {
+				break
+			}
+		}
+		attempt = 0
+		if r.paused.Swap(false) {
+			r.log.Info("hints: region reachable again, resuming replay")
+		}
+		pending = failed[1:]
+	}
+	return nil
+}
+
+// applyRound applies items concurrently and returns those that failed and
+// may succeed later.
+func (r *Replayer) applyRound(ctx context.Context, items []*item) []*item {
+	var (
+		mu     sync.Mutex
+		failed []*item
+		wg     sync.WaitGroup
+	)
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	for _, it := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if !r.applyOne(ctx, it) {
+				mu.Lock()
+				failed = append(failed, it)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed
+}
+
+// applyOne makes one attempt at it. It returns true when it is settled:
+// applied, or given a dead-letter reason.
+func (r *Replayer) applyOne(ctx context.Context, it *item) bool {
+	if err := r.expired(it.hint); err != nil {
+		it.reason, it.err = ReasonExpired, err
+		return true
+	}
+	if err := r.throttle(ctx, len(it.msg.Value)); err != nil {
+		it.err = err
+		return false
+	}
+	err := r.cfg.Applier.Apply(ctx, it.hint)
+	switch {
+	case err == nil:
+		r.replayed.Inc()
+		return true
+	case errors.Is(err, ErrExpired):
+		it.reason, it.err = ReasonExpired, err
+		return true
+	case errors.Is(err, ErrPermanent):
+		it.reason, it.err = ReasonRejected, err
+		return true
+	default:
+		if ctx.Err() == nil {
+			r.applyFailures.Inc()
+		}
+		it.err = err
+		return false
+	}
+}
+
+func (r *Replayer) throttle(ctx context.Context, n int) error {
+	if r.hintLimit != nil {
+		if err := r.hintLimit.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	if r.byteLimit != nil {
+		burst := r.byteLimit.Burst()
+		for n > 0 {
+			c := min(n, burst)
+			if err := r.byteLimit.WaitN(ctx, c); err != nil {
+				return err
+			}
+			n -= c
+		}
+	}
+	return nil
+}
+
+// deadLetter writes items to the dead-letter topic, retrying with back-off
+// until it succeeds or ctx is done.
+func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	now := r.now().UTC().Format(time.RFC3339Nano)
+	msgs := make([]kafka.Message, len(items))
+	for i, it := range items {
+		errText := it.err.Error()
+		if len(errText) > 1024 {
+			errText = errText[:1024]
+		}
+		msgs[i] = kafka.Message{
+			Key:   it.msg.Key,
+			Value: it.msg.Value,
+			Headers: []kafka.Header{
+				{Key: HeaderReason, Value: []byte(it.reason)},
+				{Key: HeaderError, Value: []byte(errText)},
+				{Key: HeaderRegion, Value: []byte(r.cfg.Region)},
+				{Key: HeaderTopic, Value: []byte(it.msg.Topic)},
+				{Key: HeaderPartition, Value: []byte(strconv.Itoa(it.msg.Partition))},
+				{Key: HeaderOffset, Value: []byte(strconv.FormatInt(it.msg.Offset, 10))},
+				{Key: HeaderDeadAt, Value: []byte(now)},
+			},
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		err := r.dead.WriteMessages(ctx, msgs...)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.paused.Store(true)
+		r.logErr.Do(func() {
+			r.log.Warn("hints: cannot write to the dead-letter topic; replay paused", "topic", r.cfg.DeadLetterTopic, "err", err)
+		})
+		if !r.sleep(ctx, attempt) {
+			return ctx.Err()
+		}
+	}
+	r.paused.Store(false)
+	for _, it := range items {
+		r.deadLettered.WithLabelValues(it.reason).Inc()
+		r.log.Warn("hints: hint dead-lettered", "reason", it.reason, "partition", it.msg.Partition, "offset", it.msg.Offset, "err", it.err)
+	}
+	return nil
+}
+
+// commit commits the batch's offsets synchronously. A failed commit is
+// logged and counted: the hints will be replayed again, which is harmless.
+// The commit gets its own deadline so that a batch finished just as ctx is
+// canceled is still committed.
+func (r *Replayer) commit(ctx context.Context, f fetcher, batch []kafka.Message) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := f.CommitMessages(cctx, batch...); err != nil {
+		r.commitErrors.Inc()
+		r.logErr.Do(func() { r.log.Warn("hints: offset commit failed; these hints will be replayed again", "err", err) })
+	}
+}
+
+// sleep waits the back-off for attempt (bounded exponential with jitter)
+// and reports whether ctx is still live.
+func (r *Replayer) sleep(ctx context.Context, attempt int) bool {
+	d := r.cfg.BackoffMin << min(attempt, 30)
+	if d > r.cfg.BackoffMax || d <= 0 {
+		d = r.cfg.BackoffMax
+	}
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Close stops Run, waits for it to return, and releases the dead-letter
+// writer. Hints being applied when Close is called are not committed and
+// will be replayed by the next replayer. Close is safe to call more than
+// once and concurrently with Run.
+func (r *Replayer) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	cancel, done := r.cancel, r.done
+	running := r.running
+	r.mu.Unlock()
+	if running {
+		cancel()
+		<-done
+	}
+	err := r.dead.Close()
+	if r.transport != nil {
+		r.transport.CloseIdleConnections()
+	}
+	return err
+}
+
+// Describe implements prometheus.Collector.
+func (r *Replayer) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range r.collectors() {
+		c.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (r *Replayer) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range r.collectors() {
+		c.Collect(ch)
+	}
+}
+
+func (r *Replayer) collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.replayed, r.deadLettered, r.applyFailures, r.commitErrors, r.lag, r.oldestAge, r.pausedGauge}
+}

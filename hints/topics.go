@@ -1,0 +1,78 @@
+package hints
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
+)
+
+// DefaultTopicPrefix starts the name of every hint topic: the topic of
+// region r is DefaultTopicPrefix + r.
+const DefaultTopicPrefix = "tidemark.hints."
+
+// DeadLetterSuffix is appended to the topic prefix to name the default
+// dead-letter topic.
+const DeadLetterSuffix = "dead"
+
+// Defaults for topic creation.
+const (
+	DefaultPartitions = 8
+	// DefaultReplicationFactor (-1) lets the brokers pick their
+	// default.replication.factor.
+	DefaultReplicationFactor = -1
+)
+
+// topicSpec is what ensureTopic creates.
+type topicSpec struct {
+	name              string
+	partitions        int
+	replicationFactor int
+	retention         time.Duration
+	minInSync         int
+}
+
+// ensureTopic creates the topic if it does not exist and makes sure the
+// transport's metadata cache knows it, so that the next write finds its
+// partitions.
+func ensureTopic(ctx context.Context, client *kafka.Client, spec topicSpec) error {
+	cfg := kafka.TopicConfig{
+		Topic:             spec.name,
+		NumPartitions:     spec.partitions,
+		ReplicationFactor: spec.replicationFactor,
+	}
+	if spec.retention > 0 {
+		cfg.ConfigEntries = append(cfg.ConfigEntries, kafka.ConfigEntry{
+			ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(spec.retention.Milliseconds(), 10)})
+	}
+	if spec.minInSync > 0 {
+		cfg.ConfigEntries = append(cfg.ConfigEntries, kafka.ConfigEntry{
+			ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(spec.minInSync)})
+	}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{cfg}})
+	if err != nil {
+		return fmt.Errorf("create topic %q: %w", spec.name, err)
+	}
+	err = resp.Errors[spec.name]
+	switch {
+	case err == nil:
+		return nil // the transport refreshed its metadata for the new topic
+	case errors.Is(err, kafka.TopicAlreadyExists):
+		// The topic may have been created by another process since the
+		// transport cached its metadata; a metadata request that allows
+		// auto-creation makes the transport refresh an unknown topic
+		// (the topic exists, so nothing is created).
+		_, err := client.Transport.RoundTrip(ctx, client.Addr, &metadataAPI.Request{
+			TopicNames: []string{spec.name}, AllowAutoTopicCreation: true})
+		if err != nil {
+			return fmt.Errorf("read metadata of topic %q: %w", spec.name, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("create topic %q: %w", spec.name, err)
+	}
+}
