@@ -96,14 +96,29 @@ type Hints struct {
 	Group       string    `yaml:"group"`
 	HMACKeys    []HMACKey `yaml:"hmac_keys"`
 	RequireHMAC bool      `yaml:"require_hmac"`
+	// Regions lists the regions whose hint topics this daemon replays
+	// (default: the home region only — run one repaird next to each region).
+	Regions []string `yaml:"regions"`
+	// Retention is the tombstone retention: hints older than it are
+	// dead-lettered, never applied (default 10 days, as the tables').
+	Retention time.Duration `yaml:"retention"`
+	// MaxHintsPerSecond and MaxBytesPerSecond throttle replay per region
+	// (0 = unlimited).
+	MaxHintsPerSecond float64 `yaml:"max_hints_per_second"`
+	MaxBytesPerSecond int     `yaml:"max_bytes_per_second"`
 }
 
 // HMACKey is one key hints may be authenticated with. Exactly one of Secret
 // (base64) and SecretFile (a file holding the base64 secret) is set.
+//
+// The first key signs (for producers reading this file) and is always
+// accepted; the others are previous keys, accepted until AcceptUntil (zero:
+// for as long as they are listed), so keys rotate without a gap.
 type HMACKey struct {
-	ID         string `yaml:"id"`
-	Secret     string `yaml:"secret"`
-	SecretFile string `yaml:"secret_file"`
+	ID          string    `yaml:"id"`
+	Secret      string    `yaml:"secret"`
+	SecretFile  string    `yaml:"secret_file"`
+	AcceptUntil time.Time `yaml:"accept_until"`
 }
 
 // HTTP configures the daemon's endpoints (/healthz, /readyz, /metrics,
@@ -120,6 +135,8 @@ const (
 	DefaultTimeout  = 10 * time.Second
 	DefaultGroup    = "tidemark-hints"
 	DefaultPrefix   = "tidemark.hints."
+	// DefaultRetention is the tombstone retention hints are held to.
+	DefaultRetention = 10 * 24 * time.Hour
 )
 
 // Load reads, decodes, defaults and validates the file at path.
@@ -191,6 +208,12 @@ func (c *Config) applyDefaults() {
 		}
 		if c.Hints.TopicPrefix == "" {
 			c.Hints.TopicPrefix = DefaultPrefix
+		}
+		if len(c.Hints.Regions) == 0 && c.Home != "" {
+			c.Hints.Regions = []string{c.Home}
+		}
+		if c.Hints.Retention == 0 {
+			c.Hints.Retention = DefaultRetention
 		}
 	}
 }
@@ -290,6 +313,11 @@ func (c *Config) Validate() error {
 	if err := c.Hints.validate(); err != nil {
 		return err
 	}
+	for _, r := range c.Hints.Regions {
+		if _, ok := c.Region(r); !ok {
+			return invalid("hints.regions: %q is not a configured region", r)
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		return invalid("http.listen %q must be host:port", c.HTTP.Listen)
 	}
@@ -298,7 +326,7 @@ func (c *Config) Validate() error {
 
 func (h *Hints) validate() error {
 	if len(h.Brokers) == 0 {
-		if h.TopicPrefix != "" || h.Group != "" || len(h.HMACKeys) > 0 || h.RequireHMAC {
+		if h.TopicPrefix != "" || h.Group != "" || len(h.HMACKeys) > 0 || h.RequireHMAC || len(h.Regions) > 0 {
 			return invalid("hints: brokers is required when the hints section is used")
 		}
 		return nil
@@ -331,6 +359,9 @@ func (h *Hints) validate() error {
 				return invalid("hints.hmac_keys[%q]: %v", k.ID, err)
 			}
 		}
+	}
+	if h.Retention < 0 || h.MaxHintsPerSecond < 0 || h.MaxBytesPerSecond < 0 {
+		return invalid("hints: retention, max_hints_per_second and max_bytes_per_second must not be negative")
 	}
 	if h.RequireHMAC && len(h.HMACKeys) == 0 {
 		return invalid("hints.require_hmac is set but no hmac_keys are configured")

@@ -82,6 +82,9 @@ func TestParseErrors(t *testing.T) {
 		{"hmac dup", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==}, {id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==}]\n", `id "k" is listed twice`},
 		{"require hmac without keys", base + "hints:\n  brokers: [h:1]\n  require_hmac: true\n", "no hmac_keys"},
 		{"bad listen", base + "http:\n  listen: nocolon\n", "http.listen"},
+		{"replay region unknown", base + "hints:\n  brokers: [h:1]\n  regions: [z]\n", `hints.regions: "z" is not a configured region`},
+		{"replay regions without brokers", base + "hints:\n  regions: [a]\n", "brokers is required"},
+		{"negative replay rate", base + "hints:\n  brokers: [h:1]\n  max_hints_per_second: -5\n", "must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,6 +112,9 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if c.Repair.Interval != DefaultInterval || c.HTTP.Listen != DefaultListen || c.Hints.Group != DefaultGroup || c.Hints.TopicPrefix != DefaultPrefix {
 		t.Errorf("defaults not applied: %+v", c)
+	}
+	if len(c.Hints.Regions) != 1 || c.Hints.Regions[0] != "a" || c.Hints.Retention != DefaultRetention {
+		t.Errorf("hints defaults: regions %v (want the home region), retention %v", c.Hints.Regions, c.Hints.Retention)
 	}
 }
 

@@ -114,6 +114,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	for _, ns := range cfg.Namespaces {
 		d.workers = append(d.workers, Worker{Name: "repair/" + ns, Run: func(ctx context.Context) error { return d.schedule(ctx, ns) }})
 	}
+	if err := d.addReplayers(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -14,6 +14,8 @@ type Status struct {
 	Stopping   bool                        `json:"stopping"`
 	Regions    map[string]RegionStatus     `json:"regions"`
 	Namespaces map[string]*NamespaceStatus `json:"namespaces"`
+	// Replaying lists the regions whose hints this daemon is replaying now.
+	Replaying map[string]bool `json:"replaying,omitempty"`
 }
 
 // RegionStatus is one region's connection state.
@@ -146,6 +148,12 @@ func (b *statusBoard) snapshot() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.s
+	if b.s.Replaying != nil {
+		out.Replaying = make(map[string]bool, len(b.s.Replaying))
+		for k, v := range b.s.Replaying {
+			out.Replaying[k] = v
+		}
+	}
 	out.Namespaces = make(map[string]*NamespaceStatus, len(b.s.Namespaces))
 	for k, v := range b.s.Namespaces {
 		c := *v
@@ -169,4 +177,15 @@ func (d *Daemon) Status() Status {
 	s := d.status.snapshot()
 	s.Regions = d.sessions.State()
 	return s
+}
+
+// replaying records whether region's hint replayer runs.
+func (d *Daemon) replaying(region string, on bool) {
+	b := d.status
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.s.Replaying == nil {
+		b.s.Replaying = map[string]bool{}
+	}
+	b.s.Replaying[region] = on
 }
