@@ -657,9 +657,11 @@ func TestHintsDeadLetters(t *testing.T) {
 		{Key: []byte("forged"), Value: forgedRec},
 		{Key: []byte("expired"), Value: expiredRec},
 	} {
-		if err := w.WriteMessages(ctx, rec); err != nil {
-			t.Fatal(err)
-		}
+		// The topic was created a moment ago by the producer; a second client
+		// can see "unknown topic" until the broker's metadata catches up.
+		eventually(t, 30*time.Second, "write a raw record to "+prod.Topic("b"), func() error {
+			return w.WriteMessages(ctx, rec)
+		})
 	}
 	for i := 5; i < 10; i++ {
 		if err := prod.Hint(ctx, put(i).hint("b")); err != nil {

@@ -33,6 +33,9 @@ type statements struct {
 }
 
 // dialCQL is the default ExecutorFactory.
+// driverTimeoutFloor is the least per-request timeout given to the driver.
+const driverTimeoutFloor = 30 * time.Second
+
 func dialCQL(ctx context.Context, rc RegionConfig, _ string, ec ExecutorConfig) (Executor, error) {
 	sess, err := cluster.Connect(ctx, cluster.Region{
 		Name:           rc.Name,
@@ -43,9 +46,13 @@ func dialCQL(ctx context.Context, rc RegionConfig, _ string, ec ExecutorConfig) 
 		TLS:            rc.TLS,
 		AddressMap:     rc.AddressMap,
 		ConnectTimeout: ec.ConnectTimeout,
-		Timeout:        ec.Timeout,
-		NumConns:       rc.NumConns,
-		Logger:         ec.Logger,
+		// Every call carries its own deadline in its context; the driver's
+		// per-request timeout is only a backstop. It must not be the call
+		// timeout, or schema changes (CREATE TABLE and the wait for schema
+		// agreement), which take seconds on a busy cluster, would time out.
+		Timeout:  max(ec.Timeout, driverTimeoutFloor),
+		NumConns: rc.NumConns,
+		Logger:   ec.Logger,
 	}, "")
 	if err != nil {
 		return nil, mapCQLError(err)
