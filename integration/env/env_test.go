@@ -5,6 +5,7 @@ package env
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"math/big"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +83,7 @@ func withPath(t *testing.T, tools ...string) {
 	for _, tool := range tools {
 		p, err := exec.LookPath(tool)
 		if err != nil {
-			t.Skipf("%s not installed on this machine", tool)
+			skipOrFail(t, "%s not installed on this machine", tool)
 		}
 		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
 			t.Fatal(err)
@@ -126,7 +128,7 @@ func TestWrongJavaVersionIsOneClearError(t *testing.T) {
 
 func TestUnreachableMavenCentralIsOneClearError(t *testing.T) {
 	if _, err := exec.LookPath("mvn"); err != nil {
-		t.Skip("mvn not installed")
+		skipOrFail(t, "mvn not installed")
 	}
 	dir := t.TempDir()
 	settings := filepath.Join(dir, "settings.xml")
@@ -154,7 +156,7 @@ func TestPortInUseIsOneClearError(t *testing.T) {
 	// Region index 8 lives on 127.0.0.91, which no shared environment uses.
 	ln, err := net.Listen("tcp", "127.0.0.91:9042")
 	if err != nil {
-		t.Skipf("cannot listen on 127.0.0.91: %v", err)
+		t.Fatalf("cannot listen on 127.0.0.91: %v", err)
 	}
 	defer ln.Close()
 	start := time.Now()
@@ -187,5 +189,63 @@ func TestCassandraExitingDuringStartIsOneClearError(t *testing.T) {
 	}
 	if _, err := os.Stat(statePath(dir)); err == nil {
 		t.Error("a failed start left a state file")
+	}
+}
+
+// skipOrFail skips a test whose prerequisite is missing, except in CI
+// (CI=true), where a missing prerequisite is a failure.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatalf("CI=true: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+func TestStateRecognisesReusedPids(t *testing.T) {
+	self := os.Getpid()
+	ticks := startTime(self)
+	if ticks == 0 {
+		t.Fatal("cannot read this process's start time from /proc")
+	}
+	if !sameProcess(self, ticks) {
+		t.Fatal("this process not recognised as itself")
+	}
+	if sameProcess(self, ticks+1) {
+		t.Fatal("a different start time was taken for the same process: a reused pid would be killed")
+	}
+	// A state file whose processes carry another start time is not alive,
+	// and Down kills nothing.
+	dir := t.TempDir()
+	st := state{Started: time.Now(), Detached: true, Regions: []stateRegion{{Name: "a", Nodes: []stateNode{{Proc: stateProc{Name: "impostor", Pid: self, StartTicks: ticks + 1}}}}}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(statePath(dir), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Down(dir)
+	if err != nil || n != 0 {
+		t.Fatalf("Down killed %d processes (%v); want 0: the pid belongs to someone else now", n, err)
+	}
+}
+
+func TestAttachRefusesAnotherTestRunsEnvironment(t *testing.T) {
+	// The owner is alive (our parent, `go test`) and the servers were not
+	// started detached: attaching would lose them when the owner exits.
+	dir := t.TempDir()
+	owner := os.Getppid()
+	st := state{Started: time.Now(), Detached: false, OwnerPid: owner, OwnerTicks: startTime(owner)}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(statePath(dir), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Attach(context.Background(), dir)
+	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "another test run") {
+		t.Fatalf("Attach = %v, want a refusal naming another test run", err)
 	}
 }

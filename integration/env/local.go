@@ -443,12 +443,15 @@ func (l *Local) RestartKafka(ctx context.Context) error {
 // ---- state file: lets `make down` clean up and tests attach to `make up` ----
 
 type stateProc struct {
-	Name    string   `json:"name"`
-	Pid     int      `json:"pid"`
-	Argv    []string `json:"argv"`
-	Dir     string   `json:"dir"`
-	OutFile string   `json:"out_file"`
-	LogFile string   `json:"log_file"`
+	Name string `json:"name"`
+	Pid  int    `json:"pid"`
+	// StartTicks is the process's start time (/proc/<pid>/stat), so that a
+	// pid reused after a reboot is never mistaken for our server.
+	StartTicks uint64   `json:"start_ticks"`
+	Argv       []string `json:"argv"`
+	Dir        string   `json:"dir"`
+	OutFile    string   `json:"out_file"`
+	LogFile    string   `json:"log_file"`
 }
 
 type stateNode struct {
@@ -465,11 +468,13 @@ type stateRegion struct {
 }
 
 type state struct {
-	Started  time.Time     `json:"started"`
-	Detached bool          `json:"detached"`
-	OwnerPid int           `json:"owner_pid"`
-	Regions  []stateRegion `json:"regions"`
-	Kafka    *struct {
+	Started  time.Time `json:"started"`
+	Detached bool      `json:"detached"`
+	OwnerPid int       `json:"owner_pid"`
+	// OwnerTicks is the owner's start time (see stateProc.StartTicks).
+	OwnerTicks uint64        `json:"owner_ticks"`
+	Regions    []stateRegion `json:"regions"`
+	Kafka      *struct {
 		Addr string    `json:"addr"`
 		Proc stateProc `json:"proc"`
 	} `json:"kafka,omitempty"`
@@ -478,11 +483,12 @@ type state struct {
 func statePath(dir string) string { return filepath.Join(dir, "env.json") }
 
 func procState(p *Process) stateProc {
-	return stateProc{Name: p.Name, Pid: p.Pid(), Argv: p.argv, Dir: p.dir, OutFile: p.outFile, LogFile: p.LogFile}
+	pid := p.Pid()
+	return stateProc{Name: p.Name, Pid: pid, StartTicks: startTime(pid), Argv: p.argv, Dir: p.dir, OutFile: p.outFile, LogFile: p.LogFile}
 }
 
 func (l *Local) writeState() error {
-	st := state{Started: l.started, Detached: l.detached, OwnerPid: os.Getpid()}
+	st := state{Started: l.started, Detached: l.detached, OwnerPid: os.Getpid(), OwnerTicks: startTime(os.Getpid())}
 	for _, r := range l.regions {
 		sr := stateRegion{Name: r.Name, DC: r.DC, Hosts: r.Hosts}
 		for _, n := range r.nodes {
@@ -519,32 +525,37 @@ func readState(dir string) (*state, error) {
 	return &st, nil
 }
 
-func (st *state) pids() []int {
-	var ps []int
+func (st *state) procs() []stateProc {
+	var ps []stateProc
 	for _, r := range st.Regions {
 		for _, n := range r.Nodes {
-			ps = append(ps, n.Proc.Pid)
+			ps = append(ps, n.Proc)
 		}
 	}
 	if st.Kafka != nil {
-		ps = append(ps, st.Kafka.Proc.Pid)
+		ps = append(ps, st.Kafka.Proc)
 	}
 	return ps
 }
 
-func (st *state) anyAlive() bool {
-	for _, p := range st.pids() {
-		if pidAlive(p) {
-			return true
+// alive returns the recorded processes that still run (same pid and start
+// time).
+func (st *state) alive() []stateProc {
+	var out []stateProc
+	for _, p := range st.procs() {
+		if sameProcess(p.Pid, p.StartTicks) {
+			out = append(out, p)
 		}
 	}
-	return false
+	return out
 }
+
+func (st *state) anyAlive() bool { return len(st.alive()) > 0 }
 
 // adopt makes a Process for a server started by another process (make up).
 func adopt(sp stateProc, detached bool) *Process {
 	p := &Process{Name: sp.Name, LogFile: sp.LogFile, argv: sp.Argv, dir: sp.Dir, outFile: sp.OutFile, attached: !detached}
-	if pidAlive(sp.Pid) {
+	if sameProcess(sp.Pid, sp.StartTicks) {
 		p.pid = sp.Pid
 		p.done = make(chan struct{})
 		done := p.done
@@ -577,6 +588,12 @@ func Attach(ctx context.Context, dir string) (*Local, error) {
 			return nil, fmt.Errorf("%w in %s", ErrNotRunning, dir)
 		}
 		return nil, err
+	}
+	// Servers a test run started die with it: attaching to them from another
+	// process would lose them in the middle of this run.
+	if !st.Detached && st.OwnerPid != os.Getpid() && sameProcess(st.OwnerPid, st.OwnerTicks) {
+		return nil, fmt.Errorf("%w: the environment in %s belongs to another test run (pid %d) and stops when it ends; use `make up` for a shared one",
+			ErrNotRunning, dir, st.OwnerPid)
 	}
 	l := &Local{dir: dir, detached: st.Detached, attached: true, started: st.Started, logf: func(string, ...any) {}}
 	for _, sr := range st.Regions {
@@ -623,21 +640,19 @@ func Down(dir string) (int, error) {
 		}
 		return 0, err
 	}
-	n := 0
-	for _, pid := range st.pids() {
-		if pidAlive(pid) {
-			killPid(pid)
-			n++
-		}
+	alive := st.alive()
+	for _, p := range alive {
+		killPid(p.Pid)
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for _, pid := range st.pids() {
-		for pidAlive(pid) && time.Now().Before(deadline) {
+	for _, p := range alive {
+		for sameProcess(p.Pid, p.StartTicks) && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}
-		if pidAlive(pid) {
-			return n, fmt.Errorf("process %d did not exit after SIGKILL", pid)
+		if sameProcess(p.Pid, p.StartTicks) {
+			return len(alive), fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.Pid)
 		}
 	}
+	n := len(alive)
 	return n, os.Remove(statePath(dir))
 }

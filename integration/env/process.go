@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -201,6 +202,39 @@ func errorLines(path string, n int) []string {
 		out = out[len(out)-n:]
 	}
 	return out
+}
+
+// startTime returns the kernel's start time of pid (field 22 of
+// /proc/<pid>/stat, in clock ticks since boot), or 0 if it cannot be read.
+// A pid with the same number but another start time is another process.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	// After ") " come fields 3.. ; starttime is field 22.
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// sameProcess reports whether pid is alive and still the process that had
+// start time ticks when it was recorded (ticks 0: not recorded, pid alone).
+func sameProcess(pid int, ticks uint64) bool {
+	if !pidAlive(pid) {
+		return false
+	}
+	return ticks == 0 || startTime(pid) == ticks
 }
 
 // killPid kills a process group left by an earlier run (from the state file).
