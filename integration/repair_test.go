@@ -519,6 +519,35 @@ func TestRepairCLI(t *testing.T) {
 		t.Logf("repaird repair output:\n%s", out)
 		f.assertIdentical(t)
 	})
+	store, err := repair.NewCQLProgress(context.Background(), f.sessions["a"], f.ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("resume says --segments is ignored", func(t *testing.T) {
+		run, err := store.Begin(context.Background(), repairNS, 8) // an unfinished run of 8 segments
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := runCLI("repair", "--config", good, "--namespace", repairNS, "--segments", "4")
+		warning := fmt.Sprintf("WARNING: resuming run %s with its 8 segments; --segments 4 ignored", run.ID)
+		if code != 0 || !strings.HasPrefix(out, warning) || !strings.Contains(out, "segments 8/8 done") || !strings.Contains(out, "resumed run "+run.ID) {
+			t.Fatalf("exit %d, want output starting with %q and the 8 segments done:\n%s\n%s", code, warning, out, errs)
+		}
+	})
+	t.Run("fresh abandons the unfinished run", func(t *testing.T) {
+		run, err := store.Begin(context.Background(), repairNS, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := runCLI("repair", "--config", good, "--namespace", repairNS, "--segments", "4", "--fresh")
+		if code != 0 || !strings.Contains(out, "segments 4/4 done (0 resumed") || !strings.Contains(out, "WARNING: abandoned unfinished run "+run.ID) {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		last, ok, err := store.LastFinished(context.Background(), repairNS)
+		if err != nil || !ok || last.ID == run.ID || last.Segments != 4 {
+			t.Fatalf("last finished run = %+v %v %v; want a new 4-segment run", last, ok, err)
+		}
+	})
 	oneLineErr := func(t *testing.T, errs, want string) {
 		t.Helper()
 		lines := strings.Split(strings.TrimSpace(errs), "\n")
@@ -575,8 +604,11 @@ func TestRepairLeasesAreLWTWithTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := store.Begin(ctx, repairNS, 99); err != nil || again.ID != run.ID || again.Segments != 8 {
-		t.Fatalf("second Begin = %+v, %v; want run %s with 8 segments", again, err, run.ID)
+	if run.Resumed {
+		t.Fatalf("first Begin = %+v: a created run is marked resumed", run)
+	}
+	if again, err := store.Begin(ctx, repairNS, 99); err != nil || again.ID != run.ID || again.Segments != 8 || !again.Resumed {
+		t.Fatalf("second Begin = %+v, %v; want run %s with 8 segments, resumed", again, err, run.ID)
 	}
 	mustBe := func(what string, got bool, err error, want bool) {
 		t.Helper()
@@ -625,8 +657,50 @@ func TestRepairLeasesAreLWTWithTTL(t *testing.T) {
 		t.Fatalf("Begin after Finish = %+v, %v", next, err)
 	}
 	last, ok, err := store.LastFinished(ctx, repairNS)
-	if err != nil || !ok || last.ID != run.ID || last.FinishedAt.IsZero() {
-		t.Fatalf("LastFinished = %+v %v %v", last, ok, err)
+	if err != nil || !ok || last.ID != run.ID || last.FinishedAt.IsZero() || !last.StartedAt.Equal(run.StartedAt) {
+		t.Fatalf("LastFinished = %+v %v %v; want run %s started %v", last, ok, err, run.ID, run.StartedAt)
+	}
+	// Abandoning the current run makes the next Begin create a new one;
+	// abandoning a run that is no longer current does nothing.
+	if err := store.Abandon(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	third, err := store.Begin(ctx, repairNS, 2)
+	if err != nil || third.ID == next.ID || third.Resumed || third.Segments != 2 {
+		t.Fatalf("Begin after Abandon = %+v, %v", third, err)
+	}
+	if err := store.Abandon(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := store.Begin(ctx, repairNS, 5); err != nil || cur.ID != third.ID {
+		t.Fatalf("abandoning an old run ended the current one: %+v, %v", cur, err)
+	}
+	if last, _, _ := store.LastFinished(ctx, repairNS); last.ID != run.ID {
+		t.Errorf("an abandoned run counts as finished: %+v", last)
+	}
+}
+
+// A table comment whose retention cannot be read does not stop repair but
+// is reported, naming the region, the table and the comment.
+func TestRepairWarnsUnreadableRetention(t *testing.T) {
+	f := newRepairFixture(t, "a", "b")
+	ts := time.Now().UnixMicro()
+	for _, r := range f.regions {
+		f.load(t, r, baseRows(100, ts, 20))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := f.sessions["b"]
+	if err := s.Query(fmt.Sprintf(`ALTER TABLE %s.%s WITH comment = 'tidemark:v1 retention=ten-days'`, f.ks, repairNS)).ExecContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AwaitSchemaAgreement(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI("repair", "--config", writeRepairConfig(t, f.ks, f.regions, ""), "--namespace", repairNS)
+	want := fmt.Sprintf(`WARNING: region "b": table %s.%s: table comment "tidemark:v1 retention=ten-days": bad retention`, f.ks, repairNS)
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, ": complete,") {
+		t.Fatalf("exit %d, want a complete repair and %q:\n%s\n%s", code, want, out, errs)
 	}
 }
 
@@ -697,6 +771,40 @@ func TestRepairDaemonServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- dm.Run(ctx) }()
+	store, err := repair.NewCQLProgress(context.Background(), f.sessions["a"], f.ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last full repair is the run's start, in /status and the gauge.
+	checkLastFull := func(dm *daemon.Daemon) error {
+		last, ok, err := store.LastFinished(context.Background(), repairNS)
+		if err != nil || !ok {
+			return fmt.Errorf("no finished run in the store (%v)", err)
+		}
+		ns := dm.Status().Namespaces[repairNS]
+		if ns == nil || !ns.LastFullRepair.Equal(last.StartedAt) || ns.LastFullRepairRun != last.ID {
+			return fmt.Errorf("/status last full repair %+v, want run %s started %v", ns, last.ID, last.StartedAt)
+		}
+		want := float64(last.StartedAt.UnixNano()) / 1e9
+		mfs, err := dm.Registry().Gather()
+		if err != nil {
+			return err
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "tidemark_repair_last_full_repair_timestamp_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == repairNS {
+					if got := m.GetGauge().GetValue(); got != want {
+						return fmt.Errorf("gauge = %v, want the run's start %v", got, want)
+					}
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no tidemark_repair_last_full_repair_timestamp_seconds series for %s", repairNS)
+	}
 	eventually(t, 60*time.Second, "a full repair in /status", func() error {
 		st := dm.Status()
 		ns := st.Namespaces[repairNS]
@@ -712,16 +820,46 @@ func TestRepairDaemonServe(t *testing.T) {
 		if !st.Regions["c"].Connected {
 			return fmt.Errorf("region c not connected")
 		}
-		return nil
+		return checkLastFull(dm)
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve stopped with %v", err)
+	stop := func(cancel func(), done chan error) {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("serve stopped with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not stop after cancel")
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop after cancel")
 	}
+	stop(cancel, done)
 	f.assertIdentical(t)
+
+	// Restarted with region c unreachable, the daemon cannot run a repair
+	// but still publishes the last full repair from the progress store.
+	cfg2, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cfg2.Regions {
+		if cfg2.Regions[i].Name == "c" {
+			cfg2.Regions[i].ContactPoints = []string{"127.0.0.1:1"}
+		}
+	}
+	dm2, err := daemon.New(cfg2, daemon.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() { done2 <- dm2.Run(ctx2) }()
+	eventually(t, 60*time.Second, "the last full repair restored after a restart", func() error {
+		if dm2.Status().Regions["c"].Connected {
+			t.Fatal("region c connected through an unreachable address")
+		}
+		return checkLastFull(dm2)
+	})
+	stop(cancel2, done2)
 }

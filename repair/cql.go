@@ -32,7 +32,8 @@ func NewCQLRegion(s *gocql.Session, keyspace string) (*CQLRegion, error) {
 }
 
 // Describe reads the table's comment from system_schema; a missing table is
-// ErrUnknownNamespace. A comment without a retention gives Retention 0.
+// ErrUnknownNamespace. A comment without a readable retention gives
+// Retention 0 and a RetentionErr naming the table and the comment.
 func (c *CQLRegion) Describe(ctx context.Context, namespace string) (TableInfo, error) {
 	var comment string
 	err := c.s.Query(schema.SelectTableComment, c.keyspace, namespace).
@@ -44,11 +45,18 @@ func (c *CQLRegion) Describe(ctx context.Context, namespace string) (TableInfo, 
 	if err != nil {
 		return TableInfo{}, err
 	}
+	return tableInfo(c.keyspace, namespace, comment), nil
+}
+
+// tableInfo reads the retention from a table comment; a comment that does
+// not record one readably is reported in RetentionErr.
+func tableInfo(keyspace, namespace, comment string) TableInfo {
 	ret, err := schema.ParseRetention(comment)
 	if err != nil {
-		return TableInfo{}, nil
+		return TableInfo{RetentionErr: fmt.Errorf("table %s.%s: %w (Tidemark writes '%s retention=<seconds>')",
+			keyspace, namespace, err, schema.CommentPrefix)}
 	}
-	return TableInfo{Retention: ret}, nil
+	return TableInfo{Retention: ret}
 }
 
 // ScanDigests runs schema.SelectDigestRange over r, paged by pageSize.

@@ -33,6 +33,11 @@
 //     stops resumes with the segments not done, and segments are shared by
 //     concurrent processes through leases (lightweight transactions with a
 //     TTL) in [CQLProgress].
+//   - A full repair dates from the start of its run ([Report.RunStarted],
+//     [Metrics.SetLastFullRepair]): only deletes made before a run started
+//     are sure to have reached every region when it completes. An
+//     unfinished run older than [Options.MaxRunAge] (default half the
+//     tombstone retention) is abandoned rather than resumed.
 //
 // The I/O sits behind [RegionReader], [RegionWriter] and [ProgressStore];
 // [NewCQLRegion] and [NewCQLProgress] are the Cassandra implementations, and

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tidemark/tidemark/repair"
 )
 
@@ -72,4 +74,32 @@ func ExampleSegments() {
 	// #1 (-4611686018427387904, 0]
 	// #2 (0, 4611686018427387904]
 	// #3 (4611686018427387904, 9223372036854775807]
+}
+
+// A process that runs repair publishes the last full repair it finds in the
+// progress store at startup, so that the gauge survives restarts. The time
+// published is when the run started, not when it finished.
+func ExampleMetrics_SetLastFullRepair() {
+	ctx := context.Background()
+	started := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	store := repair.NewMemProgress() // a CQLProgress in production
+	store.Now = func() time.Time { return started }
+	run, _ := store.Begin(ctx, "users", 64)
+	_ = store.Finish(ctx, run, started.Add(20*time.Hour))
+
+	m := repair.NewMetrics()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	if last, ok, err := store.LastFinished(ctx, "users"); err == nil && ok {
+		m.SetLastFullRepair("users", last.StartedAt)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "tidemark_repair_last_full_repair_timestamp_seconds" {
+			v := mf.GetMetric()[0].GetGauge().GetValue()
+			fmt.Println(time.Unix(int64(v), 0).UTC().Format(time.RFC3339))
+		}
+	}
+	// Output:
+	// 2026-03-01T08:00:00Z
 }

@@ -1,6 +1,7 @@
 package repair
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,9 @@ type Metrics struct {
 	segmentDuration *prometheus.HistogramVec
 	segmentFailures *prometheus.CounterVec
 	lastFullRepair  *prometheus.GaugeVec
+
+	mu       sync.Mutex
+	lastFull map[string]time.Time
 }
 
 // NewMetrics creates repair's collectors, named tidemark_repair_*.
@@ -54,8 +58,9 @@ func NewMetrics() *Metrics {
 		}, []string{"namespace"}),
 		lastFullRepair: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tidemark_repair_last_full_repair_timestamp_seconds",
-			Help: "Unix time at which the last full repair run of the namespace finished (its start time is what bounds resurrection, see docs/repair.md).",
+			Help: "Unix time at which the last complete repair run of the namespace started: every delete older than this has reached every region (see docs/repair.md).",
 		}, []string{"namespace"}),
+		lastFull: map[string]time.Time{},
 	}
 }
 
@@ -120,8 +125,23 @@ func (m *Metrics) observeSegment(ns string, d time.Duration, ok bool) {
 	m.segmentDuration.WithLabelValues(ns, outcome).Observe(d.Seconds())
 }
 
-func (m *Metrics) setLastFullRepair(ns string, at time.Time) {
-	if m != nil {
-		m.lastFullRepair.WithLabelValues(ns).Set(float64(at.UnixNano()) / 1e9)
+// SetLastFullRepair records that a complete run of namespace started at
+// started. The gauge tidemark_repair_last_full_repair_timestamp_seconds keeps
+// the latest start recorded: an older one (a run abandoned and completed
+// late, or a value restored from the progress store after a newer run
+// completed) does not move it back. Repairer.Run calls it when a run
+// completes; a long-running process should also call it at startup with
+// [ProgressStore.LastFinished]'s StartedAt, so that the series exists again
+// after a restart. A nil *Metrics does nothing.
+func (m *Metrics) SetLastFullRepair(namespace string, started time.Time) {
+	if m == nil || started.IsZero() {
+		return
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if last, ok := m.lastFull[namespace]; ok && !started.After(last) {
+		return
+	}
+	m.lastFull[namespace] = started
+	m.lastFullRepair.WithLabelValues(namespace).Set(float64(started.UnixNano()) / 1e9)
 }

@@ -22,6 +22,10 @@ type RunInfo struct {
 	StartedAt time.Time
 	// FinishedAt is when the last segment was done; zero while running.
 	FinishedAt time.Time
+	// Resumed is set by Begin when the run it returns already existed
+	// (created by an earlier call, or concurrently by another process)
+	// rather than being created by this call. It is not stored.
+	Resumed bool
 }
 
 // SegmentRecord is the persisted outcome of one segment of a run.
@@ -49,10 +53,15 @@ type SegmentRecord struct {
 // transactions); [NewMemProgress] keeps everything in memory. Implementations
 // must be safe for concurrent use.
 type ProgressStore interface {
-	// Begin returns the namespace's current unfinished run or, if there is
-	// none, creates one with the given number of segments. Concurrent callers
-	// get the same run.
+	// Begin returns the namespace's current unfinished run (with Resumed
+	// set) or, if there is none, creates one with the given number of
+	// segments. Concurrent callers get the same run.
 	Begin(ctx context.Context, namespace string, segments int) (RunInfo, error)
+	// Abandon stops run from being the namespace's current run without
+	// finishing it (it stays unfinished in the history), so that the next
+	// Begin creates a new run. It does nothing if run is no longer the
+	// current run, so concurrent callers abandon a run at most once.
+	Abandon(ctx context.Context, run RunInfo) error
 	// Segments returns the records of the run's segments that have one.
 	Segments(ctx context.Context, run RunInfo) (map[int]SegmentRecord, error)
 	// Acquire takes the lease on a segment for owner, for ttl. It returns
@@ -114,12 +123,23 @@ func (m *MemProgress) Begin(_ context.Context, namespace string, segments int) (
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r, ok := m.current[namespace]; ok {
+		r.Resumed = true
 		return r, nil
 	}
 	r := RunInfo{ID: NewRunID(), Namespace: namespace, Segments: segments, StartedAt: m.now()}
 	m.current[namespace] = r
 	m.segments[r.ID] = map[int]SegmentRecord{}
 	return r, nil
+}
+
+// Abandon implements ProgressStore.
+func (m *MemProgress) Abandon(_ context.Context, run RunInfo) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.current[run.Namespace]; ok && cur.ID == run.ID {
+		delete(m.current, run.Namespace)
+	}
+	return nil
 }
 
 // Segments implements ProgressStore.
@@ -192,7 +212,7 @@ func (m *MemProgress) Finish(_ context.Context, run RunInfo, at time.Time) error
 	if cur, ok := m.current[run.Namespace]; ok && cur.ID == run.ID {
 		delete(m.current, run.Namespace)
 	}
-	run.FinishedAt = at
+	run.FinishedAt, run.Resumed = at, false
 	if l, ok := m.last[run.Namespace]; !ok || l.StartedAt.Before(run.StartedAt) || l.ID == run.ID {
 		m.last[run.Namespace] = run
 	}

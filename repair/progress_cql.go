@@ -66,6 +66,7 @@ func (p *CQLProgress) Begin(ctx context.Context, namespace string, segments int)
 	err := p.q(`SELECT run_id, segments, started_at FROM %s.`+currentTable+` WHERE namespace = ?`, namespace).
 		Consistency(gocql.LocalSerial).ScanContext(ctx, &run.ID, &run.Segments, &run.StartedAt)
 	if err == nil {
+		run.Resumed = true
 		return run, nil
 	}
 	if !errors.Is(err, gocql.ErrNotFound) {
@@ -82,13 +83,21 @@ func (p *CQLProgress) Begin(ctx context.Context, namespace string, segments int)
 		id, _ := existing["run_id"].(string)
 		n, _ := existing["segments"].(int)
 		at, _ := existing["started_at"].(time.Time)
-		return RunInfo{ID: id, Namespace: namespace, Segments: n, StartedAt: at}, nil
+		return RunInfo{ID: id, Namespace: namespace, Segments: n, StartedAt: at, Resumed: true}, nil
 	}
 	if err := p.q(`INSERT INTO %s.`+runsTable+` (namespace, run_id, segments, started_at) VALUES (?, ?, ?, ?)`,
 		namespace, run.ID, run.Segments, run.StartedAt).ExecContext(ctx); err != nil {
 		return RunInfo{}, err
 	}
 	return run, nil
+}
+
+// Abandon implements ProgressStore: a conditional DELETE of the current run
+// (IF run_id = ?); the run's row in the history keeps no finish time.
+func (p *CQLProgress) Abandon(ctx context.Context, run RunInfo) error {
+	_, err := p.q(`DELETE FROM %s.`+currentTable+` WHERE namespace = ? IF run_id = ?`, run.Namespace, run.ID).
+		MapScanCASContext(ctx, map[string]any{})
+	return err
 }
 
 // Segments implements ProgressStore.

@@ -22,6 +22,11 @@ type TableInfo struct {
 	// Retention is the tombstone retention recorded in the table comment; 0
 	// if the comment does not record one.
 	Retention time.Duration
+	// RetentionErr is set when the table exists but its comment records no
+	// readable retention (a comment edited by hand, or a table not created
+	// by Tidemark). Repair still runs; the error names the table and the
+	// comment and is reported in Report.Warnings.
+	RetentionErr error
 }
 
 // RegionReader reads one region. Implementations must be safe for concurrent

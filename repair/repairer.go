@@ -64,6 +64,19 @@ type Options struct {
 	// Progress persists runs and leases. Default: a new MemProgress (no
 	// persistence across processes).
 	Progress ProgressStore
+	// MaxRunAge is how old an unfinished run may be and still be resumed.
+	// An older one is abandoned and a new run starts: a complete run only
+	// proves that deletes older than its start reached every region, so a
+	// run that started long ago cannot show a recent full repair however
+	// late it finishes. Default: half the namespace's tombstone retention
+	// (half of schema.DefaultRetention when no table records one).
+	MaxRunAge time.Duration
+	// Fresh abandons the namespace's unfinished run, whatever its age, and
+	// starts a new one (with Segments). Not used by dry runs.
+	Fresh bool
+	// Now is the clock that ages unfinished runs and stamps finished ones;
+	// nil means time.Now.
+	Now func() time.Time
 	// Metrics, if not nil, receives counts and durations.
 	Metrics *Metrics
 	// Logger receives progress and errors; nil discards them.
@@ -107,6 +120,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 }
 
@@ -155,6 +171,16 @@ type Report struct {
 	Namespace string
 	RunID     string
 	DryRun    bool
+	// RunStarted is when the run was created: earlier than Started when the
+	// run was resumed. For a complete run it is the time of the full
+	// repair: every delete made before it has reached every region.
+	RunStarted time.Time
+	// Resumed is true when this call joined an unfinished run instead of
+	// creating one.
+	Resumed bool
+	// AbandonedRun is the ID of the unfinished run this call abandoned (too
+	// old, or Options.Fresh), if any.
+	AbandonedRun string
 	// Retention is the shortest tombstone retention recorded by the regions'
 	// tables (0 if none is recorded).
 	Retention time.Duration
@@ -195,6 +221,10 @@ type Report struct {
 	Duration time.Duration
 	// Errors lists the segments this call gave up on.
 	Errors []*SegmentError
+	// Warnings are problems that did not stop the run but need the
+	// operator: a table comment whose retention cannot be read (the
+	// retention checks then fall back to defaults), an abandoned run.
+	Warnings []string
 }
 
 // Repairer runs anti-entropy repair over a fixed set of regions.
@@ -243,8 +273,14 @@ func (a *accum) do(f func(r *Report)) {
 // Describe checks every region concurrently and returns the shortest
 // retention recorded, or the errors (one per failing region, joined).
 func (r *Repairer) Describe(ctx context.Context, namespace string) (time.Duration, error) {
+	ret, _, err := r.describe(ctx, namespace)
+	return ret, err
+}
+
+// describe is Describe with the warnings about unreadable retentions.
+func (r *Repairer) describe(ctx context.Context, namespace string) (time.Duration, []string, error) {
 	if err := schema.ValidateName("namespace", namespace); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	errs := make([]error, len(r.regions))
 	infos := make([]TableInfo, len(r.regions))
@@ -260,15 +296,65 @@ func (r *Repairer) Describe(ctx context.Context, namespace string) (time.Duratio
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var ret time.Duration
-	for _, in := range infos {
+	var warnings []string
+	for i, in := range infos {
 		if in.Retention > 0 && (ret == 0 || in.Retention < ret) {
 			ret = in.Retention
 		}
+		if in.RetentionErr != nil {
+			warnings = append(warnings, fmt.Sprintf("region %q: %v; the tombstone retention is unknown there, so the repair interval is not checked against it: fix the table comment",
+				r.regions[i].Name, in.RetentionErr))
+		}
 	}
-	return ret, nil
+	return ret, warnings, nil
+}
+
+// maxRunAge is how old an unfinished run may be and still be resumed.
+func (r *Repairer) maxRunAge(retention time.Duration) time.Duration {
+	if r.opts.MaxRunAge > 0 {
+		return r.opts.MaxRunAge
+	}
+	if retention <= 0 {
+		retention = schema.DefaultRetention
+	}
+	return retention / 2
+}
+
+// begin joins or creates the namespace's run, abandoning an unfinished run
+// that is too old (or any, with Fresh).
+func (r *Repairer) begin(ctx context.Context, store ProgressStore, rep *Report, namespace string, retention time.Duration) (RunInfo, error) {
+	segments := r.segmentCount(ctx, namespace)
+	run, err := store.Begin(ctx, namespace, segments)
+	if err != nil || !run.Resumed || r.opts.DryRun {
+		return run, err
+	}
+	var why string
+	age, maxAge := r.opts.Now().Sub(run.StartedAt), r.maxRunAge(retention)
+	switch {
+	case r.opts.Fresh:
+		why = "a fresh run was requested"
+	case !run.StartedAt.IsZero() && age > maxAge:
+		why = fmt.Sprintf("it started %v ago, more than %v (repair.max_run_age, default half the tombstone retention): finishing it would not prove that recent deletes reached every region",
+			age.Round(time.Second), maxAge)
+	default:
+		return run, nil
+	}
+	if err := store.Abandon(ctx, run); err != nil {
+		return RunInfo{}, fmt.Errorf("abandon run %s: %w", run.ID, err)
+	}
+	old := run
+	if run, err = store.Begin(ctx, namespace, segments); err != nil {
+		return RunInfo{}, err
+	}
+	rep.AbandonedRun = old.ID
+	msg := fmt.Sprintf("abandoned unfinished run %s of %q (started %s, %d segments) because %s; started run %s",
+		old.ID, namespace, old.StartedAt.UTC().Format(time.RFC3339), old.Segments, why, run.ID)
+	rep.Warnings = append(rep.Warnings, msg)
+	r.log.Warn("repair: "+msg, "namespace", namespace, "abandoned", old.ID, "run", run.ID)
+	return run, nil
 }
 
 func (r *Repairer) segmentCount(ctx context.Context, namespace string) int {
@@ -319,20 +405,23 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 		rep.Regions = append(rep.Regions, RegionStats{Region: reg.Name})
 	}
 	defer func() { rep.Duration = time.Since(started) }()
-	ret, err := r.Describe(ctx, namespace)
+	ret, warnings, err := r.describe(ctx, namespace)
 	if err != nil {
 		return rep, err
 	}
-	rep.Retention = ret
+	rep.Retention, rep.Warnings = ret, warnings
+	for _, w := range warnings {
+		r.log.Warn("repair: "+w, "namespace", namespace)
+	}
 	store := r.opts.Progress
 	if store == nil || r.opts.DryRun {
 		store = NewMemProgress()
 	}
-	run, err := store.Begin(ctx, namespace, r.segmentCount(ctx, namespace))
+	run, err := r.begin(ctx, store, rep, namespace, ret)
 	if err != nil {
 		return rep, fmt.Errorf("repair: begin run: %w", err)
 	}
-	rep.RunID, rep.Segments = run.ID, run.Segments
+	rep.RunID, rep.Segments, rep.RunStarted, rep.Resumed = run.ID, run.Segments, run.StartedAt, run.Resumed
 	recs, err := store.Segments(ctx, run)
 	if err != nil {
 		return rep, fmt.Errorf("repair: read progress of run %s: %w", run.ID, err)
@@ -346,8 +435,9 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 		queue = append(queue, segTask{seg: s})
 	}
 	rep.SegmentsDone = rep.SegmentsResumed
-	if rep.SegmentsResumed > 0 {
-		r.log.Info("repair: resuming run", "namespace", namespace, "run", run.ID, "done", rep.SegmentsResumed, "segments", run.Segments)
+	if run.Resumed {
+		r.log.Info("repair: resuming run", "namespace", namespace, "run", run.ID, "started", run.StartedAt,
+			"done", rep.SegmentsResumed, "segments", run.Segments)
 	}
 	n := len(r.regions)
 	acc := &accum{rep: rep, pairs: make([]int64, n*(n-1)/2)}
@@ -448,13 +538,15 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 	}
 	rep.Complete = true
 	if !r.opts.DryRun {
-		at := time.Now()
-		if err := store.Finish(ctx, run, at); err != nil {
+		if err := store.Finish(ctx, run, r.opts.Now()); err != nil {
 			return rep, fmt.Errorf("repair: finish run %s: %w", run.ID, err)
 		}
-		r.opts.Metrics.setLastFullRepair(namespace, at)
+		// What bounds resurrection is when the run started: a segment
+		// scanned early in a long run may have missed later deletes.
+		r.opts.Metrics.SetLastFullRepair(namespace, run.StartedAt)
 	}
-	r.log.Info("repair: run complete", "namespace", namespace, "run", run.ID, "differing", rep.RowsDiffering, "written", rep.RowsWritten)
+	r.log.Info("repair: run complete", "namespace", namespace, "run", run.ID, "run_started", run.StartedAt,
+		"differing", rep.RowsDiffering, "written", rep.RowsWritten)
 	return rep, nil
 }
 
@@ -698,7 +790,7 @@ func (r *Repairer) fix(ctx context.Context, ns string, it divItem, acc *accum) (
 			PairDiffs(d, acc.pairs)
 			if acc.samples < r.opts.Samples {
 				acc.samples++
-				rp.Samples = append(rp.Samples, r.describe(d))
+				rp.Samples = append(rp.Samples, r.describeRow(d))
 			}
 		})
 		for _, t := range targets {
@@ -800,7 +892,7 @@ func tieTargetsByDigest(d *Divergence, p Plan) []int {
 	return out
 }
 
-func (r *Repairer) describe(d *Divergence) string {
+func (r *Repairer) describeRow(d *Divergence) string {
 	s := fmt.Sprintf("pk=%x ck=%x token=%d:", d.PK, d.CK, d.Token)
 	for i, o := range d.Regions {
 		s += fmt.Sprintf(" %s=%s;", r.regions[i].Name, o)

@@ -46,6 +46,10 @@ type Env struct {
 	// ConnectTimeout bounds connecting to all regions at the start of
 	// `repaird repair` (default 30s).
 	ConnectTimeout time.Duration
+	// Open, when set, replaces connecting to the configuration's regions in
+	// `repaird repair`: it returns the regions and the progress store (tests
+	// use in-memory ones).
+	Open func(ctx context.Context, cfg *config.Config) ([]repair.Region, repair.ProgressStore, error)
 }
 
 // Execute runs repaird with args (without the program name) and returns the
@@ -126,8 +130,13 @@ func newValidateCommand(env *Env) *cobra.Command {
 				return err
 			}
 			hints := "hints: not configured"
-			if len(cfg.Hints.Brokers) > 0 {
-				hints = fmt.Sprintf("hints: %d brokers, topic prefix %q, group %q, %d hmac keys", len(cfg.Hints.Brokers), cfg.Hints.TopicPrefix, cfg.Hints.Group, len(cfg.Hints.HMACKeys))
+			if h := cfg.Hints; len(h.Brokers) > 0 {
+				groups := make([]string, len(h.Regions))
+				for i, r := range h.Regions {
+					groups[i] = fmt.Sprintf("%s: group %q", r, h.GroupFor(r))
+				}
+				hints = fmt.Sprintf("hints: %d brokers, topic prefix %q, replaying %s, %d hmac keys",
+					len(h.Brokers), h.TopicPrefix, strings.Join(groups, ", "), len(h.HMACKeys))
 			}
 			fmt.Fprintf(env.Stdout, "%s: ok (%d regions, home %s, keyspace %s, %d namespaces, interval %v; %s)\n",
 				path, len(cfg.Regions), cfg.Home, cfg.Keyspace, len(cfg.Namespaces), cfg.Repair.Interval, hints)
@@ -167,14 +176,15 @@ type repairFlags struct {
 	config    string
 	namespace string
 	dryRun    bool
+	fresh     bool
 	segments  int
 }
 
 func newRepairCommand(env *Env) *cobra.Command {
 	var f repairFlags
 	cmd := &cobra.Command{
-		Use:   "repair --config FILE --namespace NS [--dry-run] [--segments N]",
-		Short: "Repair one namespace now (resumes its unfinished run, if any)",
+		Use:   "repair --config FILE --namespace NS [--dry-run] [--segments N] [--fresh]",
+		Short: "Repair one namespace now (resumes its unfinished run, if any, unless --fresh)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.namespace == "" {
@@ -186,6 +196,9 @@ func newRepairCommand(env *Env) *cobra.Command {
 			if cmd.Flags().Changed("segments") && (f.segments < 1 || f.segments > repair.MaxSegments) {
 				return usageError{fmt.Errorf("--segments must be between 1 and %d (got %d)", repair.MaxSegments, f.segments)}
 			}
+			if f.fresh && f.dryRun {
+				return usageError{errors.New("--fresh and --dry-run do not go together: a dry run never resumes a run")}
+			}
 			cfg, err := loadConfig(f.config)
 			if err != nil {
 				return err
@@ -196,32 +209,49 @@ func newRepairCommand(env *Env) *cobra.Command {
 	cmd.Flags().StringVar(&f.config, "config", "", "configuration file (YAML)")
 	cmd.Flags().StringVar(&f.namespace, "namespace", "", "namespace to repair")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "report what differs, write nothing")
-	cmd.Flags().IntVar(&f.segments, "segments", 0, "number of segments for a new run (default: repair.segments)")
+	cmd.Flags().IntVar(&f.segments, "segments", 0, "number of segments for a new run (default: repair.segments); a resumed run keeps its own")
+	cmd.Flags().BoolVar(&f.fresh, "fresh", false, "abandon the namespace's unfinished run, if any, and start a new one")
 	return cmd
 }
 
-func runRepair(ctx context.Context, env *Env, cfg *config.Config, f repairFlags) error {
-	connect := env.Connect
-	sessions := daemon.NewSessions(cfg, connect, env.Logger)
-	defer sessions.Close()
+// open connects to the configuration's regions and opens the progress
+// store (unless dryRun); release closes the sessions.
+func open(ctx context.Context, env *Env, cfg *config.Config, dryRun bool) (regions []repair.Region, store repair.ProgressStore, release func(), err error) {
+	if env.Open != nil {
+		regions, store, err = env.Open(ctx, cfg)
+		return regions, store, func() {}, err
+	}
+	sessions := daemon.NewSessions(cfg, env.Connect, env.Logger)
 	cctx, cancel := context.WithTimeout(ctx, env.ConnectTimeout)
 	regions, home, err := sessions.Regions(cctx)
 	cancel()
+	if err == nil && !dryRun {
+		store, err = repair.NewCQLProgress(ctx, home, cfg.Keyspace)
+	}
+	if err != nil {
+		sessions.Close()
+		return nil, nil, nil, err
+	}
+	return regions, store, sessions.Close, nil
+}
+
+func runRepair(ctx context.Context, env *Env, cfg *config.Config, f repairFlags) error {
+	regions, store, closeRegions, err := open(ctx, env, cfg, f.dryRun)
 	if err != nil {
 		return err
 	}
+	defer closeRegions()
 	opts := daemon.RepairOptions(cfg)
 	if f.segments > 0 {
-		opts.Segments = f.segments
+		// An explicit count wins over sizing from the estimates.
+		opts.Segments, opts.RowsPerSegment = f.segments, 0
 	}
-	opts.DryRun = f.dryRun
+	opts.DryRun, opts.Fresh = f.dryRun, f.fresh
 	opts.Logger = env.Logger
 	if !f.dryRun {
-		if opts.Progress, err = repair.NewCQLProgress(ctx, home, cfg.Keyspace); err != nil {
-			return err
-		}
+		opts.Progress = store
 	}
-	prog := newProgressView(env.Stdout, f.namespace)
+	prog := newProgressView(env.Stdout, f.namespace, f.segments)
 	opts.OnProgress = prog.update
 	r, err := repair.New(regions, opts)
 	if err != nil {
@@ -234,8 +264,17 @@ func runRepair(ctx context.Context, env *Env, cfg *config.Config, f repairFlags)
 		if w := config.RetentionWarning(cfg.Repair.Interval, rep.Retention); w != "" {
 			fmt.Fprintf(env.Stdout, "WARNING: %s\n", w)
 		}
+		if rep.Resumed && f.segments > 0 && rep.Segments != f.segments {
+			fmt.Fprintf(env.Stdout, "WARNING: %s\n", segmentsIgnored(rep.RunID, rep.Segments, f.segments))
+		}
 	}
 	return err
+}
+
+// segmentsIgnored says that --segments did not apply to a resumed run.
+func segmentsIgnored(runID string, has, want int) string {
+	return fmt.Sprintf("resuming run %s with its %d segments; --segments %d ignored (add --fresh to abandon that run and start a new one with %d segments)",
+		runID, has, want, want)
 }
 
 // progressView shows progress as a bar on a terminal, as lines otherwise.
@@ -244,6 +283,10 @@ type progressView struct {
 	ns  string
 	bar *progressbar.ProgressBar
 	tty bool
+	// segments is the count --segments asked for (0: not given); a run
+	// with another count is a resumed run, which is said once.
+	segments int
+	started  bool
 }
 
 func isTerminal(w io.Writer) bool {
@@ -251,11 +294,17 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func newProgressView(out io.Writer, ns string) *progressView {
-	return &progressView{out: out, ns: ns, tty: isTerminal(out)}
+func newProgressView(out io.Writer, ns string, segments int) *progressView {
+	return &progressView{out: out, ns: ns, tty: isTerminal(out), segments: segments}
 }
 
 func (p *progressView) update(pr repair.Progress) {
+	if !p.started {
+		p.started = true
+		if p.segments > 0 && pr.Segments != p.segments {
+			fmt.Fprintf(p.out, "WARNING: %s\n", segmentsIgnored(pr.RunID, pr.Segments, p.segments))
+		}
+	}
 	if p.tty {
 		if p.bar == nil {
 			p.bar = progressbar.NewOptions(pr.Segments,

@@ -132,3 +132,11 @@ func TestOneLine(t *testing.T) {
 		t.Errorf("OneLine = %q", got)
 	}
 }
+
+func TestValidateShowsOneHintGroupPerRegion(t *testing.T) {
+	cfg := twoRegions + "hints:\n  brokers: [\"127.0.0.1:9092\"]\n  group: g\n  regions: [a, b]\n"
+	code, out, stderr := run(t, "validate", "--config", writeConfig(t, cfg))
+	if code != ExitOK || !strings.Contains(out, `replaying a: group "g-a", b: group "g-b"`) {
+		t.Fatalf("validate: code %d out %q err %q", code, out, stderr)
+	}
+}

@@ -19,8 +19,12 @@ func WriteSummary(w io.Writer, rep *repair.Report) {
 	if !rep.Complete {
 		state = "INCOMPLETE"
 	}
-	fmt.Fprintf(w, "\n%s of namespace %q: %s, run %s, segments %d/%d done (%d resumed, %d failed), %s\n",
-		mode, rep.Namespace, state, rep.RunID, rep.SegmentsDone, rep.Segments, rep.SegmentsResumed, rep.SegmentsFailed,
+	run := "run " + rep.RunID
+	if rep.Resumed {
+		run = fmt.Sprintf("resumed run %s (started %s)", rep.RunID, rep.RunStarted.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "\n%s of namespace %q: %s, %s, segments %d/%d done (%d resumed, %d failed), %s\n",
+		mode, rep.Namespace, state, run, rep.SegmentsDone, rep.Segments, rep.SegmentsResumed, rep.SegmentsFailed,
 		rep.Duration.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "region\trows scanned\trows differing\trows written\tvalue fetches\tbytes read\t")
@@ -44,5 +48,8 @@ func WriteSummary(w io.Writer, rep *repair.Report) {
 	}
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "failed: %s\n", OneLine(e))
+	}
+	for _, warning := range rep.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
 	}
 }

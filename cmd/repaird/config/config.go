@@ -87,12 +87,22 @@ type Repair struct {
 	// Interval is the time between the starts of two scheduled runs of a
 	// namespace (default 24h).
 	Interval time.Duration `yaml:"interval"`
+	// MaxRunAge is how old an unfinished run may be and still be resumed;
+	// an older one is abandoned and a new run starts (default: half the
+	// namespace's tombstone retention). See repair.Options.MaxRunAge.
+	MaxRunAge time.Duration `yaml:"max_run_age"`
 }
 
 // Hints configures the hint replayer.
 type Hints struct {
-	Brokers     []string  `yaml:"brokers"`
-	TopicPrefix string    `yaml:"topic_prefix"`
+	Brokers     []string `yaml:"brokers"`
+	TopicPrefix string   `yaml:"topic_prefix"`
+	// Group names the Kafka consumer groups: the replayer of region R uses
+	// the group "<group>-<R>" (GroupFor), one group per region as the hints
+	// library does, so that a replayer restarting in one region does not
+	// rebalance the others. Default "tidemark-hints" (so
+	// "tidemark-hints-us-east"). Daemons replaying the same region share its
+	// group and divide its topic's partitions.
 	Group       string    `yaml:"group"`
 	HMACKeys    []HMACKey `yaml:"hmac_keys"`
 	RequireHMAC bool      `yaml:"require_hmac"`
@@ -107,6 +117,10 @@ type Hints struct {
 	MaxHintsPerSecond float64 `yaml:"max_hints_per_second"`
 	MaxBytesPerSecond int     `yaml:"max_bytes_per_second"`
 }
+
+// GroupFor returns the Kafka consumer group of region's replayer:
+// "<group>-<region>".
+func (h *Hints) GroupFor(region string) string { return h.Group + "-" + region }
 
 // HMACKey is one key hints may be authenticated with. Exactly one of Secret
 // (base64) and SecretFile (a file holding the base64 secret) is set.
@@ -309,6 +323,8 @@ func (c *Config) Validate() error {
 		return invalid("repair.lease_ttl must be at least 3s")
 	case r.Interval < time.Minute:
 		return invalid("repair.interval must be at least 1m (got %v)", r.Interval)
+	case r.MaxRunAge < 0 || (r.MaxRunAge > 0 && r.MaxRunAge < time.Minute):
+		return invalid("repair.max_run_age must be at least 1m, or 0 for half the tombstone retention (got %v)", r.MaxRunAge)
 	}
 	if err := c.Hints.validate(); err != nil {
 		return err

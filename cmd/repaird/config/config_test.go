@@ -25,7 +25,7 @@ func TestLoadFull(t *testing.T) {
 		t.Errorf("default timeout not applied: %v", c.Regions[1].Timeout)
 	}
 	r := c.Repair
-	if r.Segments != 128 || r.RowsPerSecond != 5000 || r.Intensity != 0.5 || r.Interval != 12*time.Hour || r.LeaseTTL != 90*time.Second || r.Owner != "repaird-1" {
+	if r.Segments != 128 || r.RowsPerSecond != 5000 || r.Intensity != 0.5 || r.Interval != 12*time.Hour || r.LeaseTTL != 90*time.Second || r.Owner != "repaird-1" || r.MaxRunAge != 96*time.Hour {
 		t.Errorf("repair = %+v", r)
 	}
 	sec, err := c.Hints.Secrets()
@@ -56,6 +56,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown repair field", base + "repair:\n  intensty: 0.5\n", `unknown field "intensty" in repair`},
 		{"unknown hints field", base + "hints:\n  broker: [x:1]\n", `unknown field "broker" in hints`},
 		{"wrong type", base + "repair:\n  segments: many\n", "cannot unmarshal"},
+		{"negative max run age", base + "repair:\n  max_run_age: -1h\n", "repair.max_run_age must be at least 1m, or 0 for half the tombstone retention"},
+		{"tiny max run age", base + "repair:\n  max_run_age: 10s\n", "repair.max_run_age must be at least 1m"},
 		{"bad duration", base + "repair:\n  interval: soon\n", "line 8: cannot unmarshal !!str `soon` into time.Duration (write durations like 90s, 5m or 24h)"},
 		{"one region", "home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h]}\n", "repair needs at least 2 regions, the file lists 1"},
 		{"no keyspace", strings.Replace(base, "keyspace: ks", "", 1), "keyspace is required"},
@@ -182,4 +184,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted config lacks defaults: %+v", c)
 		}
 	})
+}
+
+func TestHintsGroupFor(t *testing.T) {
+	tests := []struct {
+		hints, region, want string
+	}{
+		{"hints:\n  brokers: [h:9092]\n", "a", DefaultGroup + "-a"},
+		{"hints:\n  brokers: [h:9092]\n", "eu-west.2", "tidemark-hints-eu-west.2"},
+		{"hints:\n  brokers: [h:9092]\n  group: repaird\n", "b", "repaird-b"},
+	}
+	for _, tc := range tests {
+		c, err := Parse([]byte(base + tc.hints))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Hints.GroupFor(tc.region); got != tc.want {
+			t.Errorf("%q: GroupFor(%q) = %q, want %q", tc.hints, tc.region, got, tc.want)
+		}
+	}
+	// Distinct regions never share a group.
+	h := Hints{Group: "g"}
+	if h.GroupFor("a") == h.GroupFor("b") {
+		t.Error("two regions share a consumer group")
+	}
 }

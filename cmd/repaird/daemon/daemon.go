@@ -80,6 +80,11 @@ type Daemon struct {
 	workers  []Worker
 	retry    time.Duration
 	runSem   chan struct{}
+
+	// openProgress opens the progress store (tests replace it).
+	openProgress func(ctx context.Context) (repair.ProgressStore, error)
+	progMu       sync.Mutex
+	progress     repair.ProgressStore
 }
 
 // New builds a daemon for a validated configuration.
@@ -110,6 +115,10 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		status:   newStatusBoard(cfg),
 		retry:    opts.RetryDelay,
 		runSem:   make(chan struct{}, 1),
+	}
+	d.openProgress = d.cqlProgress
+	if len(cfg.Namespaces) > 0 {
+		d.workers = append(d.workers, Worker{Name: "restore-last-full-repair", Run: d.restoreLastFullRepairs})
 	}
 	for _, ns := range cfg.Namespaces {
 		d.workers = append(d.workers, Worker{Name: "repair/" + ns, Run: func(ctx context.Context) error { return d.schedule(ctx, ns) }})
@@ -149,6 +158,75 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return err
 }
 
+// cqlProgress opens the progress tables in the home region's keyspace.
+func (d *Daemon) cqlProgress(ctx context.Context) (repair.ProgressStore, error) {
+	home, err := d.sessions.Get(ctx, d.cfg.Home)
+	if err != nil {
+		return nil, err
+	}
+	return repair.NewCQLProgress(ctx, home, d.cfg.Keyspace)
+}
+
+// progressStore returns the progress store, opening it on first use.
+func (d *Daemon) progressStore(ctx context.Context) (repair.ProgressStore, error) {
+	d.progMu.Lock()
+	defer d.progMu.Unlock()
+	if d.progress != nil {
+		return d.progress, nil
+	}
+	p, err := d.openProgress(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.progress = p
+	return p, nil
+}
+
+// restoreLastFullRepairs publishes, for every namespace, the start of its
+// last complete run as recorded in the progress store (gauge
+// tidemark_repair_last_full_repair_timestamp_seconds and /status), so that
+// the series and the status survive a restart. It needs only the home
+// region, retries until every namespace is read, and then returns.
+func (d *Daemon) restoreLastFullRepairs(ctx context.Context) error {
+	left := append([]string(nil), d.cfg.Namespaces...)
+	for attempt := 0; ; attempt++ {
+		var failed []string
+		var lastErr error
+		store, err := d.progressStore(ctx)
+		if err != nil {
+			failed, lastErr = left, err
+		} else {
+			for _, ns := range left {
+				run, ok, err := store.LastFinished(ctx, ns)
+				switch {
+				case err != nil:
+					failed, lastErr = append(failed, ns), err
+				case ok:
+					d.metrics.SetLastFullRepair(ns, run.StartedAt)
+					d.status.restored(ns, run)
+					d.log.Info("repaird: last full repair", "namespace", ns, "run", run.ID, "started", run.StartedAt, "finished", run.FinishedAt)
+				default:
+					d.log.Info("repaird: no full repair recorded yet", "namespace", ns)
+				}
+			}
+		}
+		if len(failed) == 0 || ctx.Err() != nil {
+			return nil
+		}
+		left = failed
+		if attempt == 0 {
+			d.log.Warn("repaird: cannot read the last full repairs yet; retrying", "namespaces", left, "err", lastErr)
+		}
+		t := time.NewTimer(min(d.retry, 10*time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
 // schedule repairs one namespace at the configured interval (between run
 // starts), retrying sooner after a failure.
 func (d *Daemon) schedule(ctx context.Context, ns string) error {
@@ -184,12 +262,12 @@ func (d *Daemon) schedule(ctx context.Context, ns string) error {
 // the status.
 func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
 	d.status.begin(ns)
-	regions, home, err := d.sessions.Regions(ctx)
+	regions, _, err := d.sessions.Regions(ctx)
 	if err != nil {
 		d.status.fail(ns, err)
 		return err
 	}
-	store, err := repair.NewCQLProgress(ctx, home, d.cfg.Keyspace)
+	store, err := d.progressStore(ctx)
 	if err != nil {
 		d.status.fail(ns, err)
 		return err
@@ -214,5 +292,6 @@ func RepairOptions(cfg *config.Config) repair.Options {
 		Segments: r.Segments, RowsPerSegment: r.RowsPerSegment, RowsPerSecond: r.RowsPerSecond,
 		Intensity: r.Intensity, Parallelism: r.Parallelism, Concurrency: r.Concurrency,
 		PageSize: r.PageSize, MaxAttempts: r.MaxAttempts, LeaseTTL: r.LeaseTTL, Owner: r.Owner,
+		MaxRunAge: r.MaxRunAge,
 	}
 }

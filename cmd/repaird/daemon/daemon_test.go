@@ -41,9 +41,7 @@ func TestSuperviseFailureStopsOthers(t *testing.T) {
 	}
 }
 
-func testConfig(t *testing.T) *config.Config {
-	t.Helper()
-	c, err := config.Parse([]byte(`
+const baseYAML = `
 home: a
 keyspace: ks
 namespaces: [users, orders]
@@ -52,12 +50,18 @@ regions:
   - {name: b, contact_points: ["127.0.0.2:1"]}
 repair: {interval: 1m}
 http: {listen: "127.0.0.1:0"}
-`))
+`
+
+func parseConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
+
+func testConfig(t *testing.T) *config.Config { return parseConfig(t, baseYAML) }
 
 func unreachable(calls *atomic.Int32) ConnectFunc {
 	return func(_ context.Context, r cluster.Region, _ string) (*gocql.Session, error) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/hints"
 )
@@ -55,20 +57,26 @@ func (d *Daemon) addReplayers() error {
 	return nil
 }
 
+// replayerConfig is the configuration of region's replayer: its own
+// consumer group "<hints.group>-<region>", writing through session s.
+func (d *Daemon) replayerConfig(region string, s *gocql.Session, kr *hints.Keyring) hints.ReplayerConfig {
+	h := d.cfg.Hints
+	return hints.ReplayerConfig{
+		Brokers: h.Brokers, TopicPrefix: h.TopicPrefix, Region: region, GroupID: h.GroupFor(region),
+		Applier: hints.NewCQLApplier(s, d.cfg.Keyspace), Keyring: kr, Retention: h.Retention,
+		MaxHintsPerSecond: h.MaxHintsPerSecond, MaxBytesPerSecond: h.MaxBytesPerSecond,
+		Logger: d.log.With("region", region),
+	}
+}
+
 // replay runs the replayer of one region until ctx ends. It waits for the
 // region's session first (the region may be down when the daemon starts);
 // the replayer itself pauses while the region is unreachable.
 func (d *Daemon) replay(ctx context.Context, region string, kr *hints.Keyring) error {
-	h := d.cfg.Hints
 	for attempt := 0; ; attempt++ {
 		s, err := d.sessions.Get(ctx, region)
 		if err == nil {
-			r, err := hints.NewReplayer(hints.ReplayerConfig{
-				Brokers: h.Brokers, TopicPrefix: h.TopicPrefix, Region: region, GroupID: h.Group,
-				Applier: hints.NewCQLApplier(s, d.cfg.Keyspace), Keyring: kr, Retention: h.Retention,
-				MaxHintsPerSecond: h.MaxHintsPerSecond, MaxBytesPerSecond: h.MaxBytesPerSecond,
-				Logger: d.log.With("region", region),
-			})
+			r, err := hints.NewReplayer(d.replayerConfig(region, s, kr))
 			if err != nil {
 				return err
 			}

@@ -30,11 +30,18 @@ type NamespaceStatus struct {
 	// Current is the run in progress, LastRun the last one that ended.
 	Current *RunStatus `json:"current,omitempty"`
 	LastRun *RunStatus `json:"last_run,omitempty"`
-	// LastFullRepair is when the last complete run ended.
+	// LastFullRepair is when the last complete run STARTED: every delete
+	// made before it has reached every region (a row scanned early in a
+	// long run may have missed later deletes, so the finish time proves
+	// nothing more). It is read back from the progress store at startup.
 	LastFullRepair time.Time `json:"last_full_repair,omitzero"`
-	NextRun        time.Time `json:"next_run,omitzero"`
-	Interval       string    `json:"interval"`
-	Retention      string    `json:"retention,omitempty"`
+	// LastFullRepairRun and LastFullRepairEnded are that run's ID and
+	// finish time.
+	LastFullRepairRun   string    `json:"last_full_repair_run,omitempty"`
+	LastFullRepairEnded time.Time `json:"last_full_repair_ended,omitzero"`
+	NextRun             time.Time `json:"next_run,omitzero"`
+	Interval            string    `json:"interval"`
+	Retention           string    `json:"retention,omitempty"`
 	// Warning is set when the interval is not comfortably shorter than the
 	// tombstone retention.
 	Warning string `json:"warning,omitempty"`
@@ -53,6 +60,15 @@ type RunStatus struct {
 	RowsDiffering  int64     `json:"rows_differing"`
 	RowsWritten    int64     `json:"rows_written"`
 	Errors         []string  `json:"errors,omitempty"`
+	// RunStarted is when the repair run was created (earlier than
+	// StartedAt when it was resumed); Resumed says this call resumed it.
+	RunStarted time.Time `json:"run_started,omitzero"`
+	Resumed    bool      `json:"resumed,omitempty"`
+	// AbandonedRun is the unfinished run abandoned for this one (too old).
+	AbandonedRun string `json:"abandoned_run,omitempty"`
+	// Warnings did not stop the run but need the operator: a table comment
+	// whose retention cannot be read, an abandoned run.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 type statusBoard struct {
@@ -117,18 +133,36 @@ func (b *statusBoard) finish(name string, rep *repair.Report, err error, warning
 	if rep != nil {
 		c.RunID, c.Segments, c.SegmentsDone, c.SegmentsFailed = rep.RunID, rep.Segments, rep.SegmentsDone, rep.SegmentsFailed
 		c.RowsScanned, c.RowsDiffering, c.RowsWritten, c.Complete = rep.RowsScanned, rep.RowsDiffering, rep.RowsWritten, rep.Complete
+		c.RunStarted, c.Resumed, c.AbandonedRun = rep.RunStarted, rep.Resumed, rep.AbandonedRun
+		c.Warnings = append([]string(nil), rep.Warnings...)
 		if rep.Retention > 0 {
 			n.Retention = rep.Retention.String()
 			n.Warning = warning
 		}
-		if rep.Complete {
-			n.LastFullRepair = c.EndedAt
+		if rep.Complete && !rep.DryRun {
+			n.fullRepair(rep.RunID, rep.RunStarted, c.EndedAt)
 		}
 	}
 	if err != nil {
 		c.Errors = append(c.Errors, err.Error())
 	}
 	n.Running, n.Current, n.LastRun = false, nil, c
+}
+
+// fullRepair records a complete run that started at started, unless a
+// later one is already recorded.
+func (n *NamespaceStatus) fullRepair(runID string, started, ended time.Time) {
+	if started.IsZero() || !started.After(n.LastFullRepair) {
+		return
+	}
+	n.LastFullRepair, n.LastFullRepairRun, n.LastFullRepairEnded = started, runID, ended
+}
+
+// restored records the last complete run read from the progress store.
+func (b *statusBoard) restored(name string, run repair.RunInfo) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ns(name).fullRepair(run.ID, run.StartedAt, run.FinishedAt)
 }
 
 func (b *statusBoard) setNext(name string, at time.Time) {
@@ -160,11 +194,13 @@ func (b *statusBoard) snapshot() Status {
 		if v.Current != nil {
 			cur := *v.Current
 			cur.Errors = append([]string(nil), v.Current.Errors...)
+			cur.Warnings = append([]string(nil), v.Current.Warnings...)
 			c.Current = &cur
 		}
 		if v.LastRun != nil {
 			last := *v.LastRun
 			last.Errors = append([]string(nil), v.LastRun.Errors...)
+			last.Warnings = append([]string(nil), v.LastRun.Warnings...)
 			c.LastRun = &last
 		}
 		out.Namespaces[k] = &c
