@@ -23,13 +23,22 @@
 //
 //   - A hint is applied only if it decodes, authenticates (when a [Keyring]
 //     is configured), is for the replayer's region and has not expired: its
-//     ExpiresAt has not passed and it is not older than the tombstone
-//     retention. Everything else goes to the dead-letter topic with a reason
+//     ExpiresAt has not passed and it is not older — counting from the
+//     earlier of its CreatedAt and its write's Timestamp — than the
+//     tombstone retention of its table (read from the table by
+//     [NewCQLApplier]) or the replayer's Retention. Everything else goes
+//     to the dead-letter topic with a reason
 //     ([ReasonCorrupt], [ReasonUnauthenticated], [ReasonExpired],
 //     [ReasonMisrouted], [ReasonRejected]) and is never applied.
 //   - While the region is unreachable the replayer applies nothing, commits
-//     nothing, backs off exponentially (bounded) and retries the same hints;
-//     it resumes by itself.
+//     nothing, backs off exponentially (bounded) and retries the same hints,
+//     without any attempt limit; it resumes by itself.
+//   - One hint cannot stop replay: a hint that keeps failing while the
+//     region is reachable (its [Prober] probe succeeds, or other hints are
+//     applied) is dead-lettered as [ReasonRejected] after MaxHintAttempts.
+//   - Every row a store with default limits accepts can be hinted:
+//     [DefaultMaxHintBytes] fits a 1 MiB value with 64 KiB keys, and the
+//     topics this package creates take records that large.
 //   - Memory is bounded on both sides: the producer refuses a hint that would
 //     take its in-flight bytes past MaxBufferedBytes ([ErrBufferFull]); the
 //     replayer holds one batch (BatchSize records, MaxBatchBytes bytes) plus

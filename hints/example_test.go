@@ -7,6 +7,7 @@ import (
 	"log"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/hints"
@@ -120,4 +121,46 @@ func ExampleNewReplayer() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = r.Run(ctx) // returns when ctx is done
+}
+
+// The replayer of region "b" in production: the CQL applier checks each
+// table's own tombstone retention (re-read every 30 s here) and lets the
+// replayer probe the region, so a hint that keeps failing while the region
+// is up is dead-lettered after MaxHintAttempts instead of stopping replay.
+// (Needs Cassandra and Kafka, so it has no Output.)
+func ExampleNewCQLApplier() {
+	var session *gocql.Session // cluster.Connect to region "b"
+	applier := hints.NewCQLApplier(session, "app", hints.WithRetentionRefresh(30*time.Second))
+	if _, ok := applier.(hints.Prober); !ok {
+		log.Fatal("the CQL applier probes its region")
+	}
+	r, err := hints.NewReplayer(hints.ReplayerConfig{
+		Brokers:         []string{"127.0.0.1:9092"},
+		Region:          "b",
+		Applier:         applier,
+		MaxHintAttempts: 5,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+}
+
+// The record of the largest row a store accepts with its default limits
+// (a 1 MiB value, 64 KiB keys) is larger than Kafka's default message size
+// of 1 MiB, and fits DefaultMaxHintBytes.
+func ExampleEncode_largestRow() {
+	h := hints.Hint{
+		Target: "b", Namespace: "users",
+		PK:    make([]byte, 65535),
+		CK:    make([]byte, 65535),
+		Value: make([]byte, 1<<20),
+	}
+	rec, err := hints.Encode(h, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(rec) <= hints.DefaultMaxHintBytes, len(rec) > 1<<20)
+	// Output:
+	// true true
 }

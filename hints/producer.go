@@ -32,7 +32,9 @@ var (
 	// is not stored. Raise MaxBufferedBytes or make Kafka faster.
 	ErrBufferFull = errors.New("hints: producer buffer full, hint not stored")
 
-	// ErrHintTooLarge reports a hint whose record exceeds MaxHintBytes.
+	// ErrHintTooLarge reports a hint whose record exceeds MaxHintBytes, or
+	// that Kafka refused as larger than the topic's max.message.bytes
+	// (raise it; see docs/hints.md, "Sizes"). The hint is not stored.
 	ErrHintTooLarge = errors.New("hints: hint record too large")
 
 	// ErrClosed reports a call on a closed Producer or Replayer.
@@ -47,7 +49,6 @@ const (
 	DefaultBatchSize        = 100
 	DefaultBatchTimeout     = 5 * time.Millisecond
 	DefaultMaxBufferedBytes = 64 << 20
-	DefaultMaxHintBytes     = 1 << 20
 	DefaultProduceTimeout   = 10 * time.Second
 	DefaultBreakerOpenFor   = 5 * time.Second
 )
@@ -88,8 +89,12 @@ type ProducerConfig struct {
 	// yet acknowledged (or given up on). A hint that would exceed it fails
 	// at once with ErrBufferFull. Default 64 MiB.
 	MaxBufferedBytes int64
-	// MaxHintBytes bounds one record (the brokers' message.max.bytes must be
-	// at least this). Default 1 MiB.
+	// MaxHintBytes bounds one record. Default DefaultMaxHintBytes (about
+	// 1.13 MiB): the largest row a store with default limits accepts. A
+	// topic the producer creates gets a max.message.bytes that fits
+	// records this large; a topic that already exists must have it too
+	// (see docs/hints.md, "Sizing"), or large hints fail with
+	// ErrHintTooLarge.
 	MaxHintBytes int
 	// ProduceTimeout bounds one hint's trip to Kafka, whatever the caller's
 	// context allows; past it the hint fails with ErrUnavailable. Default
@@ -111,7 +116,7 @@ type Producer struct {
 	cfg       ProducerConfig
 	transport *kafka.Transport
 	client    *kafka.Client
-	writer    *kafka.Writer
+	writer    messageWriter // *kafka.Writer; a fake in tests
 	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
 	log       *slog.Logger
 	logEvery  *rate.Sometimes
@@ -178,6 +183,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		Context:     ctx,
 	}
 	addr := kafka.TCP(cfg.Brokers...)
+	batchBytes := kafkaMessageBytes(cfg.MaxHintBytes, 0)
 	p := &Producer{
 		cfg:       cfg,
 		transport: transport,
@@ -189,7 +195,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 			WriteBackoffMin: 50 * time.Millisecond,
 			WriteBackoffMax: 500 * time.Millisecond,
 			BatchSize:       cfg.BatchSize,
-			BatchBytes:      int64(cfg.MaxHintBytes) + 1024,
+			BatchBytes:      batchBytes, // at least one record of MaxHintBytes with its key
 			BatchTimeout:    cfg.BatchTimeout,
 			ReadTimeout:     cfg.ProduceTimeout,
 			WriteTimeout:    cfg.ProduceTimeout,
@@ -225,7 +231,11 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= 3
 		},
-		IsExcluded: func(err error) bool { return !errors.Is(err, ErrUnavailable) },
+		// Only ErrUnavailable counts against Kafka. Other errors (buffer
+		// full, canceled callers) are neutral; nil is a success, which
+		// resets the count of consecutive failures and closes a
+		// half-open breaker.
+		IsExcluded: func(err error) bool { return err != nil && !errors.Is(err, ErrUnavailable) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			log.Warn("hints: Kafka circuit breaker changed state", "from", from.String(), "to", to.String())
 		},
@@ -290,6 +300,7 @@ func (p *Producer) createTopic(region string, ti *topicInit) {
 		replicationFactor: p.cfg.ReplicationFactor,
 		retention:         p.cfg.Retention,
 		minInSync:         p.cfg.MinInSyncReplicas,
+		maxMessageBytes:   topicMaxMessageBytes(kafkaMessageBytes(p.cfg.MaxHintBytes, 0), p.cfg.BatchSize),
 	})
 	if err != nil {
 		ti.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -349,8 +360,9 @@ func (p *Producer) Hint(ctx context.Context, h Hint) error {
 	n := int64(len(rec))
 	if p.buffered.Add(n) > p.cfg.MaxBufferedBytes {
 		p.buffered.Add(-n)
-		done(nil)
-		return p.fail(region, failBufferFull, fmt.Errorf("%w: region %q: %d bytes waiting for Kafka, limit %d", ErrBufferFull, region, p.buffered.Load(), p.cfg.MaxBufferedBytes))
+		err := fmt.Errorf("%w: region %q: %d bytes waiting for Kafka, limit %d", ErrBufferFull, region, p.buffered.Load(), p.cfg.MaxBufferedBytes)
+		done(err) // neutral: Kafka was not tried
+		return p.fail(region, failBufferFull, err)
 	}
 
 	// The write runs on its own context, bounded by ProduceTimeout, so that
@@ -394,9 +406,17 @@ func (p *Producer) Hint(ctx context.Context, h Hint) error {
 func classify(region string, err error) error {
 	var kerr kafka.Error
 	var netErr net.Error
+	var tooLarge kafka.MessageTooLargeError
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		return err
+	case errors.As(err, &tooLarge),
+		errors.Is(err, kafka.MessageSizeTooLarge),
+		errors.Is(err, kafka.RecordListTooLarge):
+		// Kafka is up; the topic's max.message.bytes (or the writer's
+		// BatchBytes) is below this record. Not a reason to open the
+		// breaker.
+		return fmt.Errorf("%w: region %q: Kafka refused the record as too large; raise max.message.bytes of the hint topic: %w", ErrHintTooLarge, region, err)
 	case errors.As(err, &kerr) && kerr.Temporary(),
 		errors.As(err, &netErr),
 		errors.Is(err, context.DeadlineExceeded),
@@ -419,6 +439,8 @@ func reasonOf(ctx context.Context, err error) string {
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		return failUnavailable
+	case errors.Is(err, ErrHintTooLarge):
+		return failTooLarge
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return failCanceled
 	default:

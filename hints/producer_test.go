@@ -1,12 +1,23 @@
 package hints
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/tidemark/tidemark/internal/schema"
 )
 
 // blackHole accepts TCP connections and never answers, like a broker that
@@ -173,5 +184,245 @@ func TestProducerBoundedBuffer(t *testing.T) {
 	}
 	if err := p.Hint(context.Background(), h); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Hint after Close = %v, want ErrClosed", err)
+	}
+}
+
+// fakeWriter stands in for the kafka-go Writer: every write takes delay,
+// then fails with the error fail returns (nil: success).
+type fakeWriter struct {
+	delay time.Duration
+	fail  func(n int) error // n counts writes from 0
+	calls atomic.Int64
+	got   chan kafka.Message // if not nil, receives every message written
+}
+
+func (w *fakeWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	n := int(w.calls.Add(1) - 1)
+	if w.delay > 0 {
+		select {
+		case <-time.After(w.delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := w.fail(n); err != nil {
+		return err
+	}
+	if w.got != nil {
+		for _, m := range msgs {
+			w.got <- m
+		}
+	}
+	return nil
+}
+
+func (w *fakeWriter) Close() error { return nil }
+
+// errBrokerDown is what a write to a dead broker returns.
+var errBrokerDown = fmt.Errorf("dial tcp: %w", syscall.ECONNREFUSED)
+
+// fakeWriterProducer returns a producer whose topic for region "b" exists
+// and whose writes go to w.
+func fakeWriterProducer(t *testing.T, cfg ProducerConfig, w *fakeWriter) *Producer {
+	t.Helper()
+	cfg.Brokers = []string{refused(t)}
+	p := newTestProducer(t, cfg)
+	p.writer = w
+	ti := &topicInit{done: make(chan struct{})}
+	close(ti.done)
+	p.topics["b"] = ti
+	return p
+}
+
+func smallHint(i int) Hint {
+	return Hint{Target: "b", Namespace: "users", PK: fmt.Appendf(nil, "p%d", i), Value: []byte("v"), Timestamp: int64(i + 1)}
+}
+
+// TestProducerBreakerScatteredFailures: failures separated by successes
+// never open the breaker, however many there are: a success resets the
+// count of consecutive failures.
+func TestProducerBreakerScatteredFailures(t *testing.T) {
+	cases := []struct {
+		name    string
+		pattern string // one character per write: x fails, . succeeds
+	}{
+		{"two failures then a success", "xx.xx.xx.xx.xx.xx.xx.xx.xx.xx."},
+		{"alternating", "x.x.x.x.x.x.x.x.x.x.x.x.x.x.x."},
+		{"rare failures", "..x.....x.....x.....x.....x..."},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := &fakeWriter{fail: func(n int) error {
+				if c.pattern[n%len(c.pattern)] == 'x' {
+					return errBrokerDown
+				}
+				return nil
+			}}
+			p := fakeWriterProducer(t, ProducerConfig{BreakerOpenFor: time.Hour}, w)
+			for i := range len(c.pattern) {
+				err := p.Hint(context.Background(), smallHint(i))
+				wantFail := c.pattern[i] == 'x'
+				switch {
+				case wantFail && !errors.Is(err, ErrUnavailable):
+					t.Fatalf("hint %d = %v, want ErrUnavailable from the writer", i, err)
+				case !wantFail && err != nil:
+					t.Fatalf("hint %d = %v, want success (breaker %v)", i, err, p.breaker.State())
+				}
+			}
+			if got := w.calls.Load(); got != int64(len(c.pattern)) {
+				t.Errorf("writer saw %d hints, want %d: the breaker refused some", got, len(c.pattern))
+			}
+			if s := p.breaker.State(); s != gobreaker.StateClosed {
+				t.Errorf("breaker %v after scattered failures, want closed", s)
+			}
+		})
+	}
+}
+
+// TestProducerBreakerRecoversForConcurrentHints: after an outage opens the
+// breaker, the first successful probe closes it, so that concurrent hints
+// go through again (a half-open breaker lets one at a time).
+func TestProducerBreakerRecoversForConcurrentHints(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	w := &fakeWriter{delay: 20 * time.Millisecond, fail: func(int) error {
+		if down.Load() {
+			return errBrokerDown
+		}
+		return nil
+	}}
+	p := fakeWriterProducer(t, ProducerConfig{BreakerOpenFor: 50 * time.Millisecond}, w)
+	ctx := context.Background()
+	for i := range 3 {
+		if err := p.Hint(ctx, smallHint(i)); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("hint %d during the outage = %v, want ErrUnavailable", i, err)
+		}
+	}
+	if s := p.breaker.State(); s != gobreaker.StateOpen {
+		t.Fatalf("breaker %v after 3 failures in a row, want open", s)
+	}
+	down.Store(false)
+	waitFor(t, "a probe through the half-open breaker", func() bool { return p.Hint(ctx, smallHint(100)) == nil })
+	if s := p.breaker.State(); s != gobreaker.StateClosed {
+		t.Fatalf("breaker %v after a successful probe, want closed", s)
+	}
+	const n = 32
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- p.Hint(ctx, smallHint(200+i))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var failed []error
+	for err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d concurrent hints failed after recovery, first: %v", len(failed), n, failed[0])
+	}
+}
+
+// TestProducerBufferFullIsNeutral: ErrBufferFull neither counts against
+// Kafka nor as a success that would close a half-open breaker.
+func TestProducerBufferFullIsNeutral(t *testing.T) {
+	w := &fakeWriter{fail: func(int) error { return errBrokerDown }}
+	p := fakeWriterProducer(t, ProducerConfig{BreakerOpenFor: time.Hour, MaxHintBytes: 1024, MaxBufferedBytes: 1024}, w)
+	p.buffered.Store(1024) // as if a record were waiting for Kafka
+	for i := range 5 {
+		if err := p.Hint(context.Background(), smallHint(i)); !errors.Is(err, ErrBufferFull) {
+			t.Fatalf("hint %d = %v, want ErrBufferFull", i, err)
+		}
+	}
+	if c := p.breaker.Counts(); c.TotalFailures != 0 || c.TotalSuccesses != 0 {
+		t.Fatalf("breaker counted buffer-full hints: %+v", c)
+	}
+	p.buffered.Store(0)
+}
+
+// TestProducerTooLargeForKafkaIsNotAnOutage: Kafka refusing a record as too
+// large is ErrHintTooLarge and does not open the breaker.
+func TestProducerTooLargeForKafkaIsNotAnOutage(t *testing.T) {
+	w := &fakeWriter{fail: func(int) error { return kafka.MessageSizeTooLarge }}
+	p := fakeWriterProducer(t, ProducerConfig{BreakerOpenFor: time.Hour}, w)
+	for i := range 5 {
+		if err := p.Hint(context.Background(), smallHint(i)); !errors.Is(err, ErrHintTooLarge) {
+			t.Fatalf("hint %d = %v, want ErrHintTooLarge", i, err)
+		}
+	}
+	if s := p.breaker.State(); s != gobreaker.StateClosed {
+		t.Fatalf("breaker %v, want closed", s)
+	}
+	if got := metricValue(p.failed.WithLabelValues("b", failTooLarge)); got != 5 {
+		t.Errorf("failures{reason=too_large} = %v, want 5", got)
+	}
+}
+
+// largestHint is the largest row a store with default limits writes, with
+// every other field at its longest.
+func largestHint() Hint {
+	return Hint{
+		Target:    strings.Repeat("t", MaxRegionLen),
+		Origin:    strings.Repeat("o", MaxRegionLen),
+		Namespace: "n" + strings.Repeat("x", maxNamespaceLen-1),
+		PK:        bytes.Repeat([]byte{0xff}, schema.MaxPartitionKey),
+		CK:        bytes.Repeat([]byte{0xfe}, schema.MaxClusteringKey),
+		Value:     bytes.Repeat([]byte{0xfd}, storeMaxValueBytes),
+		Timestamp: math.MinInt64,
+		ExpiresAt: time.UnixMicro(math.MaxInt64),
+		CreatedAt: time.UnixMicro(math.MinInt64),
+	}
+}
+
+// TestProducerTakesLargestStoreRow: the record of the largest legal row,
+// signed with the longest key id, fits DefaultMaxHintBytes; its overhead
+// fits MaxRecordOverhead; the Writer's batches and the topics the producer
+// creates take it with its key.
+func TestProducerTakesLargestStoreRow(t *testing.T) {
+	kr := mustKeyring(t, KeyringConfig{Current: Key{ID: strings.Repeat("k", MaxKeyIDLen), Secret: []byte("0123456789abcdef0123456789abcdef")}})
+	h := largestHint()
+	rec, err := Encode(h, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if overhead := len(rec) - len(h.PK) - len(h.CK) - len(h.Value); overhead > MaxRecordOverhead {
+		t.Fatalf("record overhead %d > MaxRecordOverhead %d", overhead, MaxRecordOverhead)
+	}
+	if len(rec) > DefaultMaxHintBytes {
+		t.Fatalf("largest record is %d bytes, DefaultMaxHintBytes %d", len(rec), DefaultMaxHintBytes)
+	}
+
+	p := newTestProducer(t, ProducerConfig{Brokers: []string{refused(t)}, Keyring: kr})
+	kw, ok := p.writer.(*kafka.Writer)
+	if !ok {
+		t.Fatalf("writer is %T", p.writer)
+	}
+	msg := kafka.Message{Key: h.PK, Value: rec}
+	msgBytes := int64(len(msg.Key) + len(msg.Value) + kafkaRecordOverhead)
+	if kw.BatchBytes < msgBytes {
+		t.Errorf("Writer.BatchBytes %d < %d, the largest hint with its key", kw.BatchBytes, msgBytes)
+	}
+	if m := topicMaxMessageBytes(kw.BatchBytes, p.cfg.BatchSize); m < kw.BatchBytes+kafkaBatchHeader {
+		t.Errorf("topics get max.message.bytes %d, below a full batch %d", m, kw.BatchBytes+kafkaBatchHeader)
+	}
+
+	w := &fakeWriter{fail: func(int) error { return nil }, got: make(chan kafka.Message, 1)}
+	p.writer = w
+	ti := &topicInit{done: make(chan struct{})}
+	close(ti.done)
+	p.topics[h.Target] = ti
+	if err := p.Hint(context.Background(), h); err != nil {
+		t.Fatalf("Hint(largest row) = %v", err)
+	}
+	got := <-w.got
+	back, err := Decode(got.Value, kr)
+	if err != nil || !bytes.Equal(back.Value, h.Value) || !bytes.Equal(back.CK, h.CK) {
+		t.Fatalf("largest hint did not round-trip: %v", err)
 	}
 }

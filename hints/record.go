@@ -145,7 +145,7 @@ func Decode(b []byte, kr *Keyring) (Hint, error) {
 	d.off = 6
 	target := d.field("target", MaxRegionLen)
 	origin := d.field("origin", MaxRegionLen)
-	namespace := d.field("namespace", 48)
+	namespace := d.field("namespace", maxNamespaceLen)
 	pk := d.field("pk", schema.MaxPartitionKey)
 	ck := d.field("ck", schema.MaxClusteringKey)
 	var value []byte

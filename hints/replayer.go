@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,13 +28,15 @@ const (
 	// ReasonUnauthenticated: the MAC is missing, wrong, or made with a key
 	// the keyring does not accept (ErrUnauthenticated).
 	ReasonUnauthenticated = "unauthenticated"
-	// ReasonExpired: the hint's ExpiresAt has passed, or it was created
-	// longer ago than the retention; applying it could resurrect data.
+	// ReasonExpired: the hint's ExpiresAt has passed, or it is older than
+	// the retention (ReplayerConfig.Retention, or its table's tombstone
+	// retention as the Applier reads it); applying it could resurrect data.
 	ReasonExpired = "expired"
 	// ReasonMisrouted: the hint's Target is not the replayer's region.
 	ReasonMisrouted = "misrouted"
 	// ReasonRejected: the region refused the write permanently (the
-	// Applier returned an error wrapping ErrPermanent).
+	// Applier returned an error wrapping ErrPermanent), or applying it
+	// failed MaxHintAttempts times while the region was reachable.
 	ReasonRejected = "rejected"
 )
 
@@ -56,6 +59,7 @@ const (
 	DefaultMaxBatchBytes     = 16 << 20
 	DefaultBackoffMin        = 100 * time.Millisecond
 	DefaultBackoffMax        = 30 * time.Second
+	DefaultMaxHintAttempts   = 10
 )
 
 // ReplayerConfig configures [NewReplayer]. Zero values pick the documented
@@ -78,8 +82,11 @@ type ReplayerConfig struct {
 	// Keyring, when set, is used to authenticate every record (see
 	// KeyringConfig.AcceptUnsigned). Nil accepts any record that decodes.
 	Keyring *Keyring
-	// Retention is the tombstone retention: a hint created longer ago than
-	// this is dead-lettered as expired, never applied. Default
+	// Retention is the upper bound on a hint's age: a hint older than this
+	// — measured from the earlier of its CreatedAt and its Timestamp — is
+	// dead-lettered as expired, never applied. The Applier enforces each
+	// table's own tombstone retention, which may be shorter
+	// (NewCQLApplier reads it from the table). Default
 	// schema.DefaultRetention (10 days). It is also the consumer group's
 	// offset retention.
 	Retention time.Duration
@@ -105,8 +112,25 @@ type ReplayerConfig struct {
 	// Concurrency is the most applies in flight. Default 16.
 	Concurrency int
 	// BackoffMin and BackoffMax bound the exponential back-off while the
-	// region is unreachable (or Kafka fails). Defaults 100ms and 30s.
+	// region is unreachable (or Kafka fails), and between the attempts at
+	// a hint that fails while the region is reachable. Defaults 100ms and
+	// 30s.
 	BackoffMin, BackoffMax time.Duration
+	// MaxHintAttempts is how many times a hint may fail while the region
+	// is reachable — the Applier's Probe of the hint succeeds, or (an
+	// Applier without Probe) other hints were applied in the same round or
+	// the hint applied last applies again — before it is dead-lettered as
+	// rejected with the last error. Failures while the region is
+	// unreachable never count: then replay pauses as long as it takes.
+	// Default 10 (with the default back-off, about a minute of retries); a
+	// negative value never gives up, so one bad hint can stop its
+	// partitions.
+	MaxHintAttempts int
+	// MaxHintBytes is the largest record the producers write
+	// (ProducerConfig.MaxHintBytes). It sizes max.message.bytes of the
+	// topics the replayer creates and the dead-letter writer's batches.
+	// Default DefaultMaxHintBytes.
+	MaxHintBytes int
 	// Logger receives pauses, resumes, dead letters and Kafka errors
 	// (rate-limited); nil discards.
 	Logger *slog.Logger
@@ -153,8 +177,11 @@ type Replayer struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	oldest atomic.Int64 // CreatedAt (unix µs) of the oldest hint in the batch being replayed; 0 none
+	oldest atomic.Int64 // birth (unix µs, hintBirth) of the oldest hint in the batch being replayed; 0 none
 	paused atomic.Bool
+	// witness is the hint applied last: applying it again tells whether
+	// the region is reachable when the Applier has no Probe.
+	witness atomic.Pointer[Hint]
 
 	replayed      prometheus.Counter
 	deadLettered  *prometheus.CounterVec
@@ -189,6 +216,11 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	setDefault(&cfg.Concurrency, DefaultReplayConcurrency)
 	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
+	setDefault(&cfg.MaxHintAttempts, DefaultMaxHintAttempts)
+	setDefault(&cfg.MaxHintBytes, DefaultMaxHintBytes)
+	if cfg.MaxHintBytes < 0 {
+		return nil, fmt.Errorf("%w: negative MaxHintBytes", ErrInvalidConfig)
+	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		return nil, fmt.Errorf("%w: BackoffMax %v < BackoffMin %v", ErrInvalidConfig, cfg.BackoffMax, cfg.BackoffMin)
 	}
@@ -224,7 +256,7 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	}
 	r.applyFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tidemark_hints_apply_failures_total", ConstLabels: labels,
-		Help: "Failed attempts to apply a hint (the region was unreachable); each is retried.",
+		Help: "Failed attempts to apply a hint; each is retried (a hint that keeps failing while the region is reachable is dead-lettered after MaxHintAttempts).",
 	})
 	r.commitErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tidemark_hints_commit_failures_total", ConstLabels: labels,
@@ -236,7 +268,7 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	})
 	r.oldestAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tidemark_hints_oldest_unreplayed_age_seconds", ConstLabels: labels,
-		Help: "Age (by CreatedAt) of the oldest hint the replayer is working on; 0 when it is idle. Must stay well below the tombstone retention.",
+		Help: "Age (from the earlier of CreatedAt and the write timestamp) of the oldest hint the replayer is working on; 0 when it is idle. Must stay well below the tombstone retention.",
 	}, func() float64 {
 		us := r.oldest.Load()
 		if us == 0 {
@@ -257,6 +289,9 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	r.transport = &kafka.Transport{ClientID: "tidemark-hints-replayer", DialTimeout: 5 * time.Second}
 	addr := kafka.TCP(cfg.Brokers...)
 	client := &kafka.Client{Addr: addr, Transport: r.transport, Timeout: 10 * time.Second}
+	// A dead letter is the original record plus headers. Batches stay
+	// within one such record (or hold just one), and the topics fit them.
+	deadBytes := kafkaMessageBytes(cfg.MaxHintBytes, deadLetterHeaderBytes)
 	r.dead = &kafka.Writer{
 		Addr:         addr,
 		Topic:        cfg.DeadLetterTopic,
@@ -264,14 +299,16 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond,
 		BatchSize:    cfg.BatchSize,
-		BatchBytes:   64 << 20,
+		BatchBytes:   deadBytes,
 		MaxAttempts:  3,
 		Transport:    r.transport,
 	}
 	r.ensureTopics = func(ctx context.Context) error {
 		for _, spec := range []topicSpec{
-			{name: r.topic, partitions: cfg.Partitions, replicationFactor: cfg.ReplicationFactor, retention: cfg.Retention},
-			{name: cfg.DeadLetterTopic, partitions: cfg.Partitions, replicationFactor: cfg.ReplicationFactor, retention: 4 * cfg.Retention},
+			{name: r.topic, partitions: cfg.Partitions, replicationFactor: cfg.ReplicationFactor, retention: cfg.Retention,
+				maxMessageBytes: topicMaxMessageBytes(kafkaMessageBytes(cfg.MaxHintBytes, 0), DefaultBatchSize)},
+			{name: cfg.DeadLetterTopic, partitions: cfg.Partitions, replicationFactor: cfg.ReplicationFactor, retention: 4 * cfg.Retention,
+				maxMessageBytes: topicMaxMessageBytes(deadBytes, cfg.BatchSize)},
 		} {
 			if err := ensureTopic(ctx, client, spec); err != nil {
 				return err
@@ -467,10 +504,11 @@ func (r *Replayer) updateLag(f fetcher, local int) {
 
 // item is one record of a batch on its way through process.
 type item struct {
-	msg    kafka.Message
-	hint   Hint
-	reason string // non-empty: dead-letter with this reason
-	err    error
+	msg      kafka.Message
+	hint     Hint
+	reason   string // non-empty: dead-letter with this reason
+	err      error  // why it was dead-lettered, or its last failure
+	attempts int    // failures while the region was reachable
 }
 
 // process applies or dead-letters every record of batch. It returns an
@@ -497,7 +535,7 @@ func (r *Replayer) process(ctx context.Context, batch []kafka.Message) error {
 				break
 			}
 			apply = append(apply, it)
-			if us := unixMicro(h.CreatedAt); us != 0 && (oldest == 0 || us < oldest) {
+			if us := hintBirth(h).UnixMicro(); us > 0 && (oldest == 0 || us < oldest) {
 				oldest = us
 			}
 		}
@@ -523,56 +561,168 @@ func (r *Replayer) expired(h Hint) error {
 	if !h.ExpiresAt.IsZero() && !now.Before(h.ExpiresAt) {
 		return fmt.Errorf("%w: expired at %s", ErrExpired, h.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	}
-	if !h.CreatedAt.IsZero() && now.Sub(h.CreatedAt) > r.cfg.Retention {
-		return fmt.Errorf("%w: created %s, more than the retention %v ago; repair must have brought the region up to date", ErrExpired, h.CreatedAt.UTC().Format(time.RFC3339), r.cfg.Retention)
+	if birth := hintBirth(h); now.Sub(birth) > r.cfg.Retention {
+		return fmt.Errorf("%w: written %s, more than the retention %v ago; repair must have brought the region up to date", ErrExpired, birth.UTC().Format(time.RFC3339), r.cfg.Retention)
 	}
 	return nil
 }
 
-// applyAll applies items with bounded concurrency. When some fail, it
-// pauses: it backs off, probes with one failed hint until it applies, then
-// retries the others. Items that turn out to be unappliable get a reason.
+// applyAll applies items with bounded concurrency, round after round, until
+// every item is applied or has a dead-letter reason.
+//
+// After a round with failures it tells a region that is down from hints
+// that fail on their own. A failure counts against its hint (item.attempts)
+// only when the region is demonstrably reachable for it (see reachable).
+// When a round made progress — a hint was applied, or a failure counted —
+// the region is up: hints that failed MaxHintAttempts counted times are
+// given up (ReasonRejected) and the rest retried after a back-off. When
+// nothing progressed, the region is down: replay pauses (waitForRegion) as
+// long as it takes, and nothing counts against the hints.
 func (r *Replayer) applyAll(ctx context.Context, items []*item) error {
 	pending := items
-	attempt := 0
+	retry := 0
 	for len(pending) > 0 {
-		failed := r.applyRound(ctx, pending)
+		failed, progress := r.applyRound(ctx, pending)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if len(failed) == 0 {
+			r.resume()
 			return nil
 		}
-		if !r.paused.Swap(true) {
-			r.log.Warn("hints: region unreachable, pausing replay", "failed", len(failed), "err", failed[0].err)
-		}
-		// Probe with the first failed hint alone until the region takes it.
-		probe := failed[0]
-		for {
-			if !r.sleep(ctx, attempt) {
-				return ctx.Err()
+		if !progress {
+			var err error
+			if pending, err = r.waitForRegion(ctx, failed); err != nil {
+				return err
 			}
-			attempt++
-			if r.applyOne(ctx, probe) {
-				break
-			}
+			retry = 0
+			continue
 		}
-		attempt = 0
-		if r.paused.Swap(false) {
-			r.log.Info("hints: region reachable again, resuming replay")
+		r.resume()
+		pending = r.giveUp(failed)
+		if len(pending) == 0 {
+			return nil
 		}
-		pending = failed[1:]
+		if !r.sleep(ctx, retry) {
+			return ctx.Err()
+		}
+		retry++
 	}
 	return nil
 }
 
-// applyRound applies items concurrently and returns those that failed and
-// may succeed later.
-func (r *Replayer) applyRound(ctx context.Context, items []*item) []*item {
+// resume clears the paused state.
+func (r *Replayer) resume() {
+	if r.paused.Swap(false) {
+		r.log.Info("hints: region reachable again, resuming replay")
+	}
+}
+
+// giveUp gives a dead-letter reason to the failed items that used up their
+// attempts and returns the others.
+func (r *Replayer) giveUp(failed []*item) []*item {
+	limit := r.cfg.MaxHintAttempts
+	var keep []*item
+	for _, it := range failed {
+		if limit > 0 && it.attempts >= limit {
+			it.reason = ReasonRejected
+			it.err = fmt.Errorf("hints: applying the hint failed %d times while the region was reachable (MaxHintAttempts); last error: %w", it.attempts, it.err)
+			continue
+		}
+		keep = append(keep, it)
+	}
+	return keep
+}
+
+// reachable reports whether the region answers, as far as it can tell
+// without it: the Applier's Probe of it if the Applier has one; otherwise
+// a fresh apply of the witness — the hint this replayer applied last,
+// applied again (replay is idempotent, and an older version never
+// overwrites a newer one). Without either it cannot tell and says no.
+func (r *Replayer) reachable(ctx context.Context, it *item) bool {
+	if p, ok := r.cfg.Applier.(Prober); ok {
+		return p.Probe(ctx, it.hint) == nil
+	}
+	w := r.witness.Load()
+	if w == nil {
+		return false
+	}
+	if r.expired(*w) != nil {
+		r.witness.CompareAndSwap(w, nil)
+		return false
+	}
+	err := r.cfg.Applier.Apply(ctx, *w)
+	if errors.Is(err, ErrPermanent) || errors.Is(err, ErrExpired) {
+		r.witness.CompareAndSwap(w, nil) // useless as a witness now
+	}
+	return err == nil
+}
+
+// waitForRegion pauses replay while the region is unreachable. It backs
+// off and checks whether the region answers: with reachable, or, when that
+// cannot tell (an Applier without Probe that has applied nothing yet), by
+// applying the failed hints alone, one at a time in turn, so that one bad
+// hint cannot hold the check. It returns the items still to apply once the
+// region answers; items that expire meanwhile are settled and dropped.
+func (r *Replayer) waitForRegion(ctx context.Context, failed []*item) ([]*item, error) {
+	if !r.paused.Swap(true) {
+		r.log.Warn("hints: region unreachable, pausing replay", "failed", len(failed), "err", failed[0].err)
+	}
+	_, canProbe := r.cfg.Applier.(Prober)
+	for attempt, next := 0, 0; ; attempt++ {
+		if !r.sleep(ctx, attempt) {
+			return nil, ctx.Err()
+		}
+		// Hints that expired during the pause are settled without the
+		// region.
+		live := failed[:0]
+		for _, it := range failed {
+			if err := r.expired(it.hint); err != nil {
+				it.reason, it.err = ReasonExpired, err
+				continue
+			}
+			live = append(live, it)
+		}
+		failed = live
+		if len(failed) == 0 {
+			return nil, nil
+		}
+		it := failed[next%len(failed)]
+		next++
+		if canProbe || r.witness.Load() != nil {
+			if r.reachable(ctx, it) {
+				return failed, nil
+			}
+			continue
+		}
+		if r.applyOne(ctx, it) != outcomeFailed {
+			return slices.DeleteFunc(failed, func(x *item) bool { return x == it }), nil
+		}
+	}
+}
+
+// outcome is the result of one attempt at a hint.
+type outcome int
+
+const (
+	outcomeApplied outcome = iota // written to the region
+	outcomeSettled                // given a dead-letter reason
+	outcomeFailed                 // failed; may succeed later
+)
+
+// applyRound applies items concurrently. It returns those that failed and
+// may succeed later, and whether the round made progress: a hint was
+// applied, or a failure counted against its hint. A failure counts
+// (item.attempts) when the region is demonstrably reachable for that hint:
+// with a Prober, its Probe of the hint succeeds; without, another hint of
+// the round was applied, or else the witness applies again (reachable).
+func (r *Replayer) applyRound(ctx context.Context, items []*item) (failed []*item, progress bool) {
+	_, canProbe := r.cfg.Applier.(Prober)
 	var (
-		mu     sync.Mutex
-		failed []*item
-		wg     sync.WaitGroup
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		applied int
+		counted int
 	)
 	sem := make(chan struct{}, r.cfg.Concurrency)
 	for _, it := range items {
@@ -586,45 +736,61 @@ func (r *Replayer) applyRound(ctx context.Context, items []*item) []*item {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if !r.applyOne(ctx, it) {
-				mu.Lock()
+			out := r.applyOne(ctx, it)
+			count := out == outcomeFailed && canProbe && ctx.Err() == nil && r.reachable(ctx, it)
+			mu.Lock()
+			defer mu.Unlock()
+			switch out {
+			case outcomeApplied:
+				applied++
+			case outcomeFailed:
 				failed = append(failed, it)
-				mu.Unlock()
+				if count {
+					it.attempts++
+					counted++
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	return failed
+	if !canProbe && len(failed) > 0 && ctx.Err() == nil && (applied > 0 || r.reachable(ctx, failed[0])) {
+		for _, it := range failed {
+			it.attempts++
+			counted++
+		}
+	}
+	return failed, applied > 0 || counted > 0
 }
 
-// applyOne makes one attempt at it. It returns true when it is settled:
-// applied, or given a dead-letter reason.
-func (r *Replayer) applyOne(ctx context.Context, it *item) bool {
+// applyOne makes one attempt at it.
+func (r *Replayer) applyOne(ctx context.Context, it *item) outcome {
 	if err := r.expired(it.hint); err != nil {
 		it.reason, it.err = ReasonExpired, err
-		return true
+		return outcomeSettled
 	}
 	if err := r.throttle(ctx, len(it.msg.Value)); err != nil {
 		it.err = err
-		return false
+		return outcomeFailed
 	}
 	err := r.cfg.Applier.Apply(ctx, it.hint)
 	switch {
 	case err == nil:
 		r.replayed.Inc()
-		return true
+		w := it.hint // a copy: the witness must not keep the whole batch alive
+		r.witness.Store(&w)
+		return outcomeApplied
 	case errors.Is(err, ErrExpired):
 		it.reason, it.err = ReasonExpired, err
-		return true
+		return outcomeSettled
 	case errors.Is(err, ErrPermanent):
 		it.reason, it.err = ReasonRejected, err
-		return true
+		return outcomeSettled
 	default:
 		if ctx.Err() == nil {
 			r.applyFailures.Inc()
 		}
 		it.err = err
-		return false
+		return outcomeFailed
 	}
 }
 

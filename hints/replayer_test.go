@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -71,36 +72,42 @@ func (t *fakeTopic) commitCount() int {
 	return t.commits
 }
 
-// fetcher returns a consumer that starts at the committed offsets.
+// fetcher returns a consumer that starts at the committed offsets and
+// also delivers records added later.
 func (t *fakeTopic) fetcher() fetcher {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var queue []kafka.Message
-	for _, m := range t.msgs {
-		if m.Offset >= t.committed[m.Partition] {
-			queue = append(queue, m)
-		}
-	}
-	return &fakeFetcher{t: t, queue: queue}
+	return &fakeFetcher{t: t, from: maps.Clone(t.committed)}
 }
 
 type fakeFetcher struct {
-	t     *fakeTopic
-	queue []kafka.Message
-	mu    sync.Mutex
+	t    *fakeTopic
+	from map[int]int64 // partition -> first offset to deliver
+	mu   sync.Mutex
+	next int // index into t.msgs
 }
 
 func (f *fakeFetcher) FetchMessage(ctx context.Context) (kafka.Message, error) {
-	f.mu.Lock()
-	if len(f.queue) > 0 {
-		m := f.queue[0]
-		f.queue = f.queue[1:]
+	for {
+		f.mu.Lock()
+		f.t.mu.Lock()
+		for f.next < len(f.t.msgs) {
+			m := f.t.msgs[f.next]
+			f.next++
+			if m.Offset >= f.from[m.Partition] {
+				f.t.mu.Unlock()
+				f.mu.Unlock()
+				return m, nil
+			}
+		}
+		f.t.mu.Unlock()
 		f.mu.Unlock()
-		return m, nil
+		select {
+		case <-ctx.Done():
+			return kafka.Message{}, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
 	}
-	f.mu.Unlock()
-	<-ctx.Done()
-	return kafka.Message{}, ctx.Err()
 }
 
 func (f *fakeFetcher) CommitMessages(ctx context.Context, msgs ...kafka.Message) error {
@@ -131,7 +138,9 @@ func (f *fakeFetcher) CommitMessages(ctx context.Context, msgs ...kafka.Message)
 func (f *fakeFetcher) Stats() kafka.ReaderStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return kafka.ReaderStats{QueueLength: int64(len(f.queue))}
+	f.t.mu.Lock()
+	defer f.t.mu.Unlock()
+	return kafka.ReaderStats{QueueLength: int64(len(f.t.msgs) - f.next)}
 }
 
 func (f *fakeFetcher) Close() error { return nil }
@@ -193,10 +202,13 @@ type fakeRegion struct {
 	rows     map[string]Hint
 	applied  map[string]int // key -> times applied
 	attempts atomic.Int64
+	probes   atomic.Int64 // Probe calls (probingRegion)
 	down     atomic.Bool
 	delay    time.Duration
 	reject   string // namespace refused permanently
 	msgOf    func(h Hint) kafka.Message
+	poison   map[string]error // pk -> error every apply of that hint fails with
+	tries    map[string]int   // pk -> Apply calls
 }
 
 func rowKey(h Hint) string { return fmt.Sprintf("%s/%x/%x", h.Namespace, h.PK, h.CK) }
@@ -210,8 +222,18 @@ func (r *fakeRegion) Apply(ctx context.Context, h Hint) error {
 			return ctx.Err()
 		}
 	}
+	r.mu.Lock()
+	if r.tries == nil {
+		r.tries = map[string]int{}
+	}
+	r.tries[string(h.PK)]++
+	poison := r.poison[string(h.PK)]
+	r.mu.Unlock()
 	if r.down.Load() {
 		return errors.New("region b unreachable")
+	}
+	if poison != nil {
+		return poison
 	}
 	if h.Namespace == r.reject {
 		return fmt.Errorf("%w: unconfigured table %s", ErrPermanent, h.Namespace)
@@ -225,6 +247,32 @@ func (r *fakeRegion) Apply(ctx context.Context, h Hint) error {
 	r.mu.Unlock()
 	if r.msgOf != nil {
 		r.t.settle(r.msgOf(h))
+	}
+	return nil
+}
+
+func (r *fakeRegion) triesOf(pk string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tries[pk]
+}
+
+func (r *fakeRegion) rowCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.rows)
+}
+
+// probingRegion is a fakeRegion whose Applier implements Prober: the
+// replicas answer unless the region is down.
+type probingRegion struct {
+	*fakeRegion
+}
+
+func (p *probingRegion) Probe(ctx context.Context, h Hint) error {
+	p.probes.Add(1)
+	if p.down.Load() {
+		return errors.New("region b unreachable")
 	}
 	return nil
 }
@@ -329,7 +377,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func goodHint(i int) Hint {
 	return Hint{Target: "b", Origin: "a", Namespace: "users", PK: []byte(fmt.Sprintf("pk%04d", i)), CK: []byte("c"),
-		Value: []byte(fmt.Sprintf("v%d", i)), Timestamp: int64(1000 + i), CreatedAt: t0.Add(-time.Minute)}
+		Value: []byte(fmt.Sprintf("v%d", i)), Timestamp: t0.Add(-2*time.Minute).UnixMicro() + int64(i), CreatedAt: t0.Add(-time.Minute)}
 }
 
 // checkCommitOrder fails if any record was committed before it was applied
@@ -438,6 +486,13 @@ func TestReplayerDeadLetters(t *testing.T) {
 	old := goodHint(4)
 	old.CreatedAt = t0.Add(-241 * time.Hour)
 	add(ReasonExpired, old, good)
+	oldWrite := goodHint(8) // hinted recently, but the write itself is older than the retention
+	oldWrite.Timestamp = t0.Add(-241 * time.Hour).UnixMicro()
+	add(ReasonExpired, oldWrite, good)
+	noCreated := goodHint(9) // no CreatedAt: the age is the write's
+	noCreated.CreatedAt = time.Time{}
+	noCreated.Timestamp = t0.Add(-241 * time.Hour).UnixMicro()
+	add(ReasonExpired, noCreated, good)
 	mis := goodHint(5)
 	mis.Target = "c"
 	add(ReasonMisrouted, mis, good)
@@ -621,11 +676,12 @@ func TestReplayerCloseStopsRun(t *testing.T) {
 func TestNewReplayerRejectsBadConfig(t *testing.T) {
 	ok := ReplayerConfig{Brokers: []string{"x:1"}, Region: "b", Applier: ApplierFunc(func(context.Context, Hint) error { return nil })}
 	cases := map[string]func(*ReplayerConfig){
-		"no brokers":      func(c *ReplayerConfig) { c.Brokers = nil },
-		"no region":       func(c *ReplayerConfig) { c.Region = "" },
-		"no applier":      func(c *ReplayerConfig) { c.Applier = nil },
-		"negative rate":   func(c *ReplayerConfig) { c.MaxHintsPerSecond = -1 },
-		"backoff max<min": func(c *ReplayerConfig) { c.BackoffMin, c.BackoffMax = time.Second, time.Millisecond },
+		"no brokers":              func(c *ReplayerConfig) { c.Brokers = nil },
+		"no region":               func(c *ReplayerConfig) { c.Region = "" },
+		"no applier":              func(c *ReplayerConfig) { c.Applier = nil },
+		"negative rate":           func(c *ReplayerConfig) { c.MaxHintsPerSecond = -1 },
+		"backoff max<min":         func(c *ReplayerConfig) { c.BackoffMin, c.BackoffMax = time.Second, time.Millisecond },
+		"negative max hint bytes": func(c *ReplayerConfig) { c.MaxHintBytes = -1 },
 	}
 	if _, err := NewReplayer(ok); err != nil {
 		t.Fatalf("baseline config refused: %v", err)

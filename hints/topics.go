@@ -34,6 +34,7 @@ type topicSpec struct {
 	replicationFactor int
 	retention         time.Duration
 	minInSync         int
+	maxMessageBytes   int64 // max.message.bytes; 0 leaves the brokers' default
 }
 
 // ensureTopic creates the topic if it does not exist and makes sure the
@@ -48,6 +49,10 @@ func ensureTopic(ctx context.Context, client *kafka.Client, spec topicSpec) erro
 	if spec.retention > 0 {
 		cfg.ConfigEntries = append(cfg.ConfigEntries, kafka.ConfigEntry{
 			ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(spec.retention.Milliseconds(), 10)})
+	}
+	if spec.maxMessageBytes > 0 {
+		cfg.ConfigEntries = append(cfg.ConfigEntries, kafka.ConfigEntry{
+			ConfigName: "max.message.bytes", ConfigValue: strconv.FormatInt(spec.maxMessageBytes, 10)})
 	}
 	if spec.minInSync > 0 {
 		cfg.ConfigEntries = append(cfg.ConfigEntries, kafka.ConfigEntry{

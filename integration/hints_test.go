@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -123,7 +124,9 @@ func runReplayer(t testing.TB, r *hints.Replayer) (stop func()) {
 }
 
 // gauge reads one metric (summed over label values) from a collector whose
-// name is name.
+// name is name, restricted to the series with the given label name/value
+// pairs. It fails the test when the collector has no such series, so that a
+// misspelt name or label cannot make a "== 0" check pass.
 func gauge(t testing.TB, c prometheus.Collector, name string, labels ...string) float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
@@ -134,7 +137,11 @@ func gauge(t testing.TB, c prometheus.Collector, name string, labels ...string) 
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
+	if len(labels)%2 != 0 {
+		t.Fatalf("gauge(%s): labels %q are not name/value pairs", name, labels)
+	}
 	var sum float64
+	found := false
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -146,6 +153,7 @@ func gauge(t testing.TB, c prometheus.Collector, name string, labels ...string) 
 					continue metrics
 				}
 			}
+			found = true
 			switch {
 			case m.Counter != nil:
 				sum += m.Counter.GetValue()
@@ -155,6 +163,9 @@ func gauge(t testing.TB, c prometheus.Collector, name string, labels ...string) 
 				sum += float64(m.Histogram.GetSampleCount())
 			}
 		}
+	}
+	if !found {
+		t.Fatalf("no metric %s%v among the %d families the collector exports", name, labels, len(mfs))
 	}
 	return sum
 }
@@ -838,8 +849,22 @@ func TestHintsKafkaDownProducerFailsFast(t *testing.T) {
 		defer ccancel()
 		return p.Hint(cctx, h(1000))
 	})
-	if got := gauge(t, p, "tidemark_hints_produced_total", "region", "b"); got < 11 {
-		t.Errorf("produced = %v, want >= 11", got)
+	// Recovered means recovered for everyone: concurrent hints all go
+	// through (a breaker stuck half-open would let one at a time).
+	const concurrent = 32
+	before := gauge(t, p, "tidemark_hints_produced_total", "region", "b")
+	if err := parallel(concurrent, concurrent, func(i int) error {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		defer ccancel()
+		return p.Hint(cctx, h(2000+i))
+	}); err != nil {
+		t.Fatalf("concurrent hints after recovery: %v", err)
+	}
+	if got := gauge(t, p, "tidemark_hints_produced_total", "region", "b"); got != before+concurrent {
+		t.Errorf("produced = %v after %d concurrent hints, want %v", got, concurrent, before+concurrent)
+	}
+	if got := gauge(t, p, "tidemark_hints_produced_total", "region", "b"); got < 11+concurrent {
+		t.Errorf("produced = %v, want >= %d", got, 11+concurrent)
 	}
 }
 
@@ -917,4 +942,190 @@ func TestHintsThroughStore(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestHintsTableRetentionBoundsReplay: a namespace created with a 1-hour
+// tombstone retention must never take a hint older than an hour, whatever
+// the replayer's global Retention (10 days here): a put whose row was then
+// deleted could otherwise come back after the deletion marker expired. The
+// hint of a 2-hour-old write to that table is dead-lettered as expired and
+// not applied, while a fresh hint to it and a 2-hour-old hint to a table
+// with the default retention are applied.
+func TestHintsTableRetentionBoundsReplay(t *testing.T) {
+	t.Parallel()
+	const shortNS = "shortlived"
+	ks := newKeyspace(t, "b")
+	hintsTable(t, ks, "b")
+	s := adminSession(t, region(t, "b"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := s.Query(schema.CreateTable(ks, shortNS, time.Hour)).ExecContext(ctx); err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+	if err := s.AwaitSchemaAgreement(ctx); err != nil {
+		t.Fatal(err)
+	}
+	prefix := newTopicPrefix(t)
+	prod := hintsProducer(t, prefix, nil)
+	sb := directSession(t, "b", ks)
+
+	now := time.Now()
+	twoHoursAgo := now.Add(-2 * time.Hour).UnixMicro()
+	stale := hints.Hint{Target: "b", Origin: "a", Namespace: shortNS, PK: []byte("stale"), CK: []byte("c"),
+		Value: []byte("deleted-long-ago"), Timestamp: twoHoursAgo, CreatedAt: now}
+	for _, h := range []hints.Hint{
+		stale,
+		{Target: "b", Origin: "a", Namespace: shortNS, PK: []byte("fresh"), CK: []byte("c"), Value: []byte("new"), Timestamp: now.UnixMicro(), CreatedAt: now},
+		{Target: "b", Origin: "a", Namespace: hintsNS, PK: []byte("old-ok"), CK: []byte("c"), Value: []byte("within-10d"), Timestamp: twoHoursAgo, CreatedAt: now},
+	} {
+		if err := prod.Hint(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := hintsReplayer(t, prefix, "b", hints.NewCQLApplier(sb, ks), nil)
+	runReplayer(t, r)
+	eventually(t, 2*time.Minute, "fresh hints applied, the stale one dead-lettered", func() error {
+		replayed := gauge(t, r, "tidemark_hints_replayed_total")
+		dead := gauge(t, r, "tidemark_hints_dead_lettered_total", "reason", hints.ReasonExpired)
+		if replayed != 2 || dead != 1 {
+			return fmt.Errorf("replayed %v (want 2), dead-lettered as expired %v (want 1)", replayed, dead)
+		}
+		return nil
+	})
+	if got := gauge(t, r, "tidemark_hints_dead_lettered_total"); got != 1 {
+		t.Errorf("dead letters = %v in all, want 1", got)
+	}
+	var n int
+	if err := sb.Query(fmt.Sprintf("SELECT COUNT(*) FROM %s.%s WHERE pk = ?", ks, shortNS), []byte("stale")).ScanContext(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatal("the hint older than its table's 1h retention was applied")
+	}
+	if err := sb.Query(fmt.Sprintf("SELECT COUNT(*) FROM %s.%s WHERE pk = ?", ks, shortNS), []byte("fresh")).ScanContext(ctx, &n); err != nil || n != 1 {
+		t.Fatalf("fresh hint: %d rows, %v", n, err)
+	}
+	if rows := readTable(t, sb, ks); rows["old-ok/c"].writetime != twoHoursAgo {
+		t.Errorf("2h-old hint to the 10-day table: row %v, want writetime %d", rows["old-ok/c"], twoHoursAgo)
+	}
+	var found bool
+	for _, m := range readTopic(t, prefix+hints.DeadLetterSuffix) {
+		h, err := hints.Decode(m.Value, nil)
+		if err == nil && string(h.PK) == "stale" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the stale hint is not in the dead-letter topic")
+	}
+}
+
+// TestHintsLargestStoreRow: the largest row a store with default limits
+// accepts — a 1 MiB value with a partition key and a clustering key of
+// 64 KiB - 1 each — is hinted with the producer's defaults, goes through
+// the real broker and is replayed into region B intact.
+func TestHintsLargestStoreRow(t *testing.T) {
+	t.Parallel()
+	ks := newKeyspace(t, "b")
+	hintsTable(t, ks, "b")
+	prefix := newTopicPrefix(t)
+	prod := hintsProducer(t, prefix, nil)
+	sb := directSession(t, "b", ks)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	now := time.Now()
+	pk := bytes.Repeat([]byte("p"), schema.MaxPartitionKey)
+	ck := bytes.Repeat([]byte("c"), schema.MaxClusteringKey)
+	value := make([]byte, store.DefaultMaxValueSize)
+	for i := range value {
+		value[i] = byte(i * 7)
+	}
+	big := hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: pk, CK: ck, Value: value, Timestamp: now.UnixMicro(), CreatedAt: now}
+	if err := prod.Hint(ctx, big); err != nil {
+		t.Fatalf("hint of the largest legal row: %v", err)
+	}
+	small := hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: []byte("small"), CK: []byte("c"), Value: []byte("v"), Timestamp: now.UnixMicro(), CreatedAt: now}
+	if err := prod.Hint(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	recs := readTopic(t, prod.Topic("b"))
+	if len(recs) != 2 {
+		t.Fatalf("topic holds %d records, want 2", len(recs))
+	}
+
+	r := hintsReplayer(t, prefix, "b", hints.NewCQLApplier(sb, ks), nil)
+	runReplayer(t, r)
+	eventually(t, 2*time.Minute, "both hints replayed", func() error {
+		if got := gauge(t, r, "tidemark_hints_replayed_total"); got != 2 {
+			return fmt.Errorf("replayed %v", got)
+		}
+		return nil
+	})
+	var got []byte
+	var wt int64
+	if err := sb.Query(schema.SelectRow(ks, hintsNS), pk, ck).ScanContext(ctx, &got, new(bool), &wt, new(*int)); err != nil {
+		t.Fatalf("read the large row: %v", err)
+	}
+	if !bytes.Equal(got, value) || wt != big.Timestamp {
+		t.Fatalf("large row: %d bytes at %d, want %d bytes at %d", len(got), wt, len(value), big.Timestamp)
+	}
+	if dl := gauge(t, r, "tidemark_hints_dead_lettered_total"); dl != 0 {
+		t.Fatalf("%v dead letters", dl)
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records the failure and ends
+// the calling goroutine, as the real one does, without failing the test.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *fatalRecorder) Helper() {}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// TestHintsGaugeRefusesUnknownMetrics: the gauge helper fails the test for
+// a metric name or label that the collector does not export, instead of
+// reading 0 (which would make "== 0" checks pass by accident).
+func TestHintsGaugeRefusesUnknownMetrics(t *testing.T) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_test_total", Help: "test"}, []string{"region"})
+	c.WithLabelValues("a").Add(0)
+	if got := gauge(t, c, "tidemark_test_total", "region", "a"); got != 0 {
+		t.Fatalf("gauge = %v, want 0", got)
+	}
+	c.WithLabelValues("a").Add(2)
+	if got := gauge(t, c, "tidemark_test_total"); got != 2 {
+		t.Fatalf("gauge = %v, want 2", got)
+	}
+	for name, args := range map[string][]string{
+		"misspelt name":   {"tidemark_test_totl"},
+		"unknown label":   {"tidemark_test_total", "region", "b"},
+		"odd label pairs": {"tidemark_test_total", "region"},
+	} {
+		rec := &fatalRecorder{TB: t}
+		result := make(chan float64, 1)
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished) // also runs after Goexit
+			result <- gauge(rec, c, args[0], args[1:]...)
+		}()
+		<-finished
+		var got float64
+		returned := false
+		select {
+		case got = <-result:
+			returned = true
+		default:
+		}
+		if returned || rec.msg == "" {
+			t.Errorf("%s: gauge%q returned %v instead of failing the test", name, args, got)
+		} else {
+			t.Logf("%s: %s", name, rec.msg)
+		}
+	}
 }
