@@ -32,6 +32,7 @@ func BenchmarkHintsProduce(b *testing.B) {
 	value := make([]byte, 200)
 	const perIter, workers = 10000, 32
 	var seq atomic.Int64
+	base := time.Now().UnixMicro()
 	b.ResetTimer()
 	for range b.N {
 		var wg sync.WaitGroup
@@ -42,7 +43,7 @@ func BenchmarkHintsProduce(b *testing.B) {
 					if i > int64(perIter)*int64(b.N) {
 						return
 					}
-					h := hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "p%d", i), CK: []byte("c"), Value: value, Timestamp: i}
+					h := hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "p%d", i), CK: []byte("c"), Value: value, Timestamp: base + i}
 					if err := prod.Hint(ctx, h); err != nil {
 						b.Error(err)
 						return
