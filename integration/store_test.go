@@ -204,9 +204,11 @@ func TestStoreLevels(t *testing.T) {
 					if !errors.As(err, &ce) || !errors.Is(err, store.ErrUnavailable) {
 						t.Fatalf("Put error %v, want a ConsistencyError wrapping ErrUnavailable", err)
 					}
-					for _, r := range ce.Regions() {
-						if !slices.Contains(cut, r) {
-							t.Errorf("error names region %s, which was not cut: %v", r, err)
+					for _, re := range ce.Failed {
+						// Regions that had not answered when the call was
+						// decided are listed too, as Pending.
+						if !re.Pending && !slices.Contains(cut, re.Region) {
+							t.Errorf("error names region %s as failed, which was not cut: %v", re.Region, err)
 						}
 					}
 				}
@@ -266,6 +268,47 @@ func TestStoreAnyFailsWithoutDurableHint(t *testing.T) {
 	var re *store.RegionError
 	if !errors.As(err, &re) || re.Region != "a" || re.Hinted {
 		t.Fatalf("Put at ANY with home cut and no durable hint: %v, want an unhinted error for a", err)
+	}
+}
+
+// TestStoreRejectedWriteNotHinted: a write to a namespace whose table does
+// not exist (a typo given to Store.Namespace, which does no I/O) is refused
+// by every region: at Any it fails instead of succeeding on a hint for the
+// home region, no region gets a hint (a replay would be refused too and
+// dead-lettered), and the background regions' refusals are counted. A
+// Delete there fails as well: no region can tell the table's retention.
+func TestStoreRejectedWriteNotHinted(t *testing.T) {
+	t.Parallel()
+	ks := newKeyspace(t, "a", "b", "c")
+	e := openStore(t, ks, []string{"a", "b", "c"}, nil)
+	ns, err := e.st.Namespace(storeNS + "_typo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = ns.Put(ctx, []byte("pk"), []byte("ck"), []byte("v"), store.WithConsistency(quorum.Any))
+	var re *store.RegionError
+	if !errors.As(err, &re) || re.Region != "a" || re.Hinted {
+		t.Fatalf("Put at ANY to a missing table: %v, want an unhinted error for the home region a", err)
+	}
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrTimeout) {
+		t.Errorf("Put to a missing table: %v, must not look like an availability failure", err)
+	}
+	err = ns.Delete(ctx, []byte("pk"), []byte("ck"))
+	if err == nil || errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), storeNS+"_typo") {
+		t.Fatalf("Delete in a missing table: %v, want an error naming the namespace, not ErrUnavailable", err)
+	}
+	if err := e.st.Close(); err != nil { // waits for the background writes to b and c
+		t.Fatal(err)
+	}
+	if hs := e.sink.all(); len(hs) != 0 {
+		t.Errorf("%d hints for refused writes, want none: %+v", len(hs), hs)
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		if got := gauge(t, e.st.Metrics(), "tidemark_store_writes_rejected_total", "region", r, "op", "put"); got != 1 {
+			t.Errorf("writes_rejected_total{region=%s,op=put} = %v, want 1", r, got)
+		}
 	}
 }
 

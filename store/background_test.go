@@ -74,14 +74,15 @@ func TestBreakerOpenHintsDirectly(t *testing.T) {
 }
 
 // TestBreakerIgnoresNonAvailabilityErrors: validation-like region errors and
-// not-found reads do not open the breaker.
+// not-found reads do not open the breaker, and a refused write is not hinted.
 func TestBreakerIgnoresNonAvailabilityErrors(t *testing.T) {
+	sink := &recordingSink{}
 	e := newMockEnv(t, func(c *Config) {
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
+		c.HintSink = sink
 	})
 	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(Row{}, ErrNotFound).Times(3)
 	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(errors.New("table ks.ns does not exist")).Times(3)
-	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).Return(nil).Times(3)
 	for _, r := range []string{"b", "c"} {
 		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).Times(3)
 	}
@@ -98,6 +99,9 @@ func TestBreakerIgnoresNonAvailabilityErrors(t *testing.T) {
 	}
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if n := len(sink.hints); n != 0 {
+		t.Errorf("%d hints for refused writes, want none", n)
 	}
 }
 

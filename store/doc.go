@@ -10,7 +10,8 @@
 // Namespace): one table per namespace, the same in every region, holding
 // rows addressed by a partition key and a clustering key. Rows of one
 // partition are stored together, ordered by clustering key: they can be
-// scanned (Scan, All) and written atomically together (PutBatch).
+// scanned (Scan, All) and written together with one version (PutBatch,
+// atomic within each region's write of it).
 //
 // Every write gets one version, a timestamp from the process's hybrid
 // logical clock (never behind the wall clock, strictly increasing), and that
@@ -34,9 +35,13 @@
 // A write returns as soon as its level is met; it never waits for the
 // slowest region it does not need. Regions written in the background, and
 // synchronous regions that answer late, are written by a bounded pool of
-// workers; a region that misses a write (error, timeout, open circuit
-// breaker, full queue) gets a hint: a record of the write that the repair
-// daemon replays into that region later. Hints go to a HintSink (the Kafka
+// workers; a region that misses a write for availability (unreachable,
+// timeout, open circuit breaker, full queue) gets a hint: a record of the
+// write that the repair daemon replays into that region later. A region that
+// answers and refuses a write (say, the namespace's table is missing there)
+// gets no hint, since the replay would be refused too: the refusal is
+// counted (writes_rejected_total) and logged, and returned to the caller
+// when the call waits on that region. Hints go to a HintSink (the Kafka
 // producer of package hints in production). Anti-entropy repair is the
 // safety net behind hints.
 //
@@ -56,11 +61,17 @@
 //     it touches, in every region and in its hints.
 //   - Invalid input is rejected before any I/O: a call that fails validation
 //     wrote nothing anywhere.
-//   - A region that misses a write is either hinted (hinted_writes_total) or
-//     counted as left to repair (hints_failed_total); never silently dropped.
+//   - A region that misses a write for availability is either hinted
+//     (hinted_writes_total) or counted as left to repair
+//     (hints_failed_total); one that refuses a write is never hinted, and
+//     is counted (writes_rejected_total). Nothing is dropped silently.
+//   - A deletion marker lives exactly the namespace's tombstone retention,
+//     read from the table; if no region can tell it, the Delete fails
+//     (ErrUnavailable) rather than guess.
 //   - Memory and concurrency are bounded: Config.RemoteConcurrency workers,
 //     Config.MaxPendingWrites and Config.MaxPendingBytes of queued work.
-//   - Close waits for every goroutine the Store started.
+//   - Close waits for every goroutine the Store started; CloseContext
+//     bounds the wait, hinting the background writes it gives up on.
 //
 // # Errors
 //

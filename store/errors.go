@@ -84,6 +84,12 @@ var (
 	// errQueueFull is the cause recorded in a hint when a background write
 	// was not attempted because the background queue was full.
 	errQueueFull = fmt.Errorf("%w: background write queue full (Config.MaxPendingWrites/MaxPendingBytes)", ErrUnavailable)
+
+	// errAborted is the cause of a region request that CloseContext
+	// abandoned when its context ended: the request was canceled (a write
+	// may still have been applied) or, for a queued background write, never
+	// started. Such writes are hinted like availability failures.
+	errAborted = fmt.Errorf("%w: the store was closing and stopped waiting for the region (Store.CloseContext)", ErrClosed)
 )
 
 // RegionError is one region's failure within a call. Errors returned by
@@ -96,11 +102,17 @@ type RegionError struct {
 	Op string
 	// Hinted reports, for a write, whether the region's hint is durable in
 	// the hint sink (the region will get the write when the hint is
-	// replayed). When false the write is left to anti-entropy repair.
+	// replayed). Only availability failures (Err wraps ErrUnavailable or
+	// ErrTimeout) are hinted, and when their hint could not be stored the
+	// write is left to anti-entropy repair. Any other failure — the region
+	// rejected the write, for example because the namespace's table does
+	// not exist there — is never hinted: a replay would fail the same way.
 	Hinted bool
-	// Pending reports that the region had not answered when the caller's
-	// context ended. Its request goes on in the background; a write that
-	// then fails still gets a hint.
+	// Pending reports that the region had not answered when the call ended:
+	// either the call was already decided by the other regions (it could
+	// no longer succeed), or the caller's context ended. Its request goes
+	// on in the background; a write that then fails for availability still
+	// gets a hint.
 	Pending bool
 	// Err is the cause. It wraps ErrUnavailable, ErrTimeout or
 	// ErrCircuitOpen for availability failures.
@@ -112,10 +124,13 @@ func (e *RegionError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "region %q: %s: %v", e.Region, e.Op, e.Err)
 	if isWriteOp(e.Op) && !e.Pending {
-		if e.Hinted {
+		switch {
+		case e.Hinted:
 			b.WriteString(" (hint stored)")
-		} else {
+		case hintable(e.Err):
 			b.WriteString(" (no hint stored: left to repair)")
+		default:
+			b.WriteString(" (not hinted: the region rejected the write; fix the cause and retry)")
 		}
 	}
 	return b.String()
@@ -131,8 +146,9 @@ func (e *RegionError) Unwrap() error { return e.Err }
 // caller's context error when the context ended first.
 //
 // A write that fails with a ConsistencyError may have been applied in some
-// regions; regions that failed were given hints. Retrying is safe: the retry
-// gets a newer timestamp and last write wins.
+// regions; regions that failed for availability were given hints, regions
+// that rejected the write were not. Retrying is safe: the retry gets a newer
+// timestamp and last write wins.
 type ConsistencyError struct {
 	// Op is the operation: "put", "delete", "batch", "get" or "scan".
 	Op string
@@ -142,8 +158,12 @@ type ConsistencyError struct {
 	Required int
 	// Acked is how many did.
 	Acked int
-	// Failed lists the regions that failed or did not answer in time, in
-	// region order (home first).
+	// Failed lists every region the call waited on that did not ack: first
+	// the regions that failed, in region order (home first), then, with
+	// Pending set, the regions that had not answered when the call was
+	// decided or its context ended, in region order. errors.As on the
+	// ConsistencyError therefore finds a real failure first when there is
+	// one.
 	Failed []*RegionError
 	// Detail is the plan's account of every region's outcome
 	// (quorum.Plan.Describe), for logs.
@@ -191,7 +211,8 @@ func (e *ConsistencyError) Unwrap() []error {
 	return errs
 }
 
-// Regions returns the names of the failed regions, in region order.
+// Regions returns the names of the regions in Failed, in its order: the
+// failed regions, then the pending ones.
 func (e *ConsistencyError) Regions() []string {
 	out := make([]string, len(e.Failed))
 	for i, r := range e.Failed {
@@ -221,6 +242,24 @@ const (
 func isAvailability(err error) bool {
 	return err != nil && (errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded))
+}
+
+// hintable reports whether a region write that failed with err gets a hint:
+// availability failures, and writes abandoned by CloseContext. Any other
+// error means the region answered and refused the write; a hint would be
+// refused the same way when replayed (and dead-lettered), so it must not
+// stand in for the write.
+func hintable(err error) bool {
+	return isAvailability(err) || errors.Is(err, errAborted)
+}
+
+// breakerExcludes reports whether a breaker ignores err: the request was
+// canceled by its own context (the caller went away, or the Store was
+// closing), which says nothing about the region. A cancellation that
+// classify turned into ErrUnavailable (a connection closed under the
+// request) is a failure of the region and is not excluded.
+func breakerExcludes(err error) bool {
+	return errors.Is(err, context.Canceled) && !errors.Is(err, ErrUnavailable)
 }
 
 // errorKind is the metric label for an error.

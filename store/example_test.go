@@ -125,11 +125,19 @@ func ExampleConsistencyError() {
 
 	var ce *store.ConsistencyError
 	if errors.As(err, &ce) {
-		fmt.Println(ce.Regions(), ce.Failed[0].Hinted, errors.Is(err, store.ErrUnavailable))
+		// Failed lists the regions that failed first; regions that had not
+		// answered yet when the call was decided follow with Pending set.
+		for _, re := range ce.Failed {
+			if !re.Pending {
+				fmt.Println(re.Region, "hinted:", re.Hinted)
+			}
+		}
+		fmt.Println(errors.Is(err, store.ErrUnavailable))
 	}
 	fmt.Println(hinted)
 	// Output:
-	// [eu] true true
+	// eu hinted: true
+	// true
 	// [eu]
 }
 

@@ -25,6 +25,14 @@ import (
 //     were stored as durable hints.
 //   - hints_failed_total{region}: writes that a region missed and that
 //     could not be hinted either: left to anti-entropy repair.
+//   - writes_rejected_total{region,op,kind}: writes a region answered with
+//     an error that is not an availability failure (kind as for
+//     region_errors_total, usually "other": for example the namespace's
+//     table does not exist in that region). They are never hinted, since a
+//     replay would be rejected too. Each is also logged. A synchronous
+//     region's rejection is returned to the caller when it decides the
+//     call; a background region's reaches no caller, and the region lacks
+//     the write until the cause is fixed and repair runs.
 //   - read_repairs_total{region,result}: background read repairs ("ok",
 //     "error", "dropped" when the queue was full).
 //   - breaker_state{region}: 0 closed, 1 half-open, 2 open.
@@ -36,6 +44,7 @@ type Metrics struct {
 	regionErrors   *prometheus.CounterVec
 	hinted         *prometheus.CounterVec
 	hintsFailed    *prometheus.CounterVec
+	writesRejected *prometheus.CounterVec
 	readRepairs    *prometheus.CounterVec
 	breakerState   *prometheus.GaugeVec
 	queueDepth     prometheus.GaugeFunc
@@ -68,6 +77,10 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "hints_failed_total",
 			Help: "Rows a region missed that could not be hinted: left to anti-entropy repair.",
 		}, []string{"region"}),
+		writesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "writes_rejected_total",
+			Help: "Region writes refused with an error that is not an availability failure: not hinted.",
+		}, []string{"region", "op", "kind"}),
 		readRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "read_repairs_total",
 			Help: "Background read repairs of stale regions, by result.",
@@ -89,7 +102,7 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
-		m.hintsFailed, m.readRepairs, m.breakerState, m.queueDepth, m.queueBytes}
+		m.hintsFailed, m.writesRejected, m.readRepairs, m.breakerState, m.queueDepth, m.queueBytes}
 }
 
 // Describe implements prometheus.Collector.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -13,8 +14,8 @@ import (
 
 // Namespace is one table, the same in every region, holding rows addressed
 // by a partition key and a clustering key. Rows of one partition are stored
-// together, ordered by clustering key, and can be written atomically
-// (PutBatch) and scanned (Scan). Get a Namespace from Store.Namespace or
+// together, ordered by clustering key, and can be written together with one
+// version (PutBatch) and scanned (Scan). Get a Namespace from Store.Namespace or
 // Store.CreateNamespace; it is safe for concurrent use.
 type Namespace struct {
 	s    *Store
@@ -30,7 +31,9 @@ func (n *Namespace) Name() string { return n.name }
 // table does not exist fail in the region.
 //
 // WithRetention tells deletes the namespace's tombstone retention; without
-// it, the first Delete reads it from the table.
+// it, the first Delete reads it from the table in the first region that
+// answers (home first) and remembers it. A Delete that finds no region able
+// to tell fails with ErrUnavailable and writes nothing.
 func (s *Store) Namespace(name string, opts ...NamespaceOption) (*Namespace, error) {
 	if err := validateNamespace(name); err != nil {
 		return nil, err
@@ -94,8 +97,10 @@ func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...Namesp
 	var wg sync.WaitGroup
 	for i, r := range s.regions {
 		wg.Go(func() {
-			if err := r.exec.CreateTable(ctx, s.cfg.Keyspace, name, o.retention); err != nil {
-				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: normalize(err)}
+			cctx, cancel := s.requestCtx(ctx, false, 0)
+			defer cancel()
+			if err := r.exec.CreateTable(cctx, s.cfg.Keyspace, name, o.retention); err != nil {
+				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: abortedErr(cctx, normalize(err))}
 			}
 		})
 	}
@@ -104,18 +109,18 @@ func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...Namesp
 		return nil, fmt.Errorf("store: create namespace %s: %w", name, err)
 	}
 	// Learn the retention actually recorded (an existing table keeps its
-	// own) from the home region.
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	d, err := s.regions[0].exec.TableRetention(rctx, s.cfg.Keyspace, name)
-	cancel()
-	if err != nil || d <= 0 {
-		d = o.retention
+	// own, which may differ from o.retention). If no region can tell now,
+	// nothing is cached and the first Delete reads it: o.retention would be
+	// a guess.
+	if _, err := s.tableRetention(ctx, "create namespace", name, s.cfg.Timeout); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "store: namespace created, but its tombstone retention could not be read back; the first Delete will read it",
+			slog.String("namespace", name), slog.Any("error", err))
 	}
-	s.rememberRetention(name, d)
 	return &Namespace{s: s, name: name}, nil
 }
 
-// retention returns the namespace's tombstone retention.
-func (n *Namespace) retention(ctx context.Context, timeout time.Duration) time.Duration {
-	return n.s.tableRetention(ctx, n.name, timeout)
+// retention returns the namespace's tombstone retention, for a deletion
+// marker written by op.
+func (n *Namespace) retention(ctx context.Context, op string, timeout time.Duration) (time.Duration, error) {
+	return n.s.tableRetention(ctx, op, n.name, timeout)
 }

@@ -109,7 +109,7 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 	for _, i := range sync {
 		r := s.regions[i]
 		s.goBackground(func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.timeout)
+			rctx, cancel := s.requestCtx(ctx, true, o.timeout)
 			defer cancel()
 			row, err := s.readRegion(rctx, r, level, req)
 			res := readResult{idx: i, row: row, found: err == nil}
@@ -293,7 +293,7 @@ func (s *Store) scanOnce(ctx context.Context, plan quorum.Plan, req ScanRequest,
 	for _, i := range sync {
 		r := s.regions[i]
 		s.goBackground(func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+			rctx, cancel := s.requestCtx(ctx, true, timeout)
 			defer cancel()
 			rows, err := s.scanRegion(rctx, r, level, req)
 			results <- readResult{idx: i, rows: rows, err: err}

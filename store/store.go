@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 	"github.com/tidemark/tidemark/hints"
-	"github.com/tidemark/tidemark/internal/schema"
 )
 
 // Store is a handle on a multi-region deployment: one Executor and one
@@ -39,6 +39,17 @@ type Store struct {
 	closed bool
 	calls  sync.WaitGroup
 	bg     sync.WaitGroup
+
+	// abortCtx is canceled (cause errAborted) when CloseContext's context
+	// ends: every region request in flight is canceled and the workers turn
+	// the writes still queued into hints. drainCtx, set just before, bounds
+	// all the hints made from then on (Config.HintTimeout in total);
+	// closeLost counts the writes that could not be hinted in that time.
+	abortCtx  context.Context
+	abort     context.CancelCauseFunc
+	drainMu   sync.Mutex
+	drainCtx  context.Context
+	closeLost atomic.Int64
 
 	nsMu       sync.Mutex
 	retentions map[string]time.Duration
@@ -79,6 +90,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		queue:      make(chan job, cfg.MaxPendingWrites),
 		retentions: make(map[string]time.Duration),
 	}
+	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
 	s.metrics = newMetrics(
 		func() float64 { return float64(s.pending.Load()) },
 		func() float64 { return float64(s.pendingBytes.Load()) })
@@ -102,6 +114,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		cancel()
 		if err != nil {
 			s.closeExecutors()
+			s.abort(nil)
 			return nil, fmt.Errorf("store: open region %q: %w", rc.Name, err)
 		}
 		r := &region{idx: i, name: rc.Name, exec: ex}
@@ -118,6 +131,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 			cancel()
 			if err != nil {
 				s.closeExecutors()
+				s.abort(nil)
 				return nil, fmt.Errorf("store: create keyspace %q in region %q: %w", cfg.Keyspace, r.name, err)
 			}
 		}
@@ -144,7 +158,7 @@ func (s *Store) newBreaker(name string) *gobreaker.TwoStepCircuitBreaker[struct{
 		// Only availability failures count; everything else is the
 		// region answering.
 		IsSuccessful: func(err error) bool { return !isAvailability(err) },
-		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
+		IsExcluded:   breakerExcludes,
 	})
 }
 
@@ -164,13 +178,36 @@ func (s *Store) Regions() []string {
 	return out
 }
 
-// Close waits for running calls and for all background work (writes to the
-// other regions, late synchronous writes, hints, read repairs) to finish,
-// then closes every region's connections. Calls made after Close return
-// ErrClosed. Background writes are bounded by Config.Timeout each, so Close
-// returns within a bounded time even when regions are down (their breakers
-// open and the remaining writes become hints). Close is idempotent.
+// Close is CloseContext with a context that never ends: it waits, however
+// long it takes, for running calls and for all background work (writes to
+// the other regions, late synchronous writes, hints, read repairs) to
+// finish, then closes every region's connections. Each background write is
+// bounded by Config.Timeout, but with a backlog of queued writes to regions
+// that time out (and breakers disabled) draining can take many timeouts;
+// use CloseContext to bound it.
 func (s *Store) Close() error {
+	return s.CloseContext(context.Background())
+}
+
+// CloseContext closes the Store. Calls made after it starts return
+// ErrClosed. It waits for running calls and for all background work to
+// finish, then closes every region's connections and returns nil (or the
+// errors from closing connections).
+//
+// If ctx ends first, CloseContext stops waiting: every region request still
+// in flight is canceled (a write may still have been applied in its region),
+// and the writes that were canceled or still queued and never started are
+// handed to the hint sink instead, as writes the region missed. Since ctx
+// has already ended, those hints are bounded by one Config.HintTimeout in
+// total; the writes not hinted in that time are counted in
+// hints_failed_total and left to anti-entropy repair. Queued read repairs
+// are dropped. Every goroutine the Store started has stopped when
+// CloseContext returns, which it does with an error wrapping ctx's error.
+//
+// The Executor must honour the cancellation of its requests' contexts for
+// this to be prompt. CloseContext is idempotent: later calls return nil at
+// once.
+func (s *Store) CloseContext(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -178,11 +215,46 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	s.calls.Wait()
-	s.bg.Wait()
-	close(s.queue)
-	s.workers.Wait()
-	return s.closeExecutors()
+
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		s.calls.Wait()
+		s.bg.Wait()
+		close(s.queue)
+		s.workers.Wait()
+	}()
+	var ctxErr error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		ctxErr = ctx.Err()
+		select {
+		case <-drained: // finished at the same moment
+		default:
+			dctx, cancel := context.WithTimeout(context.Background(), s.cfg.HintTimeout)
+			defer cancel()
+			s.drainMu.Lock()
+			s.drainCtx = dctx
+			s.drainMu.Unlock()
+			s.abort(errAborted)
+			<-drained
+		}
+	}
+	s.abort(nil) // every request has ended; release the abort context
+	var errs []error
+	if ctxErr != nil {
+		if n := s.closeLost.Load(); n > 0 {
+			s.log.LogAttrs(context.Background(), slog.LevelError,
+				"store: closed before some missed writes could be hinted; left to anti-entropy repair",
+				slog.Int64("rows", n), slog.Any("error", ctxErr))
+		}
+		errs = append(errs, fmt.Errorf("store: close: stopped waiting for background work, handing the writes canceled or still queued to the hint sink: %w", ctxErr))
+	}
+	if err := s.closeExecutors(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Store) closeExecutors() error {
@@ -231,11 +303,42 @@ func (r *region) allow() (func(error), error) {
 
 // --- region requests -------------------------------------------------------
 
+// requestCtx makes the context of one region request: parent's values,
+// parent's cancellation too unless detach (a request the caller stopped
+// waiting for still completes), the timeout (none if timeout <= 0), and
+// cancellation with cause errAborted when CloseContext gives up waiting.
+func (s *Store) requestCtx(parent context.Context, detach bool, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if detach {
+		parent = context.WithoutCancel(parent)
+	}
+	ctx, cancelCause := context.WithCancelCause(parent)
+	stop := context.AfterFunc(s.abortCtx, func() { cancelCause(errAborted) })
+	cancelTimeout := context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancelTimeout = context.WithTimeout(ctx, timeout)
+	}
+	return ctx, func() {
+		stop()
+		cancelTimeout()
+		cancelCause(nil)
+	}
+}
+
+// abortedErr marks err as errAborted when the request was canceled because
+// CloseContext gave up waiting for it.
+func abortedErr(ctx context.Context, err error) error {
+	if err != nil && errors.Is(err, context.Canceled) && !errors.Is(err, errAborted) &&
+		errors.Is(context.Cause(ctx), errAborted) {
+		return fmt.Errorf("%w: %w", errAborted, err)
+	}
+	return err
+}
+
 // writeRegion writes m to one region through its breaker, with its own
 // timeout detached from the caller's context (a write the caller stopped
 // waiting for still completes, or becomes a hint).
 func (s *Store) writeRegion(parent context.Context, r *region, m *mutation, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), timeout)
+	ctx, cancel := s.requestCtx(parent, true, timeout)
 	defer cancel()
 	return s.writeRegionCtx(ctx, r, m.op, m.level.String(), m.request(s.cfg.Keyspace, s.cfg.Now()))
 }
@@ -250,7 +353,7 @@ func (s *Store) writeRegionCtx(ctx context.Context, r *region, op, level string,
 		return err
 	}
 	start := time.Now()
-	err = classify(ctx, r.exec.Write(ctx, w))
+	err = abortedErr(ctx, classify(ctx, r.exec.Write(ctx, w)))
 	done(err)
 	s.metrics.observeRegion(r.name, op, level, time.Since(start), err)
 	return err
@@ -264,7 +367,7 @@ func (s *Store) readRegion(ctx context.Context, r *region, level string, q ReadR
 	}
 	start := time.Now()
 	row, err := r.exec.Read(ctx, q)
-	err = classify(ctx, err)
+	err = abortedErr(ctx, classify(ctx, err))
 	done(err)
 	if isNotFound(err) {
 		s.metrics.observeRegion(r.name, opGet, level, time.Since(start), nil)
@@ -282,7 +385,7 @@ func (s *Store) scanRegion(ctx context.Context, r *region, level string, q ScanR
 	}
 	start := time.Now()
 	rows, err := r.exec.Scan(ctx, q)
-	err = classify(ctx, err)
+	err = abortedErr(ctx, classify(ctx, err))
 	done(err)
 	s.metrics.observeRegion(r.name, opScan, level, time.Since(start), err)
 	return rows, err
@@ -306,13 +409,28 @@ func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 // hint stores the rows of m that region r missed, one hint per row. It
 // reports whether every hint is durable; failures are counted as left to
 // repair. It never uses the caller's context: the hint must be attempted
-// even when the caller has gone.
+// even when the caller has gone. Once CloseContext has given up waiting,
+// hints share its drain deadline, and rows past it are counted without
+// calling the sink.
 func (s *Store) hint(r *region, m *mutation, cause error) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HintTimeout)
+	s.drainMu.Lock()
+	base := s.drainCtx
+	s.drainMu.Unlock()
+	draining := base != nil
+	if !draining {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(base, s.cfg.HintTimeout)
 	defer cancel()
 	now := s.cfg.Now()
 	ok := true
 	for i, row := range m.rows {
+		if base.Err() != nil {
+			ok = false
+			s.metrics.hintsFailed.WithLabelValues(r.name).Inc()
+			s.closeLost.Add(1)
+			continue
+		}
 		h := hints.Hint{
 			Target:    r.name,
 			Origin:    s.regions[0].name,
@@ -328,6 +446,9 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 		if err := s.sink.Hint(ctx, h); err != nil {
 			ok = false
 			s.metrics.hintsFailed.WithLabelValues(r.name).Inc()
+			if draining {
+				s.closeLost.Add(1)
+			}
 			if !errors.Is(err, ErrNoHintSink) {
 				s.log.LogAttrs(ctx, slog.LevelError, "store: hint not stored; write left to anti-entropy repair",
 					slog.String("target", r.name), slog.String("namespace", m.ns),
@@ -382,6 +503,10 @@ func (s *Store) worker() {
 	for j := range s.queue {
 		s.pending.Add(-1)
 		s.pendingBytes.Add(-j.bytes)
+		if s.abortCtx.Err() != nil {
+			s.abandon(j)
+			continue
+		}
 		s.runJob(j)
 	}
 }
@@ -395,9 +520,38 @@ func (s *Store) runJob(j job) {
 		s.metrics.readRepairs.WithLabelValues(j.region.name, "error").Inc()
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "store: read repair failed; left to anti-entropy repair",
 			slog.String("region", j.region.name), slog.Any("error", err))
-	case err != nil:
+	case err == nil:
+	case hintable(err):
 		s.hint(j.region, j.m, err)
+	default:
+		s.rejected(j.region, j.m, err, true)
 	}
+}
+
+// abandon handles a queued job that CloseContext gave up on before it
+// started: a remote write becomes a hint, a read repair is dropped.
+func (s *Store) abandon(j job) {
+	if j.repair {
+		s.metrics.readRepairs.WithLabelValues(j.region.name, "dropped").Inc()
+		return
+	}
+	s.hint(j.region, j.m, errAborted)
+}
+
+// rejected accounts for a region that refused a write with an error that is
+// not an availability failure: counted and logged, not hinted (a replay
+// would be refused too). A background region's refusal reaches no caller,
+// so it is logged at error level; a synchronous region's may (when it
+// decides the call), so it is logged at warning level.
+func (s *Store) rejected(r *region, m *mutation, err error, background bool) {
+	s.metrics.writesRejected.WithLabelValues(r.name, m.op, errorKind(err)).Inc()
+	level, msg := slog.LevelWarn, "store: region rejected a write; not hinted"
+	if background {
+		level, msg = slog.LevelError, "store: region rejected a background write; not hinted, the region lacks it until the cause is fixed and repair runs"
+	}
+	s.log.LogAttrs(context.Background(), level, msg,
+		slog.String("region", r.name), slog.String("namespace", m.ns), slog.String("op", m.op),
+		slog.Int64("ts", m.rows[0].Timestamp), slog.Any("error", err))
 }
 
 // remote sends m to region r in the background; when the queue is full it
@@ -410,38 +564,78 @@ func (s *Store) remote(r *region, m *mutation, timeout time.Duration) {
 	s.hint(r, m, errQueueFull)
 }
 
-// tableRetention returns the tombstone retention of a namespace: given with
-// WithRetention, remembered from CreateNamespace, or read from the table
-// (home region first). If no region can tell, it falls back to
-// schema.DefaultRetention and logs a warning: a marker that lives longer
-// than the table's retention is harmless, only a shorter one is not.
-func (s *Store) tableRetention(ctx context.Context, ns string, timeout time.Duration) time.Duration {
+// tableRetention returns the tombstone retention of namespace ns: given
+// with WithRetention, learned by CreateNamespace, or read from the table in
+// the first region that answers (home first, then the others in order). A
+// retention once known is cached, since it never changes for a table. It
+// never guesses: a marker shorter-lived than the table's retention could
+// expire before repair brings it to every region, and the deleted row would
+// come back. If no region answers it fails, wrapping ErrUnavailable when
+// every region failed for availability.
+func (s *Store) tableRetention(ctx context.Context, op, ns string, timeout time.Duration) (time.Duration, error) {
 	s.nsMu.Lock()
 	d, ok := s.retentions[ns]
 	s.nsMu.Unlock()
 	if ok {
-		return d
+		return d, nil
 	}
 	var errs []error
+	unavailable := true
 	for _, r := range s.regions {
-		if r.breaker != nil && r.breaker.State() == gobreaker.StateOpen {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		d, err := r.exec.TableRetention(cctx, s.cfg.Keyspace, ns)
-		cancel()
-		if err == nil && d > 0 {
+		d, err := s.readRetention(ctx, r, ns, timeout)
+		if err == nil {
 			s.rememberRetention(ns, d)
-			return d
+			return d, nil
 		}
-		errs = append(errs, fmt.Errorf("region %q: %w", r.name, err))
 		if ctx.Err() != nil {
-			break
+			return 0, fmt.Errorf("store: %s %s: reading the namespace's tombstone retention: %w", op, ns, ctx.Err())
+		}
+		errs = append(errs, &RegionError{Region: r.name, Op: "read tombstone retention", Err: err})
+		if !isAvailability(err) {
+			unavailable = false
 		}
 	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "store: could not read the namespace's tombstone retention; using the default",
-		slog.String("namespace", ns), slog.Duration("default", schema.DefaultRetention), slog.Any("error", errors.Join(errs...)))
-	return schema.DefaultRetention
+	if unavailable {
+		return 0, fmt.Errorf("%w: %s %s: no region could tell the namespace's tombstone retention, which a deletion marker's TTL must equal (retry once a region is reachable, or give Store.Namespace WithRetention): %w",
+			ErrUnavailable, op, ns, errorList(errs))
+	}
+	return 0, fmt.Errorf("store: %s %s: cannot read the namespace's tombstone retention (was the namespace created with CreateNamespace?): %w",
+		op, ns, errorList(errs))
+}
+
+// errorList is several errors reported on one line, separated by "; ".
+// errors.Is and errors.As see each of them.
+type errorList []error
+
+func (l errorList) Error() string {
+	var b strings.Builder
+	for i, err := range l {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (l errorList) Unwrap() []error { return l }
+
+// readRetention reads a namespace's retention from one region, through its
+// breaker.
+func (s *Store) readRetention(ctx context.Context, r *region, ns string, timeout time.Duration) (time.Duration, error) {
+	done, err := r.allow()
+	if err != nil {
+		return 0, err
+	}
+	rctx, cancel := s.requestCtx(ctx, false, timeout)
+	defer cancel()
+	d, err := r.exec.TableRetention(rctx, s.cfg.Keyspace, ns)
+	err = abortedErr(rctx, classify(rctx, err))
+	done(err)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("table %s.%s records a tombstone retention of %v, which is not positive", s.cfg.Keyspace, ns, d)
+	}
+	return d, err
 }
 
 func (s *Store) rememberRetention(ns string, d time.Duration) {

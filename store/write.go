@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -56,13 +57,15 @@ func (m *mutation) request(keyspace string, now time.Time) WriteRequest {
 //
 // Put waits as its consistency level says (WithConsistency; default
 // LocalQuorum: the home region) and writes the other regions in the
-// background; a region that misses the write gets a hint. Options:
-// WithConsistency, WithTimeout, WithTTL.
+// background; a region that misses the write for availability (down, slow,
+// breaker open) gets a hint. Options: WithConsistency, WithTimeout, WithTTL.
 //
 // Everything is validated before any I/O, so an invalid call writes nothing
 // anywhere: ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge, ErrInvalidTTL,
 // ErrInvalidLevel, ErrInvalidOption. A call that cannot meet its level
-// returns a *ConsistencyError naming the failed regions.
+// returns a *ConsistencyError naming every region it waited on that did not
+// ack. A region that refuses the write (for example because the namespace's
+// table does not exist) gets no hint, so such a call fails even at Any.
 func (n *Namespace) Put(ctx context.Context, pk, ck, value []byte, opts ...CallOption) error {
 	return n.write(ctx, opPut, pk, []Entry{{CK: ck, Value: value}}, opts)
 }
@@ -73,18 +76,38 @@ func (n *Namespace) Put(ctx context.Context, pk, ck, value []byte, opts ...CallO
 // learn it from hints and repair instead of bringing the row back (see
 // docs/consistency.md). Deleting a row that does not exist is not an error.
 // Options: WithConsistency, WithTimeout; WithTTL is rejected.
+//
+// The marker's lifetime must be the table's retention exactly, never a
+// guess: the first Delete in a namespace whose retention is not known yet
+// (see Store.Namespace) reads it from the first region that answers, and if
+// none does it fails with an error wrapping ErrUnavailable that names the
+// namespace, having written nothing.
 func (n *Namespace) Delete(ctx context.Context, pk, ck []byte, opts ...CallOption) error {
 	return n.write(ctx, opDelete, pk, []Entry{{CK: ck, Delete: true}}, opts)
 }
 
-// PutBatch writes several rows of one partition atomically: every region
-// applies all of them or none (a Cassandra unlogged batch within one
-// partition). All entries get the same version (one timestamp per batch),
-// so a later single-row write to any of them wins over the whole batch.
+// PutBatch writes several rows of one partition with one version (one
+// timestamp for the whole batch), so a later single-row write to any of them
+// wins over the whole batch.
+//
+// Each region's write of the batch is atomic: it is one Cassandra unlogged
+// batch within one partition, which a region applies entirely or not at all,
+// whether the region is written synchronously or in the background. A
+// region that misses the batch converges row by row instead: its hints are
+// one per row and are replayed independently and concurrently, so until they
+// have all been replayed that region can show part of the batch (each row it
+// shows carries the batch's version); anti-entropy repair completes any row
+// whose hint was lost. So a reader in a lagging region may briefly see some
+// of the batch's rows and not others; a reader that needs all or none should
+// read at a level whose regions overlap those the batch was acked by (for
+// example Quorum after a Quorum write), since multi-region reads keep the
+// newest version of each row.
+//
 // Clustering keys must be unique within the batch (ErrInvalidBatch) and the
 // batch's keys and values together must fit Config.MaxBatchBytes
 // (ErrBatchTooLarge). Options as for Put; WithTTL applies to the entries
-// that are not deletions.
+// that are not deletions. A batch with a deletion needs the namespace's
+// retention, as Delete does.
 func (n *Namespace) PutBatch(ctx context.Context, pk []byte, entries []Entry, opts ...CallOption) error {
 	return n.write(ctx, opBatch, pk, entries, opts)
 }
@@ -200,7 +223,10 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 	var retention time.Duration
 	for _, e := range entries {
 		if e.Delete {
-			retention = n.retention(ctx, o.timeout)
+			var err error
+			if retention, err = n.retention(ctx, op, o.timeout); err != nil {
+				return nil, fmt.Errorf("%w (nothing was written)", err)
+			}
 			break
 		}
 	}
@@ -244,7 +270,8 @@ type regionResult struct {
 
 // write sends m to the regions as its level's plan says and waits until the
 // plan's result is decided: synchronous regions are written at once (each
-// failure becomes a hint before it is counted), the others are queued in the
+// availability failure becomes a hint before it is counted; any other
+// failure is counted Failed, unhinted), the others are queued in the
 // background. The call returns as soon as the result is known; synchronous
 // writes still in flight finish in the background.
 func (s *Store) write(ctx context.Context, m *mutation, timeout time.Duration) error {
@@ -259,8 +286,15 @@ func (s *Store) write(ctx context.Context, m *mutation, timeout time.Duration) e
 		s.goBackground(func() {
 			err := s.writeRegion(ctx, r, m, timeout)
 			res := regionResult{idx: i, err: err}
-			if err != nil {
+			switch {
+			case err == nil:
+			case hintable(err):
 				res.hinted = s.hint(r, m, err)
+			default:
+				// Refused, not unreachable: no hint (a replay would be
+				// refused too); the waiter counts the region Failed and
+				// the error reaches the caller if it decides the call.
+				s.rejected(r, m, err, false)
 			}
 			results <- res
 		})
@@ -319,13 +353,20 @@ func (w *waiter) err(ctxErr error) error {
 		}
 	}
 	for _, i := range w.waited {
-		switch {
-		case w.failed[i] != nil:
+		if w.failed[i] != nil {
 			e.Failed = append(e.Failed, w.failed[i])
-		case ctxErr != nil && w.outcomes[i] == quorum.Pending:
-			e.Failed = append(e.Failed, &RegionError{Region: w.regions[i].name, Op: w.op, Pending: true,
-				Err: fmt.Errorf("no answer before the call's context ended: %w", ctxErr)})
 		}
+	}
+	// Then every region still pending: it did not ack either.
+	for _, i := range w.waited {
+		if w.failed[i] != nil || w.outcomes[i] != quorum.Pending {
+			continue
+		}
+		cause := errors.New("no answer before the call failed on the other regions' answers; the request goes on in the background")
+		if ctxErr != nil {
+			cause = fmt.Errorf("no answer before the call's context ended: %w", ctxErr)
+		}
+		e.Failed = append(e.Failed, &RegionError{Region: w.regions[i].name, Op: w.op, Pending: true, Err: cause})
 	}
 	return e
 }

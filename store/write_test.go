@@ -109,7 +109,20 @@ func TestWriteLevels(t *testing.T) {
 				if len(named) == 0 {
 					t.Fatalf("error names no region: %v", err)
 				}
+				seen := map[string]bool{}
 				for _, re := range ce.Failed {
+					if seen[re.Region] {
+						t.Errorf("error names region %s twice: %v", re.Region, err)
+					}
+					seen[re.Region] = true
+					if re.Pending {
+						// Not answered when the call was decided (it may
+						// still ack or fail in the background).
+						if re.Hinted {
+							t.Errorf("pending region %s reported as hinted: %v", re.Region, err)
+						}
+						continue
+					}
 					if !slices.Contains(c.named, re.Region) {
 						t.Errorf("error names region %s, want only %v: %v", re.Region, c.named, err)
 					}

@@ -201,7 +201,7 @@ func run(ctx context.Context) error {
 	if !errors.As(err, &ce) {
 		return fmt.Errorf("EachQuorum with c cut: want a ConsistencyError, got %v", err)
 	}
-	info("errors.As(err, *store.ConsistencyError): failed regions %v; errors.Is(err, store.ErrTimeout) = %v", ce.Regions(), errors.Is(err, store.ErrTimeout))
+	info("errors.As(err, *store.ConsistencyError): regions that did not ack %v; errors.Is(err, store.ErrTimeout) = %v", ce.Regions(), errors.Is(err, store.ErrTimeout))
 	start = time.Now()
 	_, err = users.Get(ctx, pk, []byte("profile"), store.WithConsistency(quorum.All))
 	info("read at All after %s -> error: %v", time.Since(start).Round(time.Millisecond), err)

@@ -1,0 +1,503 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/quorum"
+	"go.uber.org/mock/gomock"
+)
+
+// errNoTable is a region's answer that is not an availability failure: the
+// region is up and refuses the write.
+var errNoTable = errors.New("unconfigured table ks.ns (test)")
+
+// TestRejectedWriteNotHinted: a region that refuses a write (an error that
+// is not an availability failure) gets no hint, whatever the level and
+// whether it is written synchronously or in the background. A synchronous
+// refusal that decides the call is returned to the caller (at Any too: a
+// refused home write must not succeed on a hint); every refusal is counted
+// in writes_rejected_total.
+func TestRejectedWriteNotHinted(t *testing.T) {
+	cases := []struct {
+		name    string
+		level   quorum.Level
+		rejects string // the region that refuses
+		wantErr bool
+	}{
+		{"any/home", quorum.Any, "a", true},
+		{"local_quorum/home", quorum.LocalQuorum, "a", true},
+		{"each_quorum/remote", quorum.EachQuorum, "b", true},
+		{"local_quorum/async", quorum.LocalQuorum, "b", false},
+		{"any/async", quorum.Any, "c", false},
+		{"quorum/minority", quorum.Quorum, "b", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sink := &recordingSink{}
+			e := newMockEnv(t, func(cfg *Config) { cfg.HintSink = sink })
+			for _, r := range regionNamesABC {
+				var err error
+				if r == c.rejects {
+					err = fmt.Errorf("region said: %w", errNoTable)
+				}
+				e.expectWrite(r, writeOf("pk", "ck", "v", ""), err, 1)
+			}
+			err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(c.level))
+			if closeErr := e.st.Close(); closeErr != nil {
+				t.Fatal(closeErr)
+			}
+			if !c.wantErr {
+				if err != nil {
+					t.Fatalf("Put: %v, want success", err)
+				}
+			} else {
+				var re *RegionError
+				if !errors.As(err, &re) || re.Region != c.rejects || re.Hinted || re.Pending {
+					t.Fatalf("Put: %v, want an unhinted RegionError for %s", err, c.rejects)
+				}
+				if !errors.Is(err, errNoTable) {
+					t.Errorf("error %v does not wrap the region's error", err)
+				}
+				if errors.Is(err, ErrUnavailable) {
+					t.Errorf("error %v claims an availability failure", err)
+				}
+				if !strings.Contains(err.Error(), "not hinted") {
+					t.Errorf("message %q does not say the write was not hinted", err)
+				}
+			}
+			if n := len(sink.hints); n != 0 {
+				t.Errorf("%d hints stored for a refused write, want none: %+v", n, sink.hints)
+			}
+			if got := metricValue(t, e.st.metrics.writesRejected.WithLabelValues(c.rejects, "put", "other")); got != 1 {
+				t.Errorf("writes_rejected_total{%s,put,other} = %v, want 1", c.rejects, got)
+			}
+			if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues(c.rejects)); got != 0 {
+				t.Errorf("hints_failed_total{%s} = %v, want 0 (a refusal is not a missed hint)", c.rejects, got)
+			}
+		})
+	}
+}
+
+// TestFailedCallNamesPendingRegions: an EachQuorum or All write that fails
+// on one region while the others have not answered names every region that
+// did not ack: the failed one first, then the pending ones with Pending
+// set.
+func TestFailedCallNamesPendingRegions(t *testing.T) {
+	for _, level := range []quorum.Level{quorum.EachQuorum, quorum.All} {
+		t.Run(level.String(), func(t *testing.T) {
+			e := newMockEnv(t, nil)
+			release := make(chan struct{})
+			for _, r := range []string{"a", "c"} {
+				e.execs[r].EXPECT().Write(gomock.Any(), writeOf("pk", "ck", "v", "")).DoAndReturn(
+					func(context.Context, WriteRequest) error { <-release; return nil })
+			}
+			e.expectWrite("b", writeOf("pk", "ck", "v", ""), fmt.Errorf("%w: b is down", ErrUnavailable), 1)
+			e.expectHint(hintOf("b", "pk", "ck", "v"), nil, 1)
+			err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(level))
+			close(release)
+			if closeErr := e.st.Close(); closeErr != nil {
+				t.Fatal(closeErr)
+			}
+			var ce *ConsistencyError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Put: %v, want a ConsistencyError", err)
+			}
+			if got := ce.Regions(); !slices.Equal(got, []string{"b", "a", "c"}) {
+				t.Fatalf("error names %v, want [b a c] (failed, then pending): %v", got, err)
+			}
+			if f := ce.Failed[0]; f.Pending || !f.Hinted || !errors.Is(f.Err, ErrUnavailable) {
+				t.Errorf("b: %+v, want a hinted availability failure", f)
+			}
+			for _, f := range ce.Failed[1:] {
+				if !f.Pending || f.Hinted {
+					t.Errorf("region %s: Pending=%v Hinted=%v, want pending", f.Region, f.Pending, f.Hinted)
+				}
+				if !strings.Contains(err.Error(), fmt.Sprintf("region %q: put: no answer", f.Region)) {
+					t.Errorf("message %q does not report %s as unanswered", err, f.Region)
+				}
+			}
+			var re *RegionError
+			if !errors.As(err, &re) || re.Region != "b" {
+				t.Errorf("errors.As found %v, want the real failure (b) first", re)
+			}
+			if ce.Acked != 0 || ce.Required != 3 {
+				t.Errorf("Acked %d Required %d, want 0 and 3", ce.Acked, ce.Required)
+			}
+		})
+	}
+}
+
+const thirtyDays = 30 * 24 * time.Hour
+
+// markerTTLs makes every region accept writes and records the TTLs of the
+// markers written.
+func markerTTLs(e *mockEnv) func() []int {
+	var mu sync.Mutex
+	var ttls []int
+	for _, r := range regionNamesABC {
+		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).AnyTimes().DoAndReturn(
+			func(_ context.Context, w WriteRequest) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, row := range w.Rows {
+					if row.Deleted {
+						ttls = append(ttls, row.TTL)
+					}
+				}
+				return nil
+			})
+	}
+	return func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(ttls)
+	}
+}
+
+func checkTTLs(t *testing.T, ttls []int, n int, want time.Duration) {
+	t.Helper()
+	if len(ttls) != n {
+		t.Fatalf("%d markers written, want %d", len(ttls), n)
+	}
+	for _, ttl := range ttls {
+		if w := int(want / time.Second); ttl < w-1 || ttl > w {
+			t.Errorf("marker TTL %ds, want the table's retention %ds", ttl, w)
+		}
+	}
+}
+
+// TestDeleteRetentionNeverGuessed: Delete reads the namespace's retention
+// from the first region that answers (home first), caches it, and fails with
+// ErrUnavailable naming the namespace when no region answers, writing
+// nothing, instead of guessing the default.
+func TestDeleteRetentionNeverGuessed(t *testing.T) {
+	down := fmt.Errorf("%w: injected", ErrUnavailable)
+	ctx := context.Background()
+
+	t.Run("home down, next region answers, cached", func(t *testing.T) {
+		e := newMockEnv(t, nil)
+		ns, _ := e.st.Namespace("other")
+		gomock.InOrder(
+			e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down),
+			e.execs["b"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil),
+		)
+		ttls := markerTTLs(e)
+		for range 2 {
+			if err := ns.Delete(ctx, []byte("pk"), []byte("ck")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkTTLs(t, ttls(), 6, thirtyDays)
+	})
+
+	t.Run("no region answers", func(t *testing.T) {
+		e := newMockEnv(t, nil)
+		ns, _ := e.st.Namespace("other")
+		for _, r := range regionNamesABC {
+			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down)
+		}
+		ttls := markerTTLs(e)
+		err := ns.Delete(ctx, []byte("pk"), []byte("ck"))
+		e.st.bg.Wait()
+		if n := len(ttls()); n != 0 {
+			t.Errorf("%d markers written with an unknown retention, want none", n)
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Delete with no region answering: %v, want ErrUnavailable", err)
+		}
+		for _, want := range []string{"delete other", "retention", `region "a"`, `region "c"`, "nothing was written"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("message %q lacks %q", err, want)
+			}
+		}
+		// Once a region answers, the next Delete uses the real retention.
+		e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil)
+		if err := ns.Delete(ctx, []byte("pk"), []byte("ck")); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkTTLs(t, ttls(), 3, thirtyDays)
+	})
+
+	t.Run("batch with a deletion", func(t *testing.T) {
+		e := newMockEnv(t, nil)
+		ns, _ := e.st.Namespace("other")
+		for _, r := range regionNamesABC {
+			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down)
+		}
+		ttls := markerTTLs(e)
+		err := ns.PutBatch(ctx, []byte("pk"), []Entry{{CK: []byte("1"), Value: []byte("x")}, {CK: []byte("2"), Delete: true}})
+		if err := e.st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "batch other") {
+			t.Fatalf("PutBatch with a deletion and no region answering: %v, want ErrUnavailable naming the namespace", err)
+		}
+		if n := len(ttls()); n != 0 {
+			t.Errorf("%d markers written with an unknown retention, want none", n)
+		}
+	})
+
+	t.Run("table missing everywhere", func(t *testing.T) {
+		e := newMockEnv(t, nil)
+		ns, _ := e.st.Namespace("other")
+		for _, r := range regionNamesABC {
+			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), ErrNotFound)
+		}
+		ttls := markerTTLs(e)
+		err := ns.Delete(ctx, []byte("pk"), []byte("ck"))
+		if err := e.st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(ttls()); n != 0 {
+			t.Errorf("%d markers written for a table with no known retention, want none", n)
+		}
+		if err == nil || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "CreateNamespace") {
+			t.Fatalf("Delete on a missing table: %v, want an error pointing at CreateNamespace, not ErrUnavailable", err)
+		}
+	})
+
+	t.Run("open breaker skipped", func(t *testing.T) {
+		e := newMockEnv(t, func(c *Config) {
+			c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
+		})
+		ns, _ := e.st.Namespace("other")
+		e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(Row{}, down)
+		if _, err := e.ns.Get(ctx, []byte("pk"), []byte("ck")); !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+		if st := e.st.regions[0].breaker.State(); st != gobreaker.StateOpen {
+			t.Fatalf("home breaker %v, want open", st)
+		}
+		// a is not asked (its breaker is open); b answers.
+		e.execs["b"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil)
+		if d, err := ns.retention(ctx, opDelete, time.Second); err != nil || d != thirtyDays {
+			t.Fatalf("retention = %v, %v; want %v from region b", d, err, thirtyDays)
+		}
+	})
+
+	t.Run("CreateNamespace cannot read it back", func(t *testing.T) {
+		// The table already existed with 30 days; CreateNamespace asked for
+		// the default 10 days and could not read the recorded retention:
+		// it must not remember its own guess.
+		e := newMockEnv(t, nil)
+		for _, r := range regionNamesABC {
+			e.execs[r].EXPECT().CreateTable(gomock.Any(), "ks", "other", gomock.Any()).Return(nil)
+			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down)
+		}
+		ns, err := e.st.CreateNamespace(ctx, "other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil)
+		ttls := markerTTLs(e)
+		if err := ns.Delete(ctx, []byte("pk"), []byte("ck")); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkTTLs(t, ttls(), 3, thirtyDays)
+	})
+}
+
+// TestBreakerTripsOnDroppedConnections: a region whose connections keep
+// closing under requests (the driver cancels them; classify makes that
+// ErrUnavailable) opens its breaker like any availability failure.
+func TestBreakerTripsOnDroppedConnections(t *testing.T) {
+	e := newMockEnv(t, func(c *Config) {
+		c.Breaker = BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Hour}
+	})
+	dropped := fmt.Errorf("gocql: connection closed: %w", context.Canceled)
+	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(Row{}, dropped).Times(2)
+	for i := range 2 {
+		if _, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck")); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Get %d: %v, want ErrUnavailable", i, err)
+		}
+	}
+	if st := e.st.regions[0].breaker.State(); st != gobreaker.StateOpen {
+		t.Fatalf("home breaker %v after 2 dropped connections, want open", st)
+	}
+	// The third read does not reach the region (Times(2) above).
+	if _, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck")); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("Get with the breaker open: %v, want ErrCircuitOpen", err)
+	}
+}
+
+// TestBreakerExcludes: only cancellations that say nothing about the region
+// are ignored by the breaker.
+func TestBreakerExcludes(t *testing.T) {
+	live := context.Background()
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"caller canceled", context.Canceled, true},
+		{"closing", fmt.Errorf("%w: %w", errAborted, context.Canceled), true},
+		{"connection dropped", classify(live, context.Canceled), false},
+		{"unavailable wrapping canceled", fmt.Errorf("%w: %w", ErrUnavailable, context.Canceled), false},
+		{"timeout", classify(live, context.DeadlineExceeded), false},
+		{"unavailable", ErrUnavailable, false},
+		{"refused", errNoTable, false},
+		{"nil", nil, false},
+	}
+	for _, c := range cases {
+		if got := breakerExcludes(c.err); got != c.want {
+			t.Errorf("%s: breakerExcludes(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
+
+// blockedRemote sets up a deployment of regions a and b with one background
+// worker: a acks every write at once, b's first write blocks until its
+// context ends (then reports whether it ended), and later b writes are not
+// expected. It returns a function that waits until b's write has started.
+func blockedRemote(t *testing.T, mut func(*Config)) (*mockEnv, <-chan struct{}, *atomic.Bool) {
+	t.Helper()
+	e := newMockEnv(t, func(c *Config) {
+		c.RemoteConcurrency = 1
+		c.Regions = c.Regions[:2]
+		if mut != nil {
+			mut(c)
+		}
+	})
+	started := make(chan struct{})
+	var returned atomic.Bool
+	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).AnyTimes()
+	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "1", "v1", "")).DoAndReturn(
+		func(ctx context.Context, _ WriteRequest) error {
+			close(started)
+			<-ctx.Done()
+			returned.Store(true)
+			return ctx.Err()
+		})
+	return e, started, &returned
+}
+
+// TestCloseContextHintsQueuedWrites: when CloseContext's context ends while
+// a background write blocks and others wait in the queue, it cancels the
+// blocked write, hints it and every queued one, stops every worker and
+// returns the context's error.
+func TestCloseContextHintsQueuedWrites(t *testing.T) {
+	e, started, returned := blockedRemote(t, nil)
+	for i := 1; i <= 3; i++ {
+		e.expectHint(hintOf("b", "pk", fmt.Sprint(i), fmt.Sprint("v", i)), nil, 1)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			<-started // the only worker is busy; 2 and 3 stay queued
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	closed := make(chan error, 1)
+	go func() { closed <- e.st.CloseContext(ctx) }()
+	select {
+	case err := <-closed:
+		t.Fatalf("CloseContext returned %v while a write was blocked and its context live", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	cancel()
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("CloseContext did not return after its context ended")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("CloseContext: %v, want context.Canceled", err)
+	}
+	if !returned.Load() {
+		t.Error("the blocked region write was still running when CloseContext returned")
+	}
+	if _, open := <-e.st.queue; open {
+		t.Error("the background queue is still open")
+	}
+	if got := e.st.pending.Load(); got != 0 {
+		t.Errorf("queue depth %d after CloseContext, want 0", got)
+	}
+	if got := metricValue(t, e.st.metrics.hinted.WithLabelValues("b")); got != 3 {
+		t.Errorf("hinted_writes_total{b} = %v, want 3 (1 canceled + 2 queued)", got)
+	}
+	if err := put(t, e.ns, "4"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Put after CloseContext: %v, want ErrClosed", err)
+	}
+	if err := e.st.Close(); err != nil {
+		t.Errorf("Close after CloseContext: %v, want nil", err)
+	}
+}
+
+// TestCloseContextBoundsHints: with the hint sink hanging as well, the
+// hints made after CloseContext's context ended share one HintTimeout: the
+// first hint waits for it, the rest are counted as failed at once, and
+// CloseContext returns.
+func TestCloseContextBoundsHints(t *testing.T) {
+	e, started, _ := blockedRemote(t, func(c *Config) { c.HintTimeout = 50 * time.Millisecond })
+	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).Times(1).DoAndReturn(
+		func(ctx context.Context, _ hints.Hint) error { <-ctx.Done(); return ctx.Err() })
+	if err := put(t, e.ns, "1"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	for i := 2; i <= 5; i++ {
+		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.st.CloseContext(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("CloseContext: %v, want context.Canceled", err)
+	}
+	if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("b")); got != 5 {
+		t.Errorf("hints_failed_total{b} = %v, want 5", got)
+	}
+	if got := e.st.closeLost.Load(); got != 5 {
+		t.Errorf("rows lost on close = %d, want 5", got)
+	}
+}
+
+// TestCloseContextAbortsCalls: a call still waiting on a region when
+// CloseContext gives up returns (its region request is canceled), so Close
+// does not wait for it; an aborted home write at Any is hinted.
+func TestCloseContextAbortsCalls(t *testing.T) {
+	e := newMockEnv(t, func(c *Config) { c.Regions = c.Regions[:1] })
+	started := make(chan struct{})
+	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
+		func(ctx context.Context, _ WriteRequest) error { close(started); <-ctx.Done(); return ctx.Err() })
+	e.expectHint(hintOf("a", "pk", "1", "v1"), nil, 1)
+	putErr := make(chan error, 1)
+	go func() { putErr <- put(t, e.ns, "1", WithConsistency(quorum.Any), WithTimeout(time.Hour)) }()
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.st.CloseContext(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("CloseContext: %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-putErr:
+		if err != nil {
+			t.Fatalf("Put at Any whose home write was abandoned but hinted: %v, want success", err)
+		}
+	default:
+		t.Fatal("CloseContext returned before the running call ended")
+	}
+}
