@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"github.com/tidemark/tidemark/hints"
 	"github.com/tidemark/tidemark/quorum"
 	"go.uber.org/mock/gomock"
 )
@@ -236,5 +238,53 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not true after 30s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSlowHintSinkDoesNotBlockWorkers: with a region down, every write to it
+// becomes a hint; a slow hint sink (Kafka waiting for acks) must not hold the
+// remote-write workers, or the queue fills and callers pay the hint latency.
+// With one worker, several hints are in flight at once.
+func TestSlowHintSinkDoesNotBlockWorkers(t *testing.T) {
+	const n = 6
+	e := newMockEnv(t, func(c *Config) {
+		c.RemoteConcurrency = 1
+		c.Breaker.Disabled = true
+		c.Regions = c.Regions[:2] // a and b
+	})
+	release := make(chan struct{})
+	var inFlight, peak atomic.Int64
+	for i := 1; i <= n; i++ {
+		e.expectWrite("a", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), nil, 1)
+		e.expectWrite("b", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), fmt.Errorf("%w: down", ErrUnavailable), 1)
+	}
+	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).Times(n).DoAndReturn(func(ctx context.Context, _ hints.Hint) error {
+		cur := inFlight.Add(1)
+		for {
+			p := peak.Load()
+			if cur <= p || peak.CompareAndSwap(p, cur) {
+				break
+			}
+		}
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	for i := 1; i <= n; i++ {
+		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every hint waiting on the sink at once", func() bool { return peak.Load() == n })
+	close(release)
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := metricValue(t, e.st.metrics.hinted.WithLabelValues("b")); got != n {
+		t.Errorf("hinted_writes_total{b} = %v, want %d", got, n)
 	}
 }

@@ -27,6 +27,8 @@ const (
 	DefaultMaxPendingWrites = 4096
 	// DefaultMaxPendingBytes is the default Config.MaxPendingBytes (64 MiB).
 	DefaultMaxPendingBytes = 64 << 20
+	// DefaultHintConcurrency is the default Config.HintConcurrency.
+	DefaultHintConcurrency = 256
 	// DefaultHintTimeout is the default Config.HintTimeout.
 	DefaultHintTimeout = 5 * time.Second
 	// DefaultMaxClockDrift is the default Config.MaxClockDrift.
@@ -99,6 +101,16 @@ type Config struct {
 
 	// HintTimeout bounds one call to the hint sink. Default 5s.
 	HintTimeout time.Duration
+
+	// HintConcurrency bounds the hints of background writes being stored at
+	// once (default 256). A remote write that fails, or meets an open
+	// breaker, hands its hint to one of these so that the remote-write
+	// workers do not wait for the hint sink; when all are busy (or their
+	// rows exceed MaxPendingBytes) the worker stores the hint itself, which
+	// fills the queue and so slows callers rather than growing memory.
+	// Durable hint sinks (Kafka with acks=all) batch better the more hints
+	// wait at once.
+	HintConcurrency int
 
 	// MaxClockDrift is how far ahead of this process's wall clock a version
 	// read from another writer may be and still advance this process's
@@ -201,6 +213,7 @@ func (c Config) withDefaults() Config {
 	c.Timeout = orDuration(c.Timeout, DefaultTimeout)
 	c.ConnectTimeout = orDuration(c.ConnectTimeout, DefaultConnectTimeout)
 	c.HintTimeout = orDuration(c.HintTimeout, DefaultHintTimeout)
+	c.HintConcurrency = orInt(c.HintConcurrency, DefaultHintConcurrency)
 	c.MaxClockDrift = orDuration(c.MaxClockDrift, DefaultMaxClockDrift)
 	c.MaxValueSize = orInt(c.MaxValueSize, DefaultMaxValueSize)
 	c.MaxBatchBytes = orInt(c.MaxBatchBytes, DefaultMaxBatchBytes)

@@ -100,7 +100,7 @@ func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...Namesp
 			cctx, cancel := s.requestCtx(ctx, false, 0)
 			defer cancel()
 			if err := r.exec.CreateTable(cctx, s.cfg.Keyspace, name, o.retention); err != nil {
-				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: abortedErr(cctx, normalize(err))}
+				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: s.abortedErr(normalize(err))}
 			}
 		})
 	}

@@ -103,9 +103,15 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 	pk, ck = bytes.Clone(pk), bytes.Clone(ck)
 
 	sync := plan.Sync()
-	results := make(chan readResult, len(sync))
 	req := ReadRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, CK: ck, Consistency: o.level.RegionConsistency()}
 	level := o.level.String()
+	if len(sync) == 1 {
+		// One region to read (LocalOne, LocalQuorum): nothing to race and
+		// nothing to repair, so read in the caller's goroutine; no hand-off
+		// to a goroutine sits in the latency.
+		return n.getOne(ctx, plan, s.regions[sync[0]], sync[0], level, req, o.timeout)
+	}
+	results := make(chan readResult, len(sync))
 	for _, i := range sync {
 		r := s.regions[i]
 		s.goBackground(func() {
@@ -151,6 +157,31 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 	}
 	s.clock.observe(winner.Timestamp)
 	return itemOf(winner), nil
+}
+
+// getOne is Get for a plan that waits on one region only.
+func (n *Namespace) getOne(ctx context.Context, plan quorum.Plan, r *region, idx int, level string, req ReadRequest, timeout time.Duration) (Item, error) {
+	s := n.s
+	rctx, cancel := s.requestCtx(ctx, false, timeout)
+	row, err := s.readRegion(rctx, r, level, req)
+	cancel()
+	if err != nil && isNotFound(err) {
+		return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
+	}
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			err = cerr
+		}
+		w := waiter{plan: plan, op: opGet, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
+			failed: make([]*RegionError, len(s.regions)), waited: []int{idx}}
+		w.record(regionResult{idx: idx, err: err})
+		return Item{}, w.err(nil)
+	}
+	if row.Deleted {
+		return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
+	}
+	s.clock.observe(row.Timestamp)
+	return itemOf(row), nil
 }
 
 // newestRow returns the newest version among the regions that found the

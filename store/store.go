@@ -33,6 +33,13 @@ type Store struct {
 	pendingBytes atomic.Int64
 	workers      sync.WaitGroup
 
+	// Hints of background writes run in goroutines of their own, at most
+	// cap(hintSlots) at once holding at most MaxPendingBytes; hinters is
+	// waited for after the workers, which start them.
+	hintSlots chan struct{}
+	hintBytes atomic.Int64
+	hinters   sync.WaitGroup
+
 	// mu guards closed; calls tracks running calls and bg the goroutines
 	// they leave behind (late synchronous region requests).
 	mu     sync.RWMutex
@@ -136,6 +143,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 			}
 		}
 	}
+	s.hintSlots = make(chan struct{}, cfg.HintConcurrency)
 	for range cfg.RemoteConcurrency {
 		s.workers.Add(1)
 		go s.worker()
@@ -223,6 +231,7 @@ func (s *Store) CloseContext(ctx context.Context) error {
 		s.bg.Wait()
 		close(s.queue)
 		s.workers.Wait()
+		s.hinters.Wait()
 	}()
 	var ctxErr error
 	select {
@@ -311,24 +320,27 @@ func (s *Store) requestCtx(parent context.Context, detach bool, timeout time.Dur
 	if detach {
 		parent = context.WithoutCancel(parent)
 	}
-	ctx, cancelCause := context.WithCancelCause(parent)
-	stop := context.AfterFunc(s.abortCtx, func() { cancelCause(errAborted) })
-	cancelTimeout := context.CancelFunc(func() {})
+	// One context per request (allocation matters on this path): the
+	// timeout's, canceled too when CloseContext gives up (abortCtx).
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if timeout > 0 {
-		ctx, cancelTimeout = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(parent, timeout)
+	} else {
+		ctx, cancel = context.WithCancel(parent)
 	}
+	stop := context.AfterFunc(s.abortCtx, cancel)
 	return ctx, func() {
 		stop()
-		cancelTimeout()
-		cancelCause(nil)
+		cancel()
 	}
 }
 
 // abortedErr marks err as errAborted when the request was canceled because
 // CloseContext gave up waiting for it.
-func abortedErr(ctx context.Context, err error) error {
+func (s *Store) abortedErr(err error) error {
 	if err != nil && errors.Is(err, context.Canceled) && !errors.Is(err, errAborted) &&
-		errors.Is(context.Cause(ctx), errAborted) {
+		errors.Is(context.Cause(s.abortCtx), errAborted) {
 		return fmt.Errorf("%w: %w", errAborted, err)
 	}
 	return err
@@ -353,7 +365,7 @@ func (s *Store) writeRegionCtx(ctx context.Context, r *region, op, level string,
 		return err
 	}
 	start := time.Now()
-	err = abortedErr(ctx, classify(ctx, r.exec.Write(ctx, w)))
+	err = s.abortedErr(classify(ctx, r.exec.Write(ctx, w)))
 	done(err)
 	s.metrics.observeRegion(r.name, op, level, time.Since(start), err)
 	return err
@@ -367,7 +379,7 @@ func (s *Store) readRegion(ctx context.Context, r *region, level string, q ReadR
 	}
 	start := time.Now()
 	row, err := r.exec.Read(ctx, q)
-	err = abortedErr(ctx, classify(ctx, err))
+	err = s.abortedErr(classify(ctx, err))
 	done(err)
 	if isNotFound(err) {
 		s.metrics.observeRegion(r.name, opGet, level, time.Since(start), nil)
@@ -385,7 +397,7 @@ func (s *Store) scanRegion(ctx context.Context, r *region, level string, q ScanR
 	}
 	start := time.Now()
 	rows, err := r.exec.Scan(ctx, q)
-	err = abortedErr(ctx, classify(ctx, err))
+	err = s.abortedErr(classify(ctx, err))
 	done(err)
 	s.metrics.observeRegion(r.name, opScan, level, time.Since(start), err)
 	return rows, err
@@ -522,7 +534,7 @@ func (s *Store) runJob(j job) {
 			slog.String("region", j.region.name), slog.Any("error", err))
 	case err == nil:
 	case hintable(err):
-		s.hint(j.region, j.m, err)
+		s.hintAsync(j.region, j.m, err)
 	default:
 		s.rejected(j.region, j.m, err, true)
 	}
@@ -561,7 +573,35 @@ func (s *Store) remote(r *region, m *mutation, timeout time.Duration) {
 		return
 	}
 	s.metrics.regionErrors.WithLabelValues(r.name, m.op, "queue_full").Inc()
+	// The Store is overloaded: storing the hint here slows the caller down
+	// (backpressure) instead of queueing more.
 	s.hint(r, m, errQueueFull)
+}
+
+// hintAsync stores the hint of a background write in a goroutine of its own
+// when the hint pool has room (count and bytes), so that the remote-write
+// workers do not wait for the hint sink (with a region cut or its breaker
+// open, every write to it becomes a hint); otherwise it stores it in the
+// current goroutine.
+func (s *Store) hintAsync(r *region, m *mutation, cause error) {
+	select {
+	case s.hintSlots <- struct{}{}:
+	default:
+		s.hint(r, m, cause)
+		return
+	}
+	if nb := s.hintBytes.Add(m.size); nb > s.cfg.MaxPendingBytes && nb != m.size {
+		s.hintBytes.Add(-m.size)
+		<-s.hintSlots
+		s.hint(r, m, cause)
+		return
+	}
+	s.hinters.Add(1)
+	go func() {
+		defer s.hinters.Done()
+		defer func() { s.hintBytes.Add(-m.size); <-s.hintSlots }()
+		s.hint(r, m, cause)
+	}()
 }
 
 // tableRetention returns the tombstone retention of namespace ns: given
@@ -630,7 +670,7 @@ func (s *Store) readRetention(ctx context.Context, r *region, ns string, timeout
 	rctx, cancel := s.requestCtx(ctx, false, timeout)
 	defer cancel()
 	d, err := r.exec.TableRetention(rctx, s.cfg.Keyspace, ns)
-	err = abortedErr(rctx, classify(rctx, err))
+	err = s.abortedErr(classify(rctx, err))
 	done(err)
 	if err == nil && d <= 0 {
 		err = fmt.Errorf("table %s.%s records a tombstone retention of %v, which is not positive", s.cfg.Keyspace, ns, d)
