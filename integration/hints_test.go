@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -890,6 +892,10 @@ func TestHintsThroughStore(t *testing.T) {
 		Keyspace: ks,
 		Timeout:  2 * time.Second,
 		HintSink: prod,
+		// This test is about replay, not timeouts: under a loaded CI run a
+		// burst of hints may take longer than the 5 s default.
+		HintTimeout: 30 * time.Second,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)

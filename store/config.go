@@ -28,7 +28,7 @@ const (
 	// DefaultMaxPendingBytes is the default Config.MaxPendingBytes (64 MiB).
 	DefaultMaxPendingBytes = 64 << 20
 	// DefaultHintConcurrency is the default Config.HintConcurrency.
-	DefaultHintConcurrency = 256
+	DefaultHintConcurrency = 64
 	// DefaultHintTimeout is the default Config.HintTimeout.
 	DefaultHintTimeout = 5 * time.Second
 	// DefaultMaxClockDrift is the default Config.MaxClockDrift.
@@ -103,7 +103,7 @@ type Config struct {
 	HintTimeout time.Duration
 
 	// HintConcurrency bounds the hints of background writes being stored at
-	// once (default 256). A remote write that fails, or meets an open
+	// once (default 64). A remote write that fails, or meets an open
 	// breaker, hands its hint to one of these so that the remote-write
 	// workers do not wait for the hint sink; when all are busy (or their
 	// rows exceed MaxPendingBytes) the worker stores the hint itself, which
