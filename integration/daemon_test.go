@@ -7,8 +7,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,7 +87,7 @@ func TestRepairdServeReplaysSignedHints(t *testing.T) {
 	if !dm.Status().Replaying["c"] {
 		t.Errorf("/status does not show region c replaying: %+v", dm.Status().Replaying)
 	}
-	srv := httptest(t, dm)
+	srv := getter(t, dm)
 	eventually(t, 30*time.Second, "metrics show the replay and the dead letter", func() error {
 		metrics := srv("/metrics")
 		if !strings.Contains(metrics, `tidemark_hints_replayed_total{region="c"} 200`) {
@@ -113,29 +113,14 @@ func TestRepairdServeReplaysSignedHints(t *testing.T) {
 	}
 }
 
-// httptest returns a getter for the daemon's HTTP handler.
-func httptest(t *testing.T, dm *daemon.Daemon) func(path string) string {
+// getter returns a function that GETs a path from the daemon's HTTP handler
+// and returns the body.
+func getter(t *testing.T, dm *daemon.Daemon) func(path string) string {
 	h := dm.Handler()
 	return func(path string) string {
 		t.Helper()
-		rec := &recorder{header: http.Header{}}
-		req, err := http.NewRequest(http.MethodGet, path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.ServeHTTP(rec, req)
-		return rec.body.String()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Body.String()
 	}
 }
-
-type recorder struct {
-	header http.Header
-	code   int
-	body   strings.Builder
-}
-
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
-func (r *recorder) WriteHeader(code int)        { r.code = code }
-
-var _ io.Writer = (*recorder)(nil)

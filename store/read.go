@@ -125,8 +125,7 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 			results <- res
 		})
 	}
-	w := waiter{plan: plan, op: opGet, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
-		failed: make([]*RegionError, len(s.regions)), waited: sync}
+	w := s.newWaiter(plan, opGet, sync)
 	var got []readResult
 	received := 0
 	for plan.Result(w.outcomes) == quorum.ResultPending {
@@ -172,8 +171,7 @@ func (n *Namespace) getOne(ctx context.Context, plan quorum.Plan, r *region, idx
 		if cerr := ctx.Err(); cerr != nil {
 			err = cerr
 		}
-		w := waiter{plan: plan, op: opGet, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
-			failed: make([]*RegionError, len(s.regions)), waited: []int{idx}}
+		w := s.newWaiter(plan, opGet, []int{idx})
 		w.record(regionResult{idx: idx, err: err})
 		return Item{}, w.err(nil)
 	}
@@ -330,8 +328,7 @@ func (s *Store) scanOnce(ctx context.Context, plan quorum.Plan, req ScanRequest,
 			results <- readResult{idx: i, rows: rows, err: err}
 		})
 	}
-	w := waiter{plan: plan, op: opScan, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
-		failed: make([]*RegionError, len(s.regions)), waited: sync}
+	w := s.newWaiter(plan, opScan, sync)
 	var got [][]Row
 	var boundary []byte
 	for plan.Result(w.outcomes) == quorum.ResultPending {

@@ -302,8 +302,7 @@ func (s *Store) write(ctx context.Context, m *mutation, timeout time.Duration) e
 	for _, i := range plan.Async() {
 		s.remote(s.regions[i], m, s.cfg.Timeout)
 	}
-	w := waiter{plan: plan, op: m.op, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
-		failed: make([]*RegionError, len(s.regions)), waited: sync}
+	w := s.newWaiter(plan, m.op, sync)
 	for plan.Result(w.outcomes) == quorum.ResultPending {
 		select {
 		case res := <-results:
@@ -326,6 +325,13 @@ type waiter struct {
 	outcomes []quorum.Outcome
 	failed   []*RegionError
 	waited   []int
+}
+
+// newWaiter tallies the outcomes of one call that waits on the regions
+// listed in waited.
+func (s *Store) newWaiter(plan quorum.Plan, op string, waited []int) *waiter {
+	return &waiter{plan: plan, op: op, regions: s.regions, outcomes: make([]quorum.Outcome, len(s.regions)),
+		failed: make([]*RegionError, len(s.regions)), waited: waited}
 }
 
 func (w *waiter) record(res regionResult) {
