@@ -7,7 +7,7 @@ PKGS      := $(shell $(GO) list ./... 2>/dev/null | grep -v /integration)
 ENVCTL    := $(GO) run ./integration/cmd/tidemark-env
 SUMMARY   := $(GO) run ./integration/cmd/testsummary
 # Integration tests share one environment; keep the run bounded.
-ITEST_TIMEOUT ?= 25m
+ITEST_TIMEOUT ?= 15m
 ITEST_FLAGS   ?= -count=1 -p 1 -parallel 4 -timeout $(ITEST_TIMEOUT)
 # 2025.1.1 is refused by the module proxy here; v0.8.2 is the same tool, newer.
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -32,7 +32,7 @@ integration:
 	  $(ENVCTL) up; started=1; \
 	fi; \
 	fos=""; if [ "$(CI)" = "true" ]; then fos="-fail-on-skip"; fi; \
-	$(GO) test -race -json $(ITEST_FLAGS) ./integration/... | $(SUMMARY) -label integration $$fos; \
+	$(GO) test -race -json $(ITEST_FLAGS) ./integration/... | $(SUMMARY) -label integration -dump "$${TMPDIR:-/tmp}/tidemark-integration-goroutines.txt" $$fos; \
 	if [ $$started = 1 ]; then $(ENVCTL) down; ./integration/check-clean.sh; fi
 
 ## test: unit tests, then integration tests on a real environment.

@@ -191,9 +191,13 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		writer: &kafka.Writer{
 			Addr:            addr,
 			Balancer:        &kafka.Murmur2Balancer{},
-			MaxAttempts:     3,
+			// Retriable errors (a partition whose leader is moving or
+			// not yet elected, a broker restarting) are retried with
+			// backoff; ProduceTimeout bounds the whole write, retries
+			// included, so more attempts only use that budget better.
+			MaxAttempts:     10,
 			WriteBackoffMin: 50 * time.Millisecond,
-			WriteBackoffMax: 500 * time.Millisecond,
+			WriteBackoffMax: time.Second,
 			BatchSize:       cfg.BatchSize,
 			BatchBytes:      batchBytes, // at least one record of MaxHintBytes with its key
 			BatchTimeout:    cfg.BatchTimeout,

@@ -65,7 +65,10 @@ func ensureTopic(ctx context.Context, client *kafka.Client, spec topicSpec) erro
 	err = resp.Errors[spec.name]
 	switch {
 	case err == nil:
-		return nil // the transport refreshed its metadata for the new topic
+		// The transport refreshed its metadata for the new topic; the
+		// partitions' leaders may still be settling.
+		awaitLeaders(ctx, client, spec.name)
+		return nil
 	case errors.Is(err, kafka.TopicAlreadyExists):
 		// The topic may have been created by another process since the
 		// transport cached its metadata; a metadata request that allows
@@ -81,3 +84,36 @@ func ensureTopic(ctx context.Context, client *kafka.Client, spec topicSpec) erro
 		return fmt.Errorf("create topic %q: %w", spec.name, err)
 	}
 }
+
+// awaitLeaders polls the topic's metadata until every partition reports a
+// leader, for at most leaderWait (or until ctx ends). A broker that has just
+// created a topic answers produce requests with NOT_LEADER_OR_FOLLOWER until
+// it has taken the partitions' leadership; the writer retries those too, so
+// this wait is an optimisation for the first hints, never a condition.
+func awaitLeaders(ctx context.Context, client *kafka.Client, topic string) {
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
+			ready := true
+			for _, p := range md.Topics[0].Partitions {
+				if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// leaderWait bounds awaitLeaders.
+const leaderWait = 5 * time.Second

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testdata/timeout.json is the `go test -json -timeout 3s` output of a
+// package with a passing test, a failing test and two parallel tests that
+// outlive the timeout (one sleeping, one blocked in helperBlocks).
+func TestTimeoutReportNamesTheHungTestsAndTheirGoroutines(t *testing.T) {
+	f, err := os.Open("testdata/timeout.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out bytes.Buffer
+	s := newSummary("x", "tohang", &out)
+	s.read(f)
+	dump := t.TempDir() + "/dump.txt"
+	code := s.report(false, dump)
+	got := out.String()
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	for _, want := range []string{
+		"x: still running when tohang ended: [TestA TestB]",
+		"x: packages FAILED: [tohang]",
+		"x: FAILED: [TestD]",
+		"x: 1 passed, 1 failed, 0 skipped",
+		"tohang.helperBlocks",
+		"--- TestD failed; its last lines:",
+		"d broke",
+		"(2 goroutines shown, 2 without tohang frames left out)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	// The dump is not printed live: only the filtered goroutines appear.
+	if strings.Contains(got, "goroutine 1 [chan receive]") {
+		t.Errorf("a goroutine without module frames was printed:\n%s", got)
+	}
+	whole, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(whole), "goroutine 1 [chan receive]") {
+		t.Errorf("the dump file lacks the whole dump:\n%s", whole)
+	}
+	// The summary is the last line.
+	lines := strings.Split(strings.TrimSpace(got), "\n")
+	if last := lines[len(lines)-1]; last != "x: 1 passed, 1 failed, 0 skipped" {
+		t.Errorf("last line %q", last)
+	}
+}
+
+func TestSkipsFailOnlyWithFailOnSkip(t *testing.T) {
+	in := `{"Action":"run","Package":"p","Test":"TestS"}
+{"Action":"skip","Package":"p","Test":"TestS"}
+{"Action":"run","Package":"p","Test":"TestP"}
+{"Action":"pass","Package":"p","Test":"TestP"}
+{"Action":"pass","Package":"p"}
+`
+	for _, failOnSkip := range []bool{false, true} {
+		var out bytes.Buffer
+		s := newSummary("x", "m", &out)
+		s.read(strings.NewReader(in))
+		code := s.report(failOnSkip, "")
+		want := 0
+		if failOnSkip {
+			want = 1
+		}
+		if code != want {
+			t.Errorf("failOnSkip=%v: exit %d, want %d\n%s", failOnSkip, code, want, out.String())
+		}
+		if !strings.Contains(out.String(), "x: 1 passed, 0 failed, 1 skipped") {
+			t.Errorf("counts missing:\n%s", out.String())
+		}
+	}
+}
+
+func TestNoTestsIsAFailure(t *testing.T) {
+	var out bytes.Buffer
+	s := newSummary("x", "m", &out)
+	s.read(strings.NewReader("ok  \tsomething\n"))
+	if code := s.report(false, ""); code != 1 || !strings.Contains(out.String(), "no test ran") {
+		t.Errorf("exit %d, output:\n%s", code, out.String())
+	}
+}
+
+func TestWatchNamesALongTestWhileItRuns(t *testing.T) {
+	var out syncBuffer
+	s := newSummary("x", "m", &out)
+	s.handle(event{Action: "run", Package: "p", Test: "TestLong"})
+	s.handle(event{Action: "run", Package: "p", Test: "TestPaused"})
+	s.handle(event{Action: "pause", Package: "p", Test: "TestPaused"})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { s.watch(50*time.Millisecond, stop); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "TestLong still running after") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no slow-test line after 5s:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.handle(event{Action: "pass", Package: "p", Test: "TestLong"})
+	close(stop)
+	<-done
+	if strings.Contains(out.String(), "TestPaused") {
+		t.Errorf("a paused test was timed:\n%s", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the watcher and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
