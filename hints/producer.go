@@ -189,8 +189,8 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		transport: transport,
 		client:    &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
 		writer: &kafka.Writer{
-			Addr:            addr,
-			Balancer:        &kafka.Murmur2Balancer{},
+			Addr:     addr,
+			Balancer: &kafka.Murmur2Balancer{},
 			// Retriable errors (a partition whose leader is moving or
 			// not yet elected, a broker restarting) are retried with
 			// backoff; ProduceTimeout bounds the whole write, retries
