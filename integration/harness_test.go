@@ -285,27 +285,44 @@ func newTopicPrefix(t testing.TB) string {
 	return strings.ReplaceAll(uniqueName(t, "tm"), "_", "-") + "."
 }
 
-// createTopic creates a topic on the shared broker (deleted at cleanup).
-func createTopic(t testing.TB, topic string, partitions int) {
+// kafkaAdmin is a client of the shared broker whose every request is
+// bounded: a raw kafka.Conn has no deadline, and a broker that accepts
+// connections but does not answer (restarting, stalled) would hold a test
+// forever.
+func kafkaAdmin(t testing.TB) *kafka.Client {
 	t.Helper()
 	brokers := testEnv(t).KafkaBrokers()
 	if len(brokers) == 0 {
 		t.Fatal("the environment has no Kafka broker")
 	}
-	conn, err := kafka.Dial("tcp", brokers[0])
-	if err != nil {
-		t.Fatalf("dial kafka: %v", err)
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second}
+}
+
+// createTopic creates a topic on the shared broker (deleted at cleanup).
+func createTopic(t testing.TB, topic string, partitions int) {
+	t.Helper()
+	c := kafkaAdmin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}}})
+	if err == nil {
+		err = resp.Errors[topic]
 	}
-	defer conn.Close()
-	if err := conn.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}); err != nil {
+	if err != nil {
 		t.Fatalf("create topic %s: %v", topic, err)
 	}
+	deleteTopicsAtCleanup(t, topic)
+}
+
+// deleteTopicsAtCleanup deletes topics when the test ends (best effort,
+// bounded).
+func deleteTopicsAtCleanup(t testing.TB, topics ...string) {
+	c := kafkaAdmin(t)
 	t.Cleanup(func() {
-		c, err := kafka.Dial("tcp", brokers[0])
-		if err == nil {
-			_ = c.DeleteTopics(topic)
-			c.Close()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
 	})
 }
 

@@ -52,15 +52,7 @@ func hintsTable(t testing.TB, ks string, regions ...string) {
 
 // hintsDeleteTopics deletes the test's topics when it ends.
 func hintsDeleteTopics(t testing.TB, topics ...string) {
-	brokers := testEnv(t).KafkaBrokers()
-	t.Cleanup(func() {
-		c, err := kafka.Dial("tcp", brokers[0])
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.DeleteTopics(topics...)
-	})
+	deleteTopicsAtCleanup(t, topics...)
 }
 
 func hintsProducer(t testing.TB, prefix string, kr *hints.Keyring) *hints.Producer {
@@ -809,7 +801,11 @@ func TestHintsKafkaDownProducerFailsFast(t *testing.T) {
 	restarted := false
 	defer func() {
 		if !restarted {
-			_ = l.RestartKafka(context.Background())
+			rctx, rcancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer rcancel()
+			if err := l.RestartKafka(rctx); err != nil {
+				t.Errorf("restart kafka after the test: %v", err)
+			}
 		}
 	}()
 

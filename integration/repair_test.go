@@ -769,6 +769,7 @@ func TestRepairDaemonServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // a failing test must not leave its daemon running
 	done := make(chan error, 1)
 	go func() { done <- dm.Run(ctx) }()
 	store, err := repair.NewCQLProgress(context.Background(), f.sessions["a"], f.ks)
@@ -853,6 +854,7 @@ func TestRepairDaemonServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
+	t.Cleanup(cancel2)
 	done2 := make(chan error, 1)
 	go func() { done2 <- dm2.Run(ctx2) }()
 	eventually(t, 60*time.Second, "the last full repair restored after a restart", func() error {

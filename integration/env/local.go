@@ -321,44 +321,61 @@ func checkPorts(o Options) error {
 // a write at consistency ALL succeeds.
 func waitRing(ctx context.Context, r localRegion, logf func(string, ...any)) error {
 	start := time.Now()
-	defer func() {
-		logf("region %s: ring of %d nodes ready after %s", r.Name, len(r.nodes), time.Since(start).Round(100*time.Millisecond))
-	}()
 	c := gocql.NewCluster(r.Hosts...)
 	c.Logger = quietLogger{}
 	c.ProtoVersion = 5
 	c.Timeout = 5 * time.Second
 	c.ConnectTimeout = 5 * time.Second
-	var last error
-	for {
-		last = func() error {
-			s, err := c.CreateSession()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ks := "tidemark_env_probe"
-			if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class':'NetworkTopologyStrategy','%s':%d}`, ks, r.DC, len(r.nodes))).ExecContext(ctx); err != nil {
-				return err
-			}
-			if err := s.AwaitSchemaAgreement(ctx); err != nil {
-				return err
-			}
-			if err := s.Query(`CREATE TABLE IF NOT EXISTS ` + ks + `.probe (k int PRIMARY KEY, v int)`).ExecContext(ctx); err != nil {
-				return err
-			}
-			if err := s.AwaitSchemaAgreement(ctx); err != nil {
-				return err
-			}
+	// Every schema change goes through one coordinator: DDL sent to
+	// different nodes while their schemas still disagree makes conflicting
+	// versions that take long to merge on a loaded machine.
+	c.HostFilter = gocql.WhiteListHostFilter(r.Hosts[0])
+	const ks = "tidemark_env_probe"
+	steps := []struct {
+		name string
+		run  func(s *gocql.Session) error
+	}{
+		{"create the probe keyspace", func(s *gocql.Session) error {
+			return s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class':'NetworkTopologyStrategy','%s':%d}`, ks, r.DC, len(r.nodes))).ExecContext(ctx)
+		}},
+		{"create the probe table", func(s *gocql.Session) error {
+			return s.Query(`CREATE TABLE IF NOT EXISTS ` + ks + `.probe (k int PRIMARY KEY, v int)`).ExecContext(ctx)
+		}},
+		{"schema agreement", func(s *gocql.Session) error { return s.AwaitSchemaAgreement(ctx) }},
+		{"write at ALL", func(s *gocql.Session) error {
 			return s.Query(`INSERT INTO ` + ks + `.probe (k, v) VALUES (1, 1)`).Consistency(gocql.All).ExecContext(ctx)
-		}()
-		if last == nil {
+		}},
+	}
+	var s *gocql.Session
+	defer func() {
+		if s != nil {
+			s.Close()
+		}
+	}()
+	next := 0 // steps done are not repeated
+	for {
+		var err error
+		if s == nil {
+			s, err = c.CreateSession()
+			if err != nil {
+				s = nil
+			}
+		}
+		for err == nil && next < len(steps) {
+			if err = steps[next].run(s); err != nil {
+				err = fmt.Errorf("%s: %w", steps[next].name, err)
+				break
+			}
+			next++
+		}
+		if err == nil {
+			logf("region %s: ring of %d nodes ready after %s", r.Name, len(r.nodes), time.Since(start).Round(100*time.Millisecond))
 			return nil
 		}
-		logf("region %s: waiting for the ring: %v", r.Name, last)
+		logf("region %s: waiting for the ring: %v", r.Name, err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: region %s: nodes did not form a ring in time: %v", ErrStart, r.Name, last)
+			return fmt.Errorf("%w: region %s: nodes did not form a ring in %s: %v", ErrStart, r.Name, time.Since(start).Round(time.Second), err)
 		case <-time.After(time.Second):
 		}
 	}
