@@ -5,7 +5,10 @@
 GO        ?= go
 PKGS      := $(shell $(GO) list ./... 2>/dev/null | grep -v /integration)
 ENVCTL    := $(GO) run ./integration/cmd/tidemark-env
-SUMMARY   := $(GO) run ./integration/cmd/testsummary
+# The test logs print failed and skipped tests' output; SUMMARY_FLAGS=-v
+# prints every test's.
+SUMMARY_FLAGS ?=
+SUMMARY   := $(GO) run ./integration/cmd/testsummary $(SUMMARY_FLAGS)
 # Integration tests share one environment; keep the run bounded.
 ITEST_TIMEOUT ?= 15m
 ITEST_FLAGS   ?= -count=1 -p 1 -parallel 4 -timeout $(ITEST_TIMEOUT)

@@ -7,6 +7,10 @@
 // -fail-on-skip, when a test was skipped (CI must not pass on skipped
 // integration tests).
 //
+// By default only what matters is printed: package results, server and
+// harness messages, and the whole output of each test that fails or skips
+// (as it ends); -v prints every test's output as it comes.
+//
 // A CI log is often read from its end, so the end says what went wrong: the
 // failed tests with the last lines they printed, the tests still running when
 // a package died (a -timeout panic names them), and, from a panic's
@@ -42,15 +46,21 @@ type event struct {
 // report repeats.
 const tailLines = 40
 
+// keepLines bounds the output kept per running test (quiet mode prints it
+// when the test fails or skips).
+const keepLines = 400
+
 func main() {
 	label := flag.String("label", "tests", "name printed before the counts")
 	failOnSkip := flag.Bool("fail-on-skip", false, "exit 1 if any test was skipped")
 	slow := flag.Duration("slow", 5*time.Minute, "name a test that has run this long (0: never)")
 	module := flag.String("module", "github.com/tidemark/tidemark", "goroutines with frames of this module are kept from a panic's dump")
 	dump := flag.String("dump", "", "write a panic's whole goroutine dump to this file")
+	verbose := flag.Bool("v", false, "print every test's output as it comes, not only failed and skipped tests'")
 	flag.Parse()
 
 	s := newSummary(*label, *module, os.Stdout)
+	s.verbose = *verbose
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	if *slow > 0 {
@@ -71,6 +81,7 @@ type testKey struct{ pkg, test string }
 type summary struct {
 	label, module string
 	out           io.Writer
+	verbose       bool
 
 	mu      sync.Mutex
 	running map[testKey]time.Time // test → when it started (wall clock)
@@ -151,10 +162,13 @@ func (s *summary) handle(e event) {
 		}
 		if e.Test != "" {
 			t := append(s.tails[k], e.Output)
-			if len(t) > tailLines {
-				t = t[len(t)-tailLines:]
+			if len(t) > keepLines {
+				t = append(t[:0], t[len(t)-keepLines:]...)
 			}
 			s.tails[k] = t
+			if !s.verbose {
+				return
+			}
 		}
 		s.printf("%s", e.Output)
 	case "pass":
@@ -166,7 +180,14 @@ func (s *summary) handle(e event) {
 		if e.Test != "" {
 			s.failed++
 			s.failedNames = append(s.failedNames, e.Test)
-			s.failedTails[k] = s.tails[k]
+			t := s.tails[k]
+			if !s.verbose {
+				s.printf("%s", strings.Join(t, ""))
+			}
+			if len(t) > tailLines {
+				t = t[len(t)-tailLines:]
+			}
+			s.failedTails[k] = t
 			s.done(k)
 		} else if e.Package != "" {
 			// A package failed as a whole: a build error, a panic in
@@ -178,6 +199,9 @@ func (s *summary) handle(e event) {
 		if e.Test != "" {
 			s.skipped++
 			s.skippedNames = append(s.skippedNames, e.Test)
+			if !s.verbose {
+				s.printf("%s", strings.Join(s.tails[k], ""))
+			}
 			s.done(k)
 		} else {
 			s.endPackage(e.Package)

@@ -20,6 +20,7 @@ func TestTimeoutReportNamesTheHungTestsAndTheirGoroutines(t *testing.T) {
 	defer f.Close()
 	var out bytes.Buffer
 	s := newSummary("x", "tohang", &out)
+	s.verbose = true
 	s.read(f)
 	dump := t.TempDir() + "/dump.txt"
 	code := s.report(false, dump)
@@ -133,4 +134,35 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestQuietModePrintsOnlyFailedAndSkippedTests(t *testing.T) {
+	in := `{"Action":"run","Package":"p","Test":"TestOK"}
+{"Action":"output","Package":"p","Test":"TestOK","Output":"ok chatter\n"}
+{"Action":"pass","Package":"p","Test":"TestOK"}
+{"Action":"run","Package":"p","Test":"TestBad"}
+{"Action":"output","Package":"p","Test":"TestBad","Output":"bad detail\n"}
+{"Action":"fail","Package":"p","Test":"TestBad"}
+{"Action":"run","Package":"p","Test":"TestSkip"}
+{"Action":"output","Package":"p","Test":"TestSkip","Output":"skip reason\n"}
+{"Action":"skip","Package":"p","Test":"TestSkip"}
+{"Action":"output","Package":"p","Output":"FAIL\tp\t0.1s\n"}
+{"Action":"fail","Package":"p"}
+`
+	for _, verbose := range []bool{false, true} {
+		var out bytes.Buffer
+		s := newSummary("x", "m", &out)
+		s.verbose = verbose
+		s.read(strings.NewReader(in))
+		s.report(false, "")
+		got := out.String()
+		for _, want := range []string{"bad detail", "skip reason", "FAIL\tp", "x: 1 passed, 1 failed, 1 skipped"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("verbose=%v: output lacks %q:\n%s", verbose, want, got)
+			}
+		}
+		if strings.Contains(got, "ok chatter") != verbose {
+			t.Errorf("verbose=%v: a passing test's output printed=%v:\n%s", verbose, !verbose, got)
+		}
+	}
 }
