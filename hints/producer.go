@@ -42,6 +42,14 @@ var (
 
 	// ErrInvalidConfig reports a configuration that cannot work.
 	ErrInvalidConfig = errors.New("hints: invalid configuration")
+
+	// ErrCloseTimeout reports that Close (of a Producer or Replayer) gave
+	// up waiting for something to stop — hints in flight, Run, or a
+	// kafka-go Reader or Writer whose Close blocks (as it can during a
+	// rebalance or after a lost connection). Close still released what it
+	// could; what did not stop was abandoned, and its goroutine ends
+	// whenever kafka-go returns. The error names what did not stop.
+	ErrCloseTimeout = errors.New("hints: close timed out")
 )
 
 // Producer defaults.
@@ -460,9 +468,21 @@ func (p *Producer) fail(region, reason string, err error) error {
 	return err
 }
 
-// Close stops accepting hints, waits for the hints in flight to be
-// acknowledged or to fail (at most ProduceTimeout), flushes the writer and
-// releases its connections. It is safe to call more than once.
+// Close stops accepting hints and releases the producer, returning within
+// 2 × ProduceTimeout (default 20 s) whatever Kafka does:
+//
+//  1. it waits at most ProduceTimeout for the hints and topic creations in
+//     flight to be acknowledged or to fail; past that it cancels them;
+//  2. it waits at most ProduceTimeout for the kafka-go writer to flush and
+//     close (its Close waits for every queued batch, which can take
+//     MaxAttempts × WriteTimeout);
+//  3. whatever happened, it cancels the producer's context and closes idle
+//     connections.
+//
+// A step that does not finish in time is abandoned (its goroutine ends
+// whenever kafka-go returns) and reported by an error wrapping
+// [ErrCloseTimeout] that names it. Close is safe to call more than once and
+// concurrently; every call after the first returns nil at once.
 func (p *Producer) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -471,11 +491,57 @@ func (p *Producer) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	p.wg.Wait()
-	err := p.writer.Close()
-	p.stop()
-	p.transport.CloseIdleConnections()
-	return err
+	defer p.transport.CloseIdleConnections()
+	defer p.stop()
+
+	var errs []error
+	inFlight := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(inFlight)
+	}()
+	if !waitWithin(inFlight, p.cfg.ProduceTimeout) {
+		errs = append(errs, fmt.Errorf("%w: producer: hints in flight did not finish within ProduceTimeout (%v); canceled and abandoned", ErrCloseTimeout, p.cfg.ProduceTimeout))
+		// Cancel them now, so that they stop holding the writer.
+		p.stop()
+	}
+	if err := closeWithin(p.cfg.ProduceTimeout, "producer: Kafka writer", p.writer.Close); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// waitWithin waits at most d for done to be closed and reports whether it
+// was.
+func waitWithin(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// closeWithin runs closeFn in its own goroutine and waits at most d for it.
+// It returns closeFn's error, or, when d passes first, an error wrapping
+// ErrCloseTimeout that names what (closeFn is then abandoned: its goroutine
+// ends whenever closeFn returns).
+func closeWithin(d time.Duration, what string, closeFn func() error) error {
+	errc := make(chan error, 1) // buffered: an abandoned closeFn never blocks
+	go func() { errc <- closeFn() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("hints: %s: close: %w", what, err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%w: %s did not close within %v; abandoned", ErrCloseTimeout, what, d)
+	}
 }
 
 // Describe implements prometheus.Collector.

@@ -62,6 +62,29 @@ const (
 	DefaultMaxHintAttempts   = 10
 )
 
+// ReplayerCloseTimeout bounds each wait of a replayer's shutdown on Kafka
+// or on Run. kafka-go's Reader.Close can block for a long time, or forever,
+// during a rebalance or after a lost connection, and its Writer.Close waits
+// for every queued batch. So:
+//
+//   - after its context is done, Run waits at most ReplayerCloseTimeout for
+//     the Kafka reader to close; past that it logs a warning naming the
+//     topic and consumer group, abandons the reader and returns;
+//   - [Replayer.Close] waits at most ReplayerCloseTimeout for Run to return
+//     and then at most ReplayerCloseTimeout for the dead-letter writer to
+//     close, so it returns within twice this.
+//
+// What is abandoned finishes in its own goroutine whenever kafka-go
+// returns; Close reports it with an error wrapping [ErrCloseTimeout]. It
+// equals the bound on one offset commit and on the replayer's topic
+// requests, and keeps a stopping replayer within a usual 15–30 s
+// termination grace period.
+const ReplayerCloseTimeout = 10 * time.Second
+
+// commitTimeout bounds one offset commit, including the last ones Run makes
+// after its context is done.
+const commitTimeout = 10 * time.Second
+
 // ReplayerConfig configures [NewReplayer]. Zero values pick the documented
 // defaults.
 type ReplayerConfig struct {
@@ -171,11 +194,21 @@ type Replayer struct {
 	hintLimit *rate.Limiter
 	byteLimit *rate.Limiter
 
+	// closeTimeout bounds each wait of the shutdown
+	// (ReplayerCloseTimeout; shorter in tests).
+	closeTimeout time.Duration
+
 	mu      sync.Mutex
 	closed  bool
 	running bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// stopErr records what Run abandoned while stopping (a Kafka reader
+	// whose Close did not return); Close reports it.
+	stopErr error
+	// phase says what Run is doing (a string), for Close to name what
+	// did not stop.
+	phase atomic.Value
 
 	oldest atomic.Int64 // birth (unix µs, hintBirth) of the oldest hint in the batch being replayed; 0 none
 	paused atomic.Bool
@@ -235,6 +268,8 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 		log:    log,
 		logErr: &rate.Sometimes{First: 1, Interval: 10 * time.Second},
 		now:    time.Now,
+
+		closeTimeout: ReplayerCloseTimeout,
 	}
 	if cfg.MaxHintsPerSecond > 0 {
 		r.hintLimit = rate.NewLimiter(rate.Limit(cfg.MaxHintsPerSecond), max(1, int(cfg.MaxHintsPerSecond)))
@@ -347,6 +382,12 @@ func (r *Replayer) Topic() string { return r.topic }
 // returns nil. It returns an error only if it cannot run at all (already
 // running, closed). Kafka or the region being unreachable is not an error:
 // Run waits, backs off and resumes by itself.
+//
+// Once ctx is done, Run stops applying, commits the offsets of the batches
+// already settled (each commit bounded to 10 s) and closes the Kafka
+// reader, waiting at most [ReplayerCloseTimeout] for it: a reader that does
+// not close in time is abandoned with a warning naming the topic and
+// consumer group, and reported by Close.
 func (r *Replayer) Run(ctx context.Context) error {
 	r.mu.Lock()
 	switch {
@@ -361,6 +402,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 	r.running, r.cancel, r.done = true, cancel, make(chan struct{})
 	done := r.done
 	r.mu.Unlock()
+	r.setPhase("creating its topics")
 	defer func() {
 		cancel()
 		r.mu.Lock()
@@ -383,7 +425,8 @@ func (r *Replayer) Run(ctx context.Context) error {
 		}
 	}
 	f := r.newFetcher()
-	defer f.Close()
+	defer r.closeFetcher(f)
+	r.setPhase("replaying hints")
 	r.log.Info("hints: replayer started", "topic", r.topic, "group", r.cfg.GroupID)
 
 	msgs := make(chan kafka.Message, prefetch(r.cfg.BatchSize))
@@ -395,6 +438,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 	}()
 	// On return: cancel, wait for fetchLoop, close the fetcher (LIFO).
 	defer wg.Wait()
+	defer r.setPhase("waiting for the Kafka fetch to return")
 	defer cancel()
 
 	// Commits run in their own goroutine, in order, so that the next batch
@@ -411,6 +455,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 	}()
 	defer cwg.Wait()
 	defer close(commits)
+	defer r.setPhase("committing the last offsets")
 
 	batch := make([]kafka.Message, 0, r.cfg.BatchSize)
 	for {
@@ -440,11 +485,39 @@ func (r *Replayer) Run(ctx context.Context) error {
 		case commits <- lastOffsets(batch):
 		case <-ctx.Done():
 			// Still commit what was applied: the committer ignores ctx.
+			r.setPhase("committing the last offsets")
 			commits <- lastOffsets(batch)
 			return nil
 		}
 		r.updateLag(f, len(msgs))
 	}
+}
+
+// closeFetcher closes f, waiting at most closeTimeout: kafka-go's
+// Reader.Close can block for a long time, or forever, during a rebalance or
+// after a lost connection. A reader that does not close in time is
+// abandoned (its goroutine ends whenever Close returns), logged, and
+// recorded for Close to report.
+func (r *Replayer) closeFetcher(f fetcher) {
+	r.setPhase("closing the Kafka reader")
+	what := fmt.Sprintf("replayer: Kafka reader of topic %q, consumer group %q", r.topic, r.cfg.GroupID)
+	err := closeWithin(r.closeTimeout, what, f.Close)
+	switch {
+	case errors.Is(err, ErrCloseTimeout):
+		r.log.Warn("hints: Kafka reader did not close in time; abandoned", "topic", r.topic, "group", r.cfg.GroupID, "timeout", r.closeTimeout)
+		r.mu.Lock()
+		r.stopErr = errors.Join(r.stopErr, err)
+		r.mu.Unlock()
+	case err != nil:
+		r.log.Warn("hints: closing the Kafka reader failed", "topic", r.topic, "group", r.cfg.GroupID, "err", err)
+	}
+}
+
+func (r *Replayer) setPhase(p string) { r.phase.Store(p) }
+
+func (r *Replayer) currentPhase() string {
+	p, _ := r.phase.Load().(string)
+	return p
 }
 
 // prefetch is how many records the reader's queue and the fetch channel
@@ -869,7 +942,7 @@ func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
 // The commit gets its own deadline so that a batch finished just as ctx is
 // canceled is still committed.
 func (r *Replayer) commit(ctx context.Context, f fetcher, batch []kafka.Message) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := f.CommitMessages(cctx, batch...); err != nil {
 		r.commitErrors.Inc()
@@ -897,8 +970,16 @@ func (r *Replayer) sleep(ctx context.Context, attempt int) bool {
 
 // Close stops Run, waits for it to return, and releases the dead-letter
 // writer. Hints being applied when Close is called are not committed and
-// will be replayed by the next replayer. Close is safe to call more than
-// once and concurrently with Run.
+// will be replayed by the next replayer.
+//
+// Close returns within 2 × [ReplayerCloseTimeout] (20 s): it waits at most
+// ReplayerCloseTimeout for Run to return, then at most ReplayerCloseTimeout
+// for the dead-letter writer to close. If Run does not return in time, if
+// the writer does not close in time, or if Run had to abandon its Kafka
+// reader, Close returns an error wrapping [ErrCloseTimeout] that names what
+// did not stop; Run then returns once what blocks it does. Close is safe
+// to call more than once and concurrently with Run; calls after the first
+// return nil at once.
 func (r *Replayer) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -909,15 +990,26 @@ func (r *Replayer) Close() error {
 	cancel, done := r.cancel, r.done
 	running := r.running
 	r.mu.Unlock()
+	var errs []error
 	if running {
 		cancel()
-		<-done
+		if !waitWithin(done, r.closeTimeout) {
+			errs = append(errs, fmt.Errorf("%w: replayer of topic %q, consumer group %q: Run did not return within %v while %s; abandoned (it returns once what blocks it does)",
+				ErrCloseTimeout, r.topic, r.cfg.GroupID, r.closeTimeout, r.currentPhase()))
+		}
 	}
-	err := r.dead.Close()
+	r.mu.Lock()
+	if r.stopErr != nil {
+		errs = append(errs, r.stopErr)
+	}
+	r.mu.Unlock()
+	if err := closeWithin(r.closeTimeout, fmt.Sprintf("replayer: dead-letter writer of topic %q", r.cfg.DeadLetterTopic), r.dead.Close); err != nil {
+		errs = append(errs, err)
+	}
 	if r.transport != nil {
 		r.transport.CloseIdleConnections()
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // Describe implements prometheus.Collector.

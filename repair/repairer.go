@@ -52,6 +52,21 @@ type Options struct {
 	// owner's segments are free again after it. Renewed every LeaseTTL/3.
 	// Default 2m.
 	LeaseTTL time.Duration
+	// LeaseWait bounds how long Run waits for a segment that another owner
+	// keeps leased without finishing it (a stuck or leaked process that
+	// renews its lease forever). While a segment is refused, Run polls it
+	// every min(LeaseTTL/4, 5s) without counting attempts; once it has been
+	// refused continuously for longer than LeaseWait, every further refusal
+	// counts as a failed attempt (an error wrapping [ErrSegmentLeased] that
+	// names the segment and, when the ProgressStore is a [LeaseInspector],
+	// the lease's owner), retried after RetryBackoff like any failure. So
+	// after MaxAttempts such attempts the segment is given up and Run ends
+	// with ErrIncomplete, about LeaseWait plus the retry backoffs after the
+	// segment was first refused. A healthy owner that needs longer than
+	// LeaseWait for one segment makes this Run report the segment failed;
+	// that owner still finishes and records it. Dry runs take no leases and
+	// never wait. Default 10 × LeaseTTL.
+	LeaseWait time.Duration
 	// Owner names this process in leases. A stable name lets a restarted
 	// process take its own leases back at once. Default "hostname-pid".
 	Owner string
@@ -110,6 +125,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 2 * time.Minute
+	}
+	if o.LeaseWait <= 0 {
+		o.LeaseWait = 10 * o.LeaseTTL
 	}
 	if o.Owner == "" {
 		h, _ := os.Hostname()
@@ -377,11 +395,46 @@ func (r *Repairer) segmentCount(ctx context.Context, namespace string) int {
 	return SegmentCount(est, r.opts.RowsPerSegment, r.opts.Segments)
 }
 
+// ErrSegmentLeased reports a segment that another owner kept leased, without
+// finishing it, for longer than Options.LeaseWait.
+var ErrSegmentLeased = errors.New("segment leased by another owner for too long")
+
+// LeaseInspector is implemented by a ProgressStore that can tell who holds a
+// segment's lease. It is optional: Run uses it only to name the owner in the
+// error of a segment leased for longer than Options.LeaseWait.
+type LeaseInspector interface {
+	// LeaseOwner returns the owner of the segment's live lease, or false if
+	// the segment is not leased.
+	LeaseOwner(ctx context.Context, run RunInfo, segment int) (owner string, ok bool, err error)
+}
+
 type segTask struct {
 	seg       TokenRange
 	attempts  int
 	notBefore time.Time
 	lastErr   error
+	// leasedSince is when the segment was first refused by another owner's
+	// lease since its last own attempt; zero when it is not being refused.
+	leasedSince time.Time
+}
+
+// leaseHeldError describes a segment refused for longer than LeaseWait,
+// naming the lease's owner when the store can tell.
+func (r *Repairer) leaseHeldError(ctx context.Context, store ProgressStore, run RunInfo, seg TokenRange, waited time.Duration) error {
+	owner := "unknown owner"
+	if li, ok := store.(LeaseInspector); ok {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		who, held, err := li.LeaseOwner(lctx, run, seg.Index)
+		cancel()
+		switch {
+		case err != nil:
+			owner = fmt.Sprintf("unknown owner (lookup failed: %v)", err)
+		case held:
+			owner = fmt.Sprintf("owner %q", who)
+		}
+	}
+	return fmt.Errorf("%w: segment %s of run %s held by %s for %v without being finished, more than the lease wait %v (Options.LeaseWait, default 10 × LeaseTTL): check that process",
+		ErrSegmentLeased, seg, run.ID, owner, waited.Round(time.Millisecond), r.opts.LeaseWait)
 }
 
 type segOutcome struct {
@@ -395,9 +448,10 @@ type segOutcome struct {
 // Run repairs one namespace: it joins the namespace's unfinished run (or
 // starts one) and repairs the segments not yet done, sharing them with other
 // processes through leases. It returns when every segment is done, when the
-// segments left failed MaxAttempts times (ErrIncomplete), or when ctx ends
-// (the progress made is kept and a later Run resumes). The Report is never
-// nil after the namespace was checked.
+// segments left failed MaxAttempts times (ErrIncomplete; a segment that
+// another owner keeps leased for longer than Options.LeaseWait counts as
+// failing), or when ctx ends (the progress made is kept and a later Run
+// resumes). The Report is never nil after the namespace was checked.
 func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 	started := time.Now()
 	rep := &Report{Namespace: namespace, DryRun: r.opts.DryRun, Started: started}
@@ -487,6 +541,19 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 		o := <-results
 		inflight--
 		t := o.task
+		switch {
+		case !o.leased || o.done:
+			t.leasedSince = time.Time{}
+		case ctx.Err() != nil:
+		case t.leasedSince.IsZero():
+			t.leasedSince = time.Now()
+		default:
+			if waited := time.Since(t.leasedSince); waited > r.opts.LeaseWait {
+				// Refused for too long: count it as a failed attempt.
+				o.leased = false
+				o.err = r.leaseHeldError(ctx, store, run, t.seg, waited)
+			}
+		}
 		switch {
 		case o.done:
 			rep.SegmentsDone++

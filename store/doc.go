@@ -70,8 +70,11 @@
 //     (ErrUnavailable) rather than guess.
 //   - Memory and concurrency are bounded: Config.RemoteConcurrency workers,
 //     Config.MaxPendingWrites and Config.MaxPendingBytes of queued work.
-//   - Close waits for every goroutine the Store started; CloseContext
-//     bounds the wait, hinting the background writes it gives up on.
+//   - Close waits for every goroutine the Store started, except the closing
+//     of a region's connections, which it waits for at most
+//     ConnectionCloseTimeout (regions close concurrently; one that hangs
+//     finishes in the background and is named in the error). CloseContext
+//     bounds the whole wait, hinting the background writes it gives up on.
 //
 // # Errors
 //

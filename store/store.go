@@ -58,6 +58,10 @@ type Store struct {
 	drainCtx  context.Context
 	closeLost atomic.Int64
 
+	// closers are the goroutines closing the regions' Executors; they may
+	// outlive CloseContext when its context ends first.
+	closers sync.WaitGroup
+
 	nsMu       sync.Mutex
 	retentions map[string]time.Duration
 }
@@ -120,7 +124,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		ex, err := cfg.NewExecutor(cctx, rc, cfg.Keyspace, ecfg)
 		cancel()
 		if err != nil {
-			s.closeExecutors()
+			s.closeOpened()
 			s.abort(nil)
 			return nil, fmt.Errorf("store: open region %q: %w", rc.Name, err)
 		}
@@ -137,7 +141,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 			err := r.exec.CreateKeyspace(cctx, cfg.Keyspace, ordered[i].ReplicationFactor)
 			cancel()
 			if err != nil {
-				s.closeExecutors()
+				s.closeOpened()
 				s.abort(nil)
 				return nil, fmt.Errorf("store: create keyspace %q in region %q: %w", cfg.Keyspace, r.name, err)
 			}
@@ -149,6 +153,17 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		go s.worker()
 	}
 	return s, nil
+}
+
+// closeOpened closes the regions Open has connected to when it fails,
+// waiting for them at most ConnectionCloseTimeout.
+func (s *Store) closeOpened() {
+	ctx, cancel := context.WithTimeout(context.Background(), ConnectionCloseTimeout)
+	defer cancel()
+	if err := s.closeExecutors(ctx); err != nil {
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "store: open failed; closing the regions already connected to",
+			slog.Any("error", err))
+	}
 }
 
 func (s *Store) newBreaker(name string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
@@ -186,21 +201,36 @@ func (s *Store) Regions() []string {
 	return out
 }
 
-// Close is CloseContext with a context that never ends: it waits, however
-// long it takes, for running calls and for all background work (writes to
-// the other regions, late synchronous writes, hints, read repairs) to
-// finish, then closes every region's connections. Each background write is
-// bounded by Config.Timeout, but with a backlog of queued writes to regions
-// that time out (and breakers disabled) draining can take many timeouts;
-// use CloseContext to bound it.
+// ConnectionCloseTimeout bounds how long Close waits for the regions'
+// connections to close once the background work has finished. Closing a
+// region's driver session can block for tens of seconds when the region is
+// unreachable (the driver waits for its control connection's last request or
+// reconnection attempt); the regions are closed concurrently, and those not
+// closed in this time go on closing in the background.
+const ConnectionCloseTimeout = 10 * time.Second
+
+// Close closes the Store like CloseContext with a context that never ends,
+// except that it waits at most ConnectionCloseTimeout for the regions'
+// connections to close.
+//
+// It waits, however long it takes, for running calls and for all background
+// work (writes to the other regions, late synchronous writes, hints, read
+// repairs) to finish. Each background write is bounded by Config.Timeout,
+// but with a backlog of queued writes to regions that time out (and breakers
+// disabled) draining can take many timeouts; use CloseContext to bound it.
+// Then it closes every region's connections, all at once, and waits for them
+// at most ConnectionCloseTimeout: if some are still closing then, it returns
+// an error naming those regions (wrapping context.DeadlineExceeded) and they
+// finish closing in the background.
 func (s *Store) Close() error {
-	return s.CloseContext(context.Background())
+	return s.close(context.Background(), ConnectionCloseTimeout)
 }
 
 // CloseContext closes the Store. Calls made after it starts return
 // ErrClosed. It waits for running calls and for all background work to
-// finish, then closes every region's connections and returns nil (or the
-// errors from closing connections).
+// finish, then closes every region's connections, all regions concurrently,
+// waits for them, and returns nil (or the errors from closing connections,
+// each naming its region).
 //
 // If ctx ends first, CloseContext stops waiting: every region request still
 // in flight is canceled (a write may still have been applied in its region),
@@ -209,13 +239,28 @@ func (s *Store) Close() error {
 // has already ended, those hints are bounded by one Config.HintTimeout in
 // total; the writes not hinted in that time are counted in
 // hints_failed_total and left to anti-entropy repair. Queued read repairs
-// are dropped. Every goroutine the Store started has stopped when
-// CloseContext returns, which it does with an error wrapping ctx's error.
+// are dropped. The region connections are then closed and CloseContext
+// returns an error wrapping ctx's error.
+//
+// The wait for the region connections is bounded by ctx too: when ctx ends
+// (or has ended) before every region has closed its connections,
+// CloseContext returns at once with an error, wrapping ctx's error, that
+// names the regions still closing; those go on closing in the background
+// and their goroutines end when the Executor's Close returns. So with a
+// ctx that ends, CloseContext returns within ctx's deadline plus at most
+// one Config.HintTimeout. Every other goroutine the Store started has
+// stopped when CloseContext returns.
 //
 // The Executor must honour the cancellation of its requests' contexts for
 // this to be prompt. CloseContext is idempotent: later calls return nil at
 // once.
 func (s *Store) CloseContext(ctx context.Context) error {
+	return s.close(ctx, 0)
+}
+
+// close is CloseContext; connBound > 0 also bounds the wait for the region
+// connections to close (Close's ConnectionCloseTimeout).
+func (s *Store) close(ctx context.Context, connBound time.Duration) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -260,20 +305,112 @@ func (s *Store) CloseContext(ctx context.Context) error {
 		}
 		errs = append(errs, fmt.Errorf("store: close: stopped waiting for background work, handing the writes canceled or still queued to the hint sink: %w", ctxErr))
 	}
-	if err := s.closeExecutors(); err != nil {
+	cctx := ctx
+	if connBound > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeoutCause(ctx, connBound,
+			fmt.Errorf("%w: Close waits at most %s for the region connections to close", context.DeadlineExceeded, connBound))
+		defer cancel()
+	}
+	if err := s.closeExecutors(cctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-func (s *Store) closeExecutors() error {
-	var errs []error
-	for _, r := range s.regions {
-		if err := r.exec.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("store: close region %q: %w", r.name, err))
+// regionClose is the outcome of closing one region's Executor.
+type regionClose struct {
+	done      chan struct{} // closed when Executor.Close has returned
+	mu        sync.Mutex
+	finished  bool  // Executor.Close has returned
+	err       error // its error
+	abandoned bool  // closeExecutors stopped waiting for it
+}
+
+// closeExecutors closes every region's Executor, each in a goroutine of its
+// own, and waits for them until ctx ends. It returns the errors of the
+// closes that finished, each naming its region, and, if ctx ended first, an
+// error naming the regions still closing, which go on in the background
+// (s.closers counts them).
+// closeGrace is how long closeExecutors waits for the regions when its ctx
+// has already ended.
+const closeGrace = time.Second
+
+func (s *Store) closeExecutors(ctx context.Context) error {
+	outs := make([]*regionClose, len(s.regions))
+	for i, r := range s.regions {
+		out := &regionClose{done: make(chan struct{})}
+		outs[i] = out
+		s.closers.Go(func() {
+			err := r.exec.Close()
+			out.mu.Lock()
+			out.finished, out.err = true, err
+			abandoned := out.abandoned
+			out.mu.Unlock()
+			close(out.done)
+			if abandoned {
+				attrs := []slog.Attr{slog.String("region", r.name)}
+				level := slog.LevelInfo
+				if err != nil {
+					level = slog.LevelWarn
+					attrs = append(attrs, slog.Any("error", err))
+				}
+				s.log.LogAttrs(context.Background(), level,
+					"store: region connections finished closing after Close stopped waiting", attrs...)
+			}
+		})
+	}
+	// A ctx that ran out while draining still leaves healthy regions a
+	// moment to close, so that only the ones that hang are reported.
+	wctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
+		defer cancel()
+	}
+wait:
+	for _, out := range outs {
+		select {
+		case <-out.done:
+		case <-wctx.Done():
+			break wait
 		}
 	}
+	var errs []error
+	var pending []string
+	for i, out := range outs {
+		out.mu.Lock()
+		if !out.finished {
+			out.abandoned = true
+			pending = append(pending, fmt.Sprintf("%q", s.regions[i].name))
+		} else if out.err != nil {
+			errs = append(errs, fmt.Errorf("store: close region %q: %w", s.regions[i].name, out.err))
+		}
+		out.mu.Unlock()
+	}
+	if len(pending) > 0 {
+		noun := "region"
+		if len(pending) > 1 {
+			noun = "regions"
+		}
+		errs = append(errs, fmt.Errorf("store: close: stopped waiting for the connections of %s %s to close (they go on closing in the background): %w",
+			noun, strings.Join(pending, ", "), ctxCause(ctx)))
+	}
 	return errors.Join(errs...)
+}
+
+// ctxCause is ctx's error, or its cause when that says more: the cause
+// itself if it wraps the error, both otherwise.
+func ctxCause(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	switch {
+	case cause == nil || cause == err:
+		return err
+	case errors.Is(cause, err):
+		return cause
+	default:
+		return fmt.Errorf("%w: %w", err, cause)
+	}
 }
 
 // begin registers a call; the returned function ends it.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,27 +29,100 @@ type Worker struct {
 	Run  func(ctx context.Context) error
 }
 
-// Supervise runs the workers until ctx is cancelled or one of them fails,
-// then cancels the others and waits for all of them. It returns the first
-// failure (named after its worker), or nil after a clean shutdown.
+// DefaultShutdownGrace is how long a Supervisor waits, by default, for its
+// workers to return once shutdown has begun. With the sessions' close bound
+// (DefaultSessionCloseTimeout) it fits in Kubernetes' default 30s
+// termination grace period.
+const DefaultShutdownGrace = 15 * time.Second
+
+// ErrShutdownTimeout reports workers that had not returned when the shutdown
+// grace period ended; the error returned names them.
+var ErrShutdownTimeout = errors.New("workers did not stop within the shutdown grace period")
+
+// Supervisor runs workers. The zero value is ready to use.
+type Supervisor struct {
+	// Grace bounds the wait for the workers once ctx is done or a worker
+	// failed: workers still running then are left behind (named in the log
+	// and in the error) so that the process can exit. Zero or negative means
+	// DefaultShutdownGrace.
+	Grace time.Duration
+	// Logger receives the names of workers that did not stop; nil discards.
+	Logger *slog.Logger
+}
+
+// Supervise runs the workers with a zero Supervisor (DefaultShutdownGrace).
 func Supervise(ctx context.Context, workers []Worker) error {
+	return Supervisor{}.Run(ctx, workers)
+}
+
+// Run runs the workers until ctx is cancelled or one of them fails, then
+// cancels the others and waits for all of them, at most Grace. It returns
+// the first failure (named after its worker), an error wrapping
+// ErrShutdownTimeout naming the workers still running after Grace (joined
+// with the failure, if any), or nil after a clean shutdown.
+func (s Supervisor) Run(ctx context.Context, workers []Worker) error {
+	grace, log := s.Grace, s.Logger
+	if grace <= 0 {
+		grace = DefaultShutdownGrace
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		wg.Go(func() {
+	// stopped receives the index of every worker that returned; it is
+	// buffered so that workers outliving Run do not block.
+	stopped := make(chan int, len(workers))
+	for i, w := range workers {
+		go func() {
+			defer func() { stopped <- i }()
 			err := w.Run(ctx)
 			if err != nil && ctx.Err() == nil {
 				cancel(fmt.Errorf("worker %s: %w", w.Name, err))
 			}
-		})
+		}()
 	}
-	<-ctx.Done()
-	wg.Wait()
+	running := make([]bool, len(workers))
+	left := len(workers)
+	for i := range running {
+		running[i] = true
+	}
+	for ctx.Err() == nil {
+		select {
+		case i := <-stopped:
+			running[i] = false
+			left--
+		case <-ctx.Done():
+		}
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+wait:
+	for left > 0 {
+		select {
+		case i := <-stopped:
+			running[i] = false
+			left--
+		case <-timer.C:
+			break wait
+		}
+	}
+	var err error
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
-		return c
+		err = c
 	}
-	return nil
+	if left > 0 {
+		var names []string
+		for i, r := range running {
+			if r {
+				names = append(names, workers[i].Name)
+			}
+		}
+		log.Error("repaird: workers did not stop within the shutdown grace period; leaving them behind",
+			"workers", names, "grace", grace)
+		err = errors.Join(err, fmt.Errorf("%w (%v): %s", ErrShutdownTimeout, grace, strings.Join(names, ", ")))
+	}
+	return err
 }
 
 // ConnectFunc opens a session to a region (cluster.Connect by default).
@@ -67,6 +141,11 @@ type Options struct {
 	// RetryDelay is the wait before retrying a namespace whose run failed
 	// (default min(interval, 1m)).
 	RetryDelay time.Duration
+	// ShutdownGrace bounds how long Run waits for its workers once it is
+	// stopping (default DefaultShutdownGrace); Run then closes the sessions
+	// (at most DefaultSessionCloseTimeout more) and returns an error naming
+	// the workers that did not stop.
+	ShutdownGrace time.Duration
 }
 
 // Daemon is the repaird server.
@@ -79,6 +158,7 @@ type Daemon struct {
 	status   *statusBoard
 	workers  []Worker
 	retry    time.Duration
+	grace    time.Duration
 	runSem   chan struct{}
 
 	// openProgress opens the progress store (tests replace it).
@@ -114,6 +194,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		sessions: NewSessions(cfg, opts.Connect, opts.Logger),
 		status:   newStatusBoard(cfg),
 		retry:    opts.RetryDelay,
+		grace:    opts.ShutdownGrace,
 		runSem:   make(chan struct{}, 1),
 	}
 	d.openProgress = d.cqlProgress
@@ -143,7 +224,8 @@ func (d *Daemon) Logger() *slog.Logger { return d.log }
 
 // Run serves HTTP on the configured address and runs every worker until
 // ctx is cancelled (SIGINT/SIGTERM in repaird) or a worker fails; then it
-// waits for all of them and closes the sessions.
+// waits for all of them (at most Options.ShutdownGrace) and closes the
+// sessions (at most DefaultSessionCloseTimeout).
 func (d *Daemon) Run(ctx context.Context) error {
 	srv, err := d.listen()
 	if err != nil {
@@ -152,7 +234,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.sessions.Close()
 	workers := append([]Worker{{Name: "http", Run: srv.run}}, d.workers...)
 	d.log.Info("repaird: serving", "listen", srv.addr(), "namespaces", d.cfg.Namespaces, "regions", len(d.cfg.Regions))
-	err = Supervise(ctx, workers)
+	err = Supervisor{Grace: d.grace, Logger: d.log}.Run(ctx, workers)
 	d.status.setStopping()
 	d.log.Info("repaird: stopped", "err", err)
 	return err

@@ -84,7 +84,11 @@ func (d *Daemon) replay(ctx context.Context, region string, kr *hints.Keyring) e
 				return fmt.Errorf("register hint metrics for %s: %w", region, err)
 			}
 			defer d.reg.Unregister(r)
-			defer r.Close()
+			defer func() {
+				if err := r.Close(); err != nil {
+					d.log.Error("repaird: hint replayer did not close cleanly", "region", region, "err", err)
+				}
+			}()
 			d.replaying(region, true)
 			defer d.replaying(region, false)
 			return r.Run(ctx)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -21,6 +24,10 @@ type Sessions struct {
 	cfg     *config.Config
 	connect ConnectFunc
 	log     *slog.Logger
+	// closeTimeout bounds Close (DefaultSessionCloseTimeout); closeSession
+	// closes one session ((*gocql.Session).Close). Tests replace them.
+	closeTimeout time.Duration
+	closeSession func(*gocql.Session)
 
 	mu       sync.Mutex
 	sessions map[string]*gocql.Session
@@ -28,13 +35,22 @@ type Sessions struct {
 }
 
 // NewSessions returns sessions for the configuration's regions; connect nil
-// means cluster.Connect.
+// means cluster.Connect, log nil discards the logs.
 func NewSessions(cfg *config.Config, connect ConnectFunc, log *slog.Logger) *Sessions {
 	if connect == nil {
 		connect = cluster.Connect
 	}
-	return &Sessions{cfg: cfg, connect: connect, log: log, sessions: map[string]*gocql.Session{}, errs: map[string]string{}}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sessions{cfg: cfg, connect: connect, log: log, closeTimeout: DefaultSessionCloseTimeout,
+		closeSession: (*gocql.Session).Close, sessions: map[string]*gocql.Session{}, errs: map[string]string{}}
 }
+
+// DefaultSessionCloseTimeout bounds how long Sessions.Close waits for the
+// sessions to close: closing a session to an unreachable region can block
+// for tens of seconds, and the process should still exit.
+const DefaultSessionCloseTimeout = 10 * time.Second
 
 // ErrUnreachable reports regions that could not be connected to.
 var ErrUnreachable = errors.New("region unreachable")
@@ -58,19 +74,21 @@ func (s *Sessions) Get(ctx context.Context, name string) (*gocql.Session, error)
 	cr.Logger = s.log
 	ss, err := s.connect(ctx, cr, "")
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
 		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 		s.errs[name] = msg
+		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: region %q (contact points %s): %s; check contact_points and that the region is up",
 			ErrUnreachable, name, strings.Join(rc.ContactPoints, ","), msg)
 	}
 	delete(s.errs, name)
 	if old := s.sessions[name]; old != nil { // lost a race: keep the first
-		ss.Close()
+		s.mu.Unlock()
+		s.closeSession(ss) // not under s.mu: closing may block
 		return old, nil
 	}
 	s.sessions[name] = ss
+	s.mu.Unlock()
 	return ss, nil
 }
 
@@ -121,12 +139,38 @@ func (s *Sessions) State() map[string]RegionStatus {
 	return out
 }
 
-// Close closes every session.
+// Close closes every session, concurrently, and forgets them (a later Get
+// connects again). It waits at most DefaultSessionCloseTimeout: the regions
+// whose sessions have not closed by then are logged and left to close in
+// the background. State and Get do not wait for Close.
 func (s *Sessions) Close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for n, ss := range s.sessions {
-		ss.Close()
-		delete(s.sessions, n)
+	open := s.sessions
+	s.sessions = map[string]*gocql.Session{}
+	s.mu.Unlock()
+	if len(open) == 0 {
+		return
+	}
+	// closed receives each region's name once its session is closed; it is
+	// buffered so that closes outliving Close do not block.
+	closed := make(chan string, len(open))
+	for name, ss := range open {
+		go func() {
+			defer func() { closed <- name }()
+			s.closeSession(ss)
+		}()
+	}
+	timer := time.NewTimer(s.closeTimeout)
+	defer timer.Stop()
+	for len(open) > 0 {
+		select {
+		case name := <-closed:
+			delete(open, name)
+		case <-timer.C:
+			regions := slices.Sorted(maps.Keys(open))
+			s.log.Warn("repaird: region sessions did not close in time; leaving them to close in the background",
+				"regions", regions, "timeout", s.closeTimeout)
+			return
+		}
 	}
 }
