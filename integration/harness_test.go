@@ -124,6 +124,7 @@ func runMain(m *testing.M) int {
 // when there is none.
 func testEnv(t testing.TB) env.Env {
 	t.Helper()
+	watchTest(t)
 	if shared.env == nil {
 		if inCI() {
 			t.Fatalf("integration environment unavailable (CI=true, so this is a failure): %v", shared.err)

@@ -629,6 +629,12 @@ func TestRepairLeasesAreLWTWithTTL(t *testing.T) {
 	mustBe("x renews an expired lease", ok, err, false)
 	ok, err = store.Acquire(ctx, run, 3, "y", time.Minute)
 	mustBe("y acquires the expired lease", ok, err, true)
+	if owner, held, err := store.LeaseOwner(ctx, run, 3); err != nil || !held || owner != "y" {
+		t.Fatalf("LeaseOwner = %q, %v, %v; want y's live lease", owner, held, err)
+	}
+	if owner, held, err := store.LeaseOwner(ctx, run, 4); err != nil || held {
+		t.Fatalf("LeaseOwner of an unleased segment = %q, %v, %v; want none", owner, held, err)
+	}
 	if err := store.Release(ctx, run, 3, "x"); err != nil {
 		t.Fatal(err)
 	}

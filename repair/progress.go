@@ -80,11 +80,13 @@ type ProgressStore interface {
 	LastFinished(ctx context.Context, namespace string) (RunInfo, bool, error)
 }
 
-// NewRunID returns a new random run identifier.
+// NewRunID returns a new random run identifier. Identifiers sort in the
+// order they were made, to the microsecond (runs started in the same second
+// are ordered too), then by 8 random bytes.
 func NewRunID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return time.Now().UTC().Format("20060102T150405.000000Z") + "-" + hex.EncodeToString(b[:])
 }
 
 // MemProgress is a ProgressStore in memory: progress survives a cancelled

@@ -129,6 +129,23 @@ func (p *CQLProgress) Acquire(ctx context.Context, run RunInfo, segment int, own
 	return false, nil
 }
 
+// LeaseOwner implements LeaseInspector: the owner of the segment's live
+// lease, read at LOCAL_SERIAL so that it sees the leases' LWTs.
+func (p *CQLProgress) LeaseOwner(ctx context.Context, run RunInfo, segment int) (string, bool, error) {
+	var owner string
+	err := p.q(`SELECT owner FROM %s.`+leasesTable+` WHERE namespace = ? AND run_id = ? AND segment = ?`,
+		run.Namespace, run.ID, segment).Consistency(gocql.LocalSerial).ScanContext(ctx, &owner)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return owner, true, nil
+}
+
+var _ LeaseInspector = (*CQLProgress)(nil)
+
 // Renew implements ProgressStore.
 func (p *CQLProgress) Renew(ctx context.Context, run RunInfo, segment int, owner string, ttl time.Duration) (bool, error) {
 	return p.q(`UPDATE %s.`+leasesTable+` USING TTL ? SET owner = ? WHERE namespace = ? AND run_id = ? AND segment = ? IF owner = ?`,
@@ -167,13 +184,20 @@ func (p *CQLProgress) Finish(ctx context.Context, run RunInfo, at time.Time) err
 // LastFinished implements ProgressStore: the newest run with a finish time
 // among the namespace's last 100 runs.
 func (p *CQLProgress) LastFinished(ctx context.Context, namespace string) (RunInfo, bool, error) {
+	// Rows come newest id first; the run with the latest start among the
+	// finished ones wins, so that the answer does not depend on how ids
+	// of runs started close together compare.
 	iter := p.q(`SELECT run_id, segments, started_at, finished_at FROM %s.`+runsTable+` WHERE namespace = ? LIMIT 100`, namespace).IterContext(ctx)
+	var best RunInfo
+	found := false
 	r := RunInfo{Namespace: namespace}
 	for iter.Scan(&r.ID, &r.Segments, &r.StartedAt, &r.FinishedAt) {
-		if !r.FinishedAt.IsZero() {
-			_ = iter.Close()
-			return r, true, nil
+		if !r.FinishedAt.IsZero() && (!found || r.StartedAt.After(best.StartedAt)) {
+			best, found = r, true
 		}
 	}
-	return RunInfo{}, false, iter.Close()
+	if err := iter.Close(); err != nil {
+		return RunInfo{}, false, err
+	}
+	return best, found, nil
 }

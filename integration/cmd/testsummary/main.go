@@ -154,7 +154,7 @@ func (s *summary) handle(e event) {
 			s.panicked[e.Package] = append(buf, e.Output)
 			return
 		}
-		if strings.HasPrefix(e.Output, "panic: ") {
+		if isCrash(e.Output) {
 			s.panicked[e.Package] = []string{e.Output}
 			s.printf("%s", e.Output)
 			s.printf("(testsummary: the rest of this panic is summarized at the end)\n")
@@ -222,9 +222,26 @@ func (s *summary) endPackage(pkg string) {
 	for k := range s.running {
 		if k.pkg == pkg {
 			s.lostTests[pkg] = append(s.lostTests[pkg], k.test)
-			delete(s.running, k)
+			// A test that never ended is a failure whose output matters.
+			t := s.tails[k]
+			if len(t) > tailLines {
+				t = t[len(t)-tailLines:]
+			}
+			s.failedTails[k] = t
+			s.done(k)
 		}
 	}
+}
+
+// isCrash reports whether a line starts a Go crash report: a panic (a
+// -timeout panic among them), a fatal runtime error, or a SIGQUIT dump.
+func isCrash(line string) bool {
+	for _, p := range []string{"panic: ", "fatal error: ", "SIGQUIT: quit", "SIGABRT: abort"} {
+		if strings.HasPrefix(line, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // watch names, every period, the tests that have run longer than it.
@@ -278,7 +295,7 @@ func (s *summary) report(failOnSkip bool, dumpPath string) int {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].test < keys[j].test })
 	for _, k := range keys {
-		s.printf("\n%s: --- %s failed; its last lines:\n%s", s.label, k.test, strings.Join(s.failedTails[k], ""))
+		s.printf("\n%s: --- %s failed or never ended; its last lines:\n%s", s.label, k.test, strings.Join(s.failedTails[k], ""))
 	}
 	sort.Strings(s.failedNames)
 	sort.Strings(s.skippedNames)

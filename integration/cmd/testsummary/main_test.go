@@ -34,7 +34,9 @@ func TestTimeoutReportNamesTheHungTestsAndTheirGoroutines(t *testing.T) {
 		"x: FAILED: [TestD]",
 		"x: 1 passed, 1 failed, 0 skipped",
 		"tohang.helperBlocks",
-		"--- TestD failed; its last lines:",
+		"--- TestD failed or never ended; its last lines:",
+		"--- TestB failed or never ended; its last lines:",
+		"hello b",
 		"d broke",
 		"(2 goroutines shown, 2 without tohang frames left out)",
 	} {
@@ -164,5 +166,34 @@ func TestQuietModePrintsOnlyFailedAndSkippedTests(t *testing.T) {
 		if strings.Contains(got, "ok chatter") != verbose {
 			t.Errorf("verbose=%v: a passing test's output printed=%v:\n%s", verbose, !verbose, got)
 		}
+	}
+}
+
+func TestSIGQUITDumpIsSummarized(t *testing.T) {
+	in := `{"Action":"run","Package":"p","Test":"TestHang"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"working\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"SIGQUIT: quit\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"PC=0x1 m=0 sigcode=0\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"goroutine 7 [select]:\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"m/fault.(*Proxy).Heal(...)\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"goroutine 8 [IO wait]:\n"}
+{"Action":"output","Package":"p","Test":"TestHang","Output":"internal/poll.runtime_pollWait(...)\n"}
+{"Action":"output","Package":"p","Output":"FAIL\tp\t9.9s\n"}
+{"Action":"fail","Package":"p"}
+`
+	var out bytes.Buffer
+	s := newSummary("x", "m", &out)
+	s.read(strings.NewReader(in))
+	s.report(false, "")
+	got := out.String()
+	for _, want := range []string{"SIGQUIT: quit", "m/fault.(*Proxy).Heal", "still running when p ended: [TestHang]", "working", "(1 goroutines shown, 1 without m frames left out)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "runtime_pollWait") {
+		t.Errorf("a goroutine without module frames was printed:\n%s", got)
 	}
 }
