@@ -313,7 +313,7 @@ func TestStoreRejectedWriteNotHinted(t *testing.T) {
 	if err == nil || errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), storeNS+"_typo") {
 		t.Fatalf("Delete in a missing table: %v, want an error naming the namespace, not ErrUnavailable", err)
 	}
-	if err := e.st.Close(); err != nil { // waits for the background writes to b and c
+	if err := closeStore(t, e.st); err != nil { // waits for the background writes to b and c
 		t.Fatal(err)
 	}
 	if hs := e.sink.all(); len(hs) != 0 {
@@ -365,7 +365,7 @@ func TestStoreDeletePropagates(t *testing.T) {
 		}
 		return fmt.Errorf("Get at ALL: %v", err)
 	})
-	if err := e.st.Close(); err != nil {
+	if err := closeStore(t, e.st); err != nil {
 		t.Fatal(err)
 	}
 	var ts int64
@@ -498,7 +498,7 @@ func TestStoreBadInput(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}
-	if err := e.st.Close(); err != nil {
+	if err := closeStore(t, e.st); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range []string{"a", "b", "c"} {
@@ -557,7 +557,7 @@ func TestStoreTimeoutAndReadRepair(t *testing.T) {
 		}
 		return nil
 	})
-	if err := e.st.Close(); err != nil { // waits for the read repair
+	if err := closeStore(t, e.st); err != nil { // waits for the read repair
 		t.Fatal(err)
 	}
 	if row := readRegionRow(t, "b", ks, pk, []byte("local")); string(row.value) != "v2" {
@@ -747,4 +747,26 @@ func TestStoreCreateKeyspace(t *testing.T) {
 			t.Errorf("region %s marker %+v, want TTL of the 48h retention", n, row)
 		}
 	}
+}
+
+// closeStore closes st, waiting for its background work. A driver that is
+// slow to close a region's connections (ErrStillClosing alone: all data is
+// done) is logged, not failed: it is not what these tests check.
+func closeStore(t testing.TB, st *store.Store) error {
+	t.Helper()
+	err := st.Close()
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		if !errors.Is(e, store.ErrStillClosing) {
+			return err
+		}
+	}
+	t.Logf("store close: %v", err)
+	return nil
 }

@@ -121,8 +121,8 @@ func TestCloseContextStopsWaitingForHungRegion(t *testing.T) {
 	if err == nil {
 		t.Fatal("CloseContext returned nil while region b was still closing")
 	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("CloseContext: %v, want an error wrapping context.DeadlineExceeded", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrStillClosing) {
+		t.Errorf("CloseContext: %v, want an error wrapping ErrStillClosing and context.DeadlineExceeded", err)
 	}
 	msg := err.Error()
 	if !strings.Contains(msg, `region "b"`) {
@@ -167,8 +167,8 @@ func TestCloseBoundsRegionCloses(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("close with a 100ms bound on the region closes was still waiting for the hung region after 2s")
 	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("close: %v, want context.DeadlineExceeded", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrStillClosing) {
+		t.Fatalf("close: %v, want ErrStillClosing and context.DeadlineExceeded", err)
 	}
 	for _, want := range []string{`region "c"`, "Close waits at most 100ms"} {
 		if !strings.Contains(err.Error(), want) {

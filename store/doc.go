@@ -73,7 +73,7 @@
 //   - Close waits for every goroutine the Store started, except the closing
 //     of a region's connections, which it waits for at most
 //     ConnectionCloseTimeout (regions close concurrently; one that hangs
-//     finishes in the background and is named in the error). CloseContext
+//     finishes in the background and is named in an ErrStillClosing error). CloseContext
 //     bounds the whole wait, hinting the background writes it gives up on.
 //
 // # Errors

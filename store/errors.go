@@ -76,6 +76,14 @@ var (
 	// ErrClosed is returned by every call made after Close.
 	ErrClosed = errors.New("store: closed")
 
+	// ErrStillClosing is returned by Close and CloseContext when every
+	// call, background write and hint is done but some region's driver
+	// connections had not finished closing within the bound (the driver
+	// can take tens of seconds after a region was unreachable). They go on
+	// closing in the background; nothing is lost. The error names the
+	// regions; a caller that only cares about data can ignore it.
+	ErrStillClosing = errors.New("store: region connections still closing")
+
 	// ErrNoHintSink is returned by the default hint sink, used when
 	// Config.HintSink is nil: the hint was not stored anywhere, the write is
 	// left to anti-entropy repair and counted in the hints-failed metric.

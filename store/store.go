@@ -393,8 +393,8 @@ wait:
 		if len(pending) > 1 {
 			noun = "regions"
 		}
-		errs = append(errs, fmt.Errorf("store: close: stopped waiting for the connections of %s %s to close (they go on closing in the background): %w",
-			noun, strings.Join(pending, ", "), ctxCause(ctx)))
+		errs = append(errs, fmt.Errorf("%w: stopped waiting for the connections of %s %s to close (they go on closing in the background): %w",
+			ErrStillClosing, noun, strings.Join(pending, ", "), ctxCause(ctx)))
 	}
 	return errors.Join(errs...)
 }

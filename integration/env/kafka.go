@@ -97,9 +97,7 @@ func (s kafkaSpec) prepare(ctx context.Context) (*Process, error) {
 	cp := filepath.Join(s.lib, "*")
 	logOpt := "-Dlog4j.configuration=file:" + l4j
 	if _, err := os.Stat(filepath.Join(s.dir, "data", "meta.properties")); err != nil {
-		id := make([]byte, 16)
-		_, _ = rand.Read(id)
-		clusterID := base64.RawURLEncoding.EncodeToString(id)
+		clusterID := newKafkaClusterID()
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		out, err := exec.CommandContext(fctx, javaBin(), "-Xmx256M", logOpt, "-cp", cp,
@@ -157,4 +155,18 @@ func kafkaReady(ctx context.Context, addr string) error {
 		return err
 	}
 	return nil
+}
+
+// newKafkaClusterID returns a random cluster id in Kafka's form (16 bytes,
+// URL-safe base64). One that starts with '-' is drawn again: the storage
+// tool's argument parser would take it for an option and fail (1 start in
+// 64 did).
+func newKafkaClusterID() string {
+	for {
+		id := make([]byte, 16)
+		_, _ = rand.Read(id)
+		if s := base64.RawURLEncoding.EncodeToString(id); s[0] != '-' {
+			return s
+		}
+	}
 }

@@ -326,59 +326,85 @@ func waitRing(ctx context.Context, r localRegion, logf func(string, ...any)) err
 	c.ProtoVersion = 5
 	c.Timeout = 5 * time.Second
 	c.ConnectTimeout = 5 * time.Second
-	// Every schema change goes through one coordinator: DDL sent to
-	// different nodes while their schemas still disagree makes conflicting
-	// versions that take long to merge on a loaded machine.
-	c.HostFilter = gocql.WhiteListHostFilter(r.Hosts[0])
-	const ks = "tidemark_env_probe"
-	steps := []struct {
-		name string
-		run  func(s *gocql.Session) error
-	}{
-		{"create the probe keyspace", func(s *gocql.Session) error {
-			return s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class':'NetworkTopologyStrategy','%s':%d}`, ks, r.DC, len(r.nodes))).ExecContext(ctx)
-		}},
-		{"create the probe table", func(s *gocql.Session) error {
-			return s.Query(`CREATE TABLE IF NOT EXISTS ` + ks + `.probe (k int PRIMARY KEY, v int)`).ExecContext(ctx)
-		}},
-		{"schema agreement", func(s *gocql.Session) error { return s.AwaitSchemaAgreement(ctx) }},
-		{"write at ALL", func(s *gocql.Session) error {
-			return s.Query(`INSERT INTO ` + ks + `.probe (k, v) VALUES (1, 1)`).Consistency(gocql.All).ExecContext(ctx)
-		}},
-	}
-	var s *gocql.Session
-	defer func() {
-		if s != nil {
-			s.Close()
-		}
-	}()
-	next := 0 // steps done are not repeated
+	// Schema changes reach the peers a coordinator knows when it makes
+	// them; a node that misses that push can take minutes to pull the
+	// schema on a fresh ring. So: first every node must know all the
+	// others (system.peers_v2), then the DDL is repeated, each attempt
+	// through whichever node the driver picks (a node that missed the
+	// keyspace creates it and pushes it), with short waits for agreement.
+	// The probe table has a fixed id, so that creations on two nodes
+	// agree.
+	c.MaxWaitSchemaAgreement = 15 * time.Second
+	var last error
 	for {
-		var err error
-		if s == nil {
-			s, err = c.CreateSession()
+		last = func() error {
+			if err := peersKnown(ctx, r); err != nil {
+				return err
+			}
+			s, err := c.CreateSession()
 			if err != nil {
-				s = nil
+				return err
 			}
-		}
-		for err == nil && next < len(steps) {
-			if err = steps[next].run(s); err != nil {
-				err = fmt.Errorf("%s: %w", steps[next].name, err)
-				break
+			defer s.Close()
+			ks := "tidemark_env_probe"
+			if err := s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = {'class':'NetworkTopologyStrategy','%s':%d}`, ks, r.DC, len(r.nodes))).ExecContext(ctx); err != nil {
+				return err
 			}
-			next++
-		}
-		if err == nil {
+			if err := s.AwaitSchemaAgreement(ctx); err != nil {
+				return err
+			}
+			if err := s.Query(`CREATE TABLE IF NOT EXISTS ` + ks + `.probe (k int PRIMARY KEY, v int) WITH ID = 5e7c9f1a-3b2d-4c8e-9f60-7d1a2b3c4d5e`).ExecContext(ctx); err != nil {
+				return err
+			}
+			if err := s.AwaitSchemaAgreement(ctx); err != nil {
+				return err
+			}
+			return s.Query(`INSERT INTO ` + ks + `.probe (k, v) VALUES (1, 1)`).Consistency(gocql.All).ExecContext(ctx)
+		}()
+		if last == nil {
 			logf("region %s: ring of %d nodes ready after %s", r.Name, len(r.nodes), time.Since(start).Round(100*time.Millisecond))
 			return nil
 		}
-		logf("region %s: waiting for the ring: %v", r.Name, err)
+		logf("region %s: waiting for the ring: %v", r.Name, last)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: region %s: nodes did not form a ring in %s: %v", ErrStart, r.Name, time.Since(start).Round(time.Second), err)
+			return fmt.Errorf("%w: region %s: nodes did not form a ring in time: %v", ErrStart, r.Name, last)
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// peersKnown checks that every node of r lists all the others in
+// system.peers_v2 (gossip has them joined).
+func peersKnown(ctx context.Context, r localRegion) error {
+	for _, h := range r.Hosts {
+		c := gocql.NewCluster(h)
+		c.Logger = quietLogger{}
+		c.ProtoVersion = 5
+		c.Timeout = 5 * time.Second
+		c.ConnectTimeout = 5 * time.Second
+		c.DisableInitialHostLookup = true
+		c.HostFilter = gocql.WhiteListHostFilter(h)
+		s, err := c.CreateSession()
+		if err != nil {
+			return fmt.Errorf("node %s: %w", h, err)
+		}
+		n := 0
+		iter := s.Query(`SELECT peer FROM system.peers_v2`).WithContext(ctx).Iter()
+		var peer string
+		for iter.Scan(&peer) {
+			n++
+		}
+		err = iter.Close()
+		s.Close()
+		if err != nil {
+			return fmt.Errorf("node %s: read peers: %w", h, err)
+		}
+		if n < len(r.Hosts)-1 {
+			return fmt.Errorf("node %s knows %d of its %d peers", h, n, len(r.Hosts)-1)
+		}
+	}
+	return nil
 }
 
 func (l *Local) nodeCount() int {
