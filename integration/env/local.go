@@ -423,7 +423,7 @@ func peersKnown(ctx context.Context, r localRegion) error {
 			return fmt.Errorf("node %s: %w", h, err)
 		}
 		n := 0
-		iter := s.Query(`SELECT peer FROM system.peers_v2`).WithContext(ctx).Iter()
+		iter := s.Query(`SELECT peer FROM system.peers_v2`).IterContext(ctx)
 		var peer string
 		for iter.Scan(&peer) {
 			n++
