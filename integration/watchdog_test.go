@@ -94,6 +94,9 @@ func overdue(now time.Time) []string {
 func TestWatchdogFlagsOnlyOverdueTests(t *testing.T) {
 	watchTest(t)
 	if watchdog.limit <= 0 {
+		if inCI() {
+			t.Fatal("CI=true: the watchdog is off (TIDEMARK_TEST_WATCHDOG=0); CI must run with it")
+		}
 		t.Skip("the watchdog is off (TIDEMARK_TEST_WATCHDOG=0)")
 	}
 	watchdog.mu.Lock()
