@@ -95,17 +95,8 @@ func awaitLeaders(ctx context.Context, client *kafka.Client, topic string) {
 	defer cancel()
 	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
 		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
-			ready := true
-			for _, p := range md.Topics[0].Partitions {
-				if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
-					ready = false
-					break
-				}
-			}
-			if ready {
-				return
-			}
+		if err == nil && leadersReady(md) {
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -113,6 +104,20 @@ func awaitLeaders(ctx context.Context, client *kafka.Client, topic string) {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// leadersReady reports whether the one topic of md has partitions, every
+// one with a leader.
+func leadersReady(md *kafka.MetadataResponse) bool {
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil || len(md.Topics[0].Partitions) == 0 {
+		return false
+	}
+	for _, p := range md.Topics[0].Partitions {
+		if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // leaderWait bounds awaitLeaders.

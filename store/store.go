@@ -220,8 +220,8 @@ const ConnectionCloseTimeout = 10 * time.Second
 // disabled) draining can take many timeouts; use CloseContext to bound it.
 // Then it closes every region's connections, all at once, and waits for them
 // at most ConnectionCloseTimeout: if some are still closing then, it returns
-// an error naming those regions (wrapping context.DeadlineExceeded) and they
-// finish closing in the background.
+// an error naming those regions (wrapping ErrStillClosing and
+// context.DeadlineExceeded) and they finish closing in the background.
 func (s *Store) Close() error {
 	return s.close(context.Background(), ConnectionCloseTimeout)
 }
@@ -244,11 +244,12 @@ func (s *Store) Close() error {
 //
 // The wait for the region connections is bounded by ctx too: when ctx ends
 // (or has ended) before every region has closed its connections,
-// CloseContext returns at once with an error, wrapping ctx's error, that
-// names the regions still closing; those go on closing in the background
-// and their goroutines end when the Executor's Close returns. So with a
-// ctx that ends, CloseContext returns within ctx's deadline plus at most
-// one Config.HintTimeout. Every other goroutine the Store started has
+// CloseContext returns then (if ctx had already ended, after at most one
+// second more for the healthy regions) with an error wrapping
+// ErrStillClosing and ctx's error that names the regions still closing;
+// those go on closing in the background and their goroutines end when the
+// Executor's Close returns. So with a ctx that ends, CloseContext returns
+// within ctx's deadline plus at most one Config.HintTimeout and a second. Every other goroutine the Store started has
 // stopped when CloseContext returns.
 //
 // The Executor must honour the cancellation of its requests' contexts for
@@ -327,15 +328,16 @@ type regionClose struct {
 	abandoned bool  // closeExecutors stopped waiting for it
 }
 
-// closeExecutors closes every region's Executor, each in a goroutine of its
-// own, and waits for them until ctx ends. It returns the errors of the
-// closes that finished, each naming its region, and, if ctx ended first, an
-// error naming the regions still closing, which go on in the background
-// (s.closers counts them).
 // closeGrace is how long closeExecutors waits for the regions when its ctx
 // has already ended.
 const closeGrace = time.Second
 
+// closeExecutors closes every region's Executor, each in a goroutine of its
+// own, and waits for them until ctx ends (at most closeGrace if it already
+// has). It returns the errors of the closes that finished, each naming its
+// region, and, if ctx ended first, an error wrapping ErrStillClosing that
+// names the regions still closing, which go on in the background
+// (s.closers counts them).
 func (s *Store) closeExecutors(ctx context.Context) error {
 	outs := make([]*regionClose, len(s.regions))
 	for i, r := range s.regions {
