@@ -50,11 +50,6 @@ func hintsTable(t testing.TB, ks string, regions ...string) {
 	}
 }
 
-// hintsDeleteTopics deletes the test's topics when it ends.
-func hintsDeleteTopics(t testing.TB, topics ...string) {
-	deleteTopicsAtCleanup(t, topics...)
-}
-
 func hintsProducer(t testing.TB, prefix string, kr *hints.Keyring) *hints.Producer {
 	t.Helper()
 	p, err := hints.NewProducer(hints.ProducerConfig{
@@ -69,7 +64,7 @@ func hintsProducer(t testing.TB, prefix string, kr *hints.Keyring) *hints.Produc
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	hintsDeleteTopics(t, prefix+"a", prefix+"b", prefix+"c", prefix+hints.DeadLetterSuffix)
+	deleteTopicsAtCleanup(t, prefix+"a", prefix+"b", prefix+"c", prefix+hints.DeadLetterSuffix)
 	return p
 }
 
@@ -783,7 +778,7 @@ func TestHintsKafkaDownProducerFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	hintsDeleteTopics(t, prefix+"b")
+	deleteTopicsAtCleanup(t, prefix+"b")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	h := func(i int) hints.Hint {

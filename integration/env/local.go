@@ -237,13 +237,8 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				v, err := waitCQL(ctx, n.Process, n.CQLAddr())
-				if err != nil {
+				if err := waitNode(ctx, n); err != nil {
 					fail(err)
-					return
-				}
-				if !strings.HasPrefix(v, "5.0.") {
-					fail(fmt.Errorf("%s answers with release_version %s, want 5.0.x", n.Name, v))
 				}
 			}()
 		}
@@ -270,12 +265,8 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 			if err := l.writeState(); err != nil {
 				return nil, err
 			}
-			v, err := waitCQL(ctx, n.Process, n.CQLAddr())
-			if err != nil {
+			if err := waitNode(ctx, n); err != nil {
 				return nil, err
-			}
-			if !strings.HasPrefix(v, "5.0.") {
-				return nil, fmt.Errorf("%s answers with release_version %s, want 5.0.x", n.Name, v)
 			}
 			o.Logf("region %s: %s joined in %s", r.Name, n.Name, time.Since(joined).Round(100*time.Millisecond))
 		}
@@ -288,6 +279,18 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 	ok = true
 	o.Logf("environment ready in %s", time.Since(l.started).Round(100*time.Millisecond))
 	return l, l.writeState()
+}
+
+// waitNode waits until node n answers CQL with a 5.0.x release.
+func waitNode(ctx context.Context, n *Node) error {
+	v, err := waitCQL(ctx, n.Process, n.CQLAddr())
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(v, "5.0.") {
+		return fmt.Errorf("%s answers with release_version %s, want 5.0.x", n.Name, v)
+	}
+	return nil
 }
 
 func validateSpecs(specs []RegionSpec) error {
@@ -354,11 +357,7 @@ func checkPorts(o Options) error {
 // a write at consistency ALL succeeds.
 func waitRing(ctx context.Context, r localRegion, logf func(string, ...any)) error {
 	start := time.Now()
-	c := gocql.NewCluster(r.Hosts...)
-	c.Logger = quietLogger{}
-	c.ProtoVersion = 5
-	c.Timeout = 5 * time.Second
-	c.ConnectTimeout = 5 * time.Second
+	c := probeCluster(r.Hosts...)
 	// Schema changes reach the peers a coordinator knows when it makes
 	// them; a node that misses that push can take minutes to pull the
 	// schema on a fresh ring. So: first every node must know all the
@@ -407,15 +406,21 @@ func waitRing(ctx context.Context, r localRegion, logf func(string, ...any)) err
 	}
 }
 
+// probeCluster is the driver configuration of the readiness probes.
+func probeCluster(hosts ...string) *gocql.ClusterConfig {
+	c := gocql.NewCluster(hosts...)
+	c.Logger = quietLogger{}
+	c.ProtoVersion = 5
+	c.Timeout = 5 * time.Second
+	c.ConnectTimeout = 5 * time.Second
+	return c
+}
+
 // peersKnown checks that every node of r lists all the others in
 // system.peers_v2 (gossip has them joined).
 func peersKnown(ctx context.Context, r localRegion) error {
 	for _, h := range r.Hosts {
-		c := gocql.NewCluster(h)
-		c.Logger = quietLogger{}
-		c.ProtoVersion = 5
-		c.Timeout = 5 * time.Second
-		c.ConnectTimeout = 5 * time.Second
+		c := probeCluster(h)
 		c.DisableInitialHostLookup = true
 		c.HostFilter = gocql.WhiteListHostFilter(h)
 		s, err := c.CreateSession()

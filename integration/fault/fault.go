@@ -276,7 +276,7 @@ func (t *switchToxic) GetBufferSize() int { return 1024 }
 
 // Pipe implements toxics.Toxic.
 func (t *switchToxic) Pipe(stub *toxics.ToxicStub) {
-	st := t.state.Load()
+	st := t.state.Load() // set by Proxy.start before the proxy accepts anything
 	for {
 		select {
 		case <-stub.Interrupt:
@@ -285,12 +285,6 @@ func (t *switchToxic) Pipe(stub *toxics.ToxicStub) {
 			if c == nil {
 				stub.Close()
 				return
-			}
-			if st == nil {
-				if !forward(stub, c) {
-					return
-				}
-				continue
 			}
 			switch st.mode.Load() {
 			case modeDrop:
