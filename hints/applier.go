@@ -9,6 +9,7 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -23,7 +24,7 @@ import (
 // ReplayerConfig.MaxHintAttempts attempts. An Applier that also implements
 // [Prober] lets the replayer tell the two cases apart precisely.
 type Applier interface {
-	Apply(ctx context.Context, h Hint) error
+	Apply(ctx context.Context, h record.Hint) error
 }
 
 // Prober is an optional interface of an [Applier]. Probe reports whether
@@ -34,14 +35,14 @@ type Applier interface {
 // that part of it) is unreachable: the failure does not count, and the
 // replayer pauses.
 type Prober interface {
-	Probe(ctx context.Context, h Hint) error
+	Probe(ctx context.Context, h record.Hint) error
 }
 
 // ApplierFunc adapts a function to [Applier].
-type ApplierFunc func(ctx context.Context, h Hint) error
+type ApplierFunc func(ctx context.Context, h record.Hint) error
 
 // Apply calls f.
-func (f ApplierFunc) Apply(ctx context.Context, h Hint) error { return f(ctx, h) }
+func (f ApplierFunc) Apply(ctx context.Context, h record.Hint) error { return f(ctx, h) }
 
 // ErrPermanent marks an Apply error that retrying cannot fix, such as a
 // statement the region refuses as invalid (for example a namespace whose
@@ -171,7 +172,7 @@ type cqlApplier struct {
 	retentions *retentionCache
 }
 
-func (a *cqlApplier) Apply(ctx context.Context, h Hint) error {
+func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
 	args, err := a.bind(h)
 	if err != nil {
 		return err
@@ -180,7 +181,7 @@ func (a *cqlApplier) Apply(ctx context.Context, h Hint) error {
 	if err != nil {
 		return err
 	}
-	if birth := hintBirth(h); a.now().Sub(birth) > retention {
+	if birth := h.Birth(); a.now().Sub(birth) > retention {
 		return fmt.Errorf("%w: %w: written %s, more than the tombstone retention %v of %s.%s ago; a deletion marker that superseded it may be gone, repair covers the row",
 			ErrPermanent, ErrExpired, birth.UTC().Format(time.RFC3339), retention, a.keyspace, h.Namespace)
 	}
@@ -199,7 +200,7 @@ func (a *cqlApplier) Apply(ctx context.Context, h Hint) error {
 }
 
 // Probe implements [Prober].
-func (a *cqlApplier) Probe(ctx context.Context, h Hint) error {
+func (a *cqlApplier) Probe(ctx context.Context, h record.Hint) error {
 	args, err := a.bind(h)
 	if err != nil {
 		return nil // nothing to probe: Apply refuses h permanently
@@ -226,21 +227,9 @@ func regionDown(err error) bool {
 	return false
 }
 
-// hintBirth is the moment a hint's age is measured from: the earlier of its
-// CreatedAt and its write's Timestamp (the Timestamp alone when CreatedAt
-// is zero). A deletion that superseded the write has a later timestamp, so
-// its marker lives at least until birth + retention.
-func hintBirth(h Hint) time.Time {
-	ts := time.UnixMicro(h.Timestamp)
-	if h.CreatedAt.IsZero() || ts.Before(h.CreatedAt) {
-		return ts
-	}
-	return h.CreatedAt
-}
-
 // bind returns the values for schema.Insert: pk, ck, value, deleted,
 // digest, timestamp, ttl.
-func (a *cqlApplier) bind(h Hint) ([]any, error) {
+func (a *cqlApplier) bind(h record.Hint) ([]any, error) {
 	if err := schema.ValidateName("keyspace", a.keyspace); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
 	}

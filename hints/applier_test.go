@@ -11,6 +11,7 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -108,7 +109,7 @@ func TestCQLApplierTableRetention(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFakeCQL(map[string]string{"short": retentionComment(time.Hour), "long": retentionComment(240 * time.Hour)})
 			a := f.applier(&now)
-			h := Hint{Target: "b", Namespace: c.table, PK: []byte("p"), CK: []byte("c"), Value: []byte("v"),
+			h := record.Hint{Target: "b", Namespace: c.table, PK: []byte("p"), CK: []byte("c"), Value: []byte("v"),
 				Timestamp: c.ts.UnixMicro(), CreatedAt: c.createdAt}
 			err := a.Apply(context.Background(), h)
 			if c.expired {

@@ -4,15 +4,15 @@
 // # Mental model
 //
 // A write that cannot reach a region (its circuit breaker is open, its nodes
-// time out) becomes a [Hint]: the row, the write's timestamp, its absolute
+// time out) becomes a [record.Hint]: the row, the write's timestamp, its absolute
 // expiry and the region it is for. A [Producer] appends the hint, encoded
-// with [Encode], to the Kafka topic of the target region (TopicPrefix +
+// with [record.Encode], to the Kafka topic of the target region (TopicPrefix +
 // region), keyed by partition key; it returns nil only once Kafka has
 // acknowledged the record with acks=all, so the store can count a durable
 // hint as the region's acknowledgement at consistency level Any.
 //
 // In each region a [Replayer] consumes that region's topic in a consumer
-// group, decodes every record with [Decode], and applies it through an
+// group, decodes every record with [record.Decode], and applies it through an
 // [Applier] (normally [NewCQLApplier]) with the write's own timestamp. It
 // commits a Kafka offset only after the hints up to it were applied, or were
 // durably sent to the dead-letter topic, so replay is at-least-once; because
@@ -37,13 +37,13 @@
 //     region is reachable (its [Prober] probe succeeds, or other hints are
 //     applied) is dead-lettered as [ReasonRejected] after MaxHintAttempts.
 //   - Every row a store with default limits accepts can be hinted:
-//     [DefaultMaxHintBytes] fits a 1 MiB value with 64 KiB keys, and the
+//     [record.DefaultMaxHintBytes] fits a 1 MiB value with 64 KiB keys, and the
 //     topics this package creates take records that large.
 //   - Memory is bounded on both sides: the producer refuses a hint that would
 //     take its in-flight bytes past MaxBufferedBytes ([ErrBufferFull]); the
 //     replayer holds one batch (BatchSize records, MaxBatchBytes bytes) plus
 //     a bounded prefetch.
-//   - Decode never panics and allocates at most the length of its input.
+//   - record.Decode never panics and allocates at most the length of its input.
 //
 // Hints only speed convergence up: anti-entropy repair is the safety net, so
 // a hint that could not be stored is not data loss, but it is counted

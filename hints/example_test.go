@@ -11,70 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 )
-
-// A hint round trip through the record format, signed and verified.
-func ExampleEncode() {
-	kr, err := hints.NewKeyring(hints.KeyringConfig{
-		Current: hints.Key{ID: "2025-03", Secret: []byte("32-random-bytes-in-a-real-setup!")},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	h := hints.Hint{
-		Target: "eu-west-1", Origin: "us-east-1", Namespace: "users",
-		PK: []byte("user:42"), CK: []byte("profile"), Value: []byte(`{"name":"Ada"}`),
-		Timestamp: 1741964966535897,
-		ExpiresAt: time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC),
-		CreatedAt: time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC),
-	}
-	rec, err := hints.Encode(h, kr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	got, err := hints.Decode(rec, kr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("%d bytes: %s %s/%s = %s at %d\n", len(rec), got.Target, got.PK, got.CK, got.Value, got.Timestamp)
-
-	rec[len(rec)-1] ^= 1 // tamper with the MAC
-	_, err = hints.Decode(rec, kr)
-	fmt.Println(errors.Is(err, hints.ErrUnauthenticated))
-	// Output:
-	// 128 bytes: eu-west-1 user:42/profile = {"name":"Ada"} at 1741964966535897
-	// true
-}
-
-// Rotating the signing key: the old key is still accepted until its
-// AcceptUntil, then refused.
-func ExampleNewKeyring() {
-	oldKey := hints.Key{ID: "k1", Secret: []byte("the-old-secret-0123456789")}
-	newKey := hints.Key{ID: "k2", Secret: []byte("the-new-secret-0123456789")}
-	rotatedAt := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	now := rotatedAt
-	kr, err := hints.NewKeyring(hints.KeyringConfig{
-		Current:  newKey,
-		Previous: []hints.Key{{ID: oldKey.ID, Secret: oldKey.Secret, AcceptUntil: rotatedAt.Add(10 * 24 * time.Hour)}},
-		Now:      func() time.Time { return now },
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	old, _ := hints.NewKeyring(hints.KeyringConfig{Current: oldKey})
-	rec, _ := hints.Encode(hints.Hint{Target: "b", Namespace: "users", PK: []byte("k")}, old)
-
-	_, err = hints.Decode(rec, kr)
-	fmt.Println("day 0:", err == nil)
-	now = rotatedAt.Add(11 * 24 * time.Hour)
-	_, err = hints.Decode(rec, kr)
-	fmt.Println("day 11:", errors.Is(err, hints.ErrUnauthenticated))
-	fmt.Println("signing with", kr.CurrentKeyID())
-	// Output:
-	// day 0: true
-	// day 11: true
-	// signing with k2
-}
 
 // The store's hint sink: a Producer, registered for metrics. (Needs a
 // Kafka broker, so it has no Output.)
@@ -92,7 +30,7 @@ func ExampleNewProducer() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err = p.Hint(ctx, hints.Hint{Target: "b", Origin: "a", Namespace: "users", PK: []byte("k"), Value: []byte("v"), Timestamp: time.Now().UnixMicro()})
+	err = p.Hint(ctx, record.Hint{Target: "b", Origin: "a", Namespace: "users", PK: []byte("k"), Value: []byte("v"), Timestamp: time.Now().UnixMicro()})
 	switch {
 	case errors.Is(err, hints.ErrUnavailable), errors.Is(err, hints.ErrBufferFull):
 		// Not stored: the write is left to anti-entropy repair.
@@ -108,7 +46,7 @@ func ExampleNewReplayer() {
 	r, err := hints.NewReplayer(hints.ReplayerConfig{
 		Brokers: []string{"127.0.0.1:9092"},
 		Region:  "b",
-		Applier: hints.ApplierFunc(func(ctx context.Context, h hints.Hint) error {
+		Applier: hints.ApplierFunc(func(ctx context.Context, h record.Hint) error {
 			fmt.Printf("apply %s/%s at %d\n", h.PK, h.CK, h.Timestamp)
 			return nil
 		}),
@@ -144,23 +82,4 @@ func ExampleNewCQLApplier() {
 		log.Fatal(err)
 	}
 	defer r.Close()
-}
-
-// The record of the largest row a store accepts with its default limits
-// (a 1 MiB value, 64 KiB keys) is larger than Kafka's default message size
-// of 1 MiB, and fits DefaultMaxHintBytes.
-func ExampleEncode_largestRow() {
-	h := hints.Hint{
-		Target: "b", Namespace: "users",
-		PK:    make([]byte, 65535),
-		CK:    make([]byte, 65535),
-		Value: make([]byte, 1<<20),
-	}
-	rec, err := hints.Encode(h, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(len(rec) <= hints.DefaultMaxHintBytes, len(rec) > 1<<20)
-	// Output:
-	// true true
 }

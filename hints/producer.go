@@ -16,6 +16,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -86,7 +87,7 @@ type ProducerConfig struct {
 	// disk. Existing topics are left as they are.
 	Retention time.Duration
 	// Keyring, when set, signs every record with its current key.
-	Keyring *Keyring
+	Keyring *record.Keyring
 	// BatchSize is the most records sent to one partition in one request.
 	// Default 100.
 	BatchSize int
@@ -97,7 +98,7 @@ type ProducerConfig struct {
 	// yet acknowledged (or given up on). A hint that would exceed it fails
 	// at once with ErrBufferFull. Default 64 MiB.
 	MaxBufferedBytes int64
-	// MaxHintBytes bounds one record. Default DefaultMaxHintBytes (about
+	// MaxHintBytes bounds one record. Default record.DefaultMaxHintBytes (about
 	// 1.13 MiB): the largest row a store with default limits accepts. A
 	// topic the producer creates gets a max.message.bytes that fits
 	// records this large; a topic that already exists must have it too
@@ -171,7 +172,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	setDefault(&cfg.BatchSize, DefaultBatchSize)
 	setDefault(&cfg.BatchTimeout, DefaultBatchTimeout)
 	setDefault(&cfg.MaxBufferedBytes, DefaultMaxBufferedBytes)
-	setDefault(&cfg.MaxHintBytes, DefaultMaxHintBytes)
+	setDefault(&cfg.MaxHintBytes, record.DefaultMaxHintBytes)
 	setDefault(&cfg.ProduceTimeout, DefaultProduceTimeout)
 	setDefault(&cfg.BreakerOpenFor, DefaultBreakerOpenFor)
 	if cfg.MaxBufferedBytes < int64(cfg.MaxHintBytes) {
@@ -330,13 +331,13 @@ func (p *Producer) createTopic(region string, ti *topicInit) {
 // blocks past ctx's deadline or ProduceTimeout. A zero h.CreatedAt is set to
 // now.
 //
-// Errors: [ErrInvalidHint] (the hint could never be applied),
+// Errors: [record.ErrInvalidHint] (the hint could never be applied),
 // [ErrHintTooLarge], [ErrBufferFull] (too many bytes already waiting),
 // [ErrUnavailable] (Kafka did not take it, including a ctx deadline that
 // passed first), [ErrClosed], or ctx's error if ctx was canceled. In every
 // error case the hint may or may not reach Kafka later; replaying it twice
 // is harmless.
-func (p *Producer) Hint(ctx context.Context, h Hint) error {
+func (p *Producer) Hint(ctx context.Context, h record.Hint) error {
 	start := time.Now()
 	region := h.Target
 	p.mu.RLock()
@@ -351,7 +352,7 @@ func (p *Producer) Hint(ctx context.Context, h Hint) error {
 	if h.CreatedAt.IsZero() {
 		h.CreatedAt = start
 	}
-	rec, err := Encode(h, p.cfg.Keyring)
+	rec, err := record.Encode(h, p.cfg.Keyring)
 	if err != nil {
 		return p.fail(region, failInvalid, err)
 	}

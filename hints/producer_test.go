@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -94,10 +95,10 @@ func TestNewProducerRejectsBadConfig(t *testing.T) {
 func TestProducerRefusesBadHintsWithoutKafka(t *testing.T) {
 	p := newTestProducer(t, ProducerConfig{Brokers: []string{refused(t)}, MaxHintBytes: 1024, MaxBufferedBytes: 4096})
 	ctx := context.Background()
-	if err := p.Hint(ctx, Hint{Target: "", Namespace: "users", PK: []byte("p")}); !errors.Is(err, ErrInvalidHint) {
-		t.Fatalf("Hint(no target) = %v, want ErrInvalidHint", err)
+	if err := p.Hint(ctx, record.Hint{Target: "", Namespace: "users", PK: []byte("p")}); !errors.Is(err, record.ErrInvalidHint) {
+		t.Fatalf("Hint(no target) = %v, want record.ErrInvalidHint", err)
 	}
-	big := Hint{Target: "b", Namespace: "users", PK: []byte("p"), Value: make([]byte, 2000)}
+	big := record.Hint{Target: "b", Namespace: "users", PK: []byte("p"), Value: make([]byte, 2000)}
 	if err := p.Hint(ctx, big); !errors.Is(err, ErrHintTooLarge) {
 		t.Fatalf("Hint(2000-byte value) = %v, want ErrHintTooLarge", err)
 	}
@@ -106,12 +107,12 @@ func TestProducerRefusesBadHintsWithoutKafka(t *testing.T) {
 	}
 }
 
-// TestProducerUnavailableFailsFast: with nothing listening, Hint fails with
+// TestProducerUnavailableFailsFast: with nothing listening, record.Hint fails with
 // ErrUnavailable well before ProduceTimeout, and once the breaker is open,
 // at once.
 func TestProducerUnavailableFailsFast(t *testing.T) {
 	p := newTestProducer(t, ProducerConfig{Brokers: []string{refused(t)}, ProduceTimeout: 20 * time.Second, BreakerOpenFor: time.Minute})
-	h := Hint{Target: "b", Namespace: "users", PK: []byte("p"), Value: []byte("v")}
+	h := record.Hint{Target: "b", Namespace: "users", PK: []byte("p"), Value: []byte("v")}
 	for i := range 6 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		begin := time.Now()
@@ -156,7 +157,7 @@ func TestProducerBoundedBuffer(t *testing.T) {
 	close(ti.done)
 	p.topics["b"] = ti
 
-	h := Hint{Target: "b", Namespace: "users", PK: []byte("p"), Value: make([]byte, 600)}
+	h := record.Hint{Target: "b", Namespace: "users", PK: []byte("p"), Value: make([]byte, 600)}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	err := p.Hint(ctx, h)
 	cancel()
@@ -169,7 +170,7 @@ func TestProducerBoundedBuffer(t *testing.T) {
 	begin := time.Now()
 	err = p.Hint(context.Background(), h)
 	if !errors.Is(err, ErrBufferFull) {
-		t.Fatalf("second Hint = %v, want ErrBufferFull", err)
+		t.Fatalf("second record.Hint = %v, want ErrBufferFull", err)
 	}
 	if d := time.Since(begin); d > 100*time.Millisecond {
 		t.Errorf("ErrBufferFull took %v, want immediate", d)
@@ -234,8 +235,8 @@ func fakeWriterProducer(t *testing.T, cfg ProducerConfig, w *fakeWriter) *Produc
 	return p
 }
 
-func smallHint(i int) Hint {
-	return Hint{Target: "b", Namespace: "users", PK: fmt.Appendf(nil, "p%d", i), Value: []byte("v"), Timestamp: int64(i + 1)}
+func smallHint(i int) record.Hint {
+	return record.Hint{Target: "b", Namespace: "users", PK: fmt.Appendf(nil, "p%d", i), Value: []byte("v"), Timestamp: int64(i + 1)}
 }
 
 // TestProducerBreakerScatteredFailures: failures separated by successes
@@ -366,14 +367,14 @@ func TestProducerTooLargeForKafkaIsNotAnOutage(t *testing.T) {
 
 // largestHint is the largest row a store with default limits writes, with
 // every other field at its longest.
-func largestHint() Hint {
-	return Hint{
-		Target:    strings.Repeat("t", MaxRegionLen),
-		Origin:    strings.Repeat("o", MaxRegionLen),
-		Namespace: "n" + strings.Repeat("x", maxNamespaceLen-1),
+func largestHint() record.Hint {
+	return record.Hint{
+		Target:    strings.Repeat("t", record.MaxRegionLen),
+		Origin:    strings.Repeat("o", record.MaxRegionLen),
+		Namespace: "n" + strings.Repeat("x", schema.MaxNameLen-1),
 		PK:        bytes.Repeat([]byte{0xff}, schema.MaxPartitionKey),
 		CK:        bytes.Repeat([]byte{0xfe}, schema.MaxClusteringKey),
-		Value:     bytes.Repeat([]byte{0xfd}, storeMaxValueBytes),
+		Value:     bytes.Repeat([]byte{0xfd}, schema.DefaultMaxValueSize),
 		Timestamp: math.MinInt64,
 		ExpiresAt: time.UnixMicro(math.MaxInt64),
 		CreatedAt: time.UnixMicro(math.MinInt64),
@@ -381,21 +382,21 @@ func largestHint() Hint {
 }
 
 // TestProducerTakesLargestStoreRow: the record of the largest legal row,
-// signed with the longest key id, fits DefaultMaxHintBytes; its overhead
-// fits MaxRecordOverhead; the Writer's batches and the topics the producer
+// signed with the longest key id, fits record.DefaultMaxHintBytes; its overhead
+// fits record.MaxRecordOverhead; the Writer's batches and the topics the producer
 // creates take it with its key.
 func TestProducerTakesLargestStoreRow(t *testing.T) {
-	kr := mustKeyring(t, KeyringConfig{Current: Key{ID: strings.Repeat("k", MaxKeyIDLen), Secret: []byte("0123456789abcdef0123456789abcdef")}})
+	kr := mustKeyring(t, record.KeyringConfig{Current: record.Key{ID: strings.Repeat("k", record.MaxKeyIDLen), Secret: []byte("0123456789abcdef0123456789abcdef")}})
 	h := largestHint()
-	rec, err := Encode(h, kr)
+	rec, err := record.Encode(h, kr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if overhead := len(rec) - len(h.PK) - len(h.CK) - len(h.Value); overhead > MaxRecordOverhead {
-		t.Fatalf("record overhead %d > MaxRecordOverhead %d", overhead, MaxRecordOverhead)
+	if overhead := len(rec) - len(h.PK) - len(h.CK) - len(h.Value); overhead > record.MaxRecordOverhead {
+		t.Fatalf("record overhead %d > record.MaxRecordOverhead %d", overhead, record.MaxRecordOverhead)
 	}
-	if len(rec) > DefaultMaxHintBytes {
-		t.Fatalf("largest record is %d bytes, DefaultMaxHintBytes %d", len(rec), DefaultMaxHintBytes)
+	if len(rec) > record.DefaultMaxHintBytes {
+		t.Fatalf("largest record is %d bytes, record.DefaultMaxHintBytes %d", len(rec), record.DefaultMaxHintBytes)
 	}
 
 	p := newTestProducer(t, ProducerConfig{Brokers: []string{refused(t)}, Keyring: kr})
@@ -421,7 +422,7 @@ func TestProducerTakesLargestStoreRow(t *testing.T) {
 		t.Fatalf("Hint(largest row) = %v", err)
 	}
 	got := <-w.got
-	back, err := Decode(got.Value, kr)
+	back, err := record.Decode(got.Value, kr)
 	if err != nil || !bytes.Equal(back.Value, h.Value) || !bytes.Equal(back.CK, h.CK) {
 		t.Fatalf("largest hint did not round-trip: %v", err)
 	}

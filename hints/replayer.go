@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/time/rate"
 
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -23,10 +24,10 @@ import (
 // dead-letter record and in the reason label of
 // tidemark_hints_dead_lettered_total.
 const (
-	// ReasonCorrupt: the record does not decode (ErrCorrupt).
+	// ReasonCorrupt: the record does not decode (record.ErrCorrupt).
 	ReasonCorrupt = "corrupt"
 	// ReasonUnauthenticated: the MAC is missing, wrong, or made with a key
-	// the keyring does not accept (ErrUnauthenticated).
+	// the keyring does not accept (record.ErrUnauthenticated).
 	ReasonUnauthenticated = "unauthenticated"
 	// ReasonExpired: the hint's ExpiresAt has passed, or it is older than
 	// the retention (ReplayerConfig.Retention, or its table's tombstone
@@ -103,8 +104,8 @@ type ReplayerConfig struct {
 	// Applier writes a hint into the region. Required.
 	Applier Applier
 	// Keyring, when set, is used to authenticate every record (see
-	// KeyringConfig.AcceptUnsigned). Nil accepts any record that decodes.
-	Keyring *Keyring
+	// record.KeyringConfig.AcceptUnsigned). Nil accepts any record that decodes.
+	Keyring *record.Keyring
 	// Retention is the upper bound on a hint's age: a hint older than this
 	// — measured from the earlier of its CreatedAt and its Timestamp — is
 	// dead-lettered as expired, never applied. The Applier enforces each
@@ -152,7 +153,7 @@ type ReplayerConfig struct {
 	// MaxHintBytes is the largest record the producers write
 	// (ProducerConfig.MaxHintBytes). It sizes max.message.bytes of the
 	// topics the replayer creates and the dead-letter writer's batches.
-	// Default DefaultMaxHintBytes.
+	// Default record.DefaultMaxHintBytes.
 	MaxHintBytes int
 	// Logger receives pauses, resumes, dead letters and Kafka errors
 	// (rate-limited); nil discards.
@@ -210,11 +211,11 @@ type Replayer struct {
 	// did not stop.
 	phase atomic.Value
 
-	oldest atomic.Int64 // birth (unix µs, hintBirth) of the oldest hint in the batch being replayed; 0 none
+	oldest atomic.Int64 // birth (unix µs, Hint.Birth) of the oldest hint in the batch being replayed; 0 none
 	paused atomic.Bool
 	// witness is the hint applied last: applying it again tells whether
 	// the region is reachable when the Applier has no Probe.
-	witness atomic.Pointer[Hint]
+	witness atomic.Pointer[record.Hint]
 
 	replayed      prometheus.Counter
 	deadLettered  *prometheus.CounterVec
@@ -250,7 +251,7 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
 	setDefault(&cfg.MaxHintAttempts, DefaultMaxHintAttempts)
-	setDefault(&cfg.MaxHintBytes, DefaultMaxHintBytes)
+	setDefault(&cfg.MaxHintBytes, record.DefaultMaxHintBytes)
 	if cfg.MaxHintBytes < 0 {
 		return nil, fmt.Errorf("%w: negative MaxHintBytes", ErrInvalidConfig)
 	}
@@ -578,7 +579,7 @@ func (r *Replayer) updateLag(f fetcher, local int) {
 // item is one record of a batch on its way through process.
 type item struct {
 	msg      kafka.Message
-	hint     Hint
+	hint     record.Hint
 	reason   string // non-empty: dead-letter with this reason
 	err      error  // why it was dead-lettered, or its last failure
 	attempts int    // failures while the region was reachable
@@ -593,9 +594,9 @@ func (r *Replayer) process(ctx context.Context, batch []kafka.Message) error {
 	for i, m := range batch {
 		it := &items[i]
 		it.msg = m
-		h, err := Decode(m.Value, r.cfg.Keyring)
+		h, err := record.Decode(m.Value, r.cfg.Keyring)
 		switch {
-		case errors.Is(err, ErrUnauthenticated):
+		case errors.Is(err, record.ErrUnauthenticated):
 			it.reason, it.err = ReasonUnauthenticated, err
 		case err != nil:
 			it.reason, it.err = ReasonCorrupt, err
@@ -608,7 +609,7 @@ func (r *Replayer) process(ctx context.Context, batch []kafka.Message) error {
 				break
 			}
 			apply = append(apply, it)
-			if us := hintBirth(h).UnixMicro(); us > 0 && (oldest == 0 || us < oldest) {
+			if us := h.Birth().UnixMicro(); us > 0 && (oldest == 0 || us < oldest) {
 				oldest = us
 			}
 		}
@@ -629,12 +630,12 @@ func (r *Replayer) process(ctx context.Context, batch []kafka.Message) error {
 }
 
 // expired reports why h must not be applied any more, or nil.
-func (r *Replayer) expired(h Hint) error {
+func (r *Replayer) expired(h record.Hint) error {
 	now := r.now()
 	if !h.ExpiresAt.IsZero() && !now.Before(h.ExpiresAt) {
 		return fmt.Errorf("%w: expired at %s", ErrExpired, h.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	}
-	if birth := hintBirth(h); now.Sub(birth) > r.cfg.Retention {
+	if birth := h.Birth(); now.Sub(birth) > r.cfg.Retention {
 		return fmt.Errorf("%w: written %s, more than the retention %v ago; repair must have brought the region up to date", ErrExpired, birth.UTC().Format(time.RFC3339), r.cfg.Retention)
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tidemark/tidemark/hints/record"
 )
 
 // fakeTopic is an in-memory stand-in for a hint topic and its consumer
@@ -199,21 +201,21 @@ func headerInt(m kafka.Message, key string) int64 {
 type fakeRegion struct {
 	t        *fakeTopic
 	mu       sync.Mutex
-	rows     map[string]Hint
+	rows     map[string]record.Hint
 	applied  map[string]int // key -> times applied
 	attempts atomic.Int64
 	probes   atomic.Int64 // Probe calls (probingRegion)
 	down     atomic.Bool
 	delay    time.Duration
 	reject   string // namespace refused permanently
-	msgOf    func(h Hint) kafka.Message
+	msgOf    func(h record.Hint) kafka.Message
 	poison   map[string]error // pk -> error every apply of that hint fails with
 	tries    map[string]int   // pk -> Apply calls
 }
 
-func rowKey(h Hint) string { return fmt.Sprintf("%s/%x/%x", h.Namespace, h.PK, h.CK) }
+func rowKey(h record.Hint) string { return fmt.Sprintf("%s/%x/%x", h.Namespace, h.PK, h.CK) }
 
-func (r *fakeRegion) Apply(ctx context.Context, h Hint) error {
+func (r *fakeRegion) Apply(ctx context.Context, h record.Hint) error {
 	r.attempts.Add(1)
 	if r.delay > 0 {
 		select {
@@ -269,7 +271,7 @@ type probingRegion struct {
 	*fakeRegion
 }
 
-func (p *probingRegion) Probe(ctx context.Context, h Hint) error {
+func (p *probingRegion) Probe(ctx context.Context, h record.Hint) error {
 	p.probes.Add(1)
 	if p.down.Load() {
 		return errors.New("region b unreachable")
@@ -289,8 +291,8 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, topic: newFakeTopic(), byPK: map[string]kafka.Message{}}
-	h.region = &fakeRegion{t: h.topic, rows: map[string]Hint{}, applied: map[string]int{}}
-	h.region.msgOf = func(x Hint) kafka.Message {
+	h.region = &fakeRegion{t: h.topic, rows: map[string]record.Hint{}, applied: map[string]int{}}
+	h.region.msgOf = func(x record.Hint) kafka.Message {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		return h.byPK[string(x.PK)]
@@ -301,9 +303,9 @@ func newHarness(t *testing.T) *harness {
 }
 
 // addHint appends an encoded hint (unique pk) to the fake topic.
-func (h *harness) addHint(partition int, x Hint, kr *Keyring) {
+func (h *harness) addHint(partition int, x record.Hint, kr *record.Keyring) {
 	h.t.Helper()
-	b, err := Encode(x, kr)
+	b, err := record.Encode(x, kr)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -375,8 +377,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func goodHint(i int) Hint {
-	return Hint{Target: "b", Origin: "a", Namespace: "users", PK: []byte(fmt.Sprintf("pk%04d", i)), CK: []byte("c"),
+func goodHint(i int) record.Hint {
+	return record.Hint{Target: "b", Origin: "a", Namespace: "users", PK: []byte(fmt.Sprintf("pk%04d", i)), CK: []byte("c"),
 		Value: []byte(fmt.Sprintf("v%d", i)), Timestamp: t0.Add(-2*time.Minute).UnixMicro() + int64(i), CreatedAt: t0.Add(-time.Minute)}
 }
 
@@ -463,11 +465,11 @@ func TestReplayerPausesWhileRegionDown(t *testing.T) {
 
 func TestReplayerDeadLetters(t *testing.T) {
 	h := newHarness(t)
-	good := mustKeyring(t, KeyringConfig{Current: testKey("k1")})
-	wrong := mustKeyring(t, KeyringConfig{Current: Key{ID: "k1", Secret: []byte("not-the-real-secret!")}})
+	good := mustKeyring(t, record.KeyringConfig{Current: testKey("k1")})
+	wrong := mustKeyring(t, record.KeyringConfig{Current: record.Key{ID: "k1", Secret: []byte("not-the-real-secret!")}})
 
 	want := map[string]int{}
-	add := func(reason string, x Hint, kr *Keyring) {
+	add := func(reason string, x record.Hint, kr *record.Keyring) {
 		h.addHint(len(h.topic.msgs)%2, x, kr)
 		if reason != "" {
 			want[reason]++
@@ -674,7 +676,7 @@ func TestReplayerCloseStopsRun(t *testing.T) {
 }
 
 func TestNewReplayerRejectsBadConfig(t *testing.T) {
-	ok := ReplayerConfig{Brokers: []string{"x:1"}, Region: "b", Applier: ApplierFunc(func(context.Context, Hint) error { return nil })}
+	ok := ReplayerConfig{Brokers: []string{"x:1"}, Region: "b", Applier: ApplierFunc(func(context.Context, record.Hint) error { return nil })}
 	cases := map[string]func(*ReplayerConfig){
 		"no brokers":              func(c *ReplayerConfig) { c.Brokers = nil },
 		"no region":               func(c *ReplayerConfig) { c.Region = "" },
@@ -701,15 +703,15 @@ func TestCQLApplierBind(t *testing.T) {
 	a := &cqlApplier{keyspace: "ks", now: func() time.Time { return t0 }}
 	cases := []struct {
 		name    string
-		h       Hint
+		h       record.Hint
 		wantTTL int
 		wantErr error
 	}{
-		{"no expiry", Hint{Namespace: "users", PK: []byte("p"), Value: []byte("v"), Timestamp: 9}, 0, nil},
-		{"ttl rounds up", Hint{Namespace: "users", PK: []byte("p"), Value: []byte("v"), ExpiresAt: t0.Add(1500 * time.Millisecond)}, 2, nil},
-		{"deletion marker", Hint{Namespace: "users", PK: []byte("p"), Value: []byte("stale"), Deleted: true, ExpiresAt: t0.Add(240 * time.Hour)}, 864000, nil},
-		{"expired", Hint{Namespace: "users", PK: []byte("p"), ExpiresAt: t0}, 0, ErrExpired},
-		{"bad namespace", Hint{Namespace: "x;y", PK: []byte("p")}, 0, ErrPermanent},
+		{"no expiry", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("v"), Timestamp: 9}, 0, nil},
+		{"ttl rounds up", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("v"), ExpiresAt: t0.Add(1500 * time.Millisecond)}, 2, nil},
+		{"deletion marker", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("stale"), Deleted: true, ExpiresAt: t0.Add(240 * time.Hour)}, 864000, nil},
+		{"expired", record.Hint{Namespace: "users", PK: []byte("p"), ExpiresAt: t0}, 0, ErrExpired},
+		{"bad namespace", record.Hint{Namespace: "x;y", PK: []byte("p")}, 0, ErrPermanent},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

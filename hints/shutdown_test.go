@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tidemark/tidemark/hints/record"
 )
 
 // Shutdown bounds used by these tests instead of ReplayerCloseTimeout and
@@ -187,7 +189,7 @@ func TestReplayerCloseWithRunStuckInApply(t *testing.T) {
 	applying := make(chan struct{})
 	var once sync.Once
 	r := h.replayer(func(c *ReplayerConfig) {
-		c.Applier = ApplierFunc(func(context.Context, Hint) error {
+		c.Applier = ApplierFunc(func(context.Context, record.Hint) error {
 			once.Do(func() { close(applying) })
 			<-release // ignores ctx
 			return nil

@@ -1,33 +1,9 @@
 package hints
 
-import (
-	"encoding/binary"
+import "github.com/tidemark/tidemark/internal/schema"
 
-	"github.com/tidemark/tidemark/internal/schema"
-)
-
-// Size limits. A hint must fit the largest row a store with default limits
-// accepts, or such a write could never be hinted: it would be left to
-// repair every time a region missed it.
-
-// maxNamespaceLen is the longest namespace (schema.ValidateName).
-const maxNamespaceLen = 48
-
-// MaxRecordOverhead is the most bytes a record (format version 1) holds
-// besides its partition key, clustering key and value: the fixed fields,
-// every length prefix and varint at its widest, both region names and the
-// namespace at their longest, and an HMAC with the longest key id.
-const MaxRecordOverhead = len(magic) + 1 + 1 + // magic, version, flags
-	6*binary.MaxVarintLen64 + // lengths of target, origin, namespace, pk, ck, value
-	2*MaxRegionLen + maxNamespaceLen +
-	3*binary.MaxVarintLen64 + // timestamp, expires_at, created_at
-	1 + binary.MaxVarintLen64 + MaxKeyIDLen + macLen // auth, key id, MAC
-
-// storeMaxValueBytes is store.DefaultMaxValueSize (1 MiB), the largest
-// value a store with default limits writes. Package store imports hints, so
-// the number is repeated here; TestDefaultMaxHintBytesFitsLargestStoreRow
-// keeps the two equal.
-const storeMaxValueBytes = 1 << 20
+// Sizes of Kafka records and batches. What a hint record itself holds at
+// most is record.MaxRecordOverhead and record.DefaultMaxHintBytes.
 
 // Kafka's framing of one record in a v2 record batch, at its widest:
 // length, attributes, timestamp delta, offset delta, key length, value
@@ -56,13 +32,3 @@ func kafkaMessageBytes(maxHint, headers int) int64 {
 func topicMaxMessageBytes(batchBytes int64, batchSize int) int64 {
 	return batchBytes + kafkaBatchHeader + int64(batchSize)*kafkaRecordOverhead
 }
-
-// DefaultMaxHintBytes is the default ProducerConfig.MaxHintBytes and
-// ReplayerConfig.MaxHintBytes: the record of the largest row a store with
-// default limits accepts — a 1 MiB value (store.DefaultMaxValueSize), a
-// partition key and a clustering key of 64 KiB - 1 each
-// (schema.MaxPartitionKey, schema.MaxClusteringKey) — plus
-// MaxRecordOverhead. It is larger than Kafka's default max.message.bytes
-// (1 MiB), so topics created by this package get max.message.bytes set to
-// fit it.
-const DefaultMaxHintBytes = storeMaxValueBytes + schema.MaxPartitionKey + schema.MaxClusteringKey + MaxRecordOverhead

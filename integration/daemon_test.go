@@ -17,7 +17,7 @@ import (
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/cmd/repaird/daemon"
-	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 )
 
 func TestRepairdServeReplaysSignedHints(t *testing.T) {
@@ -27,11 +27,11 @@ func TestRepairdServeReplaysSignedHints(t *testing.T) {
 	prefix := newTopicPrefix(t)
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	other := []byte("fedcba9876543210fedcba9876543210")
-	signed, err := hints.NewKeyring(hints.KeyringConfig{Current: hints.Key{ID: "k1", Secret: secret}})
+	signed, err := record.NewKeyring(record.KeyringConfig{Current: record.Key{ID: "k1", Secret: secret}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := hints.NewKeyring(hints.KeyringConfig{Current: hints.Key{ID: "k1", Secret: other}})
+	forged, err := record.NewKeyring(record.KeyringConfig{Current: record.Key{ID: "k1", Secret: other}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,14 +42,14 @@ func TestRepairdServeReplaysSignedHints(t *testing.T) {
 	const n = 200
 	ts := time.Now().UnixMicro()
 	for i := 0; i < n; i++ {
-		h := hints.Hint{Target: "c", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "pk%03d", i), CK: []byte("ck"),
+		h := record.Hint{Target: "c", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "pk%03d", i), CK: []byte("ck"),
 			Value: fmt.Appendf(nil, "v%d", i), Timestamp: ts + int64(i), CreatedAt: time.Now()}
 		if err := good.Hint(ctx, h); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A hint signed with a key the daemon does not hold must never be applied.
-	if err := bad.Hint(ctx, hints.Hint{Target: "c", Origin: "a", Namespace: hintsNS, PK: []byte("forged"), CK: []byte("ck"),
+	if err := bad.Hint(ctx, record.Hint{Target: "c", Origin: "a", Namespace: hintsNS, PK: []byte("forged"), CK: []byte("ck"),
 		Value: []byte("evil"), Timestamp: ts, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}

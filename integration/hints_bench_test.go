@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -43,7 +44,7 @@ func BenchmarkHintsProduce(b *testing.B) {
 					if i > int64(perIter)*int64(b.N) {
 						return
 					}
-					h := hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "p%d", i), CK: []byte("c"), Value: value, Timestamp: base + i}
+					h := record.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "p%d", i), CK: []byte("c"), Value: value, Timestamp: base + i}
 					if err := prod.Hint(ctx, h); err != nil {
 						b.Error(err)
 						return
@@ -63,7 +64,7 @@ type countingApplier struct {
 	started atomic.Int64 // unix ns of the first Apply
 }
 
-func (c *countingApplier) Apply(ctx context.Context, h hints.Hint) error {
+func (c *countingApplier) Apply(ctx context.Context, h record.Hint) error {
 	c.started.CompareAndSwap(0, time.Now().UnixNano())
 	err := c.next.Apply(ctx, h)
 	if err == nil {

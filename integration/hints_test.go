@@ -26,6 +26,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store"
@@ -50,7 +51,7 @@ func hintsTable(t testing.TB, ks string, regions ...string) {
 	}
 }
 
-func hintsProducer(t testing.TB, prefix string, kr *hints.Keyring) *hints.Producer {
+func hintsProducer(t testing.TB, prefix string, kr *record.Keyring) *hints.Producer {
 	t.Helper()
 	p, err := hints.NewProducer(hints.ProducerConfig{
 		Brokers:           testEnv(t).KafkaBrokers(),
@@ -68,7 +69,7 @@ func hintsProducer(t testing.TB, prefix string, kr *hints.Keyring) *hints.Produc
 	return p
 }
 
-func hintsReplayer(t testing.TB, prefix, regionName string, applier hints.Applier, kr *hints.Keyring) *hints.Replayer {
+func hintsReplayer(t testing.TB, prefix, regionName string, applier hints.Applier, kr *record.Keyring) *hints.Replayer {
 	t.Helper()
 	r, err := hints.NewReplayer(hints.ReplayerConfig{
 		Brokers:           testEnv(t).KafkaBrokers(),
@@ -303,8 +304,8 @@ type mutation struct {
 	at            time.Time
 }
 
-func (m mutation) hint(target string) hints.Hint {
-	h := hints.Hint{Target: target, Origin: "a", Namespace: hintsNS, PK: m.pk, CK: m.ck, Value: m.value, Deleted: m.deleted, Timestamp: m.ts, CreatedAt: m.at}
+func (m mutation) hint(target string) record.Hint {
+	h := record.Hint{Target: target, Origin: "a", Namespace: hintsNS, PK: m.pk, CK: m.ck, Value: m.value, Deleted: m.deleted, Timestamp: m.ts, CreatedAt: m.at}
 	if m.ttl > 0 {
 		h.ExpiresAt = m.at.Add(m.ttl)
 	}
@@ -467,12 +468,12 @@ func TestHintsCutRegionReplayConverges(t *testing.T) {
 	if len(recs) != n {
 		t.Fatalf("topic %s holds %d records, want %d", prod.Topic("b"), len(recs), n)
 	}
-	want := map[string]hints.Hint{}
+	want := map[string]record.Hint{}
 	for _, m := range muts {
 		want[string(m.pk)+"/"+string(m.ck)] = m.hint("b")
 	}
 	for _, rec := range recs {
-		h, err := hints.Decode(rec.Value, nil)
+		h, err := record.Decode(rec.Value, nil)
 		if err != nil {
 			t.Fatalf("record %d/%d: %v", rec.Partition, rec.Offset, err)
 		}
@@ -617,11 +618,11 @@ func TestHintsDeadLetters(t *testing.T) {
 	hintsTable(t, ks, "b")
 	prefix := newTopicPrefix(t)
 	secret := []byte("integration-secret-0123456789abcdef")
-	good, err := hints.NewKeyring(hints.KeyringConfig{Current: hints.Key{ID: "k1", Secret: secret}})
+	good, err := record.NewKeyring(record.KeyringConfig{Current: record.Key{ID: "k1", Secret: secret}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := hints.NewKeyring(hints.KeyringConfig{Current: hints.Key{ID: "k1", Secret: []byte("an-attacker-guessed-this-secret")}})
+	forged, err := record.NewKeyring(record.KeyringConfig{Current: record.Key{ID: "k1", Secret: []byte("an-attacker-guessed-this-secret")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,12 +642,12 @@ func TestHintsDeadLetters(t *testing.T) {
 	}
 	// Records the producer would never write, appended straight to the topic.
 	corrupt := []byte("\x89TMH\x01 this is not a hint")
-	forgedRec, err := hints.Encode(mutation{pk: []byte("forged"), ck: []byte("c"), value: []byte("evil"), ts: now.UnixMicro() + 1000, at: now}.hint("b"), forged)
+	forgedRec, err := record.Encode(mutation{pk: []byte("forged"), ck: []byte("c"), value: []byte("evil"), ts: now.UnixMicro() + 1000, at: now}.hint("b"), forged)
 	if err != nil {
 		t.Fatal(err)
 	}
 	expired := mutation{pk: []byte("expired"), ck: []byte("c"), value: []byte("gone"), ts: now.UnixMicro(), at: now.Add(-2 * time.Hour), ttl: time.Hour}
-	expiredRec, err := hints.Encode(expired.hint("b"), good)
+	expiredRec, err := record.Encode(expired.hint("b"), good)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -781,8 +782,8 @@ func TestHintsKafkaDownProducerFailsFast(t *testing.T) {
 	deleteTopicsAtCleanup(t, prefix+"b")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	h := func(i int) hints.Hint {
-		return hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "k%d", i), Value: []byte("v"), Timestamp: int64(i)}
+	h := func(i int) record.Hint {
+		return record.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: fmt.Appendf(nil, "k%d", i), Value: []byte("v"), Timestamp: int64(i)}
 	}
 	for i := range 10 {
 		if err := p.Hint(ctx, h(i)); err != nil {
@@ -968,9 +969,9 @@ func TestHintsTableRetentionBoundsReplay(t *testing.T) {
 
 	now := time.Now()
 	twoHoursAgo := now.Add(-2 * time.Hour).UnixMicro()
-	stale := hints.Hint{Target: "b", Origin: "a", Namespace: shortNS, PK: []byte("stale"), CK: []byte("c"),
+	stale := record.Hint{Target: "b", Origin: "a", Namespace: shortNS, PK: []byte("stale"), CK: []byte("c"),
 		Value: []byte("deleted-long-ago"), Timestamp: twoHoursAgo, CreatedAt: now}
-	for _, h := range []hints.Hint{
+	for _, h := range []record.Hint{
 		stale,
 		{Target: "b", Origin: "a", Namespace: shortNS, PK: []byte("fresh"), CK: []byte("c"), Value: []byte("new"), Timestamp: now.UnixMicro(), CreatedAt: now},
 		{Target: "b", Origin: "a", Namespace: hintsNS, PK: []byte("old-ok"), CK: []byte("c"), Value: []byte("within-10d"), Timestamp: twoHoursAgo, CreatedAt: now},
@@ -1007,7 +1008,7 @@ func TestHintsTableRetentionBoundsReplay(t *testing.T) {
 	}
 	var found bool
 	for _, m := range readTopic(t, prefix+hints.DeadLetterSuffix) {
-		h, err := hints.Decode(m.Value, nil)
+		h, err := record.Decode(m.Value, nil)
 		if err == nil && string(h.PK) == "stale" {
 			found = true
 		}
@@ -1038,11 +1039,11 @@ func TestHintsLargestStoreRow(t *testing.T) {
 	for i := range value {
 		value[i] = byte(i * 7)
 	}
-	big := hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: pk, CK: ck, Value: value, Timestamp: now.UnixMicro(), CreatedAt: now}
+	big := record.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: pk, CK: ck, Value: value, Timestamp: now.UnixMicro(), CreatedAt: now}
 	if err := prod.Hint(ctx, big); err != nil {
 		t.Fatalf("hint of the largest legal row: %v", err)
 	}
-	small := hints.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: []byte("small"), CK: []byte("c"), Value: []byte("v"), Timestamp: now.UnixMicro(), CreatedAt: now}
+	small := record.Hint{Target: "b", Origin: "a", Namespace: hintsNS, PK: []byte("small"), CK: []byte("c"), Value: []byte("v"), Timestamp: now.UnixMicro(), CreatedAt: now}
 	if err := prod.Hint(ctx, small); err != nil {
 		t.Fatal(err)
 	}

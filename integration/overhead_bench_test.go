@@ -26,7 +26,7 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
-	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store"
@@ -321,7 +321,7 @@ func rawSession(b *testing.B, name string, p interface {
 // discardHints counts hints and drops them.
 type discardHints struct{ n atomic.Int64 }
 
-func (d *discardHints) Hint(context.Context, hints.Hint) error { d.n.Add(1); return nil }
+func (d *discardHints) Hint(context.Context, record.Hint) error { d.n.Add(1); return nil }
 
 // countingSink counts hints that reached its next sink.
 type countingSink struct {
@@ -329,7 +329,7 @@ type countingSink struct {
 	n    atomic.Int64
 }
 
-func (c *countingSink) Hint(ctx context.Context, h hints.Hint) error {
+func (c *countingSink) Hint(ctx context.Context, h record.Hint) error {
 	err := c.next.Hint(ctx, h)
 	if err == nil {
 		c.n.Add(1)

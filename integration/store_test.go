@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/integration/fault"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
@@ -34,11 +34,11 @@ const storeNS = "items"
 // fails every hint when failing is set.
 type hintRecorder struct {
 	mu      sync.Mutex
-	hints   []hints.Hint
+	hints   []record.Hint
 	failing bool
 }
 
-func (h *hintRecorder) Hint(_ context.Context, x hints.Hint) error {
+func (h *hintRecorder) Hint(_ context.Context, x record.Hint) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failing {
@@ -59,7 +59,7 @@ func (h *hintRecorder) targets() map[string]int {
 	return out
 }
 
-func (h *hintRecorder) all() []hints.Hint {
+func (h *hintRecorder) all() []record.Hint {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.hints)

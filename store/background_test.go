@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"github.com/tidemark/tidemark/hints"
-	"github.com/tidemark/tidemark/quorum"
 	"go.uber.org/mock/gomock"
+
+	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 func put(t *testing.T, ns *Namespace, ck string, opts ...CallOption) error {
@@ -44,7 +46,7 @@ func TestBreakerOpenHintsDirectly(t *testing.T) {
 			waitFor(t, "breaker b open", func() bool { return e.st.regions[1].breaker.State() == gobreaker.StateOpen })
 		}
 	}
-	waitFor(t, "background queue drained", func() bool { return e.st.pending.Load() == 0 })
+	waitFor(t, "background queue drained", func() bool { return queuedCount(e.st) == 0 })
 	if got := metricValue(t, e.st.metrics.breakerState.WithLabelValues("b")); got != 2 {
 		t.Errorf("breaker_state{b} = %v, want 2 (open)", got)
 	}
@@ -83,7 +85,7 @@ func TestBreakerIgnoresNonAvailabilityErrors(t *testing.T) {
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
 		c.HintSink = sink
 	})
-	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(Row{}, ErrNotFound).Times(3)
+	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(driver.Row{}, ErrNotFound).Times(3)
 	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(errors.New("table ks.ns does not exist")).Times(3)
 	for _, r := range []string{"b", "c"} {
 		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).Times(3)
@@ -122,7 +124,7 @@ func TestQueueOverflowHints(t *testing.T) {
 		e.expectWrite("a", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), nil, 1)
 	}
 	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "1", "v1", "")).DoAndReturn(
-		func(context.Context, WriteRequest) error {
+		func(context.Context, driver.WriteRequest) error {
 			close(started)
 			<-release
 			return nil
@@ -139,7 +141,7 @@ func TestQueueOverflowHints(t *testing.T) {
 	if err := put(t, e.ns, "2"); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.st.pending.Load(); got != 1 {
+	if got := queuedCount(e.st); got != 1 {
 		t.Fatalf("queue depth %d, want 1", got)
 	}
 	if err := put(t, e.ns, "3"); err != nil {
@@ -174,7 +176,7 @@ func TestQueueByteBound(t *testing.T) {
 	release := make(chan struct{})
 	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).Times(3)
 	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "1", "v1", "")).DoAndReturn(
-		func(context.Context, WriteRequest) error { close(started); <-release; return nil })
+		func(context.Context, driver.WriteRequest) error { close(started); <-release; return nil })
 	e.expectWrite("b", writeOf("pk", "2", "v2", ""), nil, 1) // 2+1+2 = 5 bytes: fits
 	e.expectHint(hintOf("b", "pk", "3", "v3-is-too-long"), nil, 1)
 	if err := put(t, e.ns, "1"); err != nil {
@@ -258,7 +260,7 @@ func TestSlowHintSinkDoesNotBlockWorkers(t *testing.T) {
 		e.expectWrite("a", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), nil, 1)
 		e.expectWrite("b", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), fmt.Errorf("%w: down", ErrUnavailable), 1)
 	}
-	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).Times(n).DoAndReturn(func(ctx context.Context, _ hints.Hint) error {
+	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).Times(n).DoAndReturn(func(ctx context.Context, _ record.Hint) error {
 		cur := inFlight.Add(1)
 		for {
 			p := peak.Load()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/mock/gomock"
+
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // openWithCloses opens a Store over mock executors for regions a, b, c
@@ -29,8 +31,8 @@ func openWithCloses(t *testing.T, closeFn map[string]func() error) *Store {
 		execs[n] = m
 		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n + ".invalid"}})
 	}
-	cfg.NewExecutor = func(_ context.Context, rc RegionConfig, _ string, _ ExecutorConfig) (Executor, error) {
-		return execs[rc.Name], nil
+	cfg.NewExecutor = func(_ context.Context, rc driver.Config) (driver.Executor, error) {
+		return execs[rc.Region], nil
 	}
 	st, err := Open(context.Background(), cfg)
 	if err != nil {
@@ -191,7 +193,7 @@ func TestCloseReportsRegionErrors(t *testing.T) {
 	if !errors.Is(err, errA) || !errors.Is(err, errC) {
 		t.Fatalf("Close: %v, want both region errors", err)
 	}
-	for _, want := range []string{`close region "a": a broke`, `close region "c": c broke`} {
+	for _, want := range []string{`region "a": a broke`, `region "c": c broke`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Close: %q, want it to contain %q", err, want)
 		}
@@ -217,8 +219,8 @@ func TestOpenFailureClosesConnectedRegions(t *testing.T) {
 		m.EXPECT().Close().Times(1).DoAndReturn(func() error { time.Sleep(400 * time.Millisecond); return nil })
 		execs[n] = m
 	}
-	cfg.NewExecutor = func(_ context.Context, rc RegionConfig, _ string, _ ExecutorConfig) (Executor, error) {
-		if m, ok := execs[rc.Name]; ok {
+	cfg.NewExecutor = func(_ context.Context, rc driver.Config) (driver.Executor, error) {
+		if m, ok := execs[rc.Region]; ok {
 			return m, nil
 		}
 		return nil, fmt.Errorf("%w: no route", ErrUnavailable)

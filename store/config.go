@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // Defaults for the Config fields left zero.
@@ -17,8 +18,10 @@ const (
 	DefaultTimeout = 5 * time.Second
 	// DefaultConnectTimeout is the default Config.ConnectTimeout.
 	DefaultConnectTimeout = 10 * time.Second
-	// DefaultMaxValueSize is the default Config.MaxValueSize (1 MiB).
-	DefaultMaxValueSize = 1 << 20
+	// DefaultMaxValueSize is the default Config.MaxValueSize (1 MiB). The
+	// default size of a hint record (record.DefaultMaxHintBytes) fits a row
+	// with a value this large and both keys at their limits.
+	DefaultMaxValueSize = schema.DefaultMaxValueSize
 	// DefaultMaxBatchBytes is the default Config.MaxBatchBytes (4 MiB).
 	DefaultMaxBatchBytes = 4 << 20
 	// DefaultRemoteConcurrency is the default Config.RemoteConcurrency.
@@ -35,6 +38,13 @@ const (
 	DefaultMaxClockDrift = time.Minute
 	// DefaultReplicationFactor is the default RegionConfig.ReplicationFactor.
 	DefaultReplicationFactor = 3
+	// DefaultBreakerFailures is the default BreakerConfig.ConsecutiveFailures.
+	DefaultBreakerFailures = 5
+	// DefaultBreakerOpenTimeout is the default BreakerConfig.OpenTimeout.
+	DefaultBreakerOpenTimeout = 5 * time.Second
+	// DefaultBreakerHalfOpenRequests is the default
+	// BreakerConfig.HalfOpenRequests.
+	DefaultBreakerHalfOpenRequests = 1
 	// maxTTL is Cassandra's maximum TTL (20 years).
 	maxTTL = 20 * 365 * 24 * time.Hour
 )
@@ -130,10 +140,11 @@ type Config struct {
 	// Kafka producer from package hints.
 	HintSink HintSink
 
-	// NewExecutor makes each region's Executor. Default: a gocql session per
-	// region through internal/cluster. Tests and simulations set it, for
-	// example to return MemoryRegions.
-	NewExecutor ExecutorFactory
+	// NewExecutor makes each region's executor (package store/driver).
+	// Default: CQL over one gocql session per region, restricted to the
+	// region's data center. Tests and simulations set it, for example to
+	// driver.MemoryFactory.
+	NewExecutor driver.Factory
 
 	// Now is the wall clock the hybrid logical clock and TTL arithmetic
 	// read. Default time.Now. Tests set it to simulate clock skew.
@@ -177,33 +188,18 @@ type RegionConfig struct {
 type BreakerConfig struct {
 	// Disabled turns the breakers off: every request goes to its region.
 	Disabled bool
-	// ConsecutiveFailures opens the breaker. Default 5. Lower sheds a dead
+	// ConsecutiveFailures opens the breaker. Default
+	// DefaultBreakerFailures (5). Lower sheds a dead
 	// region faster but can trip on a brief blip.
 	ConsecutiveFailures uint32
 	// OpenTimeout is how long the breaker stays open before probing.
-	// Default 5s. Shorter brings a healed region back sooner but sends more
+	// Default DefaultBreakerOpenTimeout (5s). Shorter brings a healed region back sooner but sends more
 	// probes to a dead one.
 	OpenTimeout time.Duration
 	// HalfOpenRequests is how many probe requests may run while half open.
-	// Default 1.
+	// Default DefaultBreakerHalfOpenRequests (1).
 	HalfOpenRequests uint32
 }
-
-// Option changes a Config in Open. Options are applied in order, after the
-// Config fields, so they override them.
-type Option func(*Config)
-
-// WithHintSink sets Config.HintSink.
-func WithHintSink(s HintSink) Option { return func(c *Config) { c.HintSink = s } }
-
-// WithLogger sets Config.Logger.
-func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
-
-// WithExecutorFactory sets Config.NewExecutor.
-func WithExecutorFactory(f ExecutorFactory) Option { return func(c *Config) { c.NewExecutor = f } }
-
-// WithClock sets Config.Now.
-func WithClock(now func() time.Time) Option { return func(c *Config) { c.Now = now } }
 
 // withDefaults returns c with zero fields replaced by defaults.
 func (c Config) withDefaults() Config {
@@ -223,20 +219,17 @@ func (c Config) withDefaults() Config {
 		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if c.Breaker.ConsecutiveFailures == 0 {
-		c.Breaker.ConsecutiveFailures = 5
+		c.Breaker.ConsecutiveFailures = DefaultBreakerFailures
 	}
-	c.Breaker.OpenTimeout = orDuration(c.Breaker.OpenTimeout, 5*time.Second)
+	c.Breaker.OpenTimeout = orDuration(c.Breaker.OpenTimeout, DefaultBreakerOpenTimeout)
 	if c.Breaker.HalfOpenRequests == 0 {
-		c.Breaker.HalfOpenRequests = 1
+		c.Breaker.HalfOpenRequests = DefaultBreakerHalfOpenRequests
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.HintSink == nil {
 		c.HintSink = discardSink{log: c.Logger}
-	}
-	if c.NewExecutor == nil {
-		c.NewExecutor = dialCQL
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
-// cqlExecutor is the Executor of one region over a gocql session restricted
+// cqlExecutor is the driver.Executor of one region over a gocql session restricted
 // to the region's data center. The session has no default keyspace (the
 // keyspace may not exist yet); every statement names keyspace.table. The
 // driver prepares and caches every statement with bound values, pages
@@ -32,11 +31,12 @@ type statements struct {
 	insert, selectRow, selectFrom, selectAfter string
 }
 
-// dialCQL is the default ExecutorFactory.
 // driverTimeoutFloor is the least per-request timeout given to the driver.
 const driverTimeoutFloor = 30 * time.Second
 
-func dialCQL(ctx context.Context, rc RegionConfig, _ string, ec ExecutorConfig) (Executor, error) {
+// dialCQL makes the default executor of region rc, used when
+// Config.NewExecutor is nil.
+func dialCQL(ctx context.Context, rc RegionConfig, ec driver.Config) (driver.Executor, error) {
 	sess, err := cluster.Connect(ctx, cluster.Region{
 		Name:           rc.Name,
 		ContactPoints:  rc.ContactPoints,
@@ -55,7 +55,7 @@ func dialCQL(ctx context.Context, rc RegionConfig, _ string, ec ExecutorConfig) 
 		Logger:   ec.Logger,
 	}, "")
 	if err != nil {
-		return nil, mapCQLError(err)
+		return nil, mapCQLError(ctx, err)
 	}
 	return &cqlExecutor{region: rc.Name, dc: rc.LocalDC, sess: sess}, nil
 }
@@ -85,9 +85,9 @@ func (e *cqlExecutor) CreateKeyspace(ctx context.Context, keyspace string, rf in
 		return fmt.Errorf("region %q: cannot tell the local data center for CREATE KEYSPACE; set RegionConfig.LocalDC", e.region)
 	}
 	if err := e.sess.Query(schema.CreateKeyspace(keyspace, dc, rf)).ExecContext(ctx); err != nil {
-		return mapCQLError(err)
+		return mapCQLError(ctx, err)
 	}
-	return mapCQLError(e.sess.AwaitSchemaAgreement(ctx))
+	return mapCQLError(ctx, e.sess.AwaitSchemaAgreement(ctx))
 }
 
 // localDC reads the data center of the node the session talks to.
@@ -101,44 +101,44 @@ func (e *cqlExecutor) localDC(ctx context.Context) string {
 
 func (e *cqlExecutor) CreateTable(ctx context.Context, keyspace, table string, retention time.Duration) error {
 	if err := e.sess.Query(schema.CreateTable(keyspace, table, retention)).ExecContext(ctx); err != nil {
-		return mapCQLError(err)
+		return mapCQLError(ctx, err)
 	}
-	return mapCQLError(e.sess.AwaitSchemaAgreement(ctx))
+	return mapCQLError(ctx, e.sess.AwaitSchemaAgreement(ctx))
 }
 
 func (e *cqlExecutor) TableRetention(ctx context.Context, keyspace, table string) (time.Duration, error) {
 	var comment string
 	err := e.sess.Query(schema.SelectTableComment, keyspace, table).Consistency(gocql.LocalOne).ScanContext(ctx, &comment)
 	if err != nil {
-		return 0, mapCQLError(err)
+		return 0, mapCQLError(ctx, err)
 	}
 	return schema.ParseRetention(comment)
 }
 
-func (e *cqlExecutor) Write(ctx context.Context, w WriteRequest) error {
+func (e *cqlExecutor) Write(ctx context.Context, w driver.WriteRequest) error {
 	st := e.statements(w.Keyspace, w.Table)
 	cons := gocql.ParseConsistency(w.Consistency)
 	if len(w.Rows) == 1 {
 		r := w.Rows[0]
 		err := e.sess.Query(st.insert, w.PK, r.CK, r.Value, r.Deleted, schema.Digest(r.Deleted, r.Value), r.Timestamp, r.TTL).
 			Consistency(cons).Idempotent(true).ExecContext(ctx)
-		return mapCQLError(err)
+		return mapCQLError(ctx, err)
 	}
 	b := e.sess.Batch(gocql.UnloggedBatch)
 	for _, r := range w.Rows {
 		b.Query(st.insert, w.PK, r.CK, r.Value, r.Deleted, schema.Digest(r.Deleted, r.Value), r.Timestamp, r.TTL)
 	}
 	b.Consistency(cons)
-	return mapCQLError(b.ExecContext(ctx))
+	return mapCQLError(ctx, b.ExecContext(ctx))
 }
 
-func (e *cqlExecutor) Read(ctx context.Context, q ReadRequest) (Row, error) {
+func (e *cqlExecutor) Read(ctx context.Context, q driver.ReadRequest) (driver.Row, error) {
 	st := e.statements(q.Keyspace, q.Table)
-	r := Row{CK: q.CK}
+	r := driver.Row{CK: q.CK}
 	err := e.sess.Query(st.selectRow, q.PK, q.CK).Consistency(gocql.ParseConsistency(q.Consistency)).Idempotent(true).
 		ScanContext(ctx, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL)
 	if err != nil {
-		return Row{}, mapCQLError(err)
+		return driver.Row{}, mapCQLError(ctx, err)
 	}
 	return r, nil
 }
@@ -146,7 +146,7 @@ func (e *cqlExecutor) Read(ctx context.Context, q ReadRequest) (Row, error) {
 // maxDriverPage bounds the driver's page size for partition scans.
 const maxDriverPage = 1000
 
-func (e *cqlExecutor) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
+func (e *cqlExecutor) Scan(ctx context.Context, q driver.ScanRequest) ([]driver.Row, error) {
 	st := e.statements(q.Keyspace, q.Table)
 	var query *gocql.Query
 	if q.After == nil {
@@ -156,10 +156,10 @@ func (e *cqlExecutor) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
 	}
 	it := query.Consistency(gocql.ParseConsistency(q.Consistency)).Idempotent(true).
 		PageSize(min(max(q.Limit, 1), maxDriverPage)).IterContext(ctx)
-	var rows []Row
+	var rows []driver.Row
 	size := 0
 	for len(rows) < q.Limit && size < q.MaxBytes {
-		var r Row
+		var r driver.Row
 		if !it.Scan(&r.CK, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL) {
 			break
 		}
@@ -167,7 +167,7 @@ func (e *cqlExecutor) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
 		size += len(r.CK) + len(r.Value)
 	}
 	if err := it.Close(); err != nil {
-		return nil, mapCQLError(err)
+		return nil, mapCQLError(ctx, err)
 	}
 	return rows, nil
 }
@@ -177,42 +177,27 @@ func (e *cqlExecutor) Close() error {
 	return nil
 }
 
-// mapCQLError translates the driver's errors into the store's sentinels:
-// availability failures wrap ErrUnavailable or ErrTimeout (and so count
-// against the region's breaker and make hints); a missing row wraps
-// ErrNotFound; anything else is returned as it is.
-func mapCQLError(err error) error {
-	if err == nil {
+// mapCQLError translates the driver's errors into the store's sentinels,
+// as cluster.Classify judges them: availability failures wrap
+// driver.ErrUnavailable or driver.ErrTimeout (so they count against the
+// region's breaker and make hints); a missing row is driver.ErrNotFound;
+// the request's own context ending is returned as it is; a refusal is
+// returned as it is (with a hint at the usual cause of an invalid request).
+func mapCQLError(ctx context.Context, err error) error {
+	switch cluster.Classify(ctx, err) {
+	case cluster.OK:
 		return nil
-	}
-	var (
-		unavailable  *gocql.RequestErrUnavailable
-		overloaded   *gocql.RequestErrOverloaded
-		bootstrap    *gocql.RequestErrBootstrapping
-		writeTimeout *gocql.RequestErrWriteTimeout
-		readTimeout  *gocql.RequestErrReadTimeout
-		writeFailure *gocql.RequestErrWriteFailure
-		readFailure  *gocql.RequestErrReadFailure
-		netErr       net.Error
-		invalid      *gocql.RequestErrInvalid
-	)
-	switch {
-	case errors.Is(err, gocql.ErrNotFound):
-		return ErrNotFound
-	case errors.As(err, &writeTimeout), errors.As(err, &readTimeout),
-		errors.Is(err, gocql.ErrTimeoutNoResponse), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %w", ErrTimeout, err)
-	case errors.As(err, &unavailable), errors.As(err, &overloaded), errors.As(err, &bootstrap),
-		errors.As(err, &writeFailure), errors.As(err, &readFailure),
-		errors.Is(err, gocql.ErrNoConnections), errors.Is(err, gocql.ErrConnectionClosed),
-		errors.Is(err, gocql.ErrUnavailable), errors.Is(err, gocql.ErrNoStreams),
-		errors.Is(err, gocql.ErrNoConnectionsStarted), errors.Is(err, gocql.ErrSessionClosed),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.As(err, &netErr):
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	case errors.As(err, &invalid):
-		return fmt.Errorf("%w (was the namespace created with CreateNamespace?)", err)
+	case cluster.NotFound:
+		return driver.ErrNotFound
+	case cluster.Timeout:
+		return fmt.Errorf("%w: %w", driver.ErrTimeout, err)
+	case cluster.Unavailable:
+		return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+	case cluster.Refused:
+		var invalid *gocql.RequestErrInvalid
+		if errors.As(err, &invalid) {
+			return fmt.Errorf("%w (was the namespace created with CreateNamespace?)", err)
+		}
 	}
 	return err
 }

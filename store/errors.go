@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // Sentinel errors. Test for them with errors.Is; the errors a Store returns
@@ -15,18 +17,19 @@ import (
 var (
 	// ErrNotFound is returned by Get when no live version of the row exists:
 	// it was never written, it expired, or its newest version is a deletion.
-	ErrNotFound = errors.New("store: not found")
+	// It is driver.ErrNotFound.
+	ErrNotFound = driver.ErrNotFound
 
 	// ErrUnavailable means a region could not be reached or did not have
 	// enough live replicas (including a region whose circuit breaker is
 	// open). It is an availability failure: retrying later, or at a weaker
-	// level, may succeed.
-	ErrUnavailable = errors.New("store: region unavailable")
+	// level, may succeed. It is driver.ErrUnavailable.
+	ErrUnavailable = driver.ErrUnavailable
 
 	// ErrTimeout means a region did not answer within the call's timeout. A
 	// write that timed out may still have been applied; a retry is safe (last
-	// write wins).
-	ErrTimeout = errors.New("store: timed out")
+	// write wins). It is driver.ErrTimeout.
+	ErrTimeout = driver.ErrTimeout
 
 	// ErrCircuitOpen means a region was skipped because its circuit breaker
 	// is open after repeated availability failures. It wraps ErrUnavailable.
@@ -76,13 +79,14 @@ var (
 	// ErrClosed is returned by every call made after Close.
 	ErrClosed = errors.New("store: closed")
 
-	// ErrStillClosing is returned by Close and CloseContext when every
-	// call, background write and hint is done but some region's driver
-	// connections had not finished closing within the bound (the driver
-	// can take tens of seconds after a region was unreachable). They go on
-	// closing in the background; nothing is lost. The error names the
-	// regions; a caller that only cares about data can ignore it.
-	ErrStillClosing = errors.New("store: region connections still closing")
+	// ErrStillClosing is matched by the error of Close and CloseContext
+	// when every call, background write and hint is done but some region's
+	// driver connections had not finished closing within the bound (the
+	// driver can take tens of seconds after a region was unreachable). They
+	// go on closing in the background; nothing is lost. The error is a
+	// *StillClosingError naming the regions; a caller that only cares about
+	// data can ignore it.
+	ErrStillClosing = wait.ErrStillClosing
 
 	// ErrNoHintSink is returned by the default hint sink, used when
 	// Config.HintSink is nil: the hint was not stored anywhere, the write is
@@ -99,6 +103,11 @@ var (
 	// started. Such writes are hinted like availability failures.
 	errAborted = fmt.Errorf("%w: the store was closing and stopped waiting for the region (Store.CloseContext)", ErrClosed)
 )
+
+// StillClosingError names what a close stopped waiting for (see
+// ErrStillClosing). It is the one bounded-close error of every Tidemark
+// package.
+type StillClosingError = wait.StillClosingError
 
 // RegionError is one region's failure within a call. Errors returned by
 // writes and reads wrap one RegionError per failed region; get them with

@@ -8,16 +8,17 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // openMemory opens a Store over three in-memory regions, "us", "eu" and
 // "ap", with "us" home.
-func openMemory(sink store.HintSink) (*store.Store, map[string]*store.MemoryRegion) {
-	mem := map[string]*store.MemoryRegion{
-		"us": store.NewMemoryRegion(), "eu": store.NewMemoryRegion(), "ap": store.NewMemoryRegion(),
+func openMemory(sink store.HintSink) (*store.Store, map[string]*driver.MemoryRegion) {
+	mem := map[string]*driver.MemoryRegion{
+		"us": driver.NewMemoryRegion(), "eu": driver.NewMemoryRegion(), "ap": driver.NewMemoryRegion(),
 	}
 	st, err := store.Open(context.Background(), store.Config{
 		Regions: []store.RegionConfig{
@@ -28,7 +29,7 @@ func openMemory(sink store.HintSink) (*store.Store, map[string]*store.MemoryRegi
 		Home:        "us",
 		Keyspace:    "app",
 		HintSink:    sink,
-		NewExecutor: store.MemoryFactory(mem),
+		NewExecutor: driver.MemoryFactory(mem),
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -112,7 +113,7 @@ func ExampleWithConsistency() {
 func ExampleConsistencyError() {
 	ctx := context.Background()
 	var hinted []string
-	sink := store.HintSinkFunc(func(_ context.Context, h hints.Hint) error {
+	sink := store.HintSinkFunc(func(_ context.Context, h record.Hint) error {
 		hinted = append(hinted, h.Target)
 		return nil
 	})
@@ -120,7 +121,7 @@ func ExampleConsistencyError() {
 	defer st.Close()
 	ns, _ := st.CreateNamespace(ctx, "orders")
 
-	mem["eu"].SetUnavailable(true)
+	mem["eu"].SetFault(driver.Outage())
 	err := ns.Put(ctx, []byte("o1"), []byte("line1"), []byte("x"), store.WithConsistency(quorum.EachQuorum))
 
 	var ce *store.ConsistencyError

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"github.com/tidemark/tidemark/hints"
-	"github.com/tidemark/tidemark/quorum"
 	"go.uber.org/mock/gomock"
+
+	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // errNoTable is a region's answer that is not an availability failure: the
@@ -99,7 +101,7 @@ func TestFailedCallNamesPendingRegions(t *testing.T) {
 			release := make(chan struct{})
 			for _, r := range []string{"a", "c"} {
 				e.execs[r].EXPECT().Write(gomock.Any(), writeOf("pk", "ck", "v", "")).DoAndReturn(
-					func(context.Context, WriteRequest) error { <-release; return nil })
+					func(context.Context, driver.WriteRequest) error { <-release; return nil })
 			}
 			e.expectWrite("b", writeOf("pk", "ck", "v", ""), fmt.Errorf("%w: b is down", ErrUnavailable), 1)
 			e.expectHint(hintOf("b", "pk", "ck", "v"), nil, 1)
@@ -146,7 +148,7 @@ func markerTTLs(e *mockEnv) func() []int {
 	var ttls []int
 	for _, r := range regionNamesABC {
 		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).AnyTimes().DoAndReturn(
-			func(_ context.Context, w WriteRequest) error {
+			func(_ context.Context, w driver.WriteRequest) error {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, row := range w.Rows {
@@ -277,7 +279,7 @@ func TestDeleteRetentionNeverGuessed(t *testing.T) {
 			c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
 		})
 		ns, _ := e.st.Namespace("other")
-		e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(Row{}, down)
+		e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(driver.Row{}, down)
 		if _, err := e.ns.Get(ctx, []byte("pk"), []byte("ck")); !errors.Is(err, ErrUnavailable) {
 			t.Fatal(err)
 		}
@@ -324,7 +326,7 @@ func TestBreakerTripsOnDroppedConnections(t *testing.T) {
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Hour}
 	})
 	dropped := fmt.Errorf("gocql: connection closed: %w", context.Canceled)
-	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(Row{}, dropped).Times(2)
+	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(driver.Row{}, dropped).Times(2)
 	for i := range 2 {
 		if _, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck")); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("Get %d: %v, want ErrUnavailable", i, err)
@@ -381,7 +383,7 @@ func blockedRemote(t *testing.T, mut func(*Config)) (*mockEnv, <-chan struct{}, 
 	var returned atomic.Bool
 	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).AnyTimes()
 	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "1", "v1", "")).DoAndReturn(
-		func(ctx context.Context, _ WriteRequest) error {
+		func(ctx context.Context, _ driver.WriteRequest) error {
 			close(started)
 			<-ctx.Done()
 			returned.Store(true)
@@ -431,7 +433,7 @@ func TestCloseContextHintsQueuedWrites(t *testing.T) {
 	if _, open := <-e.st.queue; open {
 		t.Error("the background queue is still open")
 	}
-	if got := e.st.pending.Load(); got != 0 {
+	if got := queuedCount(e.st); got != 0 {
 		t.Errorf("queue depth %d after CloseContext, want 0", got)
 	}
 	if got := metricValue(t, e.st.metrics.hinted.WithLabelValues("b")); got != 3 {
@@ -452,7 +454,7 @@ func TestCloseContextHintsQueuedWrites(t *testing.T) {
 func TestCloseContextBoundsHints(t *testing.T) {
 	e, started, _ := blockedRemote(t, func(c *Config) { c.HintTimeout = 50 * time.Millisecond })
 	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).MinTimes(1).MaxTimes(5).DoAndReturn(
-		func(ctx context.Context, _ hints.Hint) error { <-ctx.Done(); return ctx.Err() })
+		func(ctx context.Context, _ record.Hint) error { <-ctx.Done(); return ctx.Err() })
 	if err := put(t, e.ns, "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +477,7 @@ func TestCloseContextBoundsHints(t *testing.T) {
 	if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("b")); got != 5 {
 		t.Errorf("hints_failed_total{b} = %v, want 5", got)
 	}
-	if got := e.st.closeLost.Load(); got != 5 {
+	if got := e.st.drain.lost.Load(); got != 5 {
 		t.Errorf("rows lost on close = %d, want 5", got)
 	}
 }
@@ -487,7 +489,7 @@ func TestCloseContextAbortsCalls(t *testing.T) {
 	e := newMockEnv(t, func(c *Config) { c.Regions = c.Regions[:1] })
 	started := make(chan struct{})
 	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-		func(ctx context.Context, _ WriteRequest) error { close(started); <-ctx.Done(); return ctx.Err() })
+		func(ctx context.Context, _ driver.WriteRequest) error { close(started); <-ctx.Done(); return ctx.Err() })
 	e.expectHint(hintOf("a", "pk", "1", "v1"), nil, 1)
 	putErr := make(chan error, 1)
 	go func() { putErr <- put(t, e.ns, "1", WithConsistency(quorum.Any), WithTimeout(time.Hour)) }()

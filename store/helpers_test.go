@@ -10,8 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/tidemark/tidemark/hints"
 	"go.uber.org/mock/gomock"
+
+	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // regionNamesABC are the regions of the mock deployments; "a" is home.
@@ -44,8 +46,8 @@ func newMockEnv(t *testing.T, mut func(*Config)) *mockEnv {
 		e.execs[n] = m
 		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n + ".invalid"}})
 	}
-	cfg.NewExecutor = func(_ context.Context, rc RegionConfig, _ string, _ ExecutorConfig) (Executor, error) {
-		return e.execs[rc.Name], nil
+	cfg.NewExecutor = func(_ context.Context, rc driver.Config) (driver.Executor, error) {
+		return e.execs[rc.Region], nil
 	}
 	if mut != nil {
 		mut(&cfg)
@@ -89,7 +91,7 @@ func (e *mockEnv) timestamps() []int64 {
 // err, recording the timestamps.
 func (e *mockEnv) expectWrite(region string, m gomock.Matcher, err error, n int) *gomock.Call {
 	return e.execs[region].EXPECT().Write(gomock.Any(), m).Times(n).DoAndReturn(
-		func(_ context.Context, w WriteRequest) error {
+		func(_ context.Context, w driver.WriteRequest) error {
 			for _, r := range w.Rows {
 				e.seen(r.Timestamp)
 			}
@@ -100,13 +102,13 @@ func (e *mockEnv) expectWrite(region string, m gomock.Matcher, err error, n int)
 // expectHint makes the sink expect n hints matching m, returning err.
 func (e *mockEnv) expectHint(m gomock.Matcher, err error, n int) *gomock.Call {
 	return e.sink.EXPECT().Hint(gomock.Any(), m).Times(n).DoAndReturn(
-		func(_ context.Context, h hints.Hint) error {
+		func(_ context.Context, h record.Hint) error {
 			e.seen(h.Timestamp)
 			return err
 		})
 }
 
-// writeMatcher matches a WriteRequest of one row.
+// writeMatcher matches a driver.WriteRequest of one row.
 type writeMatcher struct {
 	pk, ck, value string
 	deleted       bool
@@ -122,7 +124,7 @@ func deleteOf(pk, ck string, cons string) writeMatcher {
 }
 
 func (m writeMatcher) Matches(x any) bool {
-	w, ok := x.(WriteRequest)
+	w, ok := x.(driver.WriteRequest)
 	if !ok || len(w.Rows) != 1 {
 		return false
 	}
@@ -156,7 +158,7 @@ func hintOf(target, pk, ck, value string) hintMatcher {
 }
 
 func (m hintMatcher) Matches(x any) bool {
-	h, ok := x.(hints.Hint)
+	h, ok := x.(record.Hint)
 	if !ok {
 		return false
 	}
@@ -203,10 +205,10 @@ func metricValue(t *testing.T, c prometheus.Collector) float64 {
 // recordingSink keeps every hint, durable at once.
 type recordingSink struct {
 	mu    sync.Mutex
-	hints []hints.Hint
+	hints []record.Hint
 }
 
-func (r *recordingSink) Hint(_ context.Context, h hints.Hint) error {
+func (r *recordingSink) Hint(_ context.Context, h record.Hint) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.hints = append(r.hints, h)
@@ -215,7 +217,7 @@ func (r *recordingSink) Hint(_ context.Context, h hints.Hint) error {
 
 // replay applies every hint to its target region, as repaird's replayer
 // does: same timestamp, remaining TTL.
-func (r *recordingSink) replay(t *testing.T, regions map[string]*MemoryRegion) {
+func (r *recordingSink) replay(t *testing.T, regions map[string]*driver.MemoryRegion) {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -224,10 +226,16 @@ func (r *recordingSink) replay(t *testing.T, regions map[string]*MemoryRegion) {
 		if !h.ExpiresAt.IsZero() {
 			ttl = int(time.Until(h.ExpiresAt)/time.Second) + 1
 		}
-		err := regions[h.Target].Write(context.Background(), WriteRequest{Keyspace: "ks", Table: h.Namespace, PK: h.PK,
-			Rows: []Row{{CK: h.CK, Value: h.Value, Deleted: h.Deleted, Timestamp: h.Timestamp, TTL: ttl}}})
+		err := regions[h.Target].Write(context.Background(), driver.WriteRequest{Keyspace: "ks", Table: h.Namespace, PK: h.PK,
+			Rows: []driver.Row{{CK: h.CK, Value: h.Value, Deleted: h.Deleted, Timestamp: h.Timestamp, TTL: ttl}}})
 		if err != nil {
 			t.Fatalf("replay hint: %v", err)
 		}
 	}
+}
+
+// queuedCount is how many background writes wait in st's queue.
+func queuedCount(st *Store) int64 {
+	n, _ := st.queued.held()
+	return n
 }

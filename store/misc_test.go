@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // TestTypedJSON: structs round-trip through a Typed namespace, and decoding
@@ -87,7 +89,7 @@ func TestMetricsRegister(t *testing.T) {
 	if err := reg.Register(st.Metrics()); err != nil {
 		t.Fatal(err)
 	}
-	mem["b"].SetUnavailable(true)
+	mem["b"].SetFault(driver.Outage())
 	if err := ns.Put(ctx, []byte("p"), []byte("c"), []byte("v")); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func TestMetricsRegister(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.bg.Wait()
-	waitFor(t, "queue drained", func() bool { return st.pending.Load() == 0 })
+	waitFor(t, "queue drained", func() bool { return queuedCount(st) == 0 })
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +128,7 @@ func TestMetricsRegister(t *testing.T) {
 func TestErrorMessages(t *testing.T) {
 	ctx := context.Background()
 	_, ns, mem := newMemEnv(t, nil)
-	mem["c"].SetUnavailable(true)
+	mem["c"].SetFault(driver.Outage())
 	err := ns.Put(ctx, []byte("p"), []byte("c"), []byte("v"), WithConsistency(quorum.EachQuorum))
 	var ce *ConsistencyError
 	if !errors.As(err, &ce) {

@@ -13,8 +13,9 @@ import (
 	context "context"
 	reflect "reflect"
 
-	hints "github.com/tidemark/tidemark/hints"
 	gomock "go.uber.org/mock/gomock"
+
+	record "github.com/tidemark/tidemark/hints/record"
 )
 
 // MockHintSink is a mock of HintSink interface.
@@ -42,7 +43,7 @@ func (m *MockHintSink) EXPECT() *MockHintSinkMockRecorder {
 }
 
 // Hint mocks base method.
-func (m *MockHintSink) Hint(ctx context.Context, h hints.Hint) error {
+func (m *MockHintSink) Hint(ctx context.Context, h record.Hint) error {
 	m.ctrl.T.Helper()
 	ret := m.ctrl.Call(m, "Hint", ctx, h)
 	ret0, _ := ret[0].(error)

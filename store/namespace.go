@@ -48,7 +48,7 @@ func (s *Store) Namespace(name string, opts ...NamespaceOption) (*Namespace, err
 		return nil, o.err
 	}
 	if o.retention > 0 {
-		s.rememberRetention(name, o.retention)
+		s.retentions.Set(name, o.retention)
 	}
 	return &Namespace{s: s, name: name}, nil
 }

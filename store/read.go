@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
 	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // Item is one live row as a read returns it.
@@ -31,11 +33,11 @@ type Item struct {
 // Time returns the row's version as a time.
 func (i Item) Time() time.Time { return time.UnixMicro(i.Timestamp) }
 
-func itemOf(r Row) Item {
+func itemOf(r driver.Row) Item {
 	return Item{CK: r.CK, Value: r.Value, Timestamp: r.Timestamp, TTL: time.Duration(r.TTL) * time.Second}
 }
 
-func versionOf(r Row) quorum.Version {
+func versionOf(r driver.Row) quorum.Version {
 	return quorum.Version{Timestamp: r.Timestamp, Deleted: r.Deleted, Value: r.Value}
 }
 
@@ -60,9 +62,9 @@ func (n *Namespace) validateRead(ctx context.Context, op string, o *callOptions,
 // readResult is one region's answer to a read.
 type readResult struct {
 	idx   int
-	row   Row
+	row   driver.Row
 	found bool
-	rows  []Row // scan
+	rows  []driver.Row // scan
 	err   error
 }
 
@@ -103,7 +105,7 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 	pk, ck = bytes.Clone(pk), bytes.Clone(ck)
 
 	sync := plan.Sync()
-	req := ReadRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, CK: ck, Consistency: o.level.RegionConsistency()}
+	req := driver.ReadRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, CK: ck, Consistency: o.level.RegionConsistency()}
 	level := o.level.String()
 	if len(sync) == 1 {
 		// One region to read (LocalOne, LocalQuorum): nothing to race and
@@ -159,7 +161,7 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 }
 
 // getOne is Get for a plan that waits on one region only.
-func (n *Namespace) getOne(ctx context.Context, plan quorum.Plan, r *region, idx int, level string, req ReadRequest, timeout time.Duration) (Item, error) {
+func (n *Namespace) getOne(ctx context.Context, plan quorum.Plan, r *region, idx int, level string, req driver.ReadRequest, timeout time.Duration) (Item, error) {
 	s := n.s
 	rctx, cancel := s.requestCtx(ctx, false, timeout)
 	row, err := s.readRegion(rctx, r, level, req)
@@ -184,8 +186,8 @@ func (n *Namespace) getOne(ctx context.Context, plan quorum.Plan, r *region, idx
 
 // newestRow returns the newest version among the regions that found the
 // row.
-func newestRow(rs []readResult) (Row, bool) {
-	var best Row
+func newestRow(rs []readResult) (driver.Row, bool) {
+	var best driver.Row
 	found := false
 	for _, r := range rs {
 		if !r.found {
@@ -214,7 +216,7 @@ func (s *Store) readRepair(ns string, pk []byte, got []readResult, results <-cha
 		return
 	}
 	now := s.cfg.Now()
-	m := &mutation{ns: ns, pk: pk, rows: []Row{winner}, expires: []time.Time{{}},
+	m := &mutation{ns: ns, pk: pk, rows: []driver.Row{winner}, expires: []time.Time{{}},
 		level: quorum.LocalQuorum, op: opRepair, size: int64(len(pk) + len(winner.CK) + len(winner.Value))}
 	if winner.TTL > 0 {
 		m.expires[0] = now.Add(time.Duration(winner.TTL) * time.Second)
@@ -286,7 +288,7 @@ func (n *Namespace) Scan(ctx context.Context, pk []byte, opts ...CallOption) (pa
 		if filled {
 			want, maxBytes = 1, 1
 		}
-		req := ScanRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, After: after, Limit: want,
+		req := driver.ScanRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, After: after, Limit: want,
 			MaxBytes: maxBytes, Consistency: o.level.RegionConsistency()}
 		rows, boundary, err := s.scanOnce(ctx, plan, req, o.timeout)
 		if err != nil {
@@ -315,7 +317,7 @@ func (n *Namespace) Scan(ctx context.Context, pk []byte, opts ...CallOption) (pa
 // It returns the merged rows (markers included) up to boundary, the
 // clustering key up to which every answering region has been read
 // completely, or nil if the answering regions have no rows beyond.
-func (s *Store) scanOnce(ctx context.Context, plan quorum.Plan, req ScanRequest, timeout time.Duration) ([]Row, []byte, error) {
+func (s *Store) scanOnce(ctx context.Context, plan quorum.Plan, req driver.ScanRequest, timeout time.Duration) ([]driver.Row, []byte, error) {
 	sync := plan.Sync()
 	results := make(chan readResult, len(sync))
 	level := plan.Level.String()
@@ -329,7 +331,7 @@ func (s *Store) scanOnce(ctx context.Context, plan quorum.Plan, req ScanRequest,
 		})
 	}
 	w := s.newWaiter(plan, opScan, sync)
-	var got [][]Row
+	var got [][]driver.Row
 	var boundary []byte
 	for plan.Result(w.outcomes) == quorum.ResultPending {
 		select {
@@ -356,7 +358,7 @@ func (s *Store) scanOnce(ctx context.Context, plan quorum.Plan, req ScanRequest,
 }
 
 // full reports whether a region stopped at a bound and may hold more rows.
-func full(rows []Row, req ScanRequest) bool {
+func full(rows []driver.Row, req driver.ScanRequest) bool {
 	if len(rows) == 0 {
 		return false
 	}
@@ -372,11 +374,11 @@ func full(rows []Row, req ScanRequest) bool {
 
 // mergeRows merges per-region rows into clustering order, keeping the newest
 // version of each key and dropping keys past boundary (nil: no bound).
-func mergeRows(sets [][]Row, boundary []byte) []Row {
+func mergeRows(sets [][]driver.Row, boundary []byte) []driver.Row {
 	if len(sets) == 1 && boundary == nil {
 		return sets[0]
 	}
-	var all []Row
+	var all []driver.Row
 	for _, set := range sets {
 		for _, r := range set {
 			if boundary != nil && bytes.Compare(r.CK, boundary) > 0 {
@@ -385,7 +387,7 @@ func mergeRows(sets [][]Row, boundary []byte) []Row {
 			all = append(all, r)
 		}
 	}
-	slices.SortStableFunc(all, func(a, b Row) int { return bytes.Compare(a.CK, b.CK) })
+	slices.SortStableFunc(all, func(a, b driver.Row) int { return bytes.Compare(a.CK, b.CK) })
 	out := all[:0]
 	for _, r := range all {
 		if k := len(out); k > 0 && bytes.Equal(out[k-1].CK, r.CK) {

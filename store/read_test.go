@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tidemark/tidemark/quorum"
 	"go.uber.org/mock/gomock"
+
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // TestGetLocalReadsHomeOnly: local levels read the home region alone.
@@ -19,8 +21,8 @@ func TestGetLocalReadsHomeOnly(t *testing.T) {
 	for _, l := range []quorum.Level{quorum.LocalOne, quorum.LocalQuorum} {
 		t.Run(l.String(), func(t *testing.T) {
 			e := newMockEnv(t, nil)
-			e.execs["a"].EXPECT().Read(gomock.Any(), ReadRequest{Keyspace: "ks", Table: "ns", PK: []byte("pk"), CK: []byte("ck"), Consistency: l.RegionConsistency()}).
-				Return(Row{CK: []byte("ck"), Value: []byte("v"), Timestamp: 7, TTL: 30}, nil)
+			e.execs["a"].EXPECT().Read(gomock.Any(), driver.ReadRequest{Keyspace: "ks", Table: "ns", PK: []byte("pk"), CK: []byte("ck"), Consistency: l.RegionConsistency()}).
+				Return(driver.Row{CK: []byte("ck"), Value: []byte("v"), Timestamp: 7, TTL: 30}, nil)
 			it, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck"), WithConsistency(l))
 			if err != nil {
 				t.Fatal(err)
@@ -33,23 +35,23 @@ func TestGetLocalReadsHomeOnly(t *testing.T) {
 }
 
 type regionRead struct {
-	row   *Row  // nil: not found
-	err   error // availability failure
-	stale bool  // expect a read repair
+	row   *driver.Row // nil: not found
+	err   error       // availability failure
+	stale bool        // expect a read repair
 }
 
 // TestGetMultiRegion: Quorum/EachQuorum/All read several regions, return the
 // newest version, and repair the regions that answered with an older one.
 func TestGetMultiRegion(t *testing.T) {
-	old := &Row{CK: []byte("ck"), Value: []byte("old"), Timestamp: 100}
-	newer := &Row{CK: []byte("ck"), Value: []byte("new"), Timestamp: 200, TTL: 50}
-	marker := &Row{CK: []byte("ck"), Deleted: true, Timestamp: 300, TTL: 1000}
+	old := &driver.Row{CK: []byte("ck"), Value: []byte("old"), Timestamp: 100}
+	newer := &driver.Row{CK: []byte("ck"), Value: []byte("new"), Timestamp: 200, TTL: 50}
+	marker := &driver.Row{CK: []byte("ck"), Deleted: true, Timestamp: 300, TTL: 1000}
 	down := fmt.Errorf("%w: injected", ErrUnavailable)
 	cases := []struct {
 		name    string
 		level   quorum.Level
 		regions map[string]regionRead
-		want    *Row // nil: ErrNotFound
+		want    *driver.Row // nil: ErrNotFound
 		wantErr error
 	}{
 		{"quorum newest wins", quorum.Quorum, map[string]regionRead{
@@ -76,7 +78,7 @@ func TestGetMultiRegion(t *testing.T) {
 			e := newMockEnv(t, nil)
 			winner := c.want
 			if winner == nil {
-				var best *Row
+				var best *driver.Row
 				for _, rr := range c.regions {
 					if rr.row != nil && (best == nil || quorum.Compare(versionOf(*rr.row), versionOf(*best)) > 0) {
 						best = rr.row
@@ -88,16 +90,16 @@ func TestGetMultiRegion(t *testing.T) {
 				call := e.execs[name].EXPECT().Read(gomock.Any(), gomock.Any()).Times(1)
 				switch {
 				case rr.err != nil:
-					call.Return(Row{}, rr.err)
+					call.Return(driver.Row{}, rr.err)
 				case rr.row == nil:
-					call.Return(Row{}, ErrNotFound)
+					call.Return(driver.Row{}, ErrNotFound)
 				default:
 					call.Return(*rr.row, nil)
 				}
 				if rr.stale && c.wantErr != ErrUnavailable {
 					w := *winner
 					e.execs[name].EXPECT().Write(gomock.Any(), gomock.Any()).Times(1).DoAndReturn(
-						func(_ context.Context, req WriteRequest) error {
+						func(_ context.Context, req driver.WriteRequest) error {
 							r := req.Rows[0]
 							if r.Timestamp != w.Timestamp || r.Deleted != w.Deleted || !bytes.Equal(r.Value, w.Value) {
 								t.Errorf("repair of %s wrote %+v, want the winner %+v", name, r, w)
@@ -129,15 +131,15 @@ func TestGetMultiRegion(t *testing.T) {
 
 // newMemEnv opens a Store over three MemoryRegions with the namespace
 // created.
-func newMemEnv(t *testing.T, mut func(*Config)) (*Store, *Namespace, map[string]*MemoryRegion) {
+func newMemEnv(t *testing.T, mut func(*Config)) (*Store, *Namespace, map[string]*driver.MemoryRegion) {
 	t.Helper()
-	mem := map[string]*MemoryRegion{}
+	mem := map[string]*driver.MemoryRegion{}
 	cfg := Config{Home: "a", Keyspace: "ks"}
 	for _, n := range regionNamesABC {
-		mem[n] = NewMemoryRegion()
+		mem[n] = driver.NewMemoryRegion()
 		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n}})
 	}
-	cfg.NewExecutor = MemoryFactory(mem)
+	cfg.NewExecutor = driver.MemoryFactory(mem)
 	if mut != nil {
 		mut(&cfg)
 	}
@@ -178,7 +180,7 @@ func TestScanPaging(t *testing.T) {
 	}
 	// Region c misses some newer writes (simulates lag): write them to a
 	// and b only, with newer versions.
-	mem["c"].SetUnavailable(true)
+	mem["c"].SetFault(driver.Outage())
 	for i := 1; i < 40; i += 5 {
 		k := fmt.Sprintf("k%02d", i)
 		if err := ns.Put(ctx, pk, []byte(k), []byte("w"+k), WithConsistency(quorum.Quorum)); err != nil {
@@ -187,7 +189,7 @@ func TestScanPaging(t *testing.T) {
 		model[k] = "w" + k
 	}
 	st.bg.Wait()
-	mem["c"].SetUnavailable(false)
+	mem["c"].SetFault(driver.Fault{})
 
 	var keys []string
 	for k := range model {
@@ -271,7 +273,11 @@ func TestMetamorphicAgainstModel(t *testing.T) {
 	levels := []quorum.Level{quorum.LocalOne, quorum.LocalQuorum, quorum.Quorum, quorum.EachQuorum, quorum.All, quorum.Any}
 	for step := range 400 {
 		for _, n := range regionNamesABC {
-			mem[n].SetUnavailable(rng.IntN(6) == 0)
+			f := driver.Fault{}
+			if rng.IntN(6) == 0 {
+				f = driver.Outage()
+			}
+			mem[n].SetFault(f)
 		}
 		k := fmt.Sprintf("k%d", rng.IntN(8))
 		l := levels[rng.IntN(len(levels))]
@@ -298,7 +304,7 @@ func TestMetamorphicAgainstModel(t *testing.T) {
 	// must agree with the model at All.
 	st.bg.Wait()
 	for _, n := range regionNamesABC {
-		mem[n].SetUnavailable(false)
+		mem[n].SetFault(driver.Fault{})
 	}
 	sink.replay(t, mem)
 	for k, want := range model {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // TestValidationDoesNoIO: every invalid call fails with its sentinel before
@@ -111,7 +112,7 @@ func TestNamespaceNames(t *testing.T) {
 // TestConfigValidation: Open rejects bad configs, naming every problem, and
 // never calls the executor factory.
 func TestConfigValidation(t *testing.T) {
-	factory := func(context.Context, RegionConfig, string, ExecutorConfig) (Executor, error) {
+	factory := func(context.Context, driver.Config) (driver.Executor, error) {
 		t.Error("executor factory called for an invalid config")
 		return nil, errors.New("unreachable")
 	}

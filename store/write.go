@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // Entry is one row of a PutBatch.
@@ -27,8 +28,8 @@ type Entry struct {
 type mutation struct {
 	ns      string
 	pk      []byte
-	rows    []Row       // Timestamp set; TTL computed per request from expires
-	expires []time.Time // per row; zero = never
+	rows    []driver.Row // Timestamp set; TTL computed per request from expires
+	expires []time.Time  // per row; zero = never
 	level   quorum.Level
 	op      string
 	size    int64 // keys and values, for the background byte bound
@@ -37,8 +38,8 @@ type mutation struct {
 // request makes the region request for m at time now: each row's TTL is what
 // remains of its absolute expiry, so a late write expires when the others
 // do; rows already expired are left out.
-func (m *mutation) request(keyspace string, now time.Time) WriteRequest {
-	rows := make([]Row, 0, len(m.rows))
+func (m *mutation) request(keyspace string, now time.Time) driver.WriteRequest {
+	rows := make([]driver.Row, 0, len(m.rows))
 	for i, r := range m.rows {
 		if exp := m.expires[i]; !exp.IsZero() {
 			rem := exp.Sub(now)
@@ -49,7 +50,7 @@ func (m *mutation) request(keyspace string, now time.Time) WriteRequest {
 		}
 		rows = append(rows, r)
 	}
-	return WriteRequest{Keyspace: keyspace, Table: m.ns, PK: m.pk, Rows: rows, Consistency: m.level.RegionConsistency()}
+	return driver.WriteRequest{Keyspace: keyspace, Table: m.ns, PK: m.pk, Rows: rows, Consistency: m.level.RegionConsistency()}
 }
 
 // Put writes value under (pk, ck), replacing any older version in every
@@ -235,14 +236,14 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 	m := &mutation{
 		ns:      n.name,
 		pk:      bytes.Clone(pk),
-		rows:    make([]Row, len(entries)),
+		rows:    make([]driver.Row, len(entries)),
 		expires: make([]time.Time, len(entries)),
 		level:   o.level,
 		op:      op,
 		size:    int64(len(pk)),
 	}
 	for i, e := range entries {
-		r := Row{CK: bytes.Clone(e.CK), Deleted: e.Delete, Timestamp: ts}
+		r := driver.Row{CK: bytes.Clone(e.CK), Deleted: e.Delete, Timestamp: ts}
 		switch {
 		case e.Delete:
 			m.expires[i] = now.Add(time.Duration(schema.TTLSeconds(retention)) * time.Second)

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tidemark/tidemark/hints"
-	"github.com/tidemark/tidemark/quorum"
 	"go.uber.org/mock/gomock"
+
+	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 type levelCase struct {
@@ -151,7 +153,7 @@ func TestLocalWriteDoesNotWaitForRemote(t *testing.T) {
 	e.expectWrite("a", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
 	e.expectWrite("c", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
 	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "ck", "v", "LOCAL_QUORUM")).DoAndReturn(
-		func(ctx context.Context, w WriteRequest) error {
+		func(ctx context.Context, w driver.WriteRequest) error {
 			close(started)
 			<-release
 			return nil
@@ -189,7 +191,7 @@ func TestQuorumReturnsBeforeSlowest(t *testing.T) {
 	e.expectWrite("a", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
 	e.expectWrite("b", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
 	e.execs["c"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-		func(ctx context.Context, w WriteRequest) error {
+		func(ctx context.Context, w driver.WriteRequest) error {
 			<-release
 			return fmt.Errorf("%w: late failure", ErrUnavailable)
 		})
@@ -213,7 +215,7 @@ func TestCanceledWhileWaiting(t *testing.T) {
 	e.expectWrite("b", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
 	e.expectWrite("c", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
 	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-		func(ctx context.Context, w WriteRequest) error {
+		func(ctx context.Context, w driver.WriteRequest) error {
 			close(started)
 			<-release
 			return fmt.Errorf("%w: after cancel", ErrTimeout)
@@ -247,7 +249,7 @@ func TestDeleteWritesMarker(t *testing.T) {
 			err = ErrUnavailable
 		}
 		e.execs[r].EXPECT().Write(gomock.Any(), deleteOf("pk", "ck", "LOCAL_QUORUM")).DoAndReturn(
-			func(_ context.Context, w WriteRequest) error {
+			func(_ context.Context, w driver.WriteRequest) error {
 				mu.Lock()
 				ttls = append(ttls, w.Rows[0].TTL)
 				mu.Unlock()
@@ -283,7 +285,7 @@ func TestDeleteReadsRetention(t *testing.T) {
 	e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(2*time.Hour, nil).Times(1)
 	for _, r := range regionNamesABC {
 		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).Times(2).DoAndReturn(
-			func(_ context.Context, w WriteRequest) error {
+			func(_ context.Context, w driver.WriteRequest) error {
 				if got := w.Rows[0].TTL; got < 7199 || got > 7200 || !w.Rows[0].Deleted {
 					t.Errorf("marker row %+v, want deleted with TTL 7200s", w.Rows[0])
 				}
@@ -307,7 +309,7 @@ func TestTTLCarriedEverywhere(t *testing.T) {
 	e := newMockEnv(t, func(c *Config) { c.Now = func() time.Time { return now } })
 	for _, r := range []string{"a", "b"} {
 		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-			func(_ context.Context, w WriteRequest) error {
+			func(_ context.Context, w driver.WriteRequest) error {
 				if w.Rows[0].TTL != 90 {
 					t.Errorf("region %s TTL %d, want 90", r, w.Rows[0].TTL)
 				}
@@ -315,7 +317,7 @@ func TestTTLCarriedEverywhere(t *testing.T) {
 			})
 	}
 	e.execs["c"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(ErrUnavailable)
-	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, h hints.Hint) error {
+	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, h record.Hint) error {
 		if want := now.Add(90 * time.Second); !h.ExpiresAt.Equal(want) {
 			t.Errorf("hint ExpiresAt %v, want %v", h.ExpiresAt, want)
 		}
@@ -339,7 +341,7 @@ func TestPutBatch(t *testing.T) {
 			err = ErrUnavailable
 		}
 		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-			func(_ context.Context, w WriteRequest) error {
+			func(_ context.Context, w driver.WriteRequest) error {
 				if len(w.Rows) != 3 {
 					t.Errorf("region %s got %d rows, want 3", r, len(w.Rows))
 				}

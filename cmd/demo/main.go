@@ -120,8 +120,9 @@ func run(ctx context.Context) error {
 	st, err := store.Open(ctx, store.Config{
 		Regions: rcs, Home: "a", Keyspace: ks, CreateKeyspace: true,
 		Timeout: 2 * time.Second, Logger: logger,
-		Breaker: store.BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: 2 * time.Second},
-	}, store.WithHintSink(producer))
+		Breaker:  store.BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: 2 * time.Second},
+		HintSink: producer,
+	})
 	if err != nil {
 		return err
 	}

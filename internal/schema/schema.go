@@ -26,21 +26,35 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// MaxPartitionKey is Cassandra's limit on a partition key's size (64 KiB - 1).
-const MaxPartitionKey = 65535
+// Limits of the table. Every package that sizes a row, a hint record or a
+// buffer takes them from here.
+const (
+	// MaxPartitionKey is Cassandra's limit on a partition key's size
+	// (64 KiB - 1).
+	MaxPartitionKey = 65535
 
-// MaxClusteringKey is the limit Tidemark puts on a clustering key (Cassandra
-// also limits clustering values to 64 KiB - 1).
-const MaxClusteringKey = 65535
+	// MaxClusteringKey is the limit Tidemark puts on a clustering key
+	// (Cassandra also limits clustering values to 64 KiB - 1).
+	MaxClusteringKey = 65535
 
-// DefaultRetention is how long a deletion marker lives (design: 10 days).
+	// DefaultMaxValueSize is the largest value a store with default limits
+	// writes (1 MiB): store.DefaultMaxValueSize, and what the default size
+	// of a hint record (record.DefaultMaxHintBytes) is made to fit.
+	DefaultMaxValueSize = 1 << 20
+
+	// MaxNameLen is the longest keyspace or namespace name (ValidateName).
+	MaxNameLen = 48
+)
+
+// DefaultRetention is how long a deletion marker lives by default: 10 days
+// (docs/design.md, "Deletes and resurrection").
 const DefaultRetention = 10 * 24 * time.Hour
 
 // ErrInvalidName reports a keyspace or namespace name that is not a safe,
 // unquoted CQL identifier.
 var ErrInvalidName = errors.New("invalid name")
 
-var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,` + strconv.Itoa(MaxNameLen-1) + `}$`)
 
 // ValidateName checks that name is usable as an unquoted CQL identifier: it
 // starts with a lower-case letter and holds only lower-case letters, digits

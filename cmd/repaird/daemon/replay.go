@@ -9,12 +9,13 @@ import (
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 )
 
 // Keyring builds the hint keyring from the config: the first key is current,
 // the others previous (accepted until their accept_until). With no keys and
 // require_hmac unset it returns nil: unsigned hints are accepted.
-func Keyring(h config.Hints) (*hints.Keyring, error) {
+func Keyring(h config.Hints) (*record.Keyring, error) {
 	if len(h.HMACKeys) == 0 {
 		return nil, nil
 	}
@@ -22,9 +23,9 @@ func Keyring(h config.Hints) (*hints.Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	kc := hints.KeyringConfig{AcceptUnsigned: !h.RequireHMAC}
+	kc := record.KeyringConfig{AcceptUnsigned: !h.RequireHMAC}
 	for i, k := range h.HMACKeys {
-		key := hints.Key{ID: k.ID, Secret: secrets[k.ID], AcceptUntil: k.AcceptUntil}
+		key := record.Key{ID: k.ID, Secret: secrets[k.ID], AcceptUntil: k.AcceptUntil}
 		if i == 0 {
 			key.AcceptUntil = time.Time{}
 			kc.Current = key
@@ -32,7 +33,7 @@ func Keyring(h config.Hints) (*hints.Keyring, error) {
 			kc.Previous = append(kc.Previous, key)
 		}
 	}
-	kr, err := hints.NewKeyring(kc)
+	kr, err := record.NewKeyring(kc)
 	if err != nil {
 		return nil, fmt.Errorf("hints.hmac_keys: %w", err)
 	}
@@ -59,7 +60,7 @@ func (d *Daemon) addReplayers() error {
 
 // replayerConfig is the configuration of region's replayer: its own
 // consumer group "<hints.group>-<region>", writing through session s.
-func (d *Daemon) replayerConfig(region string, s *gocql.Session, kr *hints.Keyring) hints.ReplayerConfig {
+func (d *Daemon) replayerConfig(region string, s *gocql.Session, kr *record.Keyring) hints.ReplayerConfig {
 	h := d.cfg.Hints
 	return hints.ReplayerConfig{
 		Brokers: h.Brokers, TopicPrefix: h.TopicPrefix, Region: region, GroupID: h.GroupFor(region),
@@ -72,7 +73,7 @@ func (d *Daemon) replayerConfig(region string, s *gocql.Session, kr *hints.Keyri
 // replay runs the replayer of one region until ctx ends. It waits for the
 // region's session first (the region may be down when the daemon starts);
 // the replayer itself pauses while the region is unreachable.
-func (d *Daemon) replay(ctx context.Context, region string, kr *hints.Keyring) error {
+func (d *Daemon) replay(ctx context.Context, region string, kr *record.Keyring) error {
 	for attempt := 0; ; attempt++ {
 		s, err := d.sessions.Get(ctx, region)
 		if err == nil {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
-	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/hints/record"
 )
 
 func TestKeyringFromConfig(t *testing.T) {
@@ -21,32 +21,32 @@ func TestKeyringFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hint := hints.Hint{Target: "c", Namespace: "ns", PK: []byte("k"), Value: []byte("v"), Timestamp: 1}
+	hint := record.Hint{Target: "c", Namespace: "ns", PK: []byte("k"), Value: []byte("v"), Timestamp: 1}
 	sign := func(id string, secret []byte) []byte {
-		k, err := hints.NewKeyring(hints.KeyringConfig{Current: hints.Key{ID: id, Secret: secret}})
+		k, err := record.NewKeyring(record.KeyringConfig{Current: record.Key{ID: id, Secret: secret}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := hints.Encode(hint, k)
+		b, err := record.Encode(hint, k)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	if _, err := hints.Decode(sign("new", cur), kr); err != nil {
+	if _, err := record.Decode(sign("new", cur), kr); err != nil {
 		t.Errorf("current key refused: %v", err)
 	}
-	if _, err := hints.Decode(sign("old", old), kr); err != nil {
+	if _, err := record.Decode(sign("old", old), kr); err != nil {
 		t.Errorf("previous key inside its window refused: %v", err)
 	}
-	if _, err := hints.Decode(sign("gone", old), kr); err == nil {
+	if _, err := record.Decode(sign("gone", old), kr); err == nil {
 		t.Error("previous key past its window accepted")
 	}
-	unsigned, err := hints.Encode(hint, nil)
+	unsigned, err := record.Encode(hint, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hints.Decode(unsigned, kr); err == nil {
+	if _, err := record.Decode(unsigned, kr); err == nil {
 		t.Error("unsigned hint accepted with require_hmac")
 	}
 	if kr, err := Keyring(config.Hints{}); err != nil || kr != nil {

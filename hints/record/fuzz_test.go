@@ -1,4 +1,4 @@
-package hints
+package record
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package hints
+package record
 
 import "time"
 
@@ -19,7 +19,8 @@ type Hint struct {
 	PK, CK []byte
 	// Value is the row's value; nil for a deletion.
 	Value []byte
-	// Deleted marks a deletion marker (design.md, "Deletes and resurrection").
+	// Deleted marks a deletion marker (docs/design.md, "Deletes and
+	// resurrection").
 	Deleted bool
 	// Timestamp is the write's version, microseconds since the epoch.
 	Timestamp int64
@@ -28,4 +29,17 @@ type Hint struct {
 	ExpiresAt time.Time
 	// CreatedAt is when the hint was made.
 	CreatedAt time.Time
+}
+
+// Birth is the moment a hint's age is measured from: the earlier of its
+// CreatedAt and its write's Timestamp (the Timestamp alone when CreatedAt
+// is zero). A deletion that superseded the write has a later timestamp, so
+// its marker lives at least until Birth plus the tombstone retention: a
+// hint older than the retention must never be applied.
+func (h Hint) Birth() time.Time {
+	ts := time.UnixMicro(h.Timestamp)
+	if h.CreatedAt.IsZero() || ts.Before(h.CreatedAt) {
+		return ts
+	}
+	return h.CreatedAt
 }

@@ -1,4 +1,4 @@
-package hints
+package record
 
 import (
 	"crypto/hmac"
@@ -145,7 +145,7 @@ func Decode(b []byte, kr *Keyring) (Hint, error) {
 	d.off = 6
 	target := d.field("target", MaxRegionLen)
 	origin := d.field("origin", MaxRegionLen)
-	namespace := d.field("namespace", maxNamespaceLen)
+	namespace := d.field("namespace", schema.MaxNameLen)
 	pk := d.field("pk", schema.MaxPartitionKey)
 	ck := d.field("ck", schema.MaxClusteringKey)
 	var value []byte

@@ -1,27 +1,56 @@
-package store
+// Package driver is the plug-in side of package store, as database/sql/driver
+// is of database/sql: the narrow interface a region's database is reached
+// through ([Executor]), the requests and rows it takes and returns, the
+// errors by which it reports availability failures, and an in-memory
+// implementation with fault hooks ([MemoryRegion]).
+//
+// Services use package store and never need this package, except to run a
+// Store without Cassandra (store.Config.NewExecutor = driver.MemoryFactory(…))
+// in their own tests and simulations. The default executor, which store
+// uses when Config.NewExecutor is nil, runs CQL over the gocql driver.
+//
+// # The contract
+//
+// Every Executor method must be safe for concurrent use and honour its
+// context. An Executor classifies its failures for the store:
+//
+//   - an availability failure (unreachable nodes, not enough replicas, a
+//     timeout, an overloaded coordinator) wraps [ErrUnavailable] or
+//     [ErrTimeout]: it counts against the region's circuit breaker and turns
+//     a write into a hint;
+//   - a missing row wraps [ErrNotFound] (Read only);
+//   - the request's own context ending is returned as the context's error;
+//   - anything else is a refusal: the region answered and will not take the
+//     request (an invalid statement, a missing table, no permission). A
+//     refused write is never hinted, since replaying it would be refused
+//     too.
+package driver
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 )
 
-//go:generate go run go.uber.org/mock/mockgen@v0.6.0 -source=executor.go -destination=mock_executor_test.go -package=store
-//go:generate go run go.uber.org/mock/mockgen@v0.6.0 -source=hintsink.go -destination=mock_hintsink_test.go -package=store
+// Errors an Executor wraps to classify its failures. Package store
+// re-exports them under the same names (store.ErrUnavailable is
+// ErrUnavailable), so a caller tests a call's error against the store's.
+var (
+	// ErrUnavailable means the region could not be reached or did not have
+	// enough live replicas: an availability failure.
+	ErrUnavailable = errors.New("store: region unavailable")
 
-// Executor is the I/O edge of a Store: it runs the statements of one region.
-// A Store owns one Executor per region and never talks to a database any
-// other way, so a test (or a simulation) can replace the database by giving
-// Config.NewExecutor a function that returns its own Executor; see
-// MemoryRegion for an in-memory one. The default Executor uses the gocql
-// driver with prepared statements, the driver's paging and token-aware
-// routing, restricted to the region's data center.
-//
-// Every method must be safe for concurrent use and must honour ctx. An
-// Executor reports availability failures (unreachable nodes, not enough
-// replicas, timeouts) by returning errors that wrap ErrUnavailable or
-// ErrTimeout: those, and only those, count against the region's circuit
-// breaker and turn a write into a hint.
+	// ErrTimeout means the region did not answer in time: an availability
+	// failure. A write that timed out may still have been applied.
+	ErrTimeout = errors.New("store: timed out")
+
+	// ErrNotFound means the region holds no version of the row.
+	ErrNotFound = errors.New("store: not found")
+)
+
+// Executor runs the statements of one region. A Store owns one Executor per
+// region and never reaches a database any other way.
 type Executor interface {
 	// CreateKeyspace creates keyspace in the region if it does not exist,
 	// replicated replicationFactor times within the region's data center.
@@ -31,8 +60,8 @@ type Executor interface {
 	// agree on the schema. It must be safe to call from several processes
 	// at once.
 	CreateTable(ctx context.Context, keyspace, table string, retention time.Duration) error
-	// TableRetention returns the tombstone retention recorded by
-	// CreateTable for a namespace's table.
+	// TableRetention returns the tombstone retention recorded with a
+	// namespace's table (by CreateTable, or changed since by an operator).
 	TableRetention(ctx context.Context, keyspace, table string) (time.Duration, error)
 	// Write applies rows of one partition, every cell of every row with the
 	// row's own timestamp and TTL. One row is one INSERT; several rows are
@@ -111,17 +140,21 @@ type ScanRequest struct {
 	Consistency string
 }
 
-// ExecutorFactory makes the Executor of one region. Open calls it once per
-// region; keyspace is Config.Keyspace, which may not exist yet (Open creates
-// it afterwards when Config.CreateKeyspace is set).
-type ExecutorFactory func(ctx context.Context, region RegionConfig, keyspace string, cfg ExecutorConfig) (Executor, error)
+// Factory makes the Executor of one region. store.Open calls it once per
+// region.
+type Factory func(ctx context.Context, cfg Config) (Executor, error)
 
-// ExecutorConfig carries the Store's settings that a region's executor needs.
-type ExecutorConfig struct {
-	// Timeout bounds one request (Config.Timeout).
+// Config is what a Factory is told about the region it connects to.
+type Config struct {
+	// Region is the region's name (store.RegionConfig.Name).
+	Region string
+	// Keyspace is the store's keyspace, which may not exist yet (the store
+	// creates it after connecting when store.Config.CreateKeyspace is set).
+	Keyspace string
+	// Timeout bounds one request (store.Config.Timeout).
 	Timeout time.Duration
-	// ConnectTimeout bounds connecting (Config.ConnectTimeout).
+	// ConnectTimeout bounds connecting (store.Config.ConnectTimeout).
 	ConnectTimeout time.Duration
-	// Logger receives the driver's warnings.
+	// Logger receives the executor's warnings.
 	Logger *slog.Logger
 }

@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Background work: remote writes of calls that do not wait for their
+// region, late synchronous writes and read repairs, run by a fixed pool of
+// Config.RemoteConcurrency workers from a queue bounded in count and bytes.
+
+// job is one unit of background work: a write of m to region, either a
+// remote write of a call (a hint on failure) or a read repair (dropped on
+// failure, left to anti-entropy repair).
+type job struct {
+	region  *region
+	m       *mutation
+	timeout time.Duration
+	repair  bool
+	bytes   int64
+}
+
+// enqueue hands j to the workers. It reports false, without blocking, when
+// the queue is at its count or byte bound (Config.MaxPendingWrites,
+// MaxPendingBytes; one job larger than the byte bound still enters an empty
+// queue, so that a big value is not hinted just for its size).
+func (s *Store) enqueue(j job) bool {
+	if !s.queued.take(j.bytes) {
+		return false
+	}
+	select {
+	case s.queue <- j:
+		return true
+	default:
+		s.queued.release(j.bytes)
+		return false
+	}
+}
+
+func (s *Store) worker() {
+	defer s.workers.Done()
+	for j := range s.queue {
+		s.queued.release(j.bytes)
+		if s.abortCtx.Err() != nil {
+			s.abandon(j)
+			continue
+		}
+		s.runJob(j)
+	}
+}
+
+func (s *Store) runJob(j job) {
+	err := s.writeRegion(context.Background(), j.region, j.m, j.timeout)
+	switch {
+	case j.repair && err == nil:
+		s.metrics.readRepairs.WithLabelValues(j.region.name, "ok").Inc()
+	case j.repair:
+		s.metrics.readRepairs.WithLabelValues(j.region.name, "error").Inc()
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "store: read repair failed; left to anti-entropy repair",
+			slog.String("region", j.region.name), slog.Any("error", err))
+	case err == nil:
+	case hintable(err):
+		s.hintAsync(j.region, j.m, err)
+	default:
+		s.rejected(j.region, j.m, err, true)
+	}
+}
+
+// abandon handles a queued job that CloseContext gave up on before it
+// started: a remote write becomes a hint, a read repair is dropped.
+func (s *Store) abandon(j job) {
+	if j.repair {
+		s.metrics.readRepairs.WithLabelValues(j.region.name, "dropped").Inc()
+		return
+	}
+	s.hint(j.region, j.m, errAborted)
+}
+
+// rejected accounts for a region that refused a write with an error that is
+// not an availability failure: counted and logged, not hinted (a replay
+// would be refused too). A background region's refusal reaches no caller,
+// so it is logged at error level; a synchronous region's may (when it
+// decides the call), so it is logged at warning level.
+func (s *Store) rejected(r *region, m *mutation, err error, background bool) {
+	s.metrics.writesRejected.WithLabelValues(r.name, m.op, errorKind(err)).Inc()
+	level, msg := slog.LevelWarn, "store: region rejected a write; not hinted"
+	if background {
+		level, msg = slog.LevelError, "store: region rejected a background write; not hinted, the region lacks it until the cause is fixed and repair runs"
+	}
+	s.log.LogAttrs(context.Background(), level, msg,
+		slog.String("region", r.name), slog.String("namespace", m.ns), slog.String("op", m.op),
+		slog.Int64("ts", m.rows[0].Timestamp), slog.Any("error", err))
+}
+
+// remote sends m to region r in the background; when the queue is full it
+// goes straight to the hint sink.
+func (s *Store) remote(r *region, m *mutation, timeout time.Duration) {
+	if s.enqueue(job{region: r, m: m, timeout: timeout, bytes: m.size}) {
+		return
+	}
+	s.metrics.regionErrors.WithLabelValues(r.name, m.op, "queue_full").Inc()
+	// The Store is overloaded: storing the hint here slows the caller down
+	// (backpressure) instead of queueing more.
+	s.hint(r, m, errQueueFull)
+}

@@ -1,0 +1,353 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/quorum"
+)
+
+// Operation names of a MemoryRegion, for Fault.Ops and Calls.
+const (
+	OpCreateKeyspace = "create_keyspace"
+	OpCreateTable    = "create_table"
+	OpTableRetention = "table_retention"
+	OpWrite          = "write"
+	OpRead           = "read"
+	OpScan           = "scan"
+)
+
+// Fault is what a MemoryRegion does to the calls it receives, so that a
+// test can make a region unavailable, slow, refusing, or failing after a
+// number of calls. The zero Fault lets every call through.
+type Fault struct {
+	// Err, when set, fails every affected call. An error wrapping
+	// ErrUnavailable or ErrTimeout is an outage (breakers count it, writes
+	// are hinted); any other error is a refusal (the region answered).
+	Err error
+	// Delay makes every affected call wait this long before it is answered
+	// (a slow region). A call whose context ends first returns the
+	// context's error and changes nothing.
+	Delay time.Duration
+	// Gate, when not nil, holds every affected call until it is closed (or
+	// the call's context ends, as for Delay): a region that hangs until the
+	// test lets it go.
+	Gate <-chan struct{}
+	// After lets this many affected calls through untouched before the
+	// fault applies to the rest.
+	After int
+	// Ops limits the fault to these operations (OpWrite, OpRead, …); empty
+	// means every operation.
+	Ops []string
+}
+
+// Outage is the Fault of a region that is down: every call fails with an
+// error wrapping ErrUnavailable.
+func Outage() Fault {
+	return Fault{Err: fmt.Errorf("%w: memory region is down (driver.Outage)", ErrUnavailable)}
+}
+
+// MemoryRegion is an in-memory Executor: one region's tables in a map, with
+// Cassandra's last-write-wins reconciliation and TTLs. It lets programs and
+// tests run a Store without Cassandra (see MemoryFactory), and simulates
+// failures with SetFault. It is safe for concurrent use; Close does not
+// discard its data, so a test can inspect it after closing the Store.
+type MemoryRegion struct {
+	// Now is the clock TTLs are measured against; nil means time.Now. Set
+	// it before use.
+	Now func() time.Time
+
+	mu       sync.Mutex
+	fault    Fault
+	affected int // calls the fault's Ops matched since SetFault
+	calls    map[string]int
+	tables   map[string]*memTable // "keyspace.table"
+}
+
+type memTable struct {
+	retention time.Duration
+	parts     map[string]map[string]memRow // pk -> ck -> row
+}
+
+type memRow struct {
+	row     Row // TTL unused
+	expires time.Time
+}
+
+// NewMemoryRegion returns an empty, healthy MemoryRegion.
+func NewMemoryRegion() *MemoryRegion {
+	return &MemoryRegion{tables: make(map[string]*memTable), calls: make(map[string]int)}
+}
+
+// MemoryFactory returns a Factory that hands each region the MemoryRegion
+// of its name in regions, for store.Config.NewExecutor. A region missing
+// from the map fails Open.
+func MemoryFactory(regions map[string]*MemoryRegion) Factory {
+	return func(_ context.Context, cfg Config) (Executor, error) {
+		m, ok := regions[cfg.Region]
+		if !ok {
+			return nil, fmt.Errorf("no memory region named %q", cfg.Region)
+		}
+		return m, nil
+	}
+}
+
+// SetFault replaces the region's fault; SetFault(Fault{}) heals it. The
+// count of Fault.After starts again from zero.
+func (m *MemoryRegion) SetFault(f Fault) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fault = f
+	m.affected = 0
+}
+
+// Calls returns how many calls of operation op the region has received,
+// failed ones included.
+func (m *MemoryRegion) Calls(op string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls[op]
+}
+
+// Writes returns how many Write calls the region has applied.
+func (m *MemoryRegion) Writes() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls["applied_"+OpWrite]
+}
+
+// Lookup returns the stored version of a row, including a deletion marker,
+// as Cassandra holds it; ok is false when there is none or it expired. It
+// ignores the fault.
+func (m *MemoryRegion) Lookup(keyspace, table string, pk, ck []byte) (row Row, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.tables[keyspace+"."+table]
+	if t == nil {
+		return Row{}, false
+	}
+	r, ok := t.parts[string(pk)][string(ck)]
+	if !ok || m.expired(r) {
+		return Row{}, false
+	}
+	return m.out(r), true
+}
+
+func (m *MemoryRegion) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *MemoryRegion) expired(r memRow) bool {
+	return !r.expires.IsZero() && !m.now().Before(r.expires)
+}
+
+func (m *MemoryRegion) out(r memRow) Row {
+	row := r.row
+	row.CK = bytes.Clone(row.CK)
+	row.Value = bytes.Clone(row.Value)
+	row.TTL = 0
+	if !r.expires.IsZero() {
+		row.TTL = int(r.expires.Sub(m.now()) / time.Second)
+	}
+	return row
+}
+
+// enter counts the call, applies the fault and checks the context. It
+// returns with mu held when the call may proceed; on error mu is not held.
+func (m *MemoryRegion) enter(ctx context.Context, op string) error {
+	m.mu.Lock()
+	if m.calls == nil {
+		m.calls = make(map[string]int)
+	}
+	m.calls[op]++
+	f := m.fault
+	hit := len(f.Ops) == 0 || slices.Contains(f.Ops, op)
+	if hit {
+		m.affected++
+		hit = m.affected > f.After
+	}
+	if !hit || (f.Err == nil && f.Delay <= 0 && f.Gate == nil) {
+		if err := ctx.Err(); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		return nil
+	}
+	m.mu.Unlock()
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	if f.Gate != nil {
+		select {
+		case <-f.Gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if f.Err != nil {
+		return f.Err
+	}
+	m.mu.Lock()
+	if err := ctx.Err(); err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (m *MemoryRegion) table(keyspace, table string) (*memTable, error) {
+	t := m.tables[keyspace+"."+table]
+	if t == nil {
+		return nil, fmt.Errorf("table %s.%s does not exist (create it with CreateNamespace)", keyspace, table)
+	}
+	return t, nil
+}
+
+// CreateKeyspace implements Executor; keyspaces need no setup in memory.
+func (m *MemoryRegion) CreateKeyspace(ctx context.Context, _ string, _ int) error {
+	if err := m.enter(ctx, OpCreateKeyspace); err != nil {
+		return err
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// CreateTable implements Executor.
+func (m *MemoryRegion) CreateTable(ctx context.Context, keyspace, table string, retention time.Duration) error {
+	if err := m.enter(ctx, OpCreateTable); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	if m.tables[keyspace+"."+table] == nil {
+		m.tables[keyspace+"."+table] = &memTable{retention: retention, parts: make(map[string]map[string]memRow)}
+	}
+	return nil
+}
+
+// SetTableRetention changes the retention recorded with a table, as an
+// operator's ALTER TABLE … WITH comment would. It ignores the fault.
+func (m *MemoryRegion) SetTableRetention(keyspace, table string, retention time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, err := m.table(keyspace, table)
+	if err != nil {
+		return err
+	}
+	t.retention = retention
+	return nil
+}
+
+// TableRetention implements Executor.
+func (m *MemoryRegion) TableRetention(ctx context.Context, keyspace, table string) (time.Duration, error) {
+	if err := m.enter(ctx, OpTableRetention); err != nil {
+		return 0, err
+	}
+	defer m.mu.Unlock()
+	t, err := m.table(keyspace, table)
+	if err != nil {
+		return 0, err
+	}
+	return t.retention, nil
+}
+
+// Write implements Executor: each row replaces the stored version only if
+// it wins by quorum.Compare, as Cassandra's cell reconciliation does.
+func (m *MemoryRegion) Write(ctx context.Context, w WriteRequest) error {
+	if err := m.enter(ctx, OpWrite); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	t, err := m.table(w.Keyspace, w.Table)
+	if err != nil {
+		return err
+	}
+	m.calls["applied_"+OpWrite]++
+	part := t.parts[string(w.PK)]
+	if part == nil {
+		part = make(map[string]memRow)
+		t.parts[string(w.PK)] = part
+	}
+	now := m.now()
+	for _, r := range w.Rows {
+		nr := memRow{row: Row{CK: bytes.Clone(r.CK), Value: bytes.Clone(r.Value), Deleted: r.Deleted, Timestamp: r.Timestamp}}
+		if r.TTL > 0 {
+			nr.expires = now.Add(time.Duration(r.TTL) * time.Second)
+		}
+		if old, ok := part[string(r.CK)]; ok && quorum.Compare(versionOf(nr.row), versionOf(old.row)) <= 0 {
+			continue
+		}
+		part[string(r.CK)] = nr
+	}
+	return nil
+}
+
+func versionOf(r Row) quorum.Version {
+	return quorum.Version{Timestamp: r.Timestamp, Deleted: r.Deleted, Value: r.Value}
+}
+
+// Read implements Executor.
+func (m *MemoryRegion) Read(ctx context.Context, q ReadRequest) (Row, error) {
+	if err := m.enter(ctx, OpRead); err != nil {
+		return Row{}, err
+	}
+	defer m.mu.Unlock()
+	t, err := m.table(q.Keyspace, q.Table)
+	if err != nil {
+		return Row{}, err
+	}
+	r, ok := t.parts[string(q.PK)][string(q.CK)]
+	if !ok || m.expired(r) {
+		return Row{}, ErrNotFound
+	}
+	return m.out(r), nil
+}
+
+// Scan implements Executor.
+func (m *MemoryRegion) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
+	if err := m.enter(ctx, OpScan); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	t, err := m.table(q.Keyspace, q.Table)
+	if err != nil {
+		return nil, err
+	}
+	part := t.parts[string(q.PK)]
+	keys := make([]string, 0, len(part))
+	for k := range part {
+		if q.After == nil || k > string(q.After) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var rows []Row
+	size := 0
+	for _, k := range keys {
+		if len(rows) >= q.Limit || size >= q.MaxBytes {
+			break
+		}
+		r := part[k]
+		if m.expired(r) {
+			continue
+		}
+		rows = append(rows, m.out(r))
+		size += len(r.row.CK) + len(r.row.Value)
+	}
+	return rows, nil
+}
+
+// Close implements Executor. It keeps the data.
+func (m *MemoryRegion) Close() error { return nil }
