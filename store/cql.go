@@ -107,12 +107,11 @@ func (e *cqlExecutor) CreateTable(ctx context.Context, keyspace, table string, r
 }
 
 func (e *cqlExecutor) TableRetention(ctx context.Context, keyspace, table string) (time.Duration, error) {
-	var comment string
-	err := e.sess.Query(schema.SelectTableComment, keyspace, table).Consistency(gocql.LocalOne).ScanContext(ctx, &comment)
-	if err != nil {
-		return 0, mapCQLError(ctx, err)
+	d, err := cluster.ReadRetention(ctx, e.sess, keyspace, table)
+	if errors.Is(err, cluster.ErrNoTable) || errors.Is(err, cluster.ErrNoRetention) {
+		return 0, err // a refusal: the region answered
 	}
-	return schema.ParseRetention(comment)
+	return d, mapCQLError(ctx, err)
 }
 
 func (e *cqlExecutor) Write(ctx context.Context, w driver.WriteRequest) error {

@@ -1,0 +1,46 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+// ErrNoTable reports a namespace whose table does not exist in the region.
+var ErrNoTable = errors.New("table does not exist")
+
+// ErrNoRetention reports a table whose comment records no readable
+// tombstone retention (a table not created by Tidemark, or a comment edited
+// by hand).
+var ErrNoRetention = errors.New("table records no tombstone retention")
+
+// ReadRetention reads the tombstone retention recorded in the comment of
+// keyspace.table (schema.CreateTable writes it; an operator may change it),
+// at LOCAL_ONE from the schema tables. It is the one way Tidemark reads a
+// retention from Cassandra: the store, the hint applier and repair call it,
+// the first two through a schema.Retentions cache.
+//
+// A missing table is an error wrapping ErrNoTable, a comment without a
+// readable retention one wrapping ErrNoRetention (both name the table);
+// any other error is the driver's, for Classify.
+func ReadRetention(ctx context.Context, s *gocql.Session, keyspace, table string) (time.Duration, error) {
+	var comment string
+	err := s.Query(schema.SelectTableComment, keyspace, table).Consistency(gocql.LocalOne).ScanContext(ctx, &comment)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return 0, fmt.Errorf("%w: %s.%s", ErrNoTable, keyspace, table)
+	}
+	if err != nil {
+		return 0, err
+	}
+	d, err := schema.ParseRetention(comment)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s.%s: %w (Tidemark writes '%s retention=<seconds>')",
+			ErrNoRetention, keyspace, table, err, schema.CommentPrefix)
+	}
+	return d, nil
+}
