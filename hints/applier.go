@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -56,38 +56,47 @@ var ErrPermanent = errors.New("hints: hint can never be applied")
 // resurrect a deleted row).
 var ErrExpired = errors.New("hints: hint expired")
 
-// CQL applier defaults.
+// CQL applier defaults: those of its retention cache, a schema.Retentions.
 const (
 	// DefaultRetentionRefresh is how long a table's tombstone retention,
-	// read from its comment, is used before it is read again.
-	DefaultRetentionRefresh = time.Minute
-	// DefaultRetentionCacheSize is how many tables' retentions are cached.
-	DefaultRetentionCacheSize = 1024
+	// read from its comment, is used before it is read again
+	// (schema.DefaultRetentionRefresh, one minute). See
+	// [WithRetentionRefresh].
+	DefaultRetentionRefresh = schema.DefaultRetentionRefresh
+	// DefaultRetentionCacheSize is how many tables' retentions are cached
+	// (schema.DefaultRetentionCacheSize, 1024). See
+	// [WithRetentionCacheSize].
+	DefaultRetentionCacheSize = schema.DefaultRetentionCacheSize
 )
 
 // CQLApplierOption configures [NewCQLApplier].
-type CQLApplierOption func(*cqlApplier)
+type CQLApplierOption func(*cqlApplierOptions)
+
+type cqlApplierOptions struct {
+	retentionRefresh   time.Duration
+	retentionCacheSize int
+}
 
 // WithRetentionRefresh sets how long the applier trusts a table's retention
 // read from its comment before reading it again (default
-// DefaultRetentionRefresh, one minute). Shorter notices a changed retention
-// sooner at the cost of more reads of system_schema.tables; values <= 0
-// keep the default.
+// [DefaultRetentionRefresh], one minute). Shorter notices a changed
+// retention sooner at the cost of more reads of system_schema.tables;
+// values <= 0 keep the default.
 func WithRetentionRefresh(d time.Duration) CQLApplierOption {
-	return func(a *cqlApplier) {
+	return func(o *cqlApplierOptions) {
 		if d > 0 {
-			a.retentions.refresh = d
+			o.retentionRefresh = d
 		}
 	}
 }
 
 // WithRetentionCacheSize bounds how many tables' retentions the applier
-// keeps (default DefaultRetentionCacheSize). When it is full, the entry read
-// longest ago makes room. Values <= 0 keep the default.
+// keeps (default [DefaultRetentionCacheSize]). When it is full, the entry
+// read longest ago makes room. Values <= 0 keep the default.
 func WithRetentionCacheSize(n int) CQLApplierOption {
-	return func(a *cqlApplier) {
+	return func(o *cqlApplierOptions) {
 		if n > 0 {
-			a.retentions.size = n
+			o.retentionCacheSize = n
 		}
 	}
 }
@@ -97,21 +106,30 @@ func WithRetentionCacheSize(n int) CQLApplierOption {
 // writes every cell of the row with schema.Insert at LOCAL_QUORUM, USING
 // TIMESTAMP h.Timestamp and a TTL of the seconds left until h.ExpiresAt, so
 // an older hint never overwrites a newer write and a TTL'd row expires when
-// it would have in the other regions.
+// it would have in the other regions. A write the region refuses
+// (cluster.Classify says Refused: an invalid or unknown table, a syntax
+// error, no permission) fails with [ErrPermanent]; any other failure,
+// availability failures included, is retried by the replayer.
 //
-// Before writing, it reads the tombstone retention of the hint's table from
-// the table's comment (schema.CreateTable records it; cached, see
-// [WithRetentionRefresh] and [WithRetentionCacheSize]) and refuses, with
-// [ErrExpired] wrapped in [ErrPermanent], a hint older than that retention
-// — its age measured from the earlier of CreatedAt and Timestamp (Timestamp
-// alone when CreatedAt is zero) — or whose ExpiresAt has passed. A table
-// missing in the region, or whose comment records no retention, refuses
-// the hint with ErrPermanent.
+// Before writing, it reads the tombstone retention of the hint's table
+// with cluster.ReadRetention (schema.CreateTable records it in the table's
+// comment; an operator may change it) through a schema.Retentions cache
+// (see [WithRetentionRefresh] and [WithRetentionCacheSize]; when a refresh
+// fails, the value read last is used), and refuses, with [ErrExpired]
+// wrapped in [ErrPermanent], a hint older than that retention — its age
+// measured from the earlier of CreatedAt and Timestamp (Timestamp alone
+// when CreatedAt is zero) — or whose ExpiresAt has passed. A table missing
+// in the region, or whose comment records no retention, refuses the hint
+// with ErrPermanent (unless a retention of it was read before); any other
+// error reading the retention is retried.
 //
 // The returned Applier also implements [Prober]: it reads the hint's row at
-// LOCAL_QUORUM (schema.SelectRow) and reports the region unreachable only
-// when the coordinator or the replicas do not answer (no connection,
-// timeouts, Unavailable, Overloaded, bootstrapping).
+// LOCAL_QUORUM (schema.SelectRow) and reports the region unreachable
+// exactly when cluster.Classify calls the read's error an availability
+// failure (no connection, timeouts, Unavailable, Overloaded,
+// bootstrapping, a replica's read failure, a server error) or the probe's
+// context ended; any other answer (a refusal such as Unauthorized) shows
+// the region reachable.
 func NewCQLApplier(session *gocql.Session, keyspace string, opts ...CQLApplierOption) Applier {
 	write := func(ctx context.Context, stmt string, args []any) error {
 		return session.Query(stmt, args...).Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
@@ -119,48 +137,25 @@ func NewCQLApplier(session *gocql.Session, keyspace string, opts ...CQLApplierOp
 	read := func(ctx context.Context, stmt string, args []any) error {
 		return session.Query(stmt, args...).Consistency(gocql.LocalQuorum).Idempotent(true).IterContext(ctx).Close()
 	}
-	comment := func(ctx context.Context, table string) (string, error) {
-		var c string
-		err := session.Query(schema.SelectTableComment, keyspace, table).Consistency(gocql.LocalOne).ScanContext(ctx, &c)
-		return c, err
+	retention := func(ctx context.Context, table string) (time.Duration, error) {
+		return cluster.ReadRetention(ctx, session, keyspace, table)
 	}
-	return newCQLApplier(keyspace, write, read, comment, opts...)
+	return newCQLApplier(keyspace, write, read, retention, opts...)
 }
 
 // newCQLApplier builds the applier over its three I/O edges, which tests
-// replace.
+// replace: write and read run a statement, retention reads a table's
+// retention as cluster.ReadRetention does (its errors wrap
+// cluster.ErrNoTable and cluster.ErrNoRetention).
 func newCQLApplier(keyspace string, write, read func(ctx context.Context, stmt string, args []any) error,
-	comment func(ctx context.Context, table string) (string, error), opts ...CQLApplierOption) *cqlApplier {
-	a := &cqlApplier{
-		keyspace: keyspace,
-		now:      time.Now,
-		write:    write,
-		read:     read,
-		retentions: &retentionCache{
-			refresh: DefaultRetentionRefresh,
-			size:    DefaultRetentionCacheSize,
-			entries: map[string]retentionEntry{},
-		},
+	retention schema.RetentionSource, opts ...CQLApplierOption) *cqlApplier {
+	o := cqlApplierOptions{retentionRefresh: DefaultRetentionRefresh, retentionCacheSize: DefaultRetentionCacheSize}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	a.retentions.source = func(ctx context.Context, table string) (time.Duration, error) {
-		c, err := comment(ctx, table)
-		if errors.Is(err, gocql.ErrNotFound) {
-			return 0, fmt.Errorf("%w: table %s.%s does not exist in this region; create the namespace there (the store does) or check the name", ErrPermanent, keyspace, table)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("hints: read the tombstone retention of %s.%s: %w", keyspace, table, err)
-		}
-		d, err := schema.ParseRetention(c)
-		if err != nil {
-			return 0, fmt.Errorf("%w: table %s.%s: %w; without its tombstone retention a hint could resurrect deleted rows (Tidemark writes '%s retention=<seconds>' as the comment)",
-				ErrPermanent, keyspace, table, err, schema.CommentPrefix)
-		}
-		return d, nil
-	}
-	for _, o := range opts {
-		o(a)
-	}
-	a.retentions.now = func() time.Time { return a.now() }
+	a := &cqlApplier{keyspace: keyspace, now: time.Now, write: write, read: read}
+	a.retentions = schema.NewRetentions(retention, o.retentionRefresh, o.retentionCacheSize,
+		func() time.Time { return a.now() })
 	return a
 }
 
@@ -169,7 +164,7 @@ type cqlApplier struct {
 	now        func() time.Time
 	write      func(ctx context.Context, stmt string, args []any) error
 	read       func(ctx context.Context, stmt string, args []any) error
-	retentions *retentionCache
+	retentions *schema.Retentions
 }
 
 func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
@@ -177,7 +172,7 @@ func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
 	if err != nil {
 		return err
 	}
-	retention, err := a.retentions.get(ctx, h.Namespace)
+	retention, err := a.retention(ctx, h.Namespace)
 	if err != nil {
 		return err
 	}
@@ -189,14 +184,28 @@ func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
 	if err == nil {
 		return nil
 	}
-	var reqErr gocql.RequestError
-	if errors.As(err, &reqErr) {
-		switch reqErr.Code() {
-		case gocql.ErrCodeInvalid, gocql.ErrCodeSyntax:
-			return fmt.Errorf("%w: region refused the write: %w", ErrPermanent, err)
-		}
+	if cluster.Classify(ctx, err) == cluster.Refused {
+		return fmt.Errorf("%w: region refused the write: %w", ErrPermanent, err)
 	}
 	return fmt.Errorf("hints: apply hint to %s.%s: %w", a.keyspace, h.Namespace, err)
+}
+
+// retention returns the tombstone retention of table: the cached one, or
+// the one read last when a refresh fails. A table never read that is
+// missing or records no retention is an error wrapping ErrPermanent; any
+// other failure to read it is transient.
+func (a *cqlApplier) retention(ctx context.Context, table string) (time.Duration, error) {
+	d, stale, err := a.retentions.Get(ctx, table)
+	switch {
+	case err == nil || stale:
+		return d, nil
+	case errors.Is(err, cluster.ErrNoTable):
+		return 0, fmt.Errorf("%w: %w in this region; create the namespace there (the store does) or check the name", ErrPermanent, err)
+	case errors.Is(err, cluster.ErrNoRetention):
+		return 0, fmt.Errorf("%w: %w; without its tombstone retention a hint could resurrect deleted rows", ErrPermanent, err)
+	default:
+		return 0, fmt.Errorf("hints: read the tombstone retention of %s.%s: %w", a.keyspace, table, err)
+	}
 }
 
 // Probe implements [Prober].
@@ -206,25 +215,13 @@ func (a *cqlApplier) Probe(ctx context.Context, h record.Hint) error {
 		return nil // nothing to probe: Apply refuses h permanently
 	}
 	err = a.read(ctx, schema.SelectRow(a.keyspace, h.Namespace), args[:2])
-	if err == nil || !regionDown(err) {
+	if err == nil {
 		return nil
 	}
+	if !cluster.Classify(ctx, err).Availability() && ctx.Err() == nil {
+		return nil // the region answered, with an error of its own
+	}
 	return fmt.Errorf("hints: region unreachable for %s.%s: %w", a.keyspace, h.Namespace, err)
-}
-
-// regionDown reports whether err means the coordinator or the replicas did
-// not answer, as opposed to answering with an error.
-func regionDown(err error) bool {
-	var reqErr gocql.RequestError
-	if !errors.As(err, &reqErr) {
-		return true // no answer: connection, timeout, context
-	}
-	switch reqErr.Code() {
-	case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping,
-		gocql.ErrCodeReadTimeout, gocql.ErrCodeWriteTimeout:
-		return true
-	}
-	return false
 }
 
 // bind returns the values for schema.Insert: pk, ck, value, deleted,
@@ -253,56 +250,4 @@ func (a *cqlApplier) bind(h record.Hint) ([]any, error) {
 		ck = []byte{} // a nil blob binds as null, which a clustering column refuses
 	}
 	return []any{h.PK, ck, value, h.Deleted, schema.Digest(h.Deleted, value), h.Timestamp, ttl}, nil
-}
-
-// retentionCache holds tables' tombstone retentions, at most size of them,
-// each for refresh. Errors are not cached.
-type retentionCache struct {
-	source  func(ctx context.Context, table string) (time.Duration, error)
-	now     func() time.Time
-	refresh time.Duration
-	size    int
-
-	mu      sync.Mutex
-	entries map[string]retentionEntry
-}
-
-type retentionEntry struct {
-	retention time.Duration
-	readAt    time.Time
-}
-
-func (c *retentionCache) get(ctx context.Context, table string) (time.Duration, error) {
-	now := c.now()
-	c.mu.Lock()
-	e, ok := c.entries[table]
-	c.mu.Unlock()
-	if ok && now.Sub(e.readAt) < c.refresh {
-		return e.retention, nil
-	}
-	d, err := c.source(ctx, table)
-	if err != nil {
-		return 0, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[table]; !ok && len(c.entries) >= c.size {
-		var oldest string
-		var oldestAt time.Time
-		for k, e := range c.entries {
-			if oldest == "" || e.readAt.Before(oldestAt) {
-				oldest, oldestAt = k, e.readAt
-			}
-		}
-		delete(c.entries, oldest)
-	}
-	c.entries[table] = retentionEntry{retention: d, readAt: now}
-	return d, nil
-}
-
-// len returns the number of cached tables.
-func (c *retentionCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
 }

@@ -12,16 +12,19 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
-// fakeCQL records the applier's statements and serves table comments.
+// fakeCQL records the applier's statements and serves the retentions of
+// table comments, with the errors cluster.ReadRetention returns.
 type fakeCQL struct {
 	mu       sync.Mutex
-	comments map[string]string // table -> comment; missing: ErrNotFound
+	comments map[string]string // table -> comment; missing: cluster.ErrNoTable
 	readErr  error             // error of every comment read, when set
 	reads    map[string]int    // table -> comment reads
 	writes   []string          // statements written
+	writeErr error             // error of every write, when set
 	probeErr error             // error of every probe read
 }
 
@@ -34,27 +37,31 @@ func (f *fakeCQL) applier(now *time.Time, opts ...CQLApplierOption) *cqlApplier 
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.writes = append(f.writes, stmt)
-		return nil
+		return f.writeErr
 	}
 	read := func(ctx context.Context, stmt string, args []any) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return f.probeErr
 	}
-	comment := func(ctx context.Context, table string) (string, error) {
+	retention := func(ctx context.Context, table string) (time.Duration, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.reads[table]++
 		if f.readErr != nil {
-			return "", f.readErr
+			return 0, f.readErr
 		}
 		c, ok := f.comments[table]
 		if !ok {
-			return "", gocql.ErrNotFound
+			return 0, fmt.Errorf("%w: ks.%s", cluster.ErrNoTable, table)
 		}
-		return c, nil
+		d, err := schema.ParseRetention(c)
+		if err != nil {
+			return 0, fmt.Errorf("%w: ks.%s: %w", cluster.ErrNoRetention, table, err)
+		}
+		return d, nil
 	}
-	a := newCQLApplier("ks", write, read, comment, opts...)
+	a := newCQLApplier("ks", write, read, retention, opts...)
 	a.now = func() time.Time { return *now }
 	return a
 }
@@ -142,10 +149,13 @@ func TestCQLApplierTableErrors(t *testing.T) {
 	f := newFakeCQL(map[string]string{"foreign": "made by hand", "broken": schema.CommentPrefix + " retention=soon"})
 	a := f.applier(&now)
 	h := goodHint(1)
-	for _, table := range []string{"missing", "foreign", "broken"} {
+	for table, says := range map[string]string{"missing": "create the namespace", "foreign": "resurrect", "broken": "resurrect"} {
 		h.Namespace = table
-		if err := a.Apply(context.Background(), h); !errors.Is(err, ErrPermanent) || errors.Is(err, ErrExpired) {
+		err := a.Apply(context.Background(), h)
+		if !errors.Is(err, ErrPermanent) || errors.Is(err, ErrExpired) {
 			t.Errorf("Apply to %s = %v, want ErrPermanent", table, err)
+		} else if !strings.Contains(err.Error(), "ks."+table) || !strings.Contains(err.Error(), says) {
+			t.Errorf("Apply to %s = %q, want it to name ks.%s and say %q", table, err, table, says)
 		}
 	}
 	f.set("users", retentionComment(time.Hour))
@@ -168,7 +178,8 @@ func TestCQLApplierTableErrors(t *testing.T) {
 }
 
 // TestCQLApplierRetentionCache: retentions are read once per refresh period
-// per table, a shortened retention takes effect after the refresh, and the
+// per table, a shortened retention takes effect after the refresh, a
+// refresh that fails keeps the value read last (schema.Retentions), and the
 // cache never holds more than its size.
 func TestCQLApplierRetentionCache(t *testing.T) {
 	now := t0
@@ -201,6 +212,20 @@ func TestCQLApplierRetentionCache(t *testing.T) {
 		t.Errorf("comment read %d times, want 2", n)
 	}
 
+	// The schema becomes unreadable: the 1h retention read last still
+	// applies, for a young hint and an old one alike.
+	f.readErr = gocql.ErrNoConnections
+	now = now.Add(61 * time.Second)
+	young := old
+	young.Timestamp = now.Add(-time.Minute).UnixMicro()
+	if err := a.Apply(context.Background(), young); err != nil {
+		t.Fatalf("Apply with the refresh failing = %v, want the last retention used", err)
+	}
+	if err := a.Apply(context.Background(), old); !errors.Is(err, ErrExpired) {
+		t.Fatalf("Apply of an old hint with the refresh failing = %v, want ErrExpired under the last 1h retention", err)
+	}
+	f.readErr = nil
+
 	for i := range 10 {
 		table := fmt.Sprintf("t%d", i)
 		f.set(table, retentionComment(time.Hour))
@@ -210,7 +235,7 @@ func TestCQLApplierRetentionCache(t *testing.T) {
 		if err := a.Apply(context.Background(), h); err != nil {
 			t.Fatal(err)
 		}
-		if n := a.retentions.len(); n > 3 {
+		if n := a.retentions.Len(); n > 3 {
 			t.Fatalf("cache holds %d tables, bound is 3", n)
 		}
 	}
@@ -223,9 +248,16 @@ func (e gocqlError) Code() int       { return e.code }
 func (e gocqlError) Message() string { return fmt.Sprintf("code %#x", e.code) }
 func (e gocqlError) Error() string   { return e.Message() }
 
-// TestCQLApplierProbe: the probe reports the region unreachable only when
-// nothing answers or the replicas time out or are unavailable; a server
-// that answers with another error is reachable.
+// TestCQLApplierProbe: the probe reports the region unreachable exactly
+// when cluster.Classify calls the read's error an availability failure, or
+// the probe's context ended; a region that answers with a refusal is
+// reachable.
+//
+// Since the probe decides with cluster.Classify, a server error and a
+// replica's read failure count as down (Classify's decision: they are
+// availability failures, which the region may get over), where the probe's
+// own table used to call them reachable. A hint whose writes keep failing
+// that way therefore pauses replay rather than using up its attempts.
 func TestCQLApplierProbe(t *testing.T) {
 	now := t0
 	cases := []struct {
@@ -234,8 +266,9 @@ func TestCQLApplierProbe(t *testing.T) {
 	}{
 		{nil, false},
 		{gocqlError{gocql.ErrCodeUnauthorized}, false},
-		{gocqlError{gocql.ErrCodeServer}, false},
-		{gocqlError{gocql.ErrCodeReadFailure}, false},
+		{gocqlError{gocql.ErrCodeInvalid}, false},
+		{gocqlError{gocql.ErrCodeServer}, true},
+		{gocqlError{gocql.ErrCodeReadFailure}, true},
 		{gocqlError{gocql.ErrCodeUnavailable}, true},
 		{gocqlError{gocql.ErrCodeReadTimeout}, true},
 		{gocqlError{gocql.ErrCodeOverloaded}, true},
@@ -255,5 +288,48 @@ func TestCQLApplierProbe(t *testing.T) {
 			}
 		})
 	}
+	t.Run("context ended", func(t *testing.T) {
+		f := newFakeCQL(nil)
+		f.probeErr = fmt.Errorf("gocql: %w", context.Canceled)
+		a := f.applier(&now)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := a.Probe(ctx, goodHint(1)); err == nil {
+			t.Fatal("Probe whose context ended = nil, want the region reported unreachable")
+		}
+	})
 	var _ Prober = NewCQLApplier(nil, "ks").(Prober)
+}
+
+// TestCQLApplierWriteErrors: a write the region refuses (cluster.Classify:
+// Refused) is permanent; an availability failure, a server error included,
+// is retried.
+func TestCQLApplierWriteErrors(t *testing.T) {
+	now := t0
+	cases := []struct {
+		err       error
+		permanent bool
+	}{
+		{gocqlError{gocql.ErrCodeInvalid}, true},
+		{gocqlError{gocql.ErrCodeSyntax}, true},
+		{gocqlError{gocql.ErrCodeUnauthorized}, true},
+		{gocqlError{gocql.ErrCodeServer}, false},
+		{gocqlError{gocql.ErrCodeWriteFailure}, false},
+		{gocqlError{gocql.ErrCodeWriteTimeout}, false},
+		{gocqlError{gocql.ErrCodeUnavailable}, false},
+		{gocql.ErrNoConnections, false},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprint(c.err), func(t *testing.T) {
+			f := newFakeCQL(map[string]string{"users": retentionComment(240 * time.Hour)})
+			f.writeErr = c.err
+			a := f.applier(&now)
+			h := goodHint(1)
+			h.Namespace = "users"
+			err := a.Apply(context.Background(), h)
+			if !errors.Is(err, c.err) || errors.Is(err, ErrPermanent) != c.permanent {
+				t.Fatalf("Apply with write error %v = %v, want permanent=%v", c.err, err, c.permanent)
+			}
+		})
+	}
 }

@@ -69,7 +69,7 @@ func TestReplayerGivesUpOnHintThatFailsAlone(t *testing.T) {
 			if !strings.Contains(msg, "3 times") || !strings.Contains(msg, "unauthorized") {
 				t.Errorf("dead letter error %q does not give the attempts and the last error", msg)
 			}
-			if metricValue(r.pausedGauge) != 0 {
+			if metricValue(r.metrics.paused) != 0 {
 				t.Error("replay reported paused although the region was up")
 			}
 			checkCommitOrder(t, h.topic)
@@ -136,7 +136,7 @@ func TestReplayerRegionDownNeverGivesUp(t *testing.T) {
 			for i := 1; i <= n; i++ {
 				h.addHint(i%2, goodHint(i), nil)
 			}
-			waitFor(t, "pause", func() bool { return metricValue(r.pausedGauge) == 1 })
+			waitFor(t, "pause", func() bool { return metricValue(r.metrics.paused) == 1 })
 			// Many times MaxHintAttempts checks of the region.
 			waitFor(t, "a long outage", func() bool { return h.region.attempts.Load()+h.region.probes.Load() > 40*2*n })
 			if d := h.dead.reasons(); len(d) != 0 {
@@ -181,7 +181,7 @@ func TestReplayerBadHintDuringOutage(t *testing.T) {
 			h.region.down.Store(true)
 			h.addHint(0, bad, nil)
 			h.addHint(0, goodHint(1), nil)
-			waitFor(t, "pause", func() bool { return metricValue(r.pausedGauge) == 1 })
+			waitFor(t, "pause", func() bool { return metricValue(r.metrics.paused) == 1 })
 			waitFor(t, "a long outage", func() bool { return h.region.attempts.Load()+h.region.probes.Load() > 100 })
 			if d := h.dead.reasons(); len(d) != 0 {
 				t.Fatalf("dead-lettered %v while the region was down", d)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/wait"
 )
 
 var (
@@ -44,22 +45,38 @@ var (
 	// ErrInvalidConfig reports a configuration that cannot work.
 	ErrInvalidConfig = errors.New("hints: invalid configuration")
 
-	// ErrCloseTimeout reports that Close (of a Producer or Replayer) gave
-	// up waiting for something to stop — hints in flight, Run, or a
-	// kafka-go Reader or Writer whose Close blocks (as it can during a
-	// rebalance or after a lost connection). Close still released what it
-	// could; what did not stop was abandoned, and its goroutine ends
-	// whenever kafka-go returns. The error names what did not stop.
-	ErrCloseTimeout = errors.New("hints: close timed out")
+	// ErrStillClosing is matched (errors.Is) by the error of a Close (of
+	// a Producer or Replayer) that gave up waiting for something to stop —
+	// hints in flight, Run, or a kafka-go Reader or Writer whose Close
+	// blocks (as it can during a rebalance or after a lost connection).
+	// Close still released what it could; what did not stop was
+	// abandoned, and its goroutine ends whenever kafka-go returns. The
+	// error is a *[StillClosingError] naming what did not stop. It is
+	// wait.ErrStillClosing, so it is also store.ErrStillClosing.
+	ErrStillClosing = wait.ErrStillClosing
 )
 
-// Producer defaults.
+// StillClosingError is the error of a bounded close that stopped waiting
+// (see [ErrStillClosing]); errors.As gives its Stragglers, the names of
+// what did not stop. It is the one bounded-close error of every Tidemark
+// package (wait.StillClosingError, store.StillClosingError).
+type StillClosingError = wait.StillClosingError
+
+// Defaults for the ProducerConfig fields left zero.
 const (
-	DefaultBatchSize        = 100
-	DefaultBatchTimeout     = 5 * time.Millisecond
+	// DefaultBatchSize is the default ProducerConfig.BatchSize. A hint
+	// topic a Replayer creates fits a full batch of this many of the
+	// largest hints.
+	DefaultBatchSize = 100
+	// DefaultBatchTimeout is the default ProducerConfig.BatchTimeout.
+	DefaultBatchTimeout = 5 * time.Millisecond
+	// DefaultMaxBufferedBytes is the default
+	// ProducerConfig.MaxBufferedBytes (64 MiB).
 	DefaultMaxBufferedBytes = 64 << 20
-	DefaultProduceTimeout   = 10 * time.Second
-	DefaultBreakerOpenFor   = 5 * time.Second
+	// DefaultProduceTimeout is the default ProducerConfig.ProduceTimeout.
+	DefaultProduceTimeout = 10 * time.Second
+	// DefaultBreakerOpenFor is the default ProducerConfig.BreakerOpenFor.
+	DefaultBreakerOpenFor = 5 * time.Second
 )
 
 // ProducerConfig configures [NewProducer]. Zero values pick the documented
@@ -89,14 +106,14 @@ type ProducerConfig struct {
 	// Keyring, when set, signs every record with its current key.
 	Keyring *record.Keyring
 	// BatchSize is the most records sent to one partition in one request.
-	// Default 100.
+	// Default DefaultBatchSize (100).
 	BatchSize int
 	// BatchTimeout is how long a record waits for more to fill its batch.
-	// It adds to every hint's latency. Default 5ms.
+	// It adds to every hint's latency. Default DefaultBatchTimeout (5ms).
 	BatchTimeout time.Duration
 	// MaxBufferedBytes bounds the bytes of records handed to Kafka and not
 	// yet acknowledged (or given up on). A hint that would exceed it fails
-	// at once with ErrBufferFull. Default 64 MiB.
+	// at once with ErrBufferFull. Default DefaultMaxBufferedBytes (64 MiB).
 	MaxBufferedBytes int64
 	// MaxHintBytes bounds one record. Default record.DefaultMaxHintBytes (about
 	// 1.13 MiB): the largest row a store with default limits accepts. A
@@ -107,11 +124,11 @@ type ProducerConfig struct {
 	MaxHintBytes int
 	// ProduceTimeout bounds one hint's trip to Kafka, whatever the caller's
 	// context allows; past it the hint fails with ErrUnavailable. Default
-	// 10s.
+	// DefaultProduceTimeout (10s).
 	ProduceTimeout time.Duration
 	// BreakerOpenFor is how long the producer refuses hints at once (with
 	// ErrUnavailable) after Kafka failed several times in a row, before it
-	// lets one through to probe. Default 5s.
+	// lets one through to probe. Default DefaultBreakerOpenFor (5s).
 	BreakerOpenFor time.Duration
 	// Logger receives failures (rate-limited) and topic creation; nil
 	// discards.
@@ -482,8 +499,9 @@ func (p *Producer) fail(region, reason string, err error) error {
 //
 // A step that does not finish in time is abandoned (its goroutine ends
 // whenever kafka-go returns) and reported by an error wrapping
-// [ErrCloseTimeout] that names it. Close is safe to call more than once and
-// concurrently; every call after the first returns nil at once.
+// [ErrStillClosing] (a *[StillClosingError]) that names it. Close is safe
+// to call more than once and concurrently; every call after the first
+// returns nil at once.
 func (p *Producer) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -495,54 +513,15 @@ func (p *Producer) Close() error {
 	defer p.transport.CloseIdleConnections()
 	defer p.stop()
 
-	var errs []error
-	inFlight := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(inFlight)
-	}()
-	if !waitWithin(inFlight, p.cfg.ProduceTimeout) {
-		errs = append(errs, fmt.Errorf("%w: producer: hints in flight did not finish within ProduceTimeout (%v); canceled and abandoned", ErrCloseTimeout, p.cfg.ProduceTimeout))
+	const what = "hints: producer"
+	inFlight := wait.Closer{Name: "the hints in flight", Close: func() error { p.wg.Wait(); return nil }}
+	errInFlight := wait.Within(p.cfg.ProduceTimeout, what, inFlight)
+	if errInFlight != nil {
 		// Cancel them now, so that they stop holding the writer.
 		p.stop()
 	}
-	if err := closeWithin(p.cfg.ProduceTimeout, "producer: Kafka writer", p.writer.Close); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// waitWithin waits at most d for done to be closed and reports whether it
-// was.
-func waitWithin(done <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-// closeWithin runs closeFn in its own goroutine and waits at most d for it.
-// It returns closeFn's error, or, when d passes first, an error wrapping
-// ErrCloseTimeout that names what (closeFn is then abandoned: its goroutine
-// ends whenever closeFn returns).
-func closeWithin(d time.Duration, what string, closeFn func() error) error {
-	errc := make(chan error, 1) // buffered: an abandoned closeFn never blocks
-	go func() { errc <- closeFn() }()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return fmt.Errorf("hints: %s: close: %w", what, err)
-		}
-		return nil
-	case <-t.C:
-		return fmt.Errorf("%w: %s did not close within %v; abandoned", ErrCloseTimeout, what, d)
-	}
+	errWriter := wait.Within(p.cfg.ProduceTimeout, what, wait.Closer{Name: "the Kafka writer", Close: p.writer.Close})
+	return errors.Join(errInFlight, errWriter)
 }
 
 // Describe implements prometheus.Collector.

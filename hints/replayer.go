@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/wait"
 )
 
 // Dead-letter reasons, carried in the [HeaderReason] header of every
@@ -53,14 +53,21 @@ const (
 	HeaderDeadAt    = "tidemark-dead-at"
 )
 
-// Replayer defaults.
+// Defaults for the ReplayerConfig fields left zero.
 const (
-	DefaultReplayBatchSize   = 1024
+	// DefaultReplayBatchSize is the default ReplayerConfig.BatchSize.
+	DefaultReplayBatchSize = 1024
+	// DefaultReplayConcurrency is the default ReplayerConfig.Concurrency.
 	DefaultReplayConcurrency = 16
-	DefaultMaxBatchBytes     = 16 << 20
-	DefaultBackoffMin        = 100 * time.Millisecond
-	DefaultBackoffMax        = 30 * time.Second
-	DefaultMaxHintAttempts   = 10
+	// DefaultMaxBatchBytes is the default ReplayerConfig.MaxBatchBytes
+	// (16 MiB).
+	DefaultMaxBatchBytes = 16 << 20
+	// DefaultBackoffMin is the default ReplayerConfig.BackoffMin.
+	DefaultBackoffMin = 100 * time.Millisecond
+	// DefaultBackoffMax is the default ReplayerConfig.BackoffMax.
+	DefaultBackoffMax = 30 * time.Second
+	// DefaultMaxHintAttempts is the default ReplayerConfig.MaxHintAttempts.
+	DefaultMaxHintAttempts = 10
 )
 
 // ReplayerCloseTimeout bounds each wait of a replayer's shutdown on Kafka
@@ -76,7 +83,7 @@ const (
 //     close, so it returns within twice this.
 //
 // What is abandoned finishes in its own goroutine whenever kafka-go
-// returns; Close reports it with an error wrapping [ErrCloseTimeout]. It
+// returns; Close reports it with an error wrapping [ErrStillClosing]. It
 // equals the bound on one offset commit and on the replayer's topic
 // requests, and keeps a stopping replayer within a usual 15–30 s
 // termination grace period.
@@ -126,19 +133,23 @@ type ReplayerConfig struct {
 	// MaxBytesPerSecond throttles applies by record size; 0 means no limit.
 	MaxBytesPerSecond int
 	// BatchSize is the most records processed (and committed) together.
-	// Default 1024. Larger batches amortize the commit round trip.
+	// Default DefaultReplayBatchSize (1024). Larger batches amortize the
+	// commit round trip.
 	BatchSize int
 	// MaxBatchBytes stops filling a batch once its records reach this many
-	// bytes. Default 16 MiB. Memory held by a replayer is about two batches
-	// (one applying, one committing offsets only) plus 2×256 prefetched
-	// records.
+	// bytes. Default DefaultMaxBatchBytes (16 MiB). Memory held by a
+	// replayer is about two batches (one applying, one committing offsets
+	// only) plus 2×256 prefetched records.
 	MaxBatchBytes int
-	// Concurrency is the most applies in flight. Default 16.
+	// Concurrency is the most applies in flight. Default
+	// DefaultReplayConcurrency (16).
 	Concurrency int
-	// BackoffMin and BackoffMax bound the exponential back-off while the
-	// region is unreachable (or Kafka fails), and between the attempts at
-	// a hint that fails while the region is reachable. Defaults 100ms and
-	// 30s.
+	// BackoffMin and BackoffMax bound the exponential back-off, jittered
+	// (wait.Backoff: each delay about twice the last, within ±50 %, never
+	// above BackoffMax), while the region is unreachable (or Kafka fails),
+	// and between the attempts at a hint that fails while the region is
+	// reachable. Defaults DefaultBackoffMin (100ms) and DefaultBackoffMax
+	// (30s).
 	BackoffMin, BackoffMax time.Duration
 	// MaxHintAttempts is how many times a hint may fail while the region
 	// is reachable — the Applier's Probe of the hint succeeds, or (an
@@ -146,7 +157,8 @@ type ReplayerConfig struct {
 	// the hint applied last applies again — before it is dead-lettered as
 	// rejected with the last error. Failures while the region is
 	// unreachable never count: then replay pauses as long as it takes.
-	// Default 10 (with the default back-off, about a minute of retries); a
+	// Default DefaultMaxHintAttempts (10; with the default back-off, about
+	// a minute of retries); a
 	// negative value never gives up, so one bad hint can stop its
 	// partitions.
 	MaxHintAttempts int
@@ -217,13 +229,7 @@ type Replayer struct {
 	// the region is reachable when the Applier has no Probe.
 	witness atomic.Pointer[record.Hint]
 
-	replayed      prometheus.Counter
-	deadLettered  *prometheus.CounterVec
-	applyFailures prometheus.Counter
-	commitErrors  prometheus.Counter
-	lag           prometheus.Gauge
-	oldestAge     prometheus.GaugeFunc
-	pausedGauge   prometheus.GaugeFunc
+	metrics *replayerMetrics
 }
 
 // NewReplayer checks cfg and returns a replayer. It does not contact Kafka
@@ -278,49 +284,7 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	if cfg.MaxBytesPerSecond > 0 {
 		r.byteLimit = rate.NewLimiter(rate.Limit(cfg.MaxBytesPerSecond), cfg.MaxBytesPerSecond)
 	}
-	labels := prometheus.Labels{"region": cfg.Region}
-	r.replayed = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tidemark_hints_replayed_total", ConstLabels: labels,
-		Help: "Hints applied in the region.",
-	})
-	r.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tidemark_hints_dead_lettered_total", ConstLabels: labels,
-		Help: "Hints sent to the dead-letter topic instead of being applied, by reason.",
-	}, []string{"reason"})
-	for _, reason := range []string{ReasonCorrupt, ReasonUnauthenticated, ReasonExpired, ReasonMisrouted, ReasonRejected} {
-		r.deadLettered.WithLabelValues(reason)
-	}
-	r.applyFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tidemark_hints_apply_failures_total", ConstLabels: labels,
-		Help: "Failed attempts to apply a hint; each is retried (a hint that keeps failing while the region is reachable is dead-lettered after MaxHintAttempts).",
-	})
-	r.commitErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tidemark_hints_commit_failures_total", ConstLabels: labels,
-		Help: "Offset commits that failed; their hints will be replayed again (harmless).",
-	})
-	r.lag = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "tidemark_hints_consumer_lag", ConstLabels: labels,
-		Help: "Records in the region's hint topic not yet replayed (approximate: reader lag plus records fetched and not yet committed).",
-	})
-	r.oldestAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tidemark_hints_oldest_unreplayed_age_seconds", ConstLabels: labels,
-		Help: "Age (from the earlier of CreatedAt and the write timestamp) of the oldest hint the replayer is working on; 0 when it is idle. Must stay well below the tombstone retention.",
-	}, func() float64 {
-		us := r.oldest.Load()
-		if us == 0 {
-			return 0
-		}
-		return max(0, r.now().Sub(time.UnixMicro(us)).Seconds())
-	})
-	r.pausedGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tidemark_hints_replay_paused", ConstLabels: labels,
-		Help: "1 while replay is paused because the region (or the dead-letter topic) is unreachable.",
-	}, func() float64 {
-		if r.paused.Load() {
-			return 1
-		}
-		return 0
-	})
+	r.metrics = newReplayerMetrics(cfg.Region, r.oldestAge, r.paused.Load)
 
 	r.transport = &kafka.Transport{ClientID: "tidemark-hints-replayer", DialTimeout: 5 * time.Second}
 	addr := kafka.TCP(cfg.Brokers...)
@@ -412,7 +376,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 		close(done)
 	}()
 
-	for attempt := 0; ; attempt++ {
+	for b := r.backoff(); ; {
 		err := r.ensureTopics(ctx)
 		if err == nil {
 			break
@@ -421,7 +385,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 			return nil
 		}
 		r.logErr.Do(func() { r.log.Warn("hints: cannot create topics, retrying", "err", err) })
-		if !r.sleep(ctx, attempt) {
+		if !b.Sleep(ctx) {
 			return nil
 		}
 	}
@@ -494,17 +458,16 @@ func (r *Replayer) Run(ctx context.Context) error {
 	}
 }
 
-// closeFetcher closes f, waiting at most closeTimeout: kafka-go's
-// Reader.Close can block for a long time, or forever, during a rebalance or
-// after a lost connection. A reader that does not close in time is
-// abandoned (its goroutine ends whenever Close returns), logged, and
-// recorded for Close to report.
+// closeFetcher closes f, waiting at most closeTimeout (wait.Within):
+// kafka-go's Reader.Close can block for a long time, or forever, during a
+// rebalance or after a lost connection. A reader that does not close in
+// time is abandoned (its goroutine ends whenever Close returns), logged,
+// and recorded for Close to report.
 func (r *Replayer) closeFetcher(f fetcher) {
 	r.setPhase("closing the Kafka reader")
-	what := fmt.Sprintf("replayer: Kafka reader of topic %q, consumer group %q", r.topic, r.cfg.GroupID)
-	err := closeWithin(r.closeTimeout, what, f.Close)
+	err := wait.Within(r.closeTimeout, r.closing(), wait.Closer{Name: "the Kafka reader", Close: f.Close})
 	switch {
-	case errors.Is(err, ErrCloseTimeout):
+	case errors.Is(err, ErrStillClosing):
 		r.log.Warn("hints: Kafka reader did not close in time; abandoned", "topic", r.topic, "group", r.cfg.GroupID, "timeout", r.closeTimeout)
 		r.mu.Lock()
 		r.stopErr = errors.Join(r.stopErr, err)
@@ -512,6 +475,11 @@ func (r *Replayer) closeFetcher(f fetcher) {
 	case err != nil:
 		r.log.Warn("hints: closing the Kafka reader failed", "topic", r.topic, "group", r.cfg.GroupID, "err", err)
 	}
+}
+
+// closing names the replayer in the errors of its bounded closes.
+func (r *Replayer) closing() string {
+	return fmt.Sprintf("hints: replayer of topic %q, consumer group %q", r.topic, r.cfg.GroupID)
 }
 
 func (r *Replayer) setPhase(p string) { r.phase.Store(p) }
@@ -548,20 +516,19 @@ func lastOffsets(batch []kafka.Message) []kafka.Message {
 
 // fetchLoop feeds msgs until ctx is done, backing off on Kafka errors.
 func (r *Replayer) fetchLoop(ctx context.Context, f fetcher, msgs chan<- kafka.Message) {
-	for attempt := 0; ; {
+	for b := r.backoff(); ; {
 		m, err := f.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			r.logErr.Do(func() { r.log.Warn("hints: fetching hints failed, retrying", "err", err) })
-			if !r.sleep(ctx, attempt) {
+			if !b.Sleep(ctx) {
 				return
 			}
-			attempt++
 			continue
 		}
-		attempt = 0
+		b.Reset()
 		select {
 		case msgs <- m:
 		case <-ctx.Done():
@@ -573,7 +540,7 @@ func (r *Replayer) fetchLoop(ctx context.Context, f fetcher, msgs chan<- kafka.M
 func (r *Replayer) updateLag(f fetcher, local int) {
 	s := f.Stats()
 	lag := max(s.Lag, 0) + s.QueueLength + int64(local)
-	r.lag.Set(float64(lag))
+	r.metrics.lag.Set(float64(lag))
 }
 
 // item is one record of a batch on its way through process.
@@ -654,7 +621,7 @@ func (r *Replayer) expired(h record.Hint) error {
 // long as it takes, and nothing counts against the hints.
 func (r *Replayer) applyAll(ctx context.Context, items []*item) error {
 	pending := items
-	retry := 0
+	retry := r.backoff()
 	for len(pending) > 0 {
 		failed, progress := r.applyRound(ctx, pending)
 		if ctx.Err() != nil {
@@ -669,7 +636,7 @@ func (r *Replayer) applyAll(ctx context.Context, items []*item) error {
 			if pending, err = r.waitForRegion(ctx, failed); err != nil {
 				return err
 			}
-			retry = 0
+			retry.Reset()
 			continue
 		}
 		r.resume()
@@ -677,10 +644,9 @@ func (r *Replayer) applyAll(ctx context.Context, items []*item) error {
 		if len(pending) == 0 {
 			return nil
 		}
-		if !r.sleep(ctx, retry) {
+		if !retry.Sleep(ctx) {
 			return ctx.Err()
 		}
-		retry++
 	}
 	return nil
 }
@@ -743,8 +709,9 @@ func (r *Replayer) waitForRegion(ctx context.Context, failed []*item) ([]*item, 
 		r.log.Warn("hints: region unreachable, pausing replay", "failed", len(failed), "err", failed[0].err)
 	}
 	_, canProbe := r.cfg.Applier.(Prober)
-	for attempt, next := 0, 0; ; attempt++ {
-		if !r.sleep(ctx, attempt) {
+	b := r.backoff()
+	for next := 0; ; {
+		if !b.Sleep(ctx) {
 			return nil, ctx.Err()
 		}
 		// Hints that expired during the pause are settled without the
@@ -849,7 +816,7 @@ func (r *Replayer) applyOne(ctx context.Context, it *item) outcome {
 	err := r.cfg.Applier.Apply(ctx, it.hint)
 	switch {
 	case err == nil:
-		r.replayed.Inc()
+		r.metrics.replayed.Inc()
 		w := it.hint // a copy: the witness must not keep the whole batch alive
 		r.witness.Store(&w)
 		return outcomeApplied
@@ -861,30 +828,20 @@ func (r *Replayer) applyOne(ctx context.Context, it *item) outcome {
 		return outcomeSettled
 	default:
 		if ctx.Err() == nil {
-			r.applyFailures.Inc()
+			r.metrics.applyFailures.Inc()
 		}
 		it.err = err
 		return outcomeFailed
 	}
 }
 
+// throttle waits for the rate limits (MaxHintsPerSecond,
+// MaxBytesPerSecond) to allow one hint of n bytes.
 func (r *Replayer) throttle(ctx context.Context, n int) error {
-	if r.hintLimit != nil {
-		if err := r.hintLimit.Wait(ctx); err != nil {
-			return err
-		}
+	if err := wait.Tokens(ctx, r.hintLimit, 1); err != nil {
+		return err
 	}
-	if r.byteLimit != nil {
-		burst := r.byteLimit.Burst()
-		for n > 0 {
-			c := min(n, burst)
-			if err := r.byteLimit.WaitN(ctx, c); err != nil {
-				return err
-			}
-			n -= c
-		}
-	}
-	return nil
+	return wait.Tokens(ctx, r.byteLimit, n)
 }
 
 // deadLetter writes items to the dead-letter topic, retrying with back-off
@@ -914,7 +871,7 @@ func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
 			},
 		}
 	}
-	for attempt := 0; ; attempt++ {
+	for b := r.backoff(); ; {
 		err := r.dead.WriteMessages(ctx, msgs...)
 		if err == nil {
 			break
@@ -926,13 +883,13 @@ func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
 		r.logErr.Do(func() {
 			r.log.Warn("hints: cannot write to the dead-letter topic; replay paused", "topic", r.cfg.DeadLetterTopic, "err", err)
 		})
-		if !r.sleep(ctx, attempt) {
+		if !b.Sleep(ctx) {
 			return ctx.Err()
 		}
 	}
 	r.paused.Store(false)
 	for _, it := range items {
-		r.deadLettered.WithLabelValues(it.reason).Inc()
+		r.metrics.deadLettered.WithLabelValues(it.reason).Inc()
 		r.log.Warn("hints: hint dead-lettered", "reason", it.reason, "partition", it.msg.Partition, "offset", it.msg.Offset, "err", it.err)
 	}
 	return nil
@@ -946,27 +903,25 @@ func (r *Replayer) commit(ctx context.Context, f fetcher, batch []kafka.Message)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := f.CommitMessages(cctx, batch...); err != nil {
-		r.commitErrors.Inc()
+		r.metrics.commitErrors.Inc()
 		r.logErr.Do(func() { r.log.Warn("hints: offset commit failed; these hints will be replayed again", "err", err) })
 	}
 }
 
-// sleep waits the back-off for attempt (bounded exponential with jitter)
-// and reports whether ctx is still live.
-func (r *Replayer) sleep(ctx context.Context, attempt int) bool {
-	d := r.cfg.BackoffMin << min(attempt, 30)
-	if d > r.cfg.BackoffMax || d <= 0 {
-		d = r.cfg.BackoffMax
+// backoff returns a new back-off from BackoffMin to BackoffMax, jittered
+// (wait.Backoff); each retry loop has its own.
+func (r *Replayer) backoff() *wait.Backoff {
+	return wait.NewBackoff(r.cfg.BackoffMin, r.cfg.BackoffMax)
+}
+
+// oldestAge is the age of the oldest hint of the batch being replayed,
+// from its Birth; 0 when there is none.
+func (r *Replayer) oldestAge() time.Duration {
+	us := r.oldest.Load()
+	if us == 0 {
+		return 0
 	}
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return max(0, r.now().Sub(time.UnixMicro(us)))
 }
 
 // Close stops Run, waits for it to return, and releases the dead-letter
@@ -977,10 +932,11 @@ func (r *Replayer) sleep(ctx context.Context, attempt int) bool {
 // ReplayerCloseTimeout for Run to return, then at most ReplayerCloseTimeout
 // for the dead-letter writer to close. If Run does not return in time, if
 // the writer does not close in time, or if Run had to abandon its Kafka
-// reader, Close returns an error wrapping [ErrCloseTimeout] that names what
-// did not stop; Run then returns once what blocks it does. Close is safe
-// to call more than once and concurrently with Run; calls after the first
-// return nil at once.
+// reader, Close returns an error wrapping [ErrStillClosing] (a
+// *[StillClosingError]) that names what did not stop — for Run, what it
+// was still doing; Run then returns once what blocks it does. Close is
+// safe to call more than once and concurrently with Run; calls after the
+// first return nil at once.
 func (r *Replayer) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -994,19 +950,19 @@ func (r *Replayer) Close() error {
 	var errs []error
 	if running {
 		cancel()
-		if !waitWithin(done, r.closeTimeout) {
-			errs = append(errs, fmt.Errorf("%w: replayer of topic %q, consumer group %q: Run did not return within %v while %s; abandoned (it returns once what blocks it does)",
-				ErrCloseTimeout, r.topic, r.cfg.GroupID, r.closeTimeout, r.currentPhase()))
+		err := wait.Within(r.closeTimeout, r.closing(), wait.Done("Run", done))
+		if still, ok := errors.AsType[*StillClosingError](err); ok {
+			// Say what Run is doing now that the wait gave up: where it is
+			// stuck, not what it was doing when Close began.
+			still.Stragglers = []string{"Run, still " + r.currentPhase()}
 		}
-	}
-	r.mu.Lock()
-	if r.stopErr != nil {
-		errs = append(errs, r.stopErr)
-	}
-	r.mu.Unlock()
-	if err := closeWithin(r.closeTimeout, fmt.Sprintf("replayer: dead-letter writer of topic %q", r.cfg.DeadLetterTopic), r.dead.Close); err != nil {
 		errs = append(errs, err)
 	}
+	r.mu.Lock()
+	errs = append(errs, r.stopErr)
+	r.mu.Unlock()
+	errs = append(errs, wait.Within(r.closeTimeout, r.closing(),
+		wait.Closer{Name: fmt.Sprintf("the dead-letter writer (topic %q)", r.cfg.DeadLetterTopic), Close: r.dead.Close}))
 	if r.transport != nil {
 		r.transport.CloseIdleConnections()
 	}
@@ -1014,19 +970,7 @@ func (r *Replayer) Close() error {
 }
 
 // Describe implements prometheus.Collector.
-func (r *Replayer) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range r.collectors() {
-		c.Describe(ch)
-	}
-}
+func (r *Replayer) Describe(ch chan<- *prometheus.Desc) { r.metrics.Describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (r *Replayer) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range r.collectors() {
-		c.Collect(ch)
-	}
-}
-
-func (r *Replayer) collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.replayed, r.deadLettered, r.applyFailures, r.commitErrors, r.lag, r.oldestAge, r.pausedGauge}
-}
+func (r *Replayer) Collect(ch chan<- prometheus.Metric) { r.metrics.Collect(ch) }

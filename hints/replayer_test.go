@@ -412,7 +412,7 @@ func TestReplayerAppliesThenCommits(t *testing.T) {
 		t.Fatalf("region has %d rows, want %d", got, n)
 	}
 	checkCommitOrder(t, h.topic)
-	if got := metricValue(r.replayed); got != n {
+	if got := metricValue(r.metrics.replayed); got != n {
 		t.Errorf("replayed metric = %v, want %d", got, n)
 	}
 	if err := r.Close(); err != nil {
@@ -434,7 +434,7 @@ func TestReplayerPausesWhileRegionDown(t *testing.T) {
 	stop := start(t, r)
 	defer stop()
 
-	waitFor(t, "pause", func() bool { return metricValue(r.pausedGauge) == 1 })
+	waitFor(t, "pause", func() bool { return metricValue(r.metrics.paused) == 1 })
 	time.Sleep(200 * time.Millisecond)
 	if c := h.topic.commitCount(); c != 0 {
 		t.Fatalf("%d commits while the region was down, want 0", c)
@@ -445,10 +445,10 @@ func TestReplayerPausesWhileRegionDown(t *testing.T) {
 	if a := h.region.attempts.Load(); a > n+250 {
 		t.Fatalf("%d apply attempts in ~200ms while down: replayer is busy-looping", a)
 	}
-	if f := metricValue(r.applyFailures); f < n {
+	if f := metricValue(r.metrics.applyFailures); f < n {
 		t.Fatalf("apply failures metric = %v, want >= %d", f, n)
 	}
-	if age := metricValue(r.oldestAge); age < 59 {
+	if age := metricValue(r.metrics.oldestAge); age < 59 {
 		t.Errorf("oldest unreplayed age = %vs while paused, want >= 60s", age)
 	}
 
@@ -457,7 +457,7 @@ func TestReplayerPausesWhileRegionDown(t *testing.T) {
 	if got := len(h.region.rows); got != n {
 		t.Fatalf("region has %d rows after resuming, want %d", got, n)
 	}
-	if metricValue(r.pausedGauge) != 0 {
+	if metricValue(r.metrics.paused) != 0 {
 		t.Error("still reported paused after resuming")
 	}
 	checkCommitOrder(t, h.topic)
@@ -513,7 +513,7 @@ func TestReplayerDeadLetters(t *testing.T) {
 		t.Fatalf("dead-letter reasons = %v, want %v", got, want)
 	}
 	for reason, n := range want {
-		if got := metricValue(r.deadLettered.WithLabelValues(reason)); got != float64(n) {
+		if got := metricValue(r.metrics.deadLettered.WithLabelValues(reason)); got != float64(n) {
 			t.Errorf("dead_lettered{reason=%q} = %v, want %d", reason, got, n)
 		}
 	}
@@ -556,7 +556,7 @@ func TestReplayerDeadLetterOutageBlocksCommit(t *testing.T) {
 	r := h.replayer(nil)
 	stop := start(t, r)
 	defer stop()
-	waitFor(t, "pause on dead-letter outage", func() bool { return metricValue(r.pausedGauge) == 1 })
+	waitFor(t, "pause on dead-letter outage", func() bool { return metricValue(r.metrics.paused) == 1 })
 	time.Sleep(50 * time.Millisecond)
 	if c := h.topic.commitCount(); c != 0 {
 		t.Fatalf("committed %d times while the dead letter was not durable", c)
@@ -578,7 +578,7 @@ func TestReplayerHintExpiresWhilePaused(t *testing.T) {
 	r := h.replayer(nil)
 	stop := start(t, r)
 	defer stop()
-	waitFor(t, "pause", func() bool { return metricValue(r.pausedGauge) == 1 })
+	waitFor(t, "pause", func() bool { return metricValue(r.metrics.paused) == 1 })
 	h.now.Store(t0.Add(2 * time.Hour).UnixMicro()) // the hint's row is gone everywhere else now
 	waitFor(t, "commit", h.topic.allCommitted)
 	if len(h.region.rows) != 0 {
@@ -626,7 +626,7 @@ func TestReplayerCommitFailureIsNotFatal(t *testing.T) {
 	stop := start(t, r)
 	waitFor(t, "commits", h.topic.allCommitted)
 	stop()
-	if got := metricValue(r.commitErrors); got != 1 {
+	if got := metricValue(r.metrics.commitErrors); got != 1 {
 		t.Fatalf("commit failures metric = %v, want 1", got)
 	}
 }

@@ -149,8 +149,8 @@ func TestReplayerRunAbandonsStuckReader(t *testing.T) {
 	}
 
 	_, err = returnsWithin(t, "Close", r.Close)
-	if !errors.Is(err, ErrCloseTimeout) {
-		t.Fatalf("Close = %v, want ErrCloseTimeout for the abandoned reader", err)
+	if !errors.Is(err, ErrStillClosing) {
+		t.Fatalf("Close = %v, want ErrStillClosing for the abandoned reader", err)
 	}
 	for _, want := range []string{"Kafka reader", r.Topic(), "group-stuck"} {
 		if !strings.Contains(err.Error(), want) {
@@ -171,8 +171,8 @@ func TestReplayerCloseWithStuckReader(t *testing.T) {
 	errc := runInBackground(t, context.Background(), r, fetched)
 
 	_, err := returnsWithin(t, "Close with a Kafka reader that never closes", r.Close)
-	if !errors.Is(err, ErrCloseTimeout) || !strings.Contains(err.Error(), "Kafka reader") {
-		t.Fatalf("Close = %v, want ErrCloseTimeout naming the Kafka reader", err)
+	if !errors.Is(err, ErrStillClosing) || !strings.Contains(err.Error(), "Kafka reader") {
+		t.Fatalf("Close = %v, want ErrStillClosing naming the Kafka reader", err)
 	}
 	if _, err := returnsWithin(t, "Run after Close", func() error { return <-errc }); err != nil {
 		t.Fatalf("Run = %v after Close, want nil", err)
@@ -213,13 +213,16 @@ func TestReplayerCloseWithRunStuckInApply(t *testing.T) {
 	}
 
 	took, err := returnsWithin(t, "Close with Run stuck in Apply", r.Close)
-	if !errors.Is(err, ErrCloseTimeout) {
-		t.Fatalf("Close = %v, want ErrCloseTimeout", err)
+	if !errors.Is(err, ErrStillClosing) {
+		t.Fatalf("Close = %v, want ErrStillClosing", err)
 	}
-	for _, want := range []string{"Run did not return", "replaying hints", r.Topic()} {
+	for _, want := range []string{"stopped waiting for Run", "replaying hints", r.Topic()} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Close error %q does not say %q", err, want)
 		}
+	}
+	if still, ok := errors.AsType[*StillClosingError](err); !ok || len(still.Stragglers) != 1 || !strings.HasPrefix(still.Stragglers[0], "Run") {
+		t.Errorf("Close error %q is not a StillClosingError naming Run alone", err)
 	}
 	if took < testCloseTimeout/2 {
 		t.Errorf("Close returned after %v, before its bound (%v): it did not wait for Run", took, testCloseTimeout)
@@ -235,8 +238,8 @@ func TestReplayerCloseBoundsDeadLetterWriter(t *testing.T) {
 	r.dead = &stuckWriter{messageWriter: h.dead, release: releaseOnCleanup(t)}
 
 	_, err := returnsWithin(t, "Close with a dead-letter writer that never closes", r.Close)
-	if !errors.Is(err, ErrCloseTimeout) {
-		t.Fatalf("Close = %v, want ErrCloseTimeout", err)
+	if !errors.Is(err, ErrStillClosing) {
+		t.Fatalf("Close = %v, want ErrStillClosing", err)
 	}
 	for _, want := range []string{"dead-letter writer", r.cfg.DeadLetterTopic} {
 		if !strings.Contains(err.Error(), want) {
@@ -264,8 +267,8 @@ func TestProducerCloseBoundsStuckWriter(t *testing.T) {
 	}
 
 	took, err := returnsWithin(t, "Producer.Close with a writer that never closes", p.Close)
-	if !errors.Is(err, ErrCloseTimeout) || !strings.Contains(err.Error(), "Kafka writer") {
-		t.Fatalf("Close = %v, want ErrCloseTimeout naming the Kafka writer", err)
+	if !errors.Is(err, ErrStillClosing) || !strings.Contains(err.Error(), "Kafka writer") {
+		t.Fatalf("Close = %v, want ErrStillClosing naming the Kafka writer", err)
 	}
 	if took > 2*produceTimeout+time.Second {
 		t.Errorf("Close took %v, want at most 2 × ProduceTimeout (%v)", took, 2*produceTimeout)
@@ -309,8 +312,8 @@ func TestProducerCloseBoundsHintsInFlight(t *testing.T) {
 	}
 
 	took, err := returnsWithin(t, "Producer.Close with a write that never finishes", p.Close)
-	if !errors.Is(err, ErrCloseTimeout) || !strings.Contains(err.Error(), "hints in flight") {
-		t.Fatalf("Close = %v, want ErrCloseTimeout naming the hints in flight", err)
+	if !errors.Is(err, ErrStillClosing) || !strings.Contains(err.Error(), "hints in flight") {
+		t.Fatalf("Close = %v, want ErrStillClosing naming the hints in flight", err)
 	}
 	if took < produceTimeout/2 || took > 2*produceTimeout+time.Second {
 		t.Errorf("Close took %v, want about ProduceTimeout (%v)", took, produceTimeout)

@@ -160,7 +160,7 @@ func countRegionRows(t testing.TB, regionName, ks string) int {
 	return n
 }
 
-// wantWriteOK is the level table of design.md for 3 regions with a (home)
+// wantWriteOK is the level table of docs/design.md ("Consistency levels") for 3 regions with a (home)
 // first: does a write at l succeed with the regions in cut failing?
 func wantWriteOK(l quorum.Level, cut []string) bool {
 	home := slices.Contains(cut, "a")

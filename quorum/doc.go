@@ -49,7 +49,7 @@
 //
 // # Versions
 //
-// [Compare] orders two versions of one row exactly as design.md states
+// [Compare] orders two versions of one row exactly as docs/design.md states
 // Cassandra's cell reconciliation: the higher timestamp wins; on a tie a
 // deletion marker wins; then the greater value, compared as unsigned bytes.
 // It is a total order (antisymmetric and transitive; 0 only for the same

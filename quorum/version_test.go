@@ -12,6 +12,7 @@ import (
 
 func live(ts int64, v string) Version { return Version{Timestamp: ts, Value: []byte(v)} }
 func del(ts int64) Version            { return Version{Timestamp: ts, Deleted: true} }
+func exp(v Version, at int64) Version { v.Expires = at; return v }
 
 func TestCompareTable(t *testing.T) {
 	for _, c := range []struct {
@@ -35,6 +36,13 @@ func TestCompareTable(t *testing.T) {
 		{live(5, "\x00"), Version{Timestamp: 5}, 1, "a zero byte beats nil"},
 		{live(-1, "z"), live(0, ""), -1, "negative timestamps order below zero"},
 		{live(math.MaxInt64, ""), live(math.MinInt64, "z"), 1, "extremes do not overflow"},
+		{exp(live(5, "a"), 100), live(5, "z"), 1, "on a tie an expiring value beats one that never expires"},
+		{exp(del(5), 100), exp(live(5, "z"), 200), -1, "on a tie the later expiry wins, even over a deletion"},
+		{exp(del(5), 200), exp(live(5, "z"), 100), 1, "on a tie the later expiry wins"},
+		{exp(del(5), 100), exp(live(5, "z"), 100), 1, "equal expiries: a deletion wins"},
+		{exp(live(5, "b"), 100), exp(live(5, "a"), 100), 1, "equal expiries: the greater value wins"},
+		{exp(live(6, "a"), 100), exp(live(5, "a"), 900), 1, "a higher timestamp wins over a later expiry"},
+		{exp(del(5), 100), exp(del(5), 200), -1, "two markers: the later expiry wins"},
 		{del(math.MinInt64), live(math.MaxInt64, ""), -1, "extremes do not overflow, other side"},
 	} {
 		got := Compare(c.a, c.b)
@@ -49,11 +57,17 @@ func TestCompareTable(t *testing.T) {
 
 // refKey encodes a version so that comparing keys as bytes orders versions
 // like the design's rule: the timestamp as big-endian with the sign bit
-// flipped (so unsigned order is signed order), then 1 for a deletion or 0 and
-// the value for a live version. It is a second, independent statement of
-// Compare.
+// flipped (so unsigned order is signed order); then 0 for a version that
+// never expires, or 1 and its expiry (sign bit flipped); then 1 for a
+// deletion, or 0 and the value for a live version. It is a second,
+// independent statement of Compare.
 func refKey(v Version) []byte {
 	k := binary.BigEndian.AppendUint64(nil, uint64(v.Timestamp)^(1<<63))
+	if v.Expires == 0 {
+		k = append(k, 0)
+	} else {
+		k = binary.BigEndian.AppendUint64(append(k, 1), uint64(v.Expires)^(1<<63))
+	}
 	if v.Deleted {
 		return append(k, 1)
 	}
@@ -66,9 +80,11 @@ func smallDomain() []Version {
 	values := [][]byte{nil, {}, {0}, {0, 0}, {1}, {0x7f}, {0x80}, {0xff}, []byte("a"), []byte("ab")}
 	var vs []Version
 	for _, ts := range []int64{-1, 0, 1} {
-		for _, d := range []bool{false, true} {
-			for _, v := range values {
-				vs = append(vs, Version{Timestamp: ts, Deleted: d, Value: v})
+		for _, exp := range []int64{0, 100, 200} {
+			for _, d := range []bool{false, true} {
+				for _, v := range values {
+					vs = append(vs, Version{Timestamp: ts, Deleted: d, Value: v, Expires: exp})
+				}
 			}
 		}
 	}
@@ -104,6 +120,13 @@ func TestCompareOrderExhaustive(t *testing.T) {
 
 func randVersion(r *rand.Rand) Version {
 	v := Version{Deleted: r.IntN(4) == 0}
+	switch r.IntN(3) {
+	case 0: // never expires
+	case 1:
+		v.Expires = int64(1 + r.IntN(2)) // ties
+	default:
+		v.Expires = int64(r.Uint64())
+	}
 	switch r.IntN(3) {
 	case 0:
 		v.Timestamp = int64(r.IntN(3)) // ties
@@ -201,6 +224,7 @@ func TestVersionString(t *testing.T) {
 		{Version{Timestamp: 1}, "ts=1 value=nil"},
 		{Version{Timestamp: 1, Value: []byte{}}, `ts=1 value=""`},
 		{live(1, strings.Repeat("x", 40)), `ts=1 value="` + strings.Repeat("x", 32) + `"...(+8 bytes)`},
+		{exp(del(2), 1700000000), "ts=2 deleted expires=1700000000"},
 	} {
 		if got := c.v.String(); got != c.want {
 			t.Errorf("String() = %s, want %s", got, c.want)
@@ -211,11 +235,11 @@ func TestVersionString(t *testing.T) {
 // FuzzCompare checks antisymmetry and agreement with the reference encoding
 // on arbitrary pairs of versions.
 func FuzzCompare(f *testing.F) {
-	f.Add(int64(1), false, []byte("a"), int64(1), true, []byte(nil))
-	f.Add(int64(math.MinInt64), false, []byte{}, int64(math.MaxInt64), false, []byte{0xff})
-	f.Fuzz(func(t *testing.T, ta int64, da bool, va []byte, tb int64, db bool, vb []byte) {
-		a := Version{Timestamp: ta, Deleted: da, Value: va}
-		b := Version{Timestamp: tb, Deleted: db, Value: vb}
+	f.Add(int64(1), false, []byte("a"), int64(0), int64(1), true, []byte(nil), int64(7))
+	f.Add(int64(math.MinInt64), false, []byte{}, int64(5), int64(math.MaxInt64), false, []byte{0xff}, int64(0))
+	f.Fuzz(func(t *testing.T, ta int64, da bool, va []byte, ea int64, tb int64, db bool, vb []byte, eb int64) {
+		a := Version{Timestamp: ta, Deleted: da, Value: va, Expires: ea}
+		b := Version{Timestamp: tb, Deleted: db, Value: vb, Expires: eb}
 		ab := cmpSign(Compare(a, b), 0)
 		if ab != bytes.Compare(refKey(a), refKey(b)) {
 			t.Fatalf("Compare(%v, %v) = %d disagrees with the reference", a, b, ab)

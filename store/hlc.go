@@ -6,7 +6,7 @@ import (
 )
 
 // clock is the hybrid logical clock that gives every mutation its version
-// (design.md, "Versions"). Timestamps are microseconds since the Unix epoch.
+// (docs/design.md, "Versions"). Timestamps are microseconds since the Unix epoch.
 //
 // Invariants, for every pair of calls t1 := Now() before t2 := Now() in one
 // process (including from different goroutines):

@@ -130,7 +130,7 @@ type namespaceOptions struct {
 }
 
 // WithRetention sets the namespace's tombstone retention: how long a
-// deletion marker lives (design.md, "Deletes and resurrection"). Default
+// deletion marker lives (docs/design.md, "Deletes and resurrection"). Default
 // schema.DefaultRetention (10 days).
 //
 // With CreateNamespace it is recorded with the table. With Namespace it

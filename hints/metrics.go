@@ -1,0 +1,73 @@
+package hints
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// replayerMetrics are a Replayer's Prometheus collectors, all labelled
+// with the replayer's region (see docs/hints.md, "Metrics"). The Replayer
+// is the prometheus.Collector users register; it collects these.
+type replayerMetrics struct {
+	replayed      prometheus.Counter
+	deadLettered  *prometheus.CounterVec
+	applyFailures prometheus.Counter
+	commitErrors  prometheus.Counter
+	lag           prometheus.Gauge
+	oldestAge     prometheus.GaugeFunc
+	paused        prometheus.GaugeFunc
+}
+
+// newReplayerMetrics creates the collectors of region's replayer. oldest
+// returns the age of the oldest hint being worked on (0 when idle), paused
+// whether replay is paused; both are read at every scrape.
+func newReplayerMetrics(region string, oldest func() time.Duration, paused func() bool) *replayerMetrics {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Name: name, Help: help, ConstLabels: prometheus.Labels{"region": region}}
+	}
+	m := &replayerMetrics{
+		replayed: prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_replayed_total",
+			"Hints applied in the region."))),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts(opts("tidemark_hints_dead_lettered_total",
+			"Hints sent to the dead-letter topic instead of being applied, by reason.")), []string{"reason"}),
+		applyFailures: prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_apply_failures_total",
+			"Failed attempts to apply a hint; each is retried (a hint that keeps failing while the region is reachable is dead-lettered after MaxHintAttempts)."))),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_commit_failures_total",
+			"Offset commits that failed; their hints will be replayed again (harmless)."))),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts(opts("tidemark_hints_consumer_lag",
+			"Records in the region's hint topic not yet replayed (approximate: reader lag plus records fetched and not yet committed)."))),
+		oldestAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("tidemark_hints_oldest_unreplayed_age_seconds",
+			"Age (from the earlier of CreatedAt and the write timestamp) of the oldest hint the replayer is working on; 0 when it is idle. Must stay well below the tombstone retention.")),
+			func() float64 { return oldest().Seconds() }),
+		paused: prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("tidemark_hints_replay_paused",
+			"1 while replay is paused because the region (or the dead-letter topic) is unreachable.")),
+			func() float64 {
+				if paused() {
+					return 1
+				}
+				return 0
+			}),
+	}
+	for _, reason := range []string{ReasonCorrupt, ReasonUnauthenticated, ReasonExpired, ReasonMisrouted, ReasonRejected} {
+		m.deadLettered.WithLabelValues(reason)
+	}
+	return m
+}
+
+// each calls f with every collector.
+func (m *replayerMetrics) each(f func(prometheus.Collector)) {
+	for _, c := range []prometheus.Collector{m.replayed, m.deadLettered, m.applyFailures, m.commitErrors, m.lag, m.oldestAge, m.paused} {
+		f(c)
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *replayerMetrics) Describe(ch chan<- *prometheus.Desc) {
+	m.each(func(c prometheus.Collector) { c.Describe(ch) })
+}
+
+// Collect implements prometheus.Collector.
+func (m *replayerMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.each(func(c prometheus.Collector) { c.Collect(ch) })
+}
