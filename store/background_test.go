@@ -4,46 +4,41 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"go.uber.org/mock/gomock"
 
 	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store/driver"
 )
 
-func put(t *testing.T, ns *Namespace, ck string, opts ...CallOption) error {
-	t.Helper()
-	return ns.Put(context.Background(), []byte("pk"), []byte(ck), []byte("v"+ck), opts...)
-}
-
 // TestBreakerOpenHintsDirectly: after ConsecutiveFailures availability
 // failures region b's breaker opens; later writes for b go straight to the
 // hint sink without touching b; after OpenTimeout a probe succeeds and b is
 // written again.
 func TestBreakerOpenHintsDirectly(t *testing.T) {
-	e := newMockEnv(t, func(c *Config) {
+	e := newFaultEnv(t, func(c *Config) {
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: 50 * time.Millisecond}
 		c.RemoteConcurrency = 1 // background writes in order
 	})
-	for i := 1; i <= 4; i++ {
-		e.expectWrite("a", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), nil, 1)
-		e.expectWrite("c", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), nil, 1)
-		e.expectHint(hintOf("b", "pk", fmt.Sprint(i), fmt.Sprint("v", i)), nil, 1)
+	b := e.mem["b"]
+	// Write 1 finds b down, write 2 finds it timing out; 3 and 4 find the
+	// breaker open, so b's fault is never reached.
+	b.SetFault(driver.Fault{Err: fmt.Errorf("%w: down", ErrUnavailable), Ops: []string{driver.OpWrite}})
+	putN(t, e.ns, 1)
+	waitFor(t, "write 1 at b", func() bool { return b.Calls(driver.OpWrite) == 1 })
+	b.SetFault(driver.Fault{Err: fmt.Errorf("%w: slow", ErrTimeout), Ops: []string{driver.OpWrite}})
+	if err := put(t, e.ns, "2"); err != nil {
+		t.Fatal(err)
 	}
-	// Only writes 1 and 2 reach b; 3 and 4 find the breaker open.
-	e.expectWrite("b", writeOf("pk", "1", "v1", ""), fmt.Errorf("%w: down", ErrUnavailable), 1)
-	e.expectWrite("b", writeOf("pk", "2", "v2", ""), fmt.Errorf("%w: slow", ErrTimeout), 1)
-	for i := 1; i <= 4; i++ {
+	waitFor(t, "breaker b open", func() bool { return e.st.regions[1].breaker.State() == gobreaker.StateOpen })
+	for i := 3; i <= 4; i++ {
 		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
-		}
-		if i == 2 {
-			waitFor(t, "breaker b open", func() bool { return e.st.regions[1].breaker.State() == gobreaker.StateOpen })
 		}
 	}
 	waitFor(t, "background queue drained", func() bool { return queuedCount(e.st) == 0 })
@@ -53,9 +48,6 @@ func TestBreakerOpenHintsDirectly(t *testing.T) {
 
 	// Sync regions with an open breaker are not waited on: EachQuorum fails
 	// at once naming b, and b gets a hint.
-	e.expectWrite("a", writeOf("pk", "5", "v5", ""), nil, 1)
-	e.expectWrite("c", writeOf("pk", "5", "v5", ""), nil, 1)
-	e.expectHint(hintOf("b", "pk", "5", "v5"), nil, 1)
 	err := put(t, e.ns, "5", WithConsistency(quorum.EachQuorum))
 	if !errors.Is(err, ErrCircuitOpen) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("EachQuorum with b open: %v, want ErrCircuitOpen", err)
@@ -63,9 +55,7 @@ func TestBreakerOpenHintsDirectly(t *testing.T) {
 
 	// Half-open: after OpenTimeout, a probe goes through and closes it.
 	waitFor(t, "breaker b half-open", func() bool { return e.st.regions[1].breaker.State() == gobreaker.StateHalfOpen })
-	for _, r := range regionNamesABC {
-		e.expectWrite(r, writeOf("pk", "6", "v6", ""), nil, 1)
-	}
+	b.SetFault(driver.Fault{})
 	if err := put(t, e.ns, "6", WithConsistency(quorum.All)); err != nil {
 		t.Fatalf("All after the breaker's timeout: %v", err)
 	}
@@ -75,21 +65,19 @@ func TestBreakerOpenHintsDirectly(t *testing.T) {
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	e.checkWrites(t, "a", writesOf(1, 6)...)
+	e.checkWrites(t, "c", writesOf(1, 6)...)
+	e.checkWrites(t, "b", append(writesOf(1, 2), writesOf(6, 6)...)...)
+	checkHints(t, e.hints(), hintsOf("b", 1, 5)...)
 }
 
 // TestBreakerIgnoresNonAvailabilityErrors: validation-like region errors and
 // not-found reads do not open the breaker, and a refused write is not hinted.
 func TestBreakerIgnoresNonAvailabilityErrors(t *testing.T) {
-	sink := &recordingSink{}
-	e := newMockEnv(t, func(c *Config) {
+	e := newFaultEnv(t, func(c *Config) {
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
-		c.HintSink = sink
 	})
-	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(driver.Row{}, ErrNotFound).Times(3)
-	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(errors.New("table ks.ns does not exist")).Times(3)
-	for _, r := range []string{"b", "c"} {
-		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).Times(3)
-	}
+	e.mem["a"].SetFault(driver.Fault{Err: errors.New("table ks.ns does not exist"), Ops: []string{driver.OpWrite}})
 	for i := range 3 {
 		if _, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck")); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Get %d: %v, want ErrNotFound", i, err)
@@ -104,8 +92,16 @@ func TestBreakerIgnoresNonAvailabilityErrors(t *testing.T) {
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(sink.hints); n != 0 {
-		t.Errorf("%d hints for refused writes, want none", n)
+	if hs := e.hints(); len(hs) != 0 {
+		t.Errorf("%d hints for refused writes, want none", len(hs))
+	}
+	// Every request reached a: the breaker never stood in the way.
+	if got := e.asked(driver.OpRead); !slices.Equal(got, []string{"a", "a", "a"}) {
+		t.Errorf("reads asked of %v, want a three times", got)
+	}
+	x := writeOf("pk", "x", "vx", "")
+	for _, r := range regionNamesABC {
+		e.checkWrites(t, r, x, x, x)
 	}
 }
 
@@ -113,31 +109,24 @@ func TestBreakerIgnoresNonAvailabilityErrors(t *testing.T) {
 // further remote write goes straight to the hint sink, synchronously,
 // without blocking on the region.
 func TestQueueOverflowHints(t *testing.T) {
-	e := newMockEnv(t, func(c *Config) {
+	// A sink that takes a while, so that a hint stored in the background
+	// would not be there yet when Put returns.
+	sink := &recordingSink{}
+	slow := HintSinkFunc(func(ctx context.Context, h record.Hint) error {
+		time.Sleep(20 * time.Millisecond)
+		return sink.Hint(ctx, h)
+	})
+	e := newFaultEnv(t, func(c *Config) {
 		c.RemoteConcurrency = 1
 		c.MaxPendingWrites = 1
 		c.Regions = c.Regions[:2] // a and b
+		c.HintSink = slow
 	})
-	started := make(chan struct{})
+	e.sink = sink
 	release := make(chan struct{})
-	for i := 1; i <= 3; i++ {
-		e.expectWrite("a", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), nil, 1)
-	}
-	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "1", "v1", "")).DoAndReturn(
-		func(context.Context, driver.WriteRequest) error {
-			close(started)
-			<-release
-			return nil
-		})
-	e.expectWrite("b", writeOf("pk", "2", "v2", ""), nil, 1)
-	hinted := make(chan struct{})
-	e.sink.EXPECT().Hint(gomock.Any(), hintOf("b", "pk", "3", "v3")).DoAndReturn(
-		func(context.Context, any) error { close(hinted); return nil })
-
-	if err := put(t, e.ns, "1"); err != nil {
-		t.Fatal(err)
-	}
-	<-started // the only worker is busy with write 1
+	e.mem["b"].SetFault(driver.Fault{Gate: release, Ops: []string{driver.OpWrite}})
+	putN(t, e.ns, 1)
+	waitHeld(t, e.mem["b"], 1) // the only worker is busy with write 1
 	if err := put(t, e.ns, "2"); err != nil {
 		t.Fatal(err)
 	}
@@ -147,11 +136,8 @@ func TestQueueOverflowHints(t *testing.T) {
 	if err := put(t, e.ns, "3"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-hinted: // the overflow hint was stored before Put returned
-	default:
-		t.Fatal("write 3 was not hinted when the queue was full")
-	}
+	// The overflow hint was stored before Put returned.
+	checkHints(t, e.hints(), hintsOf("b", 3, 3)...)
 	if got := metricValue(t, e.st.metrics.queueDepth); got != 1 {
 		t.Errorf("background_queue_depth = %v, want 1", got)
 	}
@@ -162,46 +148,44 @@ func TestQueueOverflowHints(t *testing.T) {
 	if got := metricValue(t, e.st.metrics.hinted.WithLabelValues("b")); got != 1 {
 		t.Errorf("hinted_writes_total{b} = %v, want 1", got)
 	}
+	checkHints(t, e.hints(), hintsOf("b", 3, 3)...)
+	e.checkWrites(t, "a", writesOf(1, 3)...)
+	e.checkWrites(t, "b", writesOf(1, 2)...)
 }
 
 // TestQueueByteBound: a write that would take the queued bytes over
 // MaxPendingBytes is hinted instead of queued.
 func TestQueueByteBound(t *testing.T) {
-	e := newMockEnv(t, func(c *Config) {
+	e := newFaultEnv(t, func(c *Config) {
 		c.RemoteConcurrency = 1
 		c.MaxPendingBytes = 10
 		c.Regions = c.Regions[:2]
 	})
-	started := make(chan struct{})
 	release := make(chan struct{})
-	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).Times(3)
-	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "1", "v1", "")).DoAndReturn(
-		func(context.Context, driver.WriteRequest) error { close(started); <-release; return nil })
-	e.expectWrite("b", writeOf("pk", "2", "v2", ""), nil, 1) // 2+1+2 = 5 bytes: fits
-	e.expectHint(hintOf("b", "pk", "3", "v3-is-too-long"), nil, 1)
-	if err := put(t, e.ns, "1"); err != nil {
+	e.mem["b"].SetFault(driver.Fault{Gate: release, Ops: []string{driver.OpWrite}})
+	putN(t, e.ns, 1)
+	waitHeld(t, e.mem["b"], 1)
+	if err := put(t, e.ns, "2"); err != nil { // 2+1+2 = 5 bytes: fits
 		t.Fatal(err)
 	}
-	<-started
-	if err := put(t, e.ns, "2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.ns.Put(context.Background(), []byte("pk"), []byte("3"), []byte("v3-is-too-long")); err != nil {
+	long := []byte("v3-is-too-long")
+	if err := e.ns.Put(context.Background(), []byte("pk"), []byte("3"), long); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	checkHints(t, e.hints(), hintOf("b", "pk", "3", string(long)))
+	e.checkWrites(t, "a", append(writesOf(1, 2), writeOf("pk", "3", string(long), ""))...)
+	e.checkWrites(t, "b", writesOf(1, 2)...)
 }
 
 // TestDefaultSinkCountsLeftToRepair: without a hint sink, a missed write is
 // counted as left to repair, and Any cannot succeed on a hint.
 func TestDefaultSinkCountsLeftToRepair(t *testing.T) {
-	e := newMockEnv(t, func(c *Config) { c.HintSink = nil })
-	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(ErrUnavailable).Times(1)
-	e.execs["b"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).Times(1)
-	e.execs["c"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).Times(1)
+	e := newFaultEnv(t, func(c *Config) { c.HintSink = nil })
+	e.mem["a"].SetFault(driver.Fault{Err: ErrUnavailable, Ops: []string{driver.OpWrite}})
 	err := put(t, e.ns, "1", WithConsistency(quorum.Any))
 	var re *RegionError
 	if !errors.As(err, &re) || re.Region != "a" || re.Hinted {
@@ -213,11 +197,14 @@ func TestDefaultSinkCountsLeftToRepair(t *testing.T) {
 	if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("a")); got != 1 {
 		t.Errorf("hints_failed_total{a} = %v, want 1", got)
 	}
+	for _, r := range regionNamesABC {
+		e.checkWrites(t, r, writesOf(1, 1)...)
+	}
 }
 
 // TestCloseRejectsCalls: calls after Close fail with ErrClosed and do no I/O.
 func TestCloseRejectsCalls(t *testing.T) {
-	e := newMockEnv(t, nil)
+	e := newMockEnv(t)
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -232,35 +219,16 @@ func TestCloseRejectsCalls(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after 30s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestSlowHintSinkDoesNotBlockWorkers: with a region down, every write to it
 // becomes a hint; a slow hint sink (Kafka waiting for acks) must not hold the
 // remote-write workers, or the queue fills and callers pay the hint latency.
 // With one worker, several hints are in flight at once.
 func TestSlowHintSinkDoesNotBlockWorkers(t *testing.T) {
 	const n = 6
-	e := newMockEnv(t, func(c *Config) {
-		c.RemoteConcurrency = 1
-		c.Breaker.Disabled = true
-		c.Regions = c.Regions[:2] // a and b
-	})
 	release := make(chan struct{})
-	var inFlight, peak atomic.Int64
-	for i := 1; i <= n; i++ {
-		e.expectWrite("a", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), nil, 1)
-		e.expectWrite("b", writeOf("pk", fmt.Sprint(i), fmt.Sprint("v", i), ""), fmt.Errorf("%w: down", ErrUnavailable), 1)
-	}
-	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).Times(n).DoAndReturn(func(ctx context.Context, _ record.Hint) error {
+	var hints, inFlight, peak atomic.Int64
+	slow := HintSinkFunc(func(ctx context.Context, _ record.Hint) error {
+		hints.Add(1)
 		cur := inFlight.Add(1)
 		for {
 			p := peak.Load()
@@ -276,11 +244,14 @@ func TestSlowHintSinkDoesNotBlockWorkers(t *testing.T) {
 			return ctx.Err()
 		}
 	})
-	for i := 1; i <= n; i++ {
-		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e := newFaultEnv(t, func(c *Config) {
+		c.RemoteConcurrency = 1
+		c.Breaker.Disabled = true
+		c.Regions = c.Regions[:2] // a and b
+		c.HintSink = slow
+	})
+	e.mem["b"].SetFault(driver.Outage())
+	putN(t, e.ns, n)
 	waitFor(t, "every hint waiting on the sink at once", func() bool { return peak.Load() == n })
 	close(release)
 	if err := e.st.Close(); err != nil {
@@ -289,4 +260,9 @@ func TestSlowHintSinkDoesNotBlockWorkers(t *testing.T) {
 	if got := metricValue(t, e.st.metrics.hinted.WithLabelValues("b")); got != n {
 		t.Errorf("hinted_writes_total{b} = %v, want %d", got, n)
 	}
+	if got := hints.Load(); got != n {
+		t.Errorf("the sink was asked for %d hints, want %d", got, n)
+	}
+	e.checkWrites(t, "a", writesOf(1, n)...)
+	e.checkWrites(t, "b", writesOf(1, n)...)
 }

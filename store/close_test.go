@@ -3,51 +3,37 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/mock/gomock"
-
 	"github.com/tidemark/tidemark/store/driver"
 )
 
-// openWithCloses opens a Store over mock executors for regions a, b, c
-// whose Close runs closeFn[region] (nil: returns nil at once). Every
-// executor must be closed exactly once.
-func openWithCloses(t *testing.T, closeFn map[string]func() error) *Store {
+// closeFault is a fault on Close only.
+func closeFault(f driver.Fault) driver.Fault {
+	f.Ops = []string{driver.OpClose}
+	return f
+}
+
+// openWithCloses opens a Store over memory regions a, b, c with faults on
+// their Close (a region without one closes at once).
+func openWithCloses(t *testing.T, faults map[string]driver.Fault) *memEnv {
 	t.Helper()
-	ctrl := gomock.NewController(t)
-	cfg := Config{Home: "a", Keyspace: "ks", Breaker: BreakerConfig{Disabled: true}}
-	execs := map[string]*MockExecutor{}
-	for _, n := range regionNamesABC {
-		m := NewMockExecutor(ctrl)
-		f := closeFn[n]
-		if f == nil {
-			f = func() error { return nil }
-		}
-		m.EXPECT().Close().Times(1).DoAndReturn(f)
-		execs[n] = m
-		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n + ".invalid"}})
+	e := newFaultEnv(t, nil)
+	for n, f := range faults {
+		e.mem[n].SetFault(closeFault(f))
 	}
-	cfg.NewExecutor = func(_ context.Context, rc driver.Config) (driver.Executor, error) {
-		return execs[rc.Region], nil
-	}
-	st, err := Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return st
+	return e
 }
 
 // waitClosers waits (at most d) for every goroutine closing an executor to
-// end.
-func waitClosers(t *testing.T, st *Store, d time.Duration) {
+// end, then checks that every region was closed exactly once.
+func waitClosers(t *testing.T, e *memEnv, d time.Duration) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
-		st.closers.Wait()
+		e.st.closers.Wait()
 		close(done)
 	}()
 	select {
@@ -55,15 +41,20 @@ func waitClosers(t *testing.T, st *Store, d time.Duration) {
 	case <-time.After(d):
 		t.Fatalf("the goroutines closing the executors had not ended %s after their Close could return", d)
 	}
+	for _, n := range regionNamesABC {
+		if got := e.mem[n].Calls(driver.OpClose); got != 1 {
+			t.Errorf("region %s closed %d times, want once", n, got)
+		}
+	}
 }
 
 // TestCloseClosesRegionsConcurrently: three regions whose Close takes
 // 300ms each are closed at once, not one after another (900ms).
 func TestCloseClosesRegionsConcurrently(t *testing.T) {
-	slow := func() error { time.Sleep(300 * time.Millisecond); return nil }
-	st := openWithCloses(t, map[string]func() error{"a": slow, "b": slow, "c": slow})
+	slow := driver.Fault{Delay: 300 * time.Millisecond}
+	e := openWithCloses(t, map[string]driver.Fault{"a": slow, "b": slow, "c": slow})
 	start := time.Now()
-	if err := st.Close(); err != nil {
+	if err := e.st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	took := time.Since(start)
@@ -73,10 +64,10 @@ func TestCloseClosesRegionsConcurrently(t *testing.T) {
 	if took > 700*time.Millisecond {
 		t.Errorf("Close took %s with three 300ms executor closes: they ran one after another", took)
 	}
-	if err := st.Close(); err != nil {
+	if err := e.st.Close(); err != nil {
 		t.Errorf("second Close: %v, want nil", err)
 	}
-	waitClosers(t, st, time.Second)
+	waitClosers(t, e, time.Second)
 }
 
 // TestCloseContextStopsWaitingForHungRegion: a region whose Close hangs
@@ -86,13 +77,8 @@ func TestCloseClosesRegionsConcurrently(t *testing.T) {
 // and its goroutine ends.
 func TestCloseContextStopsWaitingForHungRegion(t *testing.T) {
 	release := make(chan struct{})
-	returned := make(chan struct{})
-	hung := func() error {
-		<-release
-		defer close(returned)
-		return nil
-	}
-	st := openWithCloses(t, map[string]func() error{"b": hung})
+	e := openWithCloses(t, map[string]driver.Fault{"b": {Gate: release}})
+	b := e.mem["b"]
 	t.Cleanup(func() {
 		select {
 		case <-release:
@@ -105,7 +91,7 @@ func TestCloseContextStopsWaitingForHungRegion(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	closed := make(chan error, 1)
-	go func() { closed <- st.CloseContext(ctx) }()
+	go func() { closed <- e.st.CloseContext(ctx) }()
 	var err error
 	select {
 	case err = <-closed:
@@ -133,22 +119,18 @@ func TestCloseContextStopsWaitingForHungRegion(t *testing.T) {
 	if strings.Contains(msg, `"a"`) || strings.Contains(msg, `"c"`) {
 		t.Errorf("CloseContext: %q names regions that had closed", msg)
 	}
-	select {
-	case <-returned:
+	if b.Held() != 1 {
 		t.Fatal("the hung Close returned before it was released")
-	default:
 	}
-	if err := st.CloseContext(context.Background()); err != nil {
+	if err := e.st.CloseContext(context.Background()); err != nil {
 		t.Errorf("CloseContext again: %v, want nil at once", err)
 	}
 
 	close(release)
-	select {
-	case <-returned:
-	case <-time.After(time.Second):
+	waitClosers(t, e, time.Second)
+	if b.Held() != 0 {
 		t.Fatal("the released Close did not return")
 	}
-	waitClosers(t, st, time.Second)
 }
 
 // TestCloseBoundsRegionCloses: Close's own bound on the region closes (its
@@ -156,13 +138,13 @@ func TestCloseContextStopsWaitingForHungRegion(t *testing.T) {
 // with an error that names it and says why.
 func TestCloseBoundsRegionCloses(t *testing.T) {
 	release := make(chan struct{})
-	st := openWithCloses(t, map[string]func() error{"c": func() error { <-release; return nil }})
+	e := openWithCloses(t, map[string]driver.Fault{"c": {Gate: release}})
 	defer func() {
 		close(release)
-		waitClosers(t, st, time.Second)
+		waitClosers(t, e, time.Second)
 	}()
 	closed := make(chan error, 1)
-	go func() { closed <- st.close(context.Background(), 100*time.Millisecond) }()
+	go func() { closed <- e.st.close(context.Background(), 100*time.Millisecond) }()
 	var err error
 	select {
 	case err = <-closed:
@@ -185,11 +167,8 @@ func TestCloseBoundsRegionCloses(t *testing.T) {
 func TestCloseReportsRegionErrors(t *testing.T) {
 	errA := errors.New("a broke")
 	errC := errors.New("c broke")
-	st := openWithCloses(t, map[string]func() error{
-		"a": func() error { return errA },
-		"c": func() error { return errC },
-	})
-	err := st.Close()
+	e := openWithCloses(t, map[string]driver.Fault{"a": {Err: errA}, "c": {Err: errC}})
+	err := e.st.Close()
 	if !errors.Is(err, errA) || !errors.Is(err, errC) {
 		t.Fatalf("Close: %v, want both region errors", err)
 	}
@@ -201,30 +180,22 @@ func TestCloseReportsRegionErrors(t *testing.T) {
 	if strings.Contains(err.Error(), `"b"`) {
 		t.Errorf("Close: %q names region b, which closed", err)
 	}
-	waitClosers(t, st, time.Second)
+	waitClosers(t, e, time.Second)
 }
 
 // TestOpenFailureClosesConnectedRegions: when a region cannot be connected
 // to, Open closes the regions it already connected to, concurrently.
 func TestOpenFailureClosesConnectedRegions(t *testing.T) {
-	ctrl := gomock.NewController(t)
 	cfg := Config{Home: "a", Keyspace: "ks", Breaker: BreakerConfig{Disabled: true}}
-	execs := map[string]*MockExecutor{}
+	mem := map[string]*driver.MemoryRegion{} // no region c: connecting to it fails
 	for _, n := range regionNamesABC {
 		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n + ".invalid"}})
-		if n == "c" {
-			continue
+		if n != "c" {
+			mem[n] = driver.NewMemoryRegion()
+			mem[n].SetFault(closeFault(driver.Fault{Delay: 400 * time.Millisecond}))
 		}
-		m := NewMockExecutor(ctrl)
-		m.EXPECT().Close().Times(1).DoAndReturn(func() error { time.Sleep(400 * time.Millisecond); return nil })
-		execs[n] = m
 	}
-	cfg.NewExecutor = func(_ context.Context, rc driver.Config) (driver.Executor, error) {
-		if m, ok := execs[rc.Region]; ok {
-			return m, nil
-		}
-		return nil, fmt.Errorf("%w: no route", ErrUnavailable)
-	}
+	cfg.NewExecutor = driver.MemoryFactory(mem)
 	start := time.Now()
 	_, err := Open(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), `region "c"`) {
@@ -232,5 +203,10 @@ func TestOpenFailureClosesConnectedRegions(t *testing.T) {
 	}
 	if took := time.Since(start); took > 700*time.Millisecond {
 		t.Errorf("Open took %s closing two regions whose Close takes 400ms: not concurrent", took)
+	}
+	for n, m := range mem {
+		if got := m.Calls(driver.OpClose); got != 1 {
+			t.Errorf("region %s closed %d times, want once", n, got)
+		}
 	}
 }

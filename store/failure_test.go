@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"go.uber.org/mock/gomock"
 
 	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/quorum"
@@ -45,15 +43,8 @@ func TestRejectedWriteNotHinted(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			sink := &recordingSink{}
-			e := newMockEnv(t, func(cfg *Config) { cfg.HintSink = sink })
-			for _, r := range regionNamesABC {
-				var err error
-				if r == c.rejects {
-					err = fmt.Errorf("region said: %w", errNoTable)
-				}
-				e.expectWrite(r, writeOf("pk", "ck", "v", ""), err, 1)
-			}
+			e := newFaultEnv(t, nil)
+			e.mem[c.rejects].SetFault(driver.Fault{Err: fmt.Errorf("region said: %w", errNoTable), Ops: []string{driver.OpWrite}})
 			err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(c.level))
 			if closeErr := e.st.Close(); closeErr != nil {
 				t.Fatal(closeErr)
@@ -77,8 +68,11 @@ func TestRejectedWriteNotHinted(t *testing.T) {
 					t.Errorf("message %q does not say the write was not hinted", err)
 				}
 			}
-			if n := len(sink.hints); n != 0 {
-				t.Errorf("%d hints stored for a refused write, want none: %+v", n, sink.hints)
+			for _, r := range regionNamesABC {
+				e.checkWrites(t, r, writeOf("pk", "ck", "v", ""))
+			}
+			if hs := e.hints(); len(hs) != 0 {
+				t.Errorf("%d hints stored for a refused write, want none: %+v", len(hs), hs)
 			}
 			if got := metricValue(t, e.st.metrics.writesRejected.WithLabelValues(c.rejects, "put", "other")); got != 1 {
 				t.Errorf("writes_rejected_total{%s,put,other} = %v, want 1", c.rejects, got)
@@ -97,14 +91,12 @@ func TestRejectedWriteNotHinted(t *testing.T) {
 func TestFailedCallNamesPendingRegions(t *testing.T) {
 	for _, level := range []quorum.Level{quorum.EachQuorum, quorum.All} {
 		t.Run(level.String(), func(t *testing.T) {
-			e := newMockEnv(t, nil)
+			e := newFaultEnv(t, nil)
 			release := make(chan struct{})
 			for _, r := range []string{"a", "c"} {
-				e.execs[r].EXPECT().Write(gomock.Any(), writeOf("pk", "ck", "v", "")).DoAndReturn(
-					func(context.Context, driver.WriteRequest) error { <-release; return nil })
+				e.mem[r].SetFault(driver.Fault{Gate: release})
 			}
-			e.expectWrite("b", writeOf("pk", "ck", "v", ""), fmt.Errorf("%w: b is down", ErrUnavailable), 1)
-			e.expectHint(hintOf("b", "pk", "ck", "v"), nil, 1)
+			e.mem["b"].SetFault(driver.Fault{Err: fmt.Errorf("%w: b is down", ErrUnavailable)})
 			err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(level))
 			close(release)
 			if closeErr := e.st.Close(); closeErr != nil {
@@ -135,36 +127,15 @@ func TestFailedCallNamesPendingRegions(t *testing.T) {
 			if ce.Acked != 0 || ce.Required != 3 {
 				t.Errorf("Acked %d Required %d, want 0 and 3", ce.Acked, ce.Required)
 			}
+			for _, r := range regionNamesABC {
+				e.checkWrites(t, r, writeOf("pk", "ck", "v", ""))
+			}
+			checkHints(t, e.hints(), hintOf("b", "pk", "ck", "v"))
 		})
 	}
 }
 
 const thirtyDays = 30 * 24 * time.Hour
-
-// markerTTLs makes every region accept writes and records the TTLs of the
-// markers written.
-func markerTTLs(e *mockEnv) func() []int {
-	var mu sync.Mutex
-	var ttls []int
-	for _, r := range regionNamesABC {
-		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).AnyTimes().DoAndReturn(
-			func(_ context.Context, w driver.WriteRequest) error {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, row := range w.Rows {
-					if row.Deleted {
-						ttls = append(ttls, row.TTL)
-					}
-				}
-				return nil
-			})
-	}
-	return func() []int {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(ttls)
-	}
-}
 
 func checkTTLs(t *testing.T, ttls []int, n int, want time.Duration) {
 	t.Helper()
@@ -184,16 +155,14 @@ func checkTTLs(t *testing.T, ttls []int, n int, want time.Duration) {
 // nothing, instead of guessing the default.
 func TestDeleteRetentionNeverGuessed(t *testing.T) {
 	down := fmt.Errorf("%w: injected", ErrUnavailable)
+	retentionDown := driver.Fault{Err: down, Ops: []string{driver.OpTableRetention}}
 	ctx := context.Background()
 
 	t.Run("home down, next region answers, cached", func(t *testing.T) {
-		e := newMockEnv(t, nil)
+		e := newFaultEnv(t, nil)
+		e.existingTable(t, "other", thirtyDays)
 		ns, _ := e.st.Namespace("other")
-		gomock.InOrder(
-			e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down),
-			e.execs["b"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil),
-		)
-		ttls := markerTTLs(e)
+		e.mem["a"].SetFault(retentionDown)
 		for range 2 {
 			if err := ns.Delete(ctx, []byte("pk"), []byte("ck")); err != nil {
 				t.Fatal(err)
@@ -202,19 +171,22 @@ func TestDeleteRetentionNeverGuessed(t *testing.T) {
 		if err := e.st.Close(); err != nil {
 			t.Fatal(err)
 		}
-		checkTTLs(t, ttls(), 6, thirtyDays)
+		if got := e.asked(driver.OpTableRetention); !slices.Equal(got, []string{"a", "b"}) {
+			t.Errorf("retention asked of %v, want [a b]: home first, then the next region, once", got)
+		}
+		checkTTLs(t, e.markerTTLs(), 6, thirtyDays)
 	})
 
 	t.Run("no region answers", func(t *testing.T) {
-		e := newMockEnv(t, nil)
+		e := newFaultEnv(t, nil)
+		e.existingTable(t, "other", thirtyDays)
 		ns, _ := e.st.Namespace("other")
 		for _, r := range regionNamesABC {
-			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down)
+			e.mem[r].SetFault(retentionDown)
 		}
-		ttls := markerTTLs(e)
 		err := ns.Delete(ctx, []byte("pk"), []byte("ck"))
 		e.st.bg.Wait()
-		if n := len(ttls()); n != 0 {
+		if n := len(e.markerTTLs()); n != 0 {
 			t.Errorf("%d markers written with an unknown retention, want none", n)
 		}
 		if !errors.Is(err, ErrUnavailable) {
@@ -226,23 +198,26 @@ func TestDeleteRetentionNeverGuessed(t *testing.T) {
 			}
 		}
 		// Once a region answers, the next Delete uses the real retention.
-		e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil)
+		e.mem["a"].SetFault(driver.Fault{})
 		if err := ns.Delete(ctx, []byte("pk"), []byte("ck")); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.st.Close(); err != nil {
 			t.Fatal(err)
 		}
-		checkTTLs(t, ttls(), 3, thirtyDays)
+		if got := e.asked(driver.OpTableRetention); !slices.Equal(got, []string{"a", "b", "c", "a"}) {
+			t.Errorf("retention asked of %v, want [a b c a]", got)
+		}
+		checkTTLs(t, e.markerTTLs(), 3, thirtyDays)
 	})
 
 	t.Run("batch with a deletion", func(t *testing.T) {
-		e := newMockEnv(t, nil)
+		e := newFaultEnv(t, nil)
+		e.existingTable(t, "other", thirtyDays)
 		ns, _ := e.st.Namespace("other")
 		for _, r := range regionNamesABC {
-			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down)
+			e.mem[r].SetFault(retentionDown)
 		}
-		ttls := markerTTLs(e)
 		err := ns.PutBatch(ctx, []byte("pk"), []Entry{{CK: []byte("1"), Value: []byte("x")}, {CK: []byte("2"), Delete: true}})
 		if err := e.st.Close(); err != nil {
 			t.Fatal(err)
@@ -250,36 +225,45 @@ func TestDeleteRetentionNeverGuessed(t *testing.T) {
 		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "batch other") {
 			t.Fatalf("PutBatch with a deletion and no region answering: %v, want ErrUnavailable naming the namespace", err)
 		}
-		if n := len(ttls()); n != 0 {
+		if n := len(e.markerTTLs()); n != 0 {
 			t.Errorf("%d markers written with an unknown retention, want none", n)
+		}
+		if got := e.asked(driver.OpTableRetention); !slices.Equal(got, regionNamesABC) {
+			t.Errorf("retention asked of %v, want every region once, home first", got)
 		}
 	})
 
 	t.Run("table missing everywhere", func(t *testing.T) {
-		e := newMockEnv(t, nil)
+		e := newFaultEnv(t, nil)
+		// The region says the table is not there (its own message is not
+		// the store's advice).
+		e.existingTable(t, "other", thirtyDays)
 		ns, _ := e.st.Namespace("other")
 		for _, r := range regionNamesABC {
-			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), ErrNotFound)
+			e.mem[r].SetFault(driver.Fault{Err: ErrNotFound, Ops: []string{driver.OpTableRetention}})
 		}
-		ttls := markerTTLs(e)
 		err := ns.Delete(ctx, []byte("pk"), []byte("ck"))
 		if err := e.st.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(ttls()); n != 0 {
+		if n := len(e.markerTTLs()); n != 0 {
 			t.Errorf("%d markers written for a table with no known retention, want none", n)
 		}
 		if err == nil || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "CreateNamespace") {
 			t.Fatalf("Delete on a missing table: %v, want an error pointing at CreateNamespace, not ErrUnavailable", err)
 		}
+		if got := e.asked(driver.OpTableRetention); !slices.Equal(got, regionNamesABC) {
+			t.Errorf("retention asked of %v, want every region once, home first", got)
+		}
 	})
 
 	t.Run("open breaker skipped", func(t *testing.T) {
-		e := newMockEnv(t, func(c *Config) {
+		e := newFaultEnv(t, func(c *Config) {
 			c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
 		})
+		e.existingTable(t, "other", thirtyDays)
 		ns, _ := e.st.Namespace("other")
-		e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(driver.Row{}, down)
+		e.mem["a"].SetFault(driver.Fault{Err: down})
 		if _, err := e.ns.Get(ctx, []byte("pk"), []byte("ck")); !errors.Is(err, ErrUnavailable) {
 			t.Fatal(err)
 		}
@@ -287,9 +271,14 @@ func TestDeleteRetentionNeverGuessed(t *testing.T) {
 			t.Fatalf("home breaker %v, want open", st)
 		}
 		// a is not asked (its breaker is open); b answers.
-		e.execs["b"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil)
 		if d, err := ns.retention(ctx, opDelete, time.Second); err != nil || d != thirtyDays {
 			t.Fatalf("retention = %v, %v; want %v from region b", d, err, thirtyDays)
+		}
+		if got := e.asked(driver.OpTableRetention); !slices.Equal(got, []string{"b"}) {
+			t.Errorf("retention asked of %v, want [b] (a's breaker is open)", got)
+		}
+		if got := e.asked(driver.OpRead); !slices.Equal(got, []string{"a"}) {
+			t.Errorf("reads asked of %v, want [a]", got)
 		}
 	})
 
@@ -297,24 +286,29 @@ func TestDeleteRetentionNeverGuessed(t *testing.T) {
 		// The table already existed with 30 days; CreateNamespace asked for
 		// the default 10 days and could not read the recorded retention:
 		// it must not remember its own guess.
-		e := newMockEnv(t, nil)
+		e := newFaultEnv(t, nil)
+		e.existingTable(t, "other", thirtyDays)
 		for _, r := range regionNamesABC {
-			e.execs[r].EXPECT().CreateTable(gomock.Any(), "ks", "other", gomock.Any()).Return(nil)
-			e.execs[r].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(time.Duration(0), down)
+			e.mem[r].SetFault(retentionDown)
 		}
 		ns, err := e.st.CreateNamespace(ctx, "other")
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(thirtyDays, nil)
-		ttls := markerTTLs(e)
+		if got := e.asked(driver.OpCreateTable); len(got) != 3 {
+			t.Errorf("CreateNamespace created the table in %v, want every region", got)
+		}
+		e.mem["a"].SetFault(driver.Fault{})
 		if err := ns.Delete(ctx, []byte("pk"), []byte("ck")); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.st.Close(); err != nil {
 			t.Fatal(err)
 		}
-		checkTTLs(t, ttls(), 3, thirtyDays)
+		if got := e.asked(driver.OpTableRetention); !slices.Equal(got, []string{"a", "b", "c", "a"}) {
+			t.Errorf("retention asked of %v, want [a b c a]", got)
+		}
+		checkTTLs(t, e.markerTTLs(), 3, thirtyDays)
 	})
 }
 
@@ -322,11 +316,11 @@ func TestDeleteRetentionNeverGuessed(t *testing.T) {
 // closing under requests (the driver cancels them; classify makes that
 // ErrUnavailable) opens its breaker like any availability failure.
 func TestBreakerTripsOnDroppedConnections(t *testing.T) {
-	e := newMockEnv(t, func(c *Config) {
+	e := newFaultEnv(t, func(c *Config) {
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 2, OpenTimeout: time.Hour}
 	})
 	dropped := fmt.Errorf("gocql: connection closed: %w", context.Canceled)
-	e.execs["a"].EXPECT().Read(gomock.Any(), gomock.Any()).Return(driver.Row{}, dropped).Times(2)
+	e.mem["a"].SetFault(driver.Fault{Err: dropped, Ops: []string{driver.OpRead}})
 	for i := range 2 {
 		if _, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck")); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("Get %d: %v, want ErrUnavailable", i, err)
@@ -335,9 +329,12 @@ func TestBreakerTripsOnDroppedConnections(t *testing.T) {
 	if st := e.st.regions[0].breaker.State(); st != gobreaker.StateOpen {
 		t.Fatalf("home breaker %v after 2 dropped connections, want open", st)
 	}
-	// The third read does not reach the region (Times(2) above).
 	if _, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck")); !errors.Is(err, ErrCircuitOpen) {
 		t.Fatalf("Get with the breaker open: %v, want ErrCircuitOpen", err)
+	}
+	// The third read did not reach the region.
+	if n := e.mem["a"].Calls(driver.OpRead); n != 2 {
+		t.Errorf("home received %d reads, want 2", n)
 	}
 }
 
@@ -367,29 +364,27 @@ func TestBreakerExcludes(t *testing.T) {
 }
 
 // blockedRemote sets up a deployment of regions a and b with one background
-// worker: a acks every write at once, b's first write blocks until its
-// context ends (then reports whether it ended), and later b writes are not
-// expected. It returns a function that waits until b's write has started.
-func blockedRemote(t *testing.T, mut func(*Config)) (*mockEnv, <-chan struct{}, *atomic.Bool) {
+// worker: a acks every write at once, and b holds every write until its
+// context ends. It returns when b holds write "1", the first of n puts
+// (rows "1" … "n"); the worker is then busy and the others stay queued.
+func blockedRemote(t *testing.T, n int, mut func(*Config)) *memEnv {
 	t.Helper()
-	e := newMockEnv(t, func(c *Config) {
+	e := newFaultEnv(t, func(c *Config) {
 		c.RemoteConcurrency = 1
 		c.Regions = c.Regions[:2]
 		if mut != nil {
 			mut(c)
 		}
 	})
-	started := make(chan struct{})
-	var returned atomic.Bool
-	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(nil).AnyTimes()
-	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "1", "v1", "")).DoAndReturn(
-		func(ctx context.Context, _ driver.WriteRequest) error {
-			close(started)
-			<-ctx.Done()
-			returned.Store(true)
-			return ctx.Err()
-		})
-	return e, started, &returned
+	e.mem["b"].SetFault(driver.Fault{Gate: make(chan struct{}), Ops: []string{driver.OpWrite}})
+	putN(t, e.ns, 1)
+	waitHeld(t, e.mem["b"], 1)
+	for i := 2; i <= n; i++ {
+		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
 }
 
 // TestCloseContextHintsQueuedWrites: when CloseContext's context ends while
@@ -397,18 +392,7 @@ func blockedRemote(t *testing.T, mut func(*Config)) (*mockEnv, <-chan struct{}, 
 // blocked write, hints it and every queued one, stops every worker and
 // returns the context's error.
 func TestCloseContextHintsQueuedWrites(t *testing.T) {
-	e, started, returned := blockedRemote(t, nil)
-	for i := 1; i <= 3; i++ {
-		e.expectHint(hintOf("b", "pk", fmt.Sprint(i), fmt.Sprint("v", i)), nil, 1)
-	}
-	for i := 1; i <= 3; i++ {
-		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
-			t.Fatal(err)
-		}
-		if i == 1 {
-			<-started // the only worker is busy; 2 and 3 stay queued
-		}
-	}
+	e := blockedRemote(t, 3, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	closed := make(chan error, 1)
 	go func() { closed <- e.st.CloseContext(ctx) }()
@@ -427,7 +411,7 @@ func TestCloseContextHintsQueuedWrites(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("CloseContext: %v, want context.Canceled", err)
 	}
-	if !returned.Load() {
+	if n := e.mem["b"].Held(); n != 0 {
 		t.Error("the blocked region write was still running when CloseContext returned")
 	}
 	if _, open := <-e.st.queue; open {
@@ -439,6 +423,9 @@ func TestCloseContextHintsQueuedWrites(t *testing.T) {
 	if got := metricValue(t, e.st.metrics.hinted.WithLabelValues("b")); got != 3 {
 		t.Errorf("hinted_writes_total{b} = %v, want 3 (1 canceled + 2 queued)", got)
 	}
+	checkHints(t, e.hints(), hintsOf("b", 1, 3)...)
+	e.checkWrites(t, "a", writesOf(1, 3)...)
+	e.checkWrites(t, "b", writesOf(1, 1)...) // the queued writes never reached b
 	if err := put(t, e.ns, "4"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Put after CloseContext: %v, want ErrClosed", err)
 	}
@@ -452,18 +439,16 @@ func TestCloseContextHintsQueuedWrites(t *testing.T) {
 // hints already waiting on the sink (they run concurrently) fail when it
 // passes, the rest are counted as failed at once, and CloseContext returns.
 func TestCloseContextBoundsHints(t *testing.T) {
-	e, started, _ := blockedRemote(t, func(c *Config) { c.HintTimeout = 50 * time.Millisecond })
-	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).MinTimes(1).MaxTimes(5).DoAndReturn(
-		func(ctx context.Context, _ record.Hint) error { <-ctx.Done(); return ctx.Err() })
-	if err := put(t, e.ns, "1"); err != nil {
-		t.Fatal(err)
-	}
-	<-started
-	for i := 2; i <= 5; i++ {
-		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	var hints atomic.Int64
+	hanging := HintSinkFunc(func(ctx context.Context, _ record.Hint) error {
+		hints.Add(1)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	e := blockedRemote(t, 5, func(c *Config) {
+		c.HintTimeout = 50 * time.Millisecond
+		c.HintSink = hanging
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	start := time.Now()
@@ -480,20 +465,21 @@ func TestCloseContextBoundsHints(t *testing.T) {
 	if got := e.st.drain.lost.Load(); got != 5 {
 		t.Errorf("rows lost on close = %d, want 5", got)
 	}
+	if n := hints.Load(); n < 1 || n > 5 {
+		t.Errorf("the sink was asked for %d hints, want 1 to 5", n)
+	}
+	e.checkWrites(t, "b", writesOf(1, 1)...)
 }
 
 // TestCloseContextAbortsCalls: a call still waiting on a region when
 // CloseContext gives up returns (its region request is canceled), so Close
 // does not wait for it; an aborted home write at Any is hinted.
 func TestCloseContextAbortsCalls(t *testing.T) {
-	e := newMockEnv(t, func(c *Config) { c.Regions = c.Regions[:1] })
-	started := make(chan struct{})
-	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-		func(ctx context.Context, _ driver.WriteRequest) error { close(started); <-ctx.Done(); return ctx.Err() })
-	e.expectHint(hintOf("a", "pk", "1", "v1"), nil, 1)
+	e := newFaultEnv(t, func(c *Config) { c.Regions = c.Regions[:1] })
+	e.mem["a"].SetFault(driver.Fault{Gate: make(chan struct{}), Ops: []string{driver.OpWrite}})
 	putErr := make(chan error, 1)
 	go func() { putErr <- put(t, e.ns, "1", WithConsistency(quorum.Any), WithTimeout(time.Hour)) }()
-	<-started
+	waitHeld(t, e.mem["a"], 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := e.st.CloseContext(ctx); !errors.Is(err, context.Canceled) {
@@ -510,4 +496,6 @@ func TestCloseContextAbortsCalls(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("the running call had not ended 2s after CloseContext returned")
 	}
+	checkHints(t, e.hints(), hintsOf("a", 1, 1)...)
+	e.checkWrites(t, "a", writesOf(1, 1)...)
 }

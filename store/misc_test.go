@@ -17,7 +17,8 @@ import (
 // failures wrap ErrCodec.
 func TestTypedJSON(t *testing.T) {
 	ctx := context.Background()
-	_, ns, mem := newMemEnv(t, nil)
+	e := newMemEnv(t, nil)
+	ns, mem := e.ns, e.mem
 	type user struct {
 		Name string `json:"name"`
 		Age  int    `json:"age"`
@@ -84,7 +85,8 @@ func TestTypedJSON(t *testing.T) {
 // reports per-region latency, hints and call results.
 func TestMetricsRegister(t *testing.T) {
 	ctx := context.Background()
-	st, ns, mem := newMemEnv(t, nil)
+	e := newMemEnv(t, nil)
+	st, ns, mem := e.st, e.ns, e.mem
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(st.Metrics()); err != nil {
 		t.Fatal(err)
@@ -127,7 +129,8 @@ func TestMetricsRegister(t *testing.T) {
 // TestErrorMessages: errors say which regions failed and at what level.
 func TestErrorMessages(t *testing.T) {
 	ctx := context.Background()
-	_, ns, mem := newMemEnv(t, nil)
+	e := newMemEnv(t, nil)
+	ns, mem := e.ns, e.mem
 	mem["c"].SetFault(driver.Outage())
 	err := ns.Put(ctx, []byte("p"), []byte("c"), []byte("v"), WithConsistency(quorum.EachQuorum))
 	var ce *ConsistencyError

@@ -20,7 +20,7 @@ import (
 func TestGetLocalReadsHomeOnly(t *testing.T) {
 	for _, l := range []quorum.Level{quorum.LocalOne, quorum.LocalQuorum} {
 		t.Run(l.String(), func(t *testing.T) {
-			e := newMockEnv(t, nil)
+			e := newMockEnv(t)
 			e.execs["a"].EXPECT().Read(gomock.Any(), driver.ReadRequest{Keyspace: "ks", Table: "ns", PK: []byte("pk"), CK: []byte("ck"), Consistency: l.RegionConsistency()}).
 				Return(driver.Row{CK: []byte("ck"), Value: []byte("v"), Timestamp: 7, TTL: 30}, nil)
 			it, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck"), WithConsistency(l))
@@ -75,7 +75,10 @@ func TestGetMultiRegion(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := newMockEnv(t, nil)
+			// One clock for the Store and the regions, standing still, so
+			// that the TTL a region reports is the one it was written with.
+			now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+			e := newFaultEnv(t, func(cfg *Config) { cfg.Now = func() time.Time { return now } })
 			winner := c.want
 			if winner == nil {
 				var best *driver.Row
@@ -87,30 +90,18 @@ func TestGetMultiRegion(t *testing.T) {
 				winner = best
 			}
 			for name, rr := range c.regions {
-				call := e.execs[name].EXPECT().Read(gomock.Any(), gomock.Any()).Times(1)
-				switch {
-				case rr.err != nil:
-					call.Return(driver.Row{}, rr.err)
-				case rr.row == nil:
-					call.Return(driver.Row{}, ErrNotFound)
-				default:
-					call.Return(*rr.row, nil)
+				if rr.row != nil {
+					err := e.mem[name].Write(context.Background(), driver.WriteRequest{Keyspace: "ks", Table: "ns",
+						PK: []byte("pk"), Rows: []driver.Row{*rr.row}})
+					if err != nil {
+						t.Fatal(err)
+					}
 				}
-				if rr.stale && c.wantErr != ErrUnavailable {
-					w := *winner
-					e.execs[name].EXPECT().Write(gomock.Any(), gomock.Any()).Times(1).DoAndReturn(
-						func(_ context.Context, req driver.WriteRequest) error {
-							r := req.Rows[0]
-							if r.Timestamp != w.Timestamp || r.Deleted != w.Deleted || !bytes.Equal(r.Value, w.Value) {
-								t.Errorf("repair of %s wrote %+v, want the winner %+v", name, r, w)
-							}
-							if w.TTL > 0 && (r.TTL < w.TTL-1 || r.TTL > w.TTL) {
-								t.Errorf("repair of %s TTL %d, want the remaining %d", name, r.TTL, w.TTL)
-							}
-							return nil
-						})
+				if rr.err != nil {
+					e.mem[name].SetFault(driver.Fault{Err: rr.err})
 				}
 			}
+			e.forget()
 			it, err := e.ns.Get(context.Background(), []byte("pk"), []byte("ck"), WithConsistency(c.level))
 			if closeErr := e.st.Close(); closeErr != nil {
 				t.Fatal(closeErr)
@@ -125,34 +116,31 @@ func TestGetMultiRegion(t *testing.T) {
 			case it.Timestamp != c.want.Timestamp || !bytes.Equal(it.Value, c.want.Value):
 				t.Fatalf("Get = %+v, want %+v", it, c.want)
 			}
+			for name, rr := range c.regions {
+				if n := e.mem[name].Calls(driver.OpRead); n != 1 {
+					t.Errorf("region %s was read %d times, want once", name, n)
+				}
+				ws := e.writes(name)
+				if !rr.stale || c.wantErr == ErrUnavailable {
+					if len(ws) != 0 {
+						t.Errorf("region %s got %d writes, want no read repair: %+v", name, len(ws), ws)
+					}
+					continue
+				}
+				if len(ws) != 1 {
+					t.Errorf("stale region %s got %d repair writes, want 1", name, len(ws))
+					continue
+				}
+				r, w := ws[0].Rows[0], *winner
+				if r.Timestamp != w.Timestamp || r.Deleted != w.Deleted || !bytes.Equal(r.Value, w.Value) {
+					t.Errorf("repair of %s wrote %+v, want the winner %+v", name, r, w)
+				}
+				if w.TTL > 0 && (r.TTL < w.TTL-1 || r.TTL > w.TTL) {
+					t.Errorf("repair of %s TTL %d, want the remaining %d", name, r.TTL, w.TTL)
+				}
+			}
 		})
 	}
-}
-
-// newMemEnv opens a Store over three MemoryRegions with the namespace
-// created.
-func newMemEnv(t *testing.T, mut func(*Config)) (*Store, *Namespace, map[string]*driver.MemoryRegion) {
-	t.Helper()
-	mem := map[string]*driver.MemoryRegion{}
-	cfg := Config{Home: "a", Keyspace: "ks"}
-	for _, n := range regionNamesABC {
-		mem[n] = driver.NewMemoryRegion()
-		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n}})
-	}
-	cfg.NewExecutor = driver.MemoryFactory(mem)
-	if mut != nil {
-		mut(&cfg)
-	}
-	st, err := Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ns, err := st.CreateNamespace(context.Background(), "ns")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, ns, mem
 }
 
 // TestScanPaging: pages by count and by bytes, markers hidden, tokens
@@ -160,7 +148,8 @@ func newMemEnv(t *testing.T, mut func(*Config)) (*Store, *Namespace, map[string]
 // different versions.
 func TestScanPaging(t *testing.T) {
 	ctx := context.Background()
-	st, ns, mem := newMemEnv(t, func(c *Config) { c.Breaker.Disabled = true })
+	e := newMemEnv(t, func(c *Config) { c.Breaker.Disabled = true })
+	st, ns, mem := e.st, e.ns, e.mem
 	pk := []byte("p")
 	// Model: key -> live value.
 	model := map[string]string{}
@@ -262,8 +251,8 @@ func TestScanPaging(t *testing.T) {
 // read at All against a last-write-wins model of acknowledged writes.
 func TestMetamorphicAgainstModel(t *testing.T) {
 	ctx := context.Background()
-	sink := &recordingSink{}
-	st, ns, mem := newMemEnv(t, func(c *Config) { c.HintSink = sink; c.Breaker.Disabled = true })
+	e := newFaultEnv(t, nil)
+	st, ns, mem, sink := e.st, e.ns, e.mem, e.sink
 	rng := rand.New(rand.NewPCG(1, 2))
 	type ver struct {
 		value   string

@@ -18,7 +18,7 @@ import (
 // any I/O. The mock executors and sink have no expectations, so any call to
 // them fails the test.
 func TestValidationDoesNoIO(t *testing.T) {
-	e := newMockEnv(t, nil)
+	e := newMockEnv(t)
 	ns := e.ns
 	bg := context.Background()
 	canceled, cancel := context.WithCancel(bg)
@@ -95,7 +95,7 @@ func TestValidationDoesNoIO(t *testing.T) {
 // TestNamespaceNames: names that are not plain identifiers, including
 // injection attempts, are ErrInvalidNamespace (and schema.ErrInvalidName).
 func TestNamespaceNames(t *testing.T) {
-	e := newMockEnv(t, nil)
+	e := newMockEnv(t)
 	for _, name := range []string{"", "x; DROP KEYSPACE ks", "Users", "1abc", "a-b", "a.b", `a"b`, "a b", strings.Repeat("a", 49), "ns'--", "ü"} {
 		_, err := e.st.Namespace(name)
 		if !errors.Is(err, ErrInvalidNamespace) || !errors.Is(err, schema.ErrInvalidName) {

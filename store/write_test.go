@@ -8,13 +8,9 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/mock/gomock"
-
-	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store/driver"
 )
@@ -74,19 +70,14 @@ func readLevelCases(t *testing.T, path string) []levelCase {
 func TestWriteLevels(t *testing.T) {
 	for _, c := range readLevelCases(t, "testdata/write_levels.txt") {
 		t.Run(fmt.Sprintf("line%d_%s", c.line, strings.Join(strings.Fields(c.rawLine), "_")), func(t *testing.T) {
-			e := newMockEnv(t, nil)
-			cons := c.level.RegionConsistency()
-			var sinkErr error
+			e := newFaultEnv(t, nil)
 			if !c.sinkOK {
-				sinkErr = errors.New("kafka down")
+				e.sink.err = errors.New("kafka down")
 			}
-			for _, r := range regionNamesABC {
-				var err error
-				if slices.Contains(c.failed, r) {
-					err = fmt.Errorf("%w: injected", ErrUnavailable)
-					e.expectHint(hintOf(r, "pk", "ck", "v"), sinkErr, 1)
-				}
-				e.expectWrite(r, writeOf("pk", "ck", "v", cons), err, 1)
+			var wantHints []hintSpec
+			for _, r := range c.failed {
+				e.mem[r].SetFault(driver.Fault{Err: fmt.Errorf("%w: injected", ErrUnavailable)})
+				wantHints = append(wantHints, hintOf(r, "pk", "ck", "v"))
 			}
 			err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(c.level))
 			if closeErr := e.st.Close(); closeErr != nil {
@@ -136,6 +127,10 @@ func TestWriteLevels(t *testing.T) {
 					}
 				}
 			}
+			for _, r := range regionNamesABC {
+				e.checkWrites(t, r, writeOf("pk", "ck", "v", c.level.RegionConsistency()))
+			}
+			checkHints(t, e.hints(), wantHints...)
 			if ts := e.timestamps(); len(ts) != 1 {
 				t.Errorf("saw %d distinct timestamps %v in writes and hints, want 1", len(ts), ts)
 			}
@@ -147,20 +142,12 @@ func TestWriteLevels(t *testing.T) {
 // while a remote region's write is still blocked, and that the remote write
 // completes in the background (Close waits for it).
 func TestLocalWriteDoesNotWaitForRemote(t *testing.T) {
-	e := newMockEnv(t, nil)
+	e := newFaultEnv(t, nil)
 	release := make(chan struct{})
-	started := make(chan struct{})
-	e.expectWrite("a", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
-	e.expectWrite("c", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
-	e.execs["b"].EXPECT().Write(gomock.Any(), writeOf("pk", "ck", "v", "LOCAL_QUORUM")).DoAndReturn(
-		func(ctx context.Context, w driver.WriteRequest) error {
-			close(started)
-			<-release
-			return nil
-		})
+	e.mem["b"].SetFault(driver.Fault{Gate: release})
 	done := make(chan error, 1)
 	go func() { done <- e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v")) }()
-	<-started // b's write is in flight
+	waitHeld(t, e.mem["b"], 1) // b's write is in flight
 	select {
 	case err := <-done:
 		if err != nil {
@@ -168,6 +155,9 @@ func TestLocalWriteDoesNotWaitForRemote(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Put did not return while the remote region's write was blocked")
+	}
+	if e.mem["b"].Held() != 1 {
+		t.Fatal("the remote region's write was no longer blocked when Put returned")
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- e.st.Close() }()
@@ -180,49 +170,52 @@ func TestLocalWriteDoesNotWaitForRemote(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range regionNamesABC {
+		e.checkWrites(t, r, writeOf("pk", "ck", "v", "LOCAL_QUORUM"))
+	}
+	if _, ok := e.mem["b"].Lookup("ks", "ns", []byte("pk"), []byte("ck")); !ok {
+		t.Error("the background write was not applied in b")
+	}
 }
 
 // TestQuorumReturnsBeforeSlowest checks that a Quorum write returns once two
 // regions ack while the third is blocked, and that the third's later failure
 // becomes a hint.
 func TestQuorumReturnsBeforeSlowest(t *testing.T) {
-	e := newMockEnv(t, nil)
+	e := newFaultEnv(t, nil)
 	release := make(chan struct{})
-	e.expectWrite("a", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
-	e.expectWrite("b", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
-	e.execs["c"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-		func(ctx context.Context, w driver.WriteRequest) error {
-			<-release
-			return fmt.Errorf("%w: late failure", ErrUnavailable)
-		})
-	e.expectHint(hintOf("c", "pk", "ck", "v"), nil, 1)
+	e.mem["c"].SetFault(driver.Fault{Gate: release, Err: fmt.Errorf("%w: late failure", ErrUnavailable)})
 	if err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(quorum.Quorum)); err != nil {
 		t.Fatalf("Put: %v", err)
+	}
+	if hs := e.hints(); len(hs) != 0 {
+		t.Errorf("Put returned only after the slowest region had answered (and been hinted: %+v)", hs)
 	}
 	close(release)
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range regionNamesABC {
+		e.checkWrites(t, r, writeOf("pk", "ck", "v", "LOCAL_QUORUM"))
+	}
+	checkHints(t, e.hints(), hintOf("c", "pk", "ck", "v"))
 }
 
 // TestCanceledWhileWaiting checks that a call whose context ends while a
 // synchronous region is blocked returns the context's error, and that the
 // region's failure still becomes a hint afterwards.
 func TestCanceledWhileWaiting(t *testing.T) {
-	e := newMockEnv(t, nil)
+	e := newFaultEnv(t, nil)
 	release := make(chan struct{})
-	started := make(chan struct{})
-	e.expectWrite("b", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
-	e.expectWrite("c", writeOf("pk", "ck", "v", "LOCAL_QUORUM"), nil, 1)
-	e.execs["a"].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-		func(ctx context.Context, w driver.WriteRequest) error {
-			close(started)
-			<-release
-			return fmt.Errorf("%w: after cancel", ErrTimeout)
-		})
-	e.expectHint(hintOf("a", "pk", "ck", "v"), nil, 1)
+	a := e.mem["a"]
+	a.SetFault(driver.Fault{Gate: release, Err: fmt.Errorf("%w: after cancel", ErrTimeout)})
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-started; cancel() }()
+	go func() {
+		for a.Held() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
 	err := e.ns.Put(ctx, []byte("pk"), []byte("ck"), []byte("v"), WithConsistency(quorum.EachQuorum))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Put: %v, want context.Canceled", err)
@@ -235,40 +228,28 @@ func TestCanceledWhileWaiting(t *testing.T) {
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range regionNamesABC {
+		e.checkWrites(t, r, writeOf("pk", "ck", "v", "LOCAL_QUORUM"))
+	}
+	checkHints(t, e.hints(), hintOf("a", "pk", "ck", "v"))
 }
 
 // TestDeleteWritesMarker checks that Delete writes a deletion marker with a
 // TTL of the namespace's retention to every region, and hints it.
 func TestDeleteWritesMarker(t *testing.T) {
-	e := newMockEnv(t, nil)
-	var ttls []int
-	var mu sync.Mutex
-	for _, r := range regionNamesABC {
-		var err error
-		if r == "c" {
-			err = ErrUnavailable
-		}
-		e.execs[r].EXPECT().Write(gomock.Any(), deleteOf("pk", "ck", "LOCAL_QUORUM")).DoAndReturn(
-			func(_ context.Context, w driver.WriteRequest) error {
-				mu.Lock()
-				ttls = append(ttls, w.Rows[0].TTL)
-				mu.Unlock()
-				e.seen(w.Rows[0].Timestamp)
-				return err
-			})
-	}
-	e.expectHint(hintMatcher{target: "c", pk: "pk", ck: "ck", deleted: true, expires: true}, nil, 1)
+	e := newFaultEnv(t, nil)
+	e.mem["c"].SetFault(driver.Fault{Err: ErrUnavailable, Ops: []string{driver.OpWrite}})
 	if err := e.ns.Delete(context.Background(), []byte("pk"), []byte("ck")); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, ttl := range ttls {
-		if want := int(DefaultRetentionForTests / time.Second); ttl < want-1 || ttl > want {
-			t.Errorf("marker TTL %ds, want the retention %ds", ttl, want)
-		}
+	for _, r := range regionNamesABC {
+		e.checkWrites(t, r, deleteOf("pk", "ck", "LOCAL_QUORUM"))
 	}
+	checkTTLs(t, e.markerTTLs(), 3, DefaultRetentionForTests)
+	checkHints(t, e.hints(), hintSpec{target: "c", pk: "pk", ck: "ck", deleted: true, expires: true})
 	if ts := e.timestamps(); len(ts) != 1 {
 		t.Errorf("distinct timestamps %v, want 1", ts)
 	}
@@ -277,20 +258,11 @@ func TestDeleteWritesMarker(t *testing.T) {
 // TestDeleteReadsRetention checks that a namespace without WithRetention
 // reads its retention from the table once, and uses it for the marker TTL.
 func TestDeleteReadsRetention(t *testing.T) {
-	e := newMockEnv(t, nil)
+	e := newFaultEnv(t, nil)
+	e.existingTable(t, "other", 2*time.Hour)
 	ns, err := e.st.Namespace("other")
 	if err != nil {
 		t.Fatal(err)
-	}
-	e.execs["a"].EXPECT().TableRetention(gomock.Any(), "ks", "other").Return(2*time.Hour, nil).Times(1)
-	for _, r := range regionNamesABC {
-		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).Times(2).DoAndReturn(
-			func(_ context.Context, w driver.WriteRequest) error {
-				if got := w.Rows[0].TTL; got < 7199 || got > 7200 || !w.Rows[0].Deleted {
-					t.Errorf("marker row %+v, want deleted with TTL 7200s", w.Rows[0])
-				}
-				return nil
-			})
 	}
 	for range 2 {
 		if err := ns.Delete(context.Background(), []byte("pk"), []byte("ck")); err != nil {
@@ -300,63 +272,51 @@ func TestDeleteReadsRetention(t *testing.T) {
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if got := e.asked(driver.OpTableRetention); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("retention asked of %v, want [a] once", got)
+	}
+	for _, r := range regionNamesABC {
+		if n := len(e.writes(r)); n != 2 {
+			t.Errorf("region %s received %d writes, want 2", r, n)
+		}
+	}
+	checkTTLs(t, e.markerTTLs(), 6, 2*time.Hour)
 }
 
 // TestTTLCarriedEverywhere checks that a TTL write sends the same TTL to
 // every region and an absolute expiry in the hint.
 func TestTTLCarriedEverywhere(t *testing.T) {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	e := newMockEnv(t, func(c *Config) { c.Now = func() time.Time { return now } })
-	for _, r := range []string{"a", "b"} {
-		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-			func(_ context.Context, w driver.WriteRequest) error {
-				if w.Rows[0].TTL != 90 {
-					t.Errorf("region %s TTL %d, want 90", r, w.Rows[0].TTL)
-				}
-				return nil
-			})
-	}
-	e.execs["c"].EXPECT().Write(gomock.Any(), gomock.Any()).Return(ErrUnavailable)
-	e.sink.EXPECT().Hint(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, h record.Hint) error {
-		if want := now.Add(90 * time.Second); !h.ExpiresAt.Equal(want) {
-			t.Errorf("hint ExpiresAt %v, want %v", h.ExpiresAt, want)
-		}
-		return nil
-	})
+	e := newFaultEnv(t, func(c *Config) { c.Now = func() time.Time { return now } })
+	e.mem["c"].SetFault(driver.Fault{Err: ErrUnavailable, Ops: []string{driver.OpWrite}})
 	if err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithTTL(89500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range regionNamesABC {
+		e.checkWrites(t, r, writeOf("pk", "ck", "v", ""))
+	}
+	for _, r := range []string{"a", "b"} {
+		if ws := e.writes(r); len(ws) == 1 && ws[0].Rows[0].TTL != 90 {
+			t.Errorf("region %s TTL %d, want 90", r, ws[0].Rows[0].TTL)
+		}
+	}
+	hs := e.hints()
+	if len(hs) != 1 {
+		t.Fatalf("%d hints, want 1 for c", len(hs))
+	}
+	if want := now.Add(90 * time.Second); !hs[0].ExpiresAt.Equal(want) {
+		t.Errorf("hint ExpiresAt %v, want %v", hs[0].ExpiresAt, want)
+	}
 }
 
 // TestPutBatch checks that a batch is one write per region with one
 // timestamp for all rows, and one hint per row for a failed region.
 func TestPutBatch(t *testing.T) {
-	e := newMockEnv(t, nil)
-	for _, r := range regionNamesABC {
-		var err error
-		if r == "b" {
-			err = ErrUnavailable
-		}
-		e.execs[r].EXPECT().Write(gomock.Any(), gomock.Any()).DoAndReturn(
-			func(_ context.Context, w driver.WriteRequest) error {
-				if len(w.Rows) != 3 {
-					t.Errorf("region %s got %d rows, want 3", r, len(w.Rows))
-				}
-				for _, row := range w.Rows {
-					e.seen(row.Timestamp)
-				}
-				if !w.Rows[2].Deleted || w.Rows[2].Value != nil {
-					t.Errorf("third row %+v is not a deletion", w.Rows[2])
-				}
-				return err
-			})
-	}
-	e.expectHint(hintOf("b", "pk", "1", "x"), nil, 1)
-	e.expectHint(hintOf("b", "pk", "2", "y"), nil, 1)
-	e.expectHint(hintMatcher{target: "b", pk: "pk", ck: "3", deleted: true, expires: true}, nil, 1)
+	e := newFaultEnv(t, nil)
+	e.mem["b"].SetFault(driver.Fault{Err: ErrUnavailable, Ops: []string{driver.OpWrite}})
 	err := e.ns.PutBatch(context.Background(), []byte("pk"), []Entry{
 		{CK: []byte("1"), Value: []byte("x")}, {CK: []byte("2"), Value: []byte("y")}, {CK: []byte("3"), Delete: true}})
 	if err != nil {
@@ -365,6 +325,20 @@ func TestPutBatch(t *testing.T) {
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range regionNamesABC {
+		ws := e.writes(r)
+		if len(ws) != 1 {
+			t.Errorf("region %s received %d writes, want 1", r, len(ws))
+			continue
+		}
+		if w := ws[0]; len(w.Rows) != 3 {
+			t.Errorf("region %s got %d rows, want 3", r, len(w.Rows))
+		} else if !w.Rows[2].Deleted || w.Rows[2].Value != nil {
+			t.Errorf("third row %+v is not a deletion", w.Rows[2])
+		}
+	}
+	checkHints(t, e.hints(), hintOf("b", "pk", "1", "x"), hintOf("b", "pk", "2", "y"),
+		hintSpec{target: "b", pk: "pk", ck: "3", deleted: true, expires: true})
 	if ts := e.timestamps(); len(ts) != 1 {
 		t.Errorf("distinct timestamps %v, want 1 for the whole batch", ts)
 	}

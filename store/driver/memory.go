@@ -19,6 +19,8 @@ const (
 	OpWrite          = "write"
 	OpRead           = "read"
 	OpScan           = "scan"
+	// OpClose is affected by a fault only when Fault.Ops names it.
+	OpClose = "close"
 )
 
 // Fault is what a MemoryRegion does to the calls it receives, so that a
@@ -41,7 +43,9 @@ type Fault struct {
 	// fault applies to the rest.
 	After int
 	// Ops limits the fault to these operations (OpWrite, OpRead, …); empty
-	// means every operation.
+	// means every operation except OpClose. Close is held or failed only
+	// when Ops names OpClose (a region that is down still lets its client
+	// close); having no context, it waits out a Delay or Gate in full.
 	Ops []string
 }
 
@@ -61,9 +65,20 @@ type MemoryRegion struct {
 	// it before use.
 	Now func() time.Time
 
+	// Observe, when not nil, is called with every call the region
+	// receives, as it arrives and before the fault applies (failed calls
+	// included): the operation, and the request for OpWrite, OpRead and
+	// OpScan (a WriteRequest, ReadRequest or ScanRequest; nil for the
+	// others). It lets a test see what was asked of the region, such as
+	// the consistency level or a write that the fault failed. It is called
+	// concurrently, without the region's lock held, and must not block.
+	// Set it before use.
+	Observe func(op string, req any)
+
 	mu       sync.Mutex
 	fault    Fault
 	affected int // calls the fault's Ops matched since SetFault
+	held     int // calls waiting out the fault's Delay or Gate now
 	calls    map[string]int
 	tables   map[string]*memTable // "keyspace.table"
 }
@@ -111,6 +126,15 @@ func (m *MemoryRegion) Calls(op string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.calls[op]
+}
+
+// Held returns how many calls the fault is holding now, waiting out its
+// Delay or its Gate: a test waits for it to know that a call has reached
+// the region and is stuck there, or that a held call has been let go.
+func (m *MemoryRegion) Held() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held
 }
 
 // Writes returns how many Write calls the region has applied.
@@ -161,14 +185,17 @@ func (m *MemoryRegion) out(r memRow) Row {
 
 // enter counts the call, applies the fault and checks the context. It
 // returns with mu held when the call may proceed; on error mu is not held.
-func (m *MemoryRegion) enter(ctx context.Context, op string) error {
+func (m *MemoryRegion) enter(ctx context.Context, op string, req any) error {
+	if m.Observe != nil {
+		m.Observe(op, req)
+	}
 	m.mu.Lock()
 	if m.calls == nil {
 		m.calls = make(map[string]int)
 	}
 	m.calls[op]++
 	f := m.fault
-	hit := len(f.Ops) == 0 || slices.Contains(f.Ops, op)
+	hit := slices.Contains(f.Ops, op) || (len(f.Ops) == 0 && op != OpClose)
 	if hit {
 		m.affected++
 		hit = m.affected > f.After
@@ -180,7 +207,30 @@ func (m *MemoryRegion) enter(ctx context.Context, op string) error {
 		}
 		return nil
 	}
+	holds := f.Delay > 0 || f.Gate != nil
+	if holds {
+		m.held++
+	}
 	m.mu.Unlock()
+	err := hold(ctx, f)
+	m.mu.Lock()
+	if holds {
+		m.held--
+	}
+	if err == nil {
+		err = f.Err
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		m.mu.Unlock()
+	}
+	return err
+}
+
+// hold waits out f's Delay, then its Gate, or until ctx ends.
+func hold(ctx context.Context, f Fault) error {
 	if f.Delay > 0 {
 		t := time.NewTimer(f.Delay)
 		select {
@@ -197,14 +247,6 @@ func (m *MemoryRegion) enter(ctx context.Context, op string) error {
 			return ctx.Err()
 		}
 	}
-	if f.Err != nil {
-		return f.Err
-	}
-	m.mu.Lock()
-	if err := ctx.Err(); err != nil {
-		m.mu.Unlock()
-		return err
-	}
 	return nil
 }
 
@@ -218,7 +260,7 @@ func (m *MemoryRegion) table(keyspace, table string) (*memTable, error) {
 
 // CreateKeyspace implements Executor; keyspaces need no setup in memory.
 func (m *MemoryRegion) CreateKeyspace(ctx context.Context, _ string, _ int) error {
-	if err := m.enter(ctx, OpCreateKeyspace); err != nil {
+	if err := m.enter(ctx, OpCreateKeyspace, nil); err != nil {
 		return err
 	}
 	m.mu.Unlock()
@@ -227,7 +269,7 @@ func (m *MemoryRegion) CreateKeyspace(ctx context.Context, _ string, _ int) erro
 
 // CreateTable implements Executor.
 func (m *MemoryRegion) CreateTable(ctx context.Context, keyspace, table string, retention time.Duration) error {
-	if err := m.enter(ctx, OpCreateTable); err != nil {
+	if err := m.enter(ctx, OpCreateTable, nil); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
@@ -252,7 +294,7 @@ func (m *MemoryRegion) SetTableRetention(keyspace, table string, retention time.
 
 // TableRetention implements Executor.
 func (m *MemoryRegion) TableRetention(ctx context.Context, keyspace, table string) (time.Duration, error) {
-	if err := m.enter(ctx, OpTableRetention); err != nil {
+	if err := m.enter(ctx, OpTableRetention, nil); err != nil {
 		return 0, err
 	}
 	defer m.mu.Unlock()
@@ -266,7 +308,7 @@ func (m *MemoryRegion) TableRetention(ctx context.Context, keyspace, table strin
 // Write implements Executor: each row replaces the stored version only if
 // it wins by quorum.Compare, as Cassandra's cell reconciliation does.
 func (m *MemoryRegion) Write(ctx context.Context, w WriteRequest) error {
-	if err := m.enter(ctx, OpWrite); err != nil {
+	if err := m.enter(ctx, OpWrite, w); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
@@ -300,7 +342,7 @@ func versionOf(r Row) quorum.Version {
 
 // Read implements Executor.
 func (m *MemoryRegion) Read(ctx context.Context, q ReadRequest) (Row, error) {
-	if err := m.enter(ctx, OpRead); err != nil {
+	if err := m.enter(ctx, OpRead, q); err != nil {
 		return Row{}, err
 	}
 	defer m.mu.Unlock()
@@ -317,7 +359,7 @@ func (m *MemoryRegion) Read(ctx context.Context, q ReadRequest) (Row, error) {
 
 // Scan implements Executor.
 func (m *MemoryRegion) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
-	if err := m.enter(ctx, OpScan); err != nil {
+	if err := m.enter(ctx, OpScan, q); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
@@ -349,5 +391,12 @@ func (m *MemoryRegion) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
 	return rows, nil
 }
 
-// Close implements Executor. It keeps the data.
-func (m *MemoryRegion) Close() error { return nil }
+// Close implements Executor. It keeps the data, and is affected by the
+// fault only when Fault.Ops names OpClose.
+func (m *MemoryRegion) Close() error {
+	if err := m.enter(context.Background(), OpClose, nil); err != nil {
+		return err
+	}
+	m.mu.Unlock()
+	return nil
+}
