@@ -125,11 +125,11 @@ func WithRetentionCacheSize(n int) CQLApplierOption {
 //
 // The returned Applier also implements [Prober]: it reads the hint's row at
 // LOCAL_QUORUM (schema.SelectRow) and reports the region unreachable
-// exactly when cluster.Classify calls the read's error an availability
-// failure (no connection, timeouts, Unavailable, Overloaded,
-// bootstrapping, a replica's read failure, a server error) or the probe's
-// context ended; any other answer (a refusal such as Unauthorized) shows
-// the region reachable.
+// exactly when cluster.Classify says the region did not answer (no
+// connection, timeouts, Unavailable, Overloaded, bootstrapping) or the
+// probe's context ended; any answer — a refusal such as Unauthorized, or a
+// failure such as a replica's read failure or a server error — shows the
+// region reachable, so a hint that keeps failing counts its attempts.
 func NewCQLApplier(session *gocql.Session, keyspace string, opts ...CQLApplierOption) Applier {
 	write := func(ctx context.Context, stmt string, args []any) error {
 		return session.Query(stmt, args...).Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
@@ -218,7 +218,7 @@ func (a *cqlApplier) Probe(ctx context.Context, h record.Hint) error {
 	if err == nil {
 		return nil
 	}
-	if !cluster.Classify(ctx, err).Availability() && ctx.Err() == nil {
+	if cluster.Classify(ctx, err).Answered() && ctx.Err() == nil {
 		return nil // the region answered, with an error of its own
 	}
 	return fmt.Errorf("hints: region unreachable for %s.%s: %w", a.keyspace, h.Namespace, err)

@@ -249,15 +249,10 @@ func (e gocqlError) Message() string { return fmt.Sprintf("code %#x", e.code) }
 func (e gocqlError) Error() string   { return e.Message() }
 
 // TestCQLApplierProbe: the probe reports the region unreachable exactly
-// when cluster.Classify calls the read's error an availability failure, or
-// the probe's context ended; a region that answers with a refusal is
-// reachable.
-//
-// Since the probe decides with cluster.Classify, a server error and a
-// replica's read failure count as down (Classify's decision: they are
-// availability failures, which the region may get over), where the probe's
-// own table used to call them reachable. A hint whose writes keep failing
-// that way therefore pauses replay rather than using up its attempts.
+// when cluster.Classify says the region did not answer, or the probe's
+// context ended; a region that answers — with a refusal, or with a failure
+// such as a server error or a replica's read failure — is reachable, so a
+// hint that keeps failing uses up its attempts instead of pausing replay.
 func TestCQLApplierProbe(t *testing.T) {
 	now := t0
 	cases := []struct {
@@ -267,8 +262,8 @@ func TestCQLApplierProbe(t *testing.T) {
 		{nil, false},
 		{gocqlError{gocql.ErrCodeUnauthorized}, false},
 		{gocqlError{gocql.ErrCodeInvalid}, false},
-		{gocqlError{gocql.ErrCodeServer}, true},
-		{gocqlError{gocql.ErrCodeReadFailure}, true},
+		{gocqlError{gocql.ErrCodeServer}, false},
+		{gocqlError{gocql.ErrCodeReadFailure}, false},
 		{gocqlError{gocql.ErrCodeUnavailable}, true},
 		{gocqlError{gocql.ErrCodeReadTimeout}, true},
 		{gocqlError{gocql.ErrCodeOverloaded}, true},

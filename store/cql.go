@@ -190,7 +190,7 @@ func mapCQLError(ctx context.Context, err error) error {
 		return driver.ErrNotFound
 	case cluster.Timeout:
 		return fmt.Errorf("%w: %w", driver.ErrTimeout, err)
-	case cluster.Unavailable:
+	case cluster.Unavailable, cluster.Failed:
 		return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
 	case cluster.Refused:
 		var invalid *gocql.RequestErrInvalid

@@ -26,7 +26,7 @@ const (
 	NotFound
 	// Unavailable: the region did not take the request and may later: no
 	// connection, too few live replicas, an overloaded or bootstrapping
-	// coordinator, a replica-side failure. An availability failure.
+	// coordinator. An availability failure.
 	Unavailable
 	// Timeout: the region did not answer in time (a coordinator's read or
 	// write timeout, or no response on the connection). An availability
@@ -40,12 +40,26 @@ const (
 	// Canceled: the request's own context ended (the caller canceled it or
 	// its deadline passed). It says nothing about the region.
 	Canceled
+	// Failed: the coordinator answered that the request failed on its side
+	// or on the replicas, in a way that may heal (a replica's read or write
+	// failure, an internal server error, a full CDC space, a statement the
+	// node forgot). An availability failure — the write is hinted, the
+	// breaker counts it — but the region did answer: a hint replayer that
+	// probes the region sees it reachable, so one hint that keeps failing
+	// this way is given up after its attempts instead of pausing replay.
+	Failed
 )
 
-// Availability reports whether k is an availability failure (Unavailable
-// or Timeout): the kind of failure circuit breakers count, that turns a
-// write into a hint and that pauses hint replay.
-func (k Kind) Availability() bool { return k == Unavailable || k == Timeout }
+// Availability reports whether k is an availability failure (Unavailable,
+// Timeout or Failed): the kind of failure circuit breakers count and that
+// turns a write into a hint.
+func (k Kind) Availability() bool { return k == Unavailable || k == Timeout || k == Failed }
+
+// Answered reports whether the region's coordinator answered the request
+// (OK, NotFound, Refused, Failed), as opposed to not answering in time or at
+// all (Unavailable, Timeout) or the request's own context ending. The hint
+// replayer pauses while its region does not answer.
+func (k Kind) Answered() bool { return k == OK || k == NotFound || k == Refused || k == Failed }
 
 // String returns the kind's name, as metrics label it.
 func (k Kind) String() string {
@@ -62,6 +76,8 @@ func (k Kind) String() string {
 		return "refused"
 	case Canceled:
 		return "canceled"
+	case Failed:
+		return "failed"
 	}
 	return "unknown"
 }
@@ -215,15 +231,17 @@ func byCode(code int) Kind {
 		// The coordinator gave up waiting for replicas; the write may
 		// have been applied (CAS: its outcome is unknown).
 		return Timeout
-	case gocql.ErrCodeServer, gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping,
-		gocql.ErrCodeTruncate, gocql.ErrCodeReadFailure, gocql.ErrCodeWriteFailure,
+	case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping:
+		// Too few replicas alive, or a coordinator that cannot serve.
+		return Unavailable
+	case gocql.ErrCodeServer, gocql.ErrCodeTruncate, gocql.ErrCodeReadFailure, gocql.ErrCodeWriteFailure,
 		gocql.ErrCodeCDCWriteFailure, gocql.ErrCodeUnprepared:
 		// Replicas or the coordinator failed (a replica's write or read
 		// failure, an internal error, a full CDC space, a statement the
 		// node forgot): the region may take the same request later. A
 		// write that failed this way is hinted and a hint that keeps
 		// failing is retried, never silently dropped.
-		return Unavailable
+		return Failed
 	case gocql.ErrCodeProtocol, gocql.ErrCodeCredentials, gocql.ErrCodeSyntax, gocql.ErrCodeUnauthorized,
 		gocql.ErrCodeInvalid, gocql.ErrCodeConfig, gocql.ErrCodeAlreadyExists, gocql.ErrCodeFunctionFailure:
 		// The region answered and refuses the statement itself.

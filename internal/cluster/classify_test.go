@@ -49,14 +49,14 @@ func TestClassify(t *testing.T) {
 		{"unavailable", live, &gocql.RequestErrUnavailable{}, Unavailable},
 		{"overloaded", live, &gocql.RequestErrOverloaded{}, Unavailable},
 		{"bootstrapping", live, &gocql.RequestErrBootstrapping{}, Unavailable},
-		{"truncate", live, &gocql.RequestErrTruncate{}, Unavailable},
+		{"truncate", live, &gocql.RequestErrTruncate{}, Failed},
 		{"write timeout", live, &gocql.RequestErrWriteTimeout{}, Timeout},
 		{"read timeout", live, &gocql.RequestErrReadTimeout{}, Timeout},
 		{"cas write unknown", live, &gocql.RequestErrCASWriteUnknown{}, Timeout},
-		{"read failure", live, &gocql.RequestErrReadFailure{}, Unavailable},
-		{"write failure", live, &gocql.RequestErrWriteFailure{}, Unavailable},
-		{"cdc write failure", live, &gocql.RequestErrCDCWriteFailure{}, Unavailable},
-		{"unprepared", live, &gocql.RequestErrUnprepared{}, Unavailable},
+		{"read failure", live, &gocql.RequestErrReadFailure{}, Failed},
+		{"write failure", live, &gocql.RequestErrWriteFailure{}, Failed},
+		{"cdc write failure", live, &gocql.RequestErrCDCWriteFailure{}, Failed},
+		{"unprepared", live, &gocql.RequestErrUnprepared{}, Failed},
 		{"function failure", live, &gocql.RequestErrFunctionFailure{}, Refused},
 		{"syntax", live, &gocql.RequestErrSyntax{}, Refused},
 		{"unauthorized", live, &gocql.RequestErrUnauthorized{}, Refused},
@@ -67,7 +67,7 @@ func TestClassify(t *testing.T) {
 		{"wrapped invalid", live, fmt.Errorf("apply: %w", &gocql.RequestErrInvalid{}), Refused},
 
 		// Errors known by their code only.
-		{"server error", live, codeErr(gocql.ErrCodeServer), Unavailable},
+		{"server error", live, codeErr(gocql.ErrCodeServer), Failed},
 		{"protocol error", live, codeErr(gocql.ErrCodeProtocol), Refused},
 		{"unknown code", live, codeErr(0x7777), Unavailable},
 
@@ -118,10 +118,14 @@ func TestClassify(t *testing.T) {
 }
 
 func TestKindAvailability(t *testing.T) {
-	for k := OK; k <= Canceled; k++ {
-		want := k == Unavailable || k == Timeout
+	for k := OK; k <= Failed; k++ {
+		want := k == Unavailable || k == Timeout || k == Failed
 		if got := k.Availability(); got != want {
 			t.Errorf("%v.Availability() = %v, want %v", k, got, want)
+		}
+		answered := k == OK || k == NotFound || k == Refused || k == Failed
+		if got := k.Answered(); got != answered {
+			t.Errorf("%v.Answered() = %v, want %v", k, got, answered)
 		}
 		if k.String() == "unknown" {
 			t.Errorf("kind %d has no name", int(k))
