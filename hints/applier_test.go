@@ -53,11 +53,11 @@ func (f *fakeCQL) applier(now *time.Time, opts ...CQLApplierOption) *cqlApplier 
 		}
 		c, ok := f.comments[table]
 		if !ok {
-			return 0, fmt.Errorf("%w: ks.%s", cluster.ErrNoTable, table)
+			return 0, cluster.NoTableError("ks", table)
 		}
 		d, err := schema.ParseRetention(c)
 		if err != nil {
-			return 0, fmt.Errorf("%w: ks.%s: %w", cluster.ErrNoRetention, table, err)
+			return 0, cluster.NoRetentionError("ks", table, err)
 		}
 		return d, nil
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -31,32 +33,28 @@ func NewCQLRegion(s *gocql.Session, keyspace string) (*CQLRegion, error) {
 	return &CQLRegion{s: s, keyspace: keyspace}, nil
 }
 
-// Describe reads the table's comment from system_schema; a missing table is
+// Describe reads the table's retention with cluster.ReadRetention (the
+// table's comment in system_schema); a missing table is
 // ErrUnknownNamespace. A comment without a readable retention gives
 // Retention 0 and a RetentionErr naming the table and the comment.
 func (c *CQLRegion) Describe(ctx context.Context, namespace string) (TableInfo, error) {
-	var comment string
-	err := c.s.Query(schema.SelectTableComment, c.keyspace, namespace).
-		Consistency(gocql.LocalOne).ScanContext(ctx, &comment)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return TableInfo{}, fmt.Errorf("%w: table %s.%s does not exist (create the namespace with the store, or check the name)",
-			ErrUnknownNamespace, c.keyspace, namespace)
-	}
-	if err != nil {
-		return TableInfo{}, err
-	}
-	return tableInfo(c.keyspace, namespace, comment), nil
+	ret, err := cluster.ReadRetention(ctx, c.s, c.keyspace, namespace)
+	return describeResult(c.keyspace, namespace, ret, err)
 }
 
-// tableInfo reads the retention from a table comment; a comment that does
-// not record one readably is reported in RetentionErr.
-func tableInfo(keyspace, namespace, comment string) TableInfo {
-	ret, err := schema.ParseRetention(comment)
-	if err != nil {
-		return TableInfo{RetentionErr: fmt.Errorf("table %s.%s: %w (Tidemark writes '%s retention=<seconds>')",
-			keyspace, namespace, err, schema.CommentPrefix)}
+// describeResult is Describe's answer for what cluster.ReadRetention
+// returned.
+func describeResult(keyspace, namespace string, retention time.Duration, err error) (TableInfo, error) {
+	switch {
+	case errors.Is(err, cluster.ErrNoTable):
+		return TableInfo{}, fmt.Errorf("%w: table %s.%s does not exist (create the namespace with the store, or check the name)",
+			ErrUnknownNamespace, keyspace, namespace)
+	case errors.Is(err, cluster.ErrNoRetention):
+		return TableInfo{RetentionErr: err}, nil
+	case err != nil:
+		return TableInfo{}, err
 	}
-	return TableInfo{Retention: ret}
+	return TableInfo{Retention: retention}, nil
 }
 
 // ScanDigests runs schema.SelectDigestRange over r, paged by pageSize.

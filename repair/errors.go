@@ -1,8 +1,11 @@
 package repair
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"github.com/tidemark/tidemark/internal/cluster"
 )
 
 // ErrTooFewRegions reports a repair configured with fewer than two regions:
@@ -40,6 +43,26 @@ func (e *RegionError) Error() string {
 // Unwrap returns the underlying error.
 func (e *RegionError) Unwrap() error { return e.Err }
 
+// Refused reports whether the region answered and refused the request —
+// no permission, an invalid statement, a missing table, as
+// cluster.Classify judges the driver's error — so that the same request
+// cannot succeed later: a segment whose attempt failed so is not retried.
+// Any other error — an availability failure (a timeout, an unavailable
+// region, an error Classify does not know, such as MemRegion's faults) —
+// leaves the segment to be retried, up to Options.MaxAttempts times.
+func (e *RegionError) Refused() bool {
+	// The context only tells the caller's cancellation from the driver's,
+	// never a refusal: no context is needed to recognise one.
+	return cluster.Classify(context.Background(), e.Err) == cluster.Refused
+}
+
+// refused reports whether err comes from a region that refused a request
+// (a *RegionError whose Refused is true): retrying it cannot help.
+func refused(err error) bool {
+	var re *RegionError
+	return errors.As(err, &re) && re.Refused()
+}
+
 // SegmentError is a segment that could not be repaired.
 type SegmentError struct {
 	// Segment is the token range.
@@ -52,7 +75,15 @@ type SegmentError struct {
 
 // Error describes the segment and the last error.
 func (e *SegmentError) Error() string {
-	return fmt.Sprintf("segment %s failed after %d attempts: %v", e.Segment, e.Attempts, e.Err)
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
+	}
+	why := ""
+	if refused(e.Err) {
+		why = " (the region refused it: a retry cannot help)"
+	}
+	return fmt.Sprintf("segment %s failed after %d %s%s: %v", e.Segment, e.Attempts, attempts, why, e.Err)
 }
 
 // Unwrap returns the last error.

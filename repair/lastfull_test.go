@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/schema"
 )
 
 // fakeClock is a settable clock shared by MemProgress and the Repairer.
@@ -241,33 +244,36 @@ func TestSetLastFullRepairKeepsTheLatest(t *testing.T) {
 	nilMetrics.SetLastFullRepair("ns", t1) // must not panic
 }
 
-func TestTableInfoFromComment(t *testing.T) {
-	tests := []struct {
-		comment string
-		want    time.Duration
-		errHas  string
-	}{
-		{"tidemark:v1 retention=864000", 240 * time.Hour, ""},
-		{"tidemark:v1 retention=abc", 0, `table comment "tidemark:v1 retention=abc": bad retention`},
-		{"tidemark:v1 retention=-5", 0, "bad retention"},
-		{"tidemark:v1", 0, `table comment "tidemark:v1" has no retention`},
-		{"written by hand", 0, `table comment "written by hand" was not written by tidemark`},
-		{"", 0, `table comment "" was not written by tidemark`},
+// noRetention is the error cluster.ReadRetention returns for a table whose
+// comment records no readable retention.
+func noRetention(keyspace, table, comment string) error {
+	_, err := schema.ParseRetention(comment)
+	return cluster.NoRetentionError(keyspace, table, err)
+}
+
+func TestDescribeResult(t *testing.T) {
+	info, err := describeResult("ks", "users", 240*time.Hour, nil)
+	if err != nil || info.Retention != 240*time.Hour || info.RetentionErr != nil {
+		t.Errorf("readable retention: %+v, %v", info, err)
 	}
-	for _, tc := range tests {
-		info := tableInfo("ks", "users", tc.comment)
-		if info.Retention != tc.want {
-			t.Errorf("%q: retention %v, want %v", tc.comment, info.Retention, tc.want)
-		}
-		if tc.errHas == "" {
-			if info.RetentionErr != nil {
-				t.Errorf("%q: unexpected error %v", tc.comment, info.RetentionErr)
-			}
-			continue
-		}
-		if info.RetentionErr == nil || !strings.Contains(info.RetentionErr.Error(), "table ks.users") ||
-			!strings.Contains(info.RetentionErr.Error(), tc.errHas) {
-			t.Errorf("%q: error %v, want one naming table ks.users and containing %q", tc.comment, info.RetentionErr, tc.errHas)
+	_, err = describeResult("ks", "users", 0, cluster.NoTableError("ks", "users"))
+	if !errors.Is(err, ErrUnknownNamespace) || !strings.Contains(err.Error(), "table ks.users does not exist") {
+		t.Errorf("missing table: %v, want ErrUnknownNamespace naming ks.users", err)
+	}
+	down := errors.New("no connections")
+	if _, err := describeResult("ks", "users", 0, down); err != down {
+		t.Errorf("driver error: %v, want it as it is", err)
+	}
+	for _, tc := range []struct{ comment, errHas string }{
+		{"tidemark:v1 retention=abc", `table comment "tidemark:v1 retention=abc": bad retention`},
+		{"tidemark:v1 retention=-5", "bad retention"},
+		{"tidemark:v1", `table comment "tidemark:v1" has no retention`},
+		{"written by hand", `table comment "written by hand" was not written by tidemark`},
+	} {
+		info, err := describeResult("ks", "users", 0, noRetention("ks", "users", tc.comment))
+		if err != nil || info.Retention != 0 || !errors.Is(info.RetentionErr, cluster.ErrNoRetention) ||
+			!strings.Contains(info.RetentionErr.Error(), "ks.users") || !strings.Contains(info.RetentionErr.Error(), tc.errHas) {
+			t.Errorf("%q: %+v, %v; want no error and a RetentionErr naming ks.users and containing %q", tc.comment, info, err, tc.errHas)
 		}
 	}
 }
@@ -279,7 +285,7 @@ func (b badCommentRegion) Describe(ctx context.Context, ns string) (TableInfo, e
 	if _, err := b.MemRegion.Describe(ctx, ns); err != nil {
 		return TableInfo{}, err
 	}
-	return tableInfo("ks", ns, "tidemark:v1 retention=ten-days"), nil
+	return describeResult("ks", ns, 0, noRetention("ks", ns, "tidemark:v1 retention=ten-days"))
 }
 
 func TestUnreadableRetentionIsAWarning(t *testing.T) {

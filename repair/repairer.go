@@ -5,144 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/wait"
 )
-
-// Options configure a Repairer. The zero value of every field picks the
-// documented default.
-type Options struct {
-	// Segments is how many segments a new run splits the token ring into.
-	// More segments mean finer resume and lease granularity and shorter
-	// scans; each segment costs one range query per region. Default 64.
-	Segments int
-	// RowsPerSegment, when > 0, sizes a new run from the regions' row
-	// estimates (Estimator, system.size_estimates) so that a segment holds
-	// about this many rows; Segments is the fallback when no estimate is
-	// available. Default 0 (use Segments).
-	RowsPerSegment int64
-	// PageSize is how many rows a digest scan fetches per page; it bounds
-	// memory per region stream. Default 1000.
-	PageSize int
-	// RowsPerSecond limits the scan rate (rows read from all regions divided
-	// by the number of regions, i.e. about distinct rows per second). 0 means
-	// no limit. Default 0.
-	RowsPerSecond float64
-	// Intensity in (0, 1] is the fraction of time repair works: after a
-	// segment that took d, a worker rests d*(1/Intensity - 1), as in
-	// Cassandra Reaper. Default 1 (no rest).
-	Intensity float64
-	// Parallelism is how many segments this process repairs at once.
-	// Default 1.
-	Parallelism int
-	// Concurrency is how many divergent rows of a segment are fetched and
-	// written at once. Default 16.
-	Concurrency int
-	// MaxAttempts is how many times a failing segment is tried in one Run
-	// before it is left for the next run. Default 5.
-	MaxAttempts int
-	// RetryBackoff is the wait before a failed segment's first retry; it
-	// doubles per attempt up to 30 times itself. Default 1s.
-	RetryBackoff time.Duration
-	// LeaseTTL is how long a segment lease lives without renewal; a crashed
-	// owner's segments are free again after it. Renewed every LeaseTTL/3.
-	// Default 2m.
-	LeaseTTL time.Duration
-	// LeaseWait bounds how long Run waits for a segment that another owner
-	// keeps leased without finishing it (a stuck or leaked process that
-	// renews its lease forever). While a segment is refused, Run polls it
-	// every min(LeaseTTL/4, 5s) without counting attempts; once it has been
-	// refused continuously for longer than LeaseWait, every further refusal
-	// counts as a failed attempt (an error wrapping [ErrSegmentLeased] that
-	// names the segment and, when the ProgressStore is a [LeaseInspector],
-	// the lease's owner), retried after RetryBackoff like any failure. So
-	// after MaxAttempts such attempts the segment is given up and Run ends
-	// with ErrIncomplete, about LeaseWait plus the retry backoffs after the
-	// segment was first refused. A healthy owner that needs longer than
-	// LeaseWait for one segment makes this Run report the segment failed;
-	// that owner still finishes and records it. Dry runs take no leases and
-	// never wait. Default 10 × LeaseTTL.
-	LeaseWait time.Duration
-	// Owner names this process in leases. A stable name lets a restarted
-	// process take its own leases back at once. Default "hostname-pid".
-	Owner string
-	// DryRun reports what differs and writes nothing: no repairs, no
-	// progress, no leases.
-	DryRun bool
-	// Samples is how many divergent rows a report keeps as examples.
-	// Default 10.
-	Samples int
-	// Progress persists runs and leases. Default: a new MemProgress (no
-	// persistence across processes).
-	Progress ProgressStore
-	// MaxRunAge is how old an unfinished run may be and still be resumed.
-	// An older one is abandoned and a new run starts: a complete run only
-	// proves that deletes older than its start reached every region, so a
-	// run that started long ago cannot show a recent full repair however
-	// late it finishes. Default: half the namespace's tombstone retention
-	// (half of schema.DefaultRetention when no table records one).
-	MaxRunAge time.Duration
-	// Fresh abandons the namespace's unfinished run, whatever its age, and
-	// starts a new one (with Segments). Not used by dry runs.
-	Fresh bool
-	// Now is the clock that ages unfinished runs and stamps finished ones;
-	// nil means time.Now.
-	Now func() time.Time
-	// Metrics, if not nil, receives counts and durations.
-	Metrics *Metrics
-	// Logger receives progress and errors; nil discards them.
-	Logger *slog.Logger
-	// OnProgress, if set, is called after every segment attempt, from one
-	// goroutine at a time.
-	OnProgress func(Progress)
-}
-
-func (o *Options) setDefaults() {
-	if o.Segments <= 0 {
-		o.Segments = 64
-	}
-	if o.PageSize <= 0 {
-		o.PageSize = 1000
-	}
-	if o.Intensity <= 0 || o.Intensity > 1 {
-		o.Intensity = 1
-	}
-	if o.Parallelism <= 0 {
-		o.Parallelism = 1
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 16
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 5
-	}
-	if o.RetryBackoff <= 0 {
-		o.RetryBackoff = time.Second
-	}
-	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = 2 * time.Minute
-	}
-	if o.LeaseWait <= 0 {
-		o.LeaseWait = 10 * o.LeaseTTL
-	}
-	if o.Owner == "" {
-		h, _ := os.Hostname()
-		o.Owner = h + "-" + strconv.Itoa(os.Getpid())
-	}
-	if o.Samples <= 0 {
-		o.Samples = 10
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-}
 
 // Progress is a snapshot of a run, passed to Options.OnProgress.
 type Progress struct {
@@ -249,7 +119,7 @@ type Report struct {
 type Repairer struct {
 	regions []Region
 	opts    Options
-	lim     *limiter
+	lim     *rate.Limiter // nil: no limit
 	log     *slog.Logger
 }
 
@@ -271,7 +141,7 @@ func New(regions []Region, opts Options) (*Repairer, error) {
 	}
 	opts.setDefaults()
 	return &Repairer{regions: append([]Region(nil), regions...), opts: opts,
-		lim: newLimiter(opts.RowsPerSecond), log: opts.Logger}, nil
+		lim: newLimiter(opts.RowsPerSecond, len(regions)), log: opts.Logger}, nil
 }
 
 // accum gathers a run's counts from concurrent segment workers.
@@ -412,7 +282,9 @@ type segTask struct {
 	seg       TokenRange
 	attempts  int
 	notBefore time.Time
-	lastErr   error
+	// backoff spaces the retries of a failing segment; made at its first
+	// failure. Only Run's loop uses it.
+	backoff *wait.Backoff
 	// leasedSince is when the segment was first refused by another owner's
 	// lease since its last own attempt; zero when it is not being refused.
 	leasedSince time.Time
@@ -423,7 +295,7 @@ type segTask struct {
 func (r *Repairer) leaseHeldError(ctx context.Context, store ProgressStore, run RunInfo, seg TokenRange, waited time.Duration) error {
 	owner := "unknown owner"
 	if li, ok := store.(LeaseInspector); ok {
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		lctx, cancel := context.WithTimeout(ctx, bookkeepingTimeout)
 		who, held, err := li.LeaseOwner(lctx, run, seg.Index)
 		cancel()
 		switch {
@@ -450,8 +322,10 @@ type segOutcome struct {
 // processes through leases. It returns when every segment is done, when the
 // segments left failed MaxAttempts times (ErrIncomplete; a segment that
 // another owner keeps leased for longer than Options.LeaseWait counts as
-// failing), or when ctx ends (the progress made is kept and a later Run
-// resumes). The Report is never nil after the namespace was checked.
+// failing, and one that a region refused fails after that one attempt, see
+// RegionError.Refused), or when ctx ends (the progress made is kept and a
+// later Run resumes). The Report is never nil after the namespace was
+// checked.
 func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 	started := time.Now()
 	rep := &Report{Namespace: namespace, DryRun: r.opts.DryRun, Started: started}
@@ -563,21 +437,27 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 		case ctx.Err() != nil:
 			// cancelled: leave the segment for a later run
 		case o.leased:
-			t.notBefore = time.Now().Add(min(r.opts.LeaseTTL/4, 5*time.Second))
+			t.notBefore = time.Now().Add(min(r.opts.LeaseTTL/4, leasePollMax))
 			queue = append(queue, t)
 		default:
 			t.attempts++
-			t.lastErr = o.err
-			r.log.Warn("repair: segment failed", "namespace", namespace, "segment", t.seg.String(), "attempt", t.attempts, "err", o.err)
+			// A region that refused the attempt (no permission, an
+			// invalid statement, a missing table) refuses it again: a
+			// retry cannot help, so the segment fails at once.
+			isRefused := refused(o.err)
+			r.log.Warn("repair: segment failed", "namespace", namespace, "segment", t.seg.String(), "attempt", t.attempts,
+				"retry", !isRefused && t.attempts < r.opts.MaxAttempts, "err", o.err)
 			if !r.opts.DryRun {
 				_ = store.Record(ctx, run, SegmentRecord{Index: t.seg.Index, Owner: r.opts.Owner, Attempts: t.attempts, LastError: o.err.Error()})
 			}
-			if t.attempts >= r.opts.MaxAttempts {
+			if isRefused || t.attempts >= r.opts.MaxAttempts {
 				rep.SegmentsFailed++
 				rep.Errors = append(rep.Errors, &SegmentError{Segment: t.seg, Attempts: t.attempts, Err: o.err})
 			} else {
-				back := r.opts.RetryBackoff << min(t.attempts-1, 5)
-				t.notBefore = time.Now().Add(back)
+				if t.backoff == nil {
+					t.backoff = wait.NewBackoff(r.opts.RetryBackoff, RetryBackoffCeiling*r.opts.RetryBackoff)
+				}
+				t.notBefore = time.Now().Add(t.backoff.Next())
 				queue = append(queue, t)
 			}
 		}
@@ -640,7 +520,7 @@ func (r *Repairer) attempt(ctx context.Context, store ProgressStore, run RunInfo
 		return out
 	}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 		defer cancel()
 		_ = store.Release(rctx, run, t.seg.Index, r.opts.Owner)
 	}()
@@ -697,7 +577,7 @@ func (r *Repairer) attempt(ctx context.Context, store ProgressStore, run RunInfo
 	}
 	out.done = true
 	if p := intensityPause(out.dur, r.opts.Intensity); p > 0 {
-		_ = sleepCtx(ctx, p)
+		wait.Sleep(ctx, p)
 	}
 	return out
 }
@@ -734,8 +614,12 @@ func (c *countingStream) Next() bool {
 	c.bytes += digestRowBytes(c.RowStream.Row())
 	if c.pending >= flushEvery {
 		c.flush()
-		if err := c.r.lim.wait(c.ctx, float64(flushEvery)/float64(len(c.r.regions))); err != nil {
-			c.err = err
+		if wait.Tokens(c.ctx, c.r.lim, flushEvery) != nil {
+			// The rate allows no more rows before ctx ends (rate.Limiter
+			// says so at once when ctx has a deadline): hold the scan
+			// until then, as a sleep would, and end with ctx's error.
+			<-c.ctx.Done()
+			c.err = c.ctx.Err()
 			return false
 		}
 	}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -198,6 +200,88 @@ func TestRepairerRetriesFailingRegion(t *testing.T) {
 		t.Errorf("failed attempts = %d (want 5), report %+v", failed, rep)
 	}
 	checkConverged(t, mem, keys)
+}
+
+func TestRegionErrorRefused(t *testing.T) {
+	for _, tc := range []struct {
+		err     error
+		refused bool
+	}{
+		{&gocql.RequestErrUnauthorized{}, true},
+		{fmt.Errorf("scan: %w", &gocql.RequestErrInvalid{}), true},
+		{&gocql.RequestErrSyntax{}, true},
+		{&gocql.RequestErrUnavailable{}, false},
+		{&gocql.RequestErrReadTimeout{}, false},
+		{gocql.ErrNoConnections, false},
+		{context.Canceled, false},
+		{errors.New("connection refused"), false}, // MemRegion faults: unavailable
+		{ErrUnknownNamespace, false},
+	} {
+		re := &RegionError{Region: "a", Op: "scan", Err: tc.err}
+		if got := re.Refused(); got != tc.refused {
+			t.Errorf("RegionError{%T %v}.Refused() = %v, want %v", tc.err, tc.err, got, tc.refused)
+		}
+		if got := refused(fmt.Errorf("segment: %w", re)); got != tc.refused {
+			t.Errorf("refused(wrapped %T) = %v, want %v", tc.err, got, tc.refused)
+		}
+	}
+	if refused(errors.New("not from a region")) || refused(nil) {
+		t.Error("an error that is no RegionError counts as refused")
+	}
+}
+
+// TestRefusedSegmentFailsAtOnce: a segment whose scan a region refuses
+// (here: unauthorized) is tried once, not MaxAttempts times, and fails with
+// that error; an availability failure is still retried MaxAttempts times.
+func TestRefusedSegmentFailsAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		attempts int
+	}{
+		{"refused", fmt.Errorf("no SELECT permission: %w", &gocql.RequestErrUnauthorized{}), 1},
+		{"unavailable", errors.New("connection refused"), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := newTestRegions(2)
+			genModel(rand.New(rand.NewPCG(5, 5)), mem, 50, Segments(4))
+			var scans atomic.Int32
+			mem[1].Fault = func(op string) error {
+				if op == "scan" {
+					scans.Add(1)
+					return tc.err
+				}
+				return nil
+			}
+			store := NewMemProgress()
+			r, _ := New(regionsOf(mem), Options{Segments: 4, RetryBackoff: time.Millisecond, MaxAttempts: 3, Progress: store})
+			rep, err := r.Run(context.Background(), testNS)
+			if !errors.Is(err, ErrIncomplete) || rep.SegmentsFailed != 4 || len(rep.Errors) != 4 {
+				t.Fatalf("Run = %v, report %+v; want ErrIncomplete with 4 failed segments", err, rep)
+			}
+			if got := int(scans.Load()); got != 4*tc.attempts {
+				t.Errorf("region b scanned %d times, want %d (%d per segment)", got, 4*tc.attempts, tc.attempts)
+			}
+			for _, se := range rep.Errors {
+				var re *RegionError
+				if se.Attempts != tc.attempts || !errors.Is(se, tc.err) || !errors.As(se, &re) || re.Region != "b" {
+					t.Errorf("segment error %v (attempts %d): want %d attempts, region b and the region's error", se, se.Attempts, tc.attempts)
+				}
+				if notRetried := strings.Contains(se.Error(), "a retry cannot help"); notRetried != (tc.attempts == 1) {
+					t.Errorf("segment error %q: says not retried = %v", se, notRetried)
+				}
+			}
+			recs, _ := store.Segments(context.Background(), RunInfo{Namespace: testNS, ID: rep.RunID, Segments: 4})
+			if len(recs) != 4 {
+				t.Errorf("progress records %d segments, want 4", len(recs))
+			}
+			for i, rec := range recs {
+				if rec.Done || rec.Attempts != tc.attempts || rec.LastError == "" {
+					t.Errorf("progress of segment %d = %+v: want %d failed attempts recorded", i, rec, tc.attempts)
+				}
+			}
+		})
+	}
 }
 
 func TestRepairerGivesUpAndResumes(t *testing.T) {
@@ -411,23 +495,50 @@ func TestRunUnknownNamespace(t *testing.T) {
 }
 
 func TestLimiterPaces(t *testing.T) {
+	// 100 distinct rows a second over 2 regions: 200 tokens a second, one
+	// per row read, with a burst of one second's worth.
+	l := newLimiter(100, 2)
 	now := time.Unix(0, 0)
-	var slept time.Duration
-	l := newLimiter(100)
-	l.now = func() time.Time { return now }
-	l.sleep = func(_ context.Context, d time.Duration) error { slept += d; now = now.Add(d); return nil }
+	var delay time.Duration
 	for i := 0; i < 10; i++ {
-		if err := l.wait(context.Background(), 50); err != nil {
-			t.Fatal(err)
+		r := l.ReserveN(now, 100) // 50 rows, read from both regions
+		if !r.OK() {
+			t.Fatalf("reservation %d refused (burst %d)", i, l.Burst())
+		}
+		delay = r.DelayFrom(now)
+	}
+	// 500 rows at 100/s take 5s, less the one-second burst.
+	if delay != 4*time.Second {
+		t.Fatalf("last rows wait %v, want 4s", delay)
+	}
+	if newLimiter(0, 2) != nil {
+		t.Fatal("a zero rate must mean no limiter")
+	}
+	if l := newLimiter(0.2, 1); l.Burst() != 1 {
+		t.Fatalf("burst of a rate below 1/s = %d, want 1", l.Burst())
+	}
+}
+
+func TestRowsPerSecondBoundsTheScan(t *testing.T) {
+	mem := newTestRegions(2)
+	const rows = 6 * flushEvery // 6 throttled batches per region
+	for i := range rows {
+		pk := []byte(fmt.Sprintf("p%05d", i))
+		for _, m := range mem {
+			m.Put(testNS, pk, nil, 1, false, []byte("v"), 0)
 		}
 	}
-	// 500 units at 100/s take 5s, less the one-second burst.
-	if slept != 4*time.Second {
-		t.Fatalf("slept %v, want 4s", slept)
+	const perSecond = 1000
+	r, _ := New(regionsOf(mem), Options{Segments: 1, RowsPerSecond: perSecond})
+	start := time.Now()
+	rep, err := r.Run(context.Background(), testNS)
+	took := time.Since(start)
+	if err != nil || rep.RowsScanned != rows {
+		t.Fatalf("Run = %+v, %v", rep, err)
 	}
-	var nilLim *limiter
-	if err := nilLim.wait(context.Background(), 10); err != nil {
-		t.Fatal(err)
+	// rows distinct rows at perSecond, less the one-second burst.
+	if least := time.Duration(rows-perSecond) * time.Second / perSecond; took < least {
+		t.Errorf("scanning %d rows at %d/s took %v, less than %v", rows, perSecond, took, least)
 	}
 }
 

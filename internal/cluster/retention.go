@@ -32,15 +32,27 @@ func ReadRetention(ctx context.Context, s *gocql.Session, keyspace, table string
 	var comment string
 	err := s.Query(schema.SelectTableComment, keyspace, table).Consistency(gocql.LocalOne).ScanContext(ctx, &comment)
 	if errors.Is(err, gocql.ErrNotFound) {
-		return 0, fmt.Errorf("%w: %s.%s", ErrNoTable, keyspace, table)
+		return 0, NoTableError(keyspace, table)
 	}
 	if err != nil {
 		return 0, err
 	}
 	d, err := schema.ParseRetention(comment)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %s.%s: %w (Tidemark writes '%s retention=<seconds>')",
-			ErrNoRetention, keyspace, table, err, schema.CommentPrefix)
+		return 0, NoRetentionError(keyspace, table, err)
 	}
 	return d, nil
+}
+
+// NoTableError is ReadRetention's error for a missing table (it wraps
+// ErrNoTable); fakes of ReadRetention in tests return it too.
+func NoTableError(keyspace, table string) error {
+	return fmt.Errorf("table %s.%s: %w", keyspace, table, ErrNoTable)
+}
+
+// NoRetentionError is ReadRetention's error for a comment that records no
+// readable retention, cause being the parse error (it wraps both).
+func NoRetentionError(keyspace, table string, cause error) error {
+	return fmt.Errorf("table %s.%s: %w (%w; Tidemark writes '%s retention=<seconds>')",
+		keyspace, table, cause, ErrNoRetention, schema.CommentPrefix)
 }

@@ -44,13 +44,17 @@ type Env struct {
 	// Logger for the daemon and repair (nil: text logs to Stderr at Info).
 	Logger *slog.Logger
 	// ConnectTimeout bounds connecting to all regions at the start of
-	// `repaird repair` (default 30s).
+	// `repaird repair` (default DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 	// Open, when set, replaces connecting to the configuration's regions in
 	// `repaird repair`: it returns the regions and the progress store (tests
 	// use in-memory ones).
 	Open func(ctx context.Context, cfg *config.Config) ([]repair.Region, repair.ProgressStore, error)
 }
+
+// DefaultConnectTimeout bounds connecting to all regions at the start of
+// `repaird repair` when Env.ConnectTimeout is zero.
+const DefaultConnectTimeout = 30 * time.Second
 
 // Execute runs repaird with args (without the program name) and returns the
 // process exit code. Errors are printed to env.Stderr as one line.
@@ -65,7 +69,7 @@ func Execute(ctx context.Context, args []string, env Env) int {
 		env.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	if env.ConnectTimeout <= 0 {
-		env.ConnectTimeout = 30 * time.Second
+		env.ConnectTimeout = DefaultConnectTimeout
 	}
 	root := NewCommand(&env)
 	root.SetArgs(args)

@@ -144,13 +144,19 @@ type HTTP struct {
 
 // Defaults used when a field is zero.
 const (
+	// DefaultInterval is repair.interval's default.
 	DefaultInterval = 24 * time.Hour
-	DefaultListen   = ":9190"
-	DefaultTimeout  = 10 * time.Second
-	DefaultGroup    = "tidemark-hints"
-	DefaultPrefix   = "tidemark.hints."
-	// DefaultRetention is the tombstone retention hints are held to.
-	DefaultRetention = 10 * 24 * time.Hour
+	// DefaultListen is http.listen's default.
+	DefaultListen = ":9190"
+	// DefaultTimeout is a region's timeout default (one request).
+	DefaultTimeout = 10 * time.Second
+	// DefaultGroup is hints.group's default.
+	DefaultGroup = "tidemark-hints"
+	// DefaultPrefix is hints.topic_prefix's default.
+	DefaultPrefix = "tidemark.hints."
+	// DefaultRetention is the tombstone retention hints are held to: the
+	// tables' default, schema.DefaultRetention (10 days).
+	DefaultRetention = schema.DefaultRetention
 )
 
 // Load reads, decodes, defaults and validates the file at path.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/repair"
 )
 
@@ -35,9 +35,25 @@ type Worker struct {
 // termination grace period.
 const DefaultShutdownGrace = 15 * time.Second
 
-// ErrShutdownTimeout reports workers that had not returned when the shutdown
-// grace period ended; the error returned names them.
-var ErrShutdownTimeout = errors.New("workers did not stop within the shutdown grace period")
+// DefaultRetryDelay bounds the default Options.RetryDelay: a namespace
+// whose run failed is tried again after min(repair.interval, 1m).
+const DefaultRetryDelay = time.Minute
+
+// MaxReconnectDelay bounds the wait between two attempts to reach a
+// region or the progress store from a worker that cannot start without
+// it (a hint replayer, the restore of the last full repairs).
+const MaxReconnectDelay = 10 * time.Second
+
+// ErrStillClosing is matched (errors.Is) by the error of a shutdown that
+// stopped waiting: workers that had not returned when the shutdown grace
+// period ended. The error is a *StillClosingError whose Stragglers name
+// them. It is wait.ErrStillClosing, the bounded-close error of every
+// Tidemark package (store.ErrStillClosing, hints.ErrStillClosing).
+var ErrStillClosing = wait.ErrStillClosing
+
+// StillClosingError is the error of a shutdown that stopped waiting (see
+// [ErrStillClosing]); errors.As gives its Stragglers.
+type StillClosingError = wait.StillClosingError
 
 // Supervisor runs workers. The zero value is ready to use.
 type Supervisor struct {
@@ -57,8 +73,8 @@ func Supervise(ctx context.Context, workers []Worker) error {
 
 // Run runs the workers until ctx is cancelled or one of them fails, then
 // cancels the others and waits for all of them, at most Grace. It returns
-// the first failure (named after its worker), an error wrapping
-// ErrShutdownTimeout naming the workers still running after Grace (joined
+// the first failure (named after its worker), a *StillClosingError
+// (ErrStillClosing) naming the workers still running after Grace (joined
 // with the failure, if any), or nil after a clean shutdown.
 func (s Supervisor) Run(ctx context.Context, workers []Worker) error {
 	grace, log := s.Grace, s.Logger
@@ -70,57 +86,33 @@ func (s Supervisor) Run(ctx context.Context, workers []Worker) error {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// stopped receives the index of every worker that returned; it is
-	// buffered so that workers outliving Run do not block.
-	stopped := make(chan int, len(workers))
+	stopped := make([]wait.Closer, len(workers))
 	for i, w := range workers {
+		done := make(chan struct{})
+		stopped[i] = wait.Done(w.Name, done)
 		go func() {
-			defer func() { stopped <- i }()
+			defer close(done)
 			err := w.Run(ctx)
 			if err != nil && ctx.Err() == nil {
 				cancel(fmt.Errorf("worker %s: %w", w.Name, err))
 			}
 		}()
 	}
-	running := make([]bool, len(workers))
-	left := len(workers)
-	for i := range running {
-		running[i] = true
-	}
-	for ctx.Err() == nil {
-		select {
-		case i := <-stopped:
-			running[i] = false
-			left--
-		case <-ctx.Done():
-		}
-	}
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-wait:
-	for left > 0 {
-		select {
-		case i := <-stopped:
-			running[i] = false
-			left--
-		case <-timer.C:
-			break wait
-		}
-	}
+	<-ctx.Done()
 	var err error
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 		err = c
 	}
-	if left > 0 {
-		var names []string
-		for i, r := range running {
-			if r {
-				names = append(names, workers[i].Name)
-			}
+	gctx, gcancel := context.WithTimeoutCause(context.WithoutCancel(ctx), grace,
+		fmt.Errorf("%w: workers did not stop within the shutdown grace period %v", context.DeadlineExceeded, grace))
+	defer gcancel()
+	if werr := wait.CloseAll(gctx, 0, "repaird: shutdown", stopped, nil); werr != nil {
+		var sc *StillClosingError
+		if errors.As(werr, &sc) {
+			log.Error("repaird: workers did not stop within the shutdown grace period; leaving them behind",
+				"workers", sc.Stragglers, "grace", grace)
 		}
-		log.Error("repaird: workers did not stop within the shutdown grace period; leaving them behind",
-			"workers", names, "grace", grace)
-		err = errors.Join(err, fmt.Errorf("%w (%v): %s", ErrShutdownTimeout, grace, strings.Join(names, ", ")))
+		err = errors.Join(err, werr)
 	}
 	return err
 }
@@ -139,7 +131,10 @@ type Options struct {
 	// Connect opens region sessions; nil means cluster.Connect.
 	Connect ConnectFunc
 	// RetryDelay is the wait before retrying a namespace whose run failed
-	// (default min(interval, 1m)).
+	// (default min(repair.interval, DefaultRetryDelay)). Waits for a
+	// region or the progress store to come back (the hint replayers, the
+	// restore of the last full repairs) are min(RetryDelay,
+	// MaxReconnectDelay).
 	RetryDelay time.Duration
 	// ShutdownGrace bounds how long Run waits for its workers once it is
 	// stopping (default DefaultShutdownGrace); Run then closes the sessions
@@ -183,7 +178,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		opts.Connect = cluster.Connect
 	}
 	if opts.RetryDelay <= 0 {
-		opts.RetryDelay = min(cfg.Repair.Interval, time.Minute)
+		opts.RetryDelay = min(cfg.Repair.Interval, DefaultRetryDelay)
 	}
 	m := repair.NewMetrics()
 	if err := opts.Registry.Register(m); err != nil {
@@ -299,14 +294,17 @@ func (d *Daemon) restoreLastFullRepairs(ctx context.Context) error {
 		if attempt == 0 {
 			d.log.Warn("repaird: cannot read the last full repairs yet; retrying", "namespaces", left, "err", lastErr)
 		}
-		t := time.NewTimer(min(d.retry, 10*time.Second))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !d.sleepRetry(ctx) {
 			return nil
-		case <-t.C:
 		}
 	}
+}
+
+// sleepRetry waits before trying a region or the progress store again:
+// min(RetryDelay, MaxReconnectDelay), or until ctx ends; it reports
+// whether ctx is still live.
+func (d *Daemon) sleepRetry(ctx context.Context) bool {
+	return wait.Sleep(ctx, min(d.retry, MaxReconnectDelay))
 }
 
 // schedule repairs one namespace at the configured interval (between run
@@ -330,11 +328,7 @@ func (d *Daemon) schedule(ctx context.Context, ns string) error {
 			next = time.Now().Add(d.retry)
 		}
 		d.status.setNext(ns, next)
-		t := time.NewTimer(time.Until(next))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !wait.Sleep(ctx, time.Until(next)) {
 			return nil
 		}
 	}

@@ -55,6 +55,14 @@ func (d *Daemon) Handler() http.Handler {
 	return mux
 }
 
+// Bounds of the HTTP server: how long a request's headers may take, and how
+// long shutdown waits for requests in flight (well inside
+// DefaultShutdownGrace).
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpDrainTimeout      = 5 * time.Second
+)
+
 type httpServer struct {
 	ln  net.Listener
 	srv *http.Server
@@ -65,12 +73,13 @@ func (d *Daemon) listen() (*httpServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
 	}
-	return &httpServer{ln: ln, srv: &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}}, nil
+	return &httpServer{ln: ln, srv: &http.Server{Handler: d.Handler(), ReadHeaderTimeout: httpReadHeaderTimeout}}, nil
 }
 
 func (h *httpServer) addr() string { return h.ln.Addr().String() }
 
-// run serves until ctx ends, then shuts down gracefully (5s at most).
+// run serves until ctx ends, then shuts down gracefully (httpDrainTimeout
+// at most).
 func (h *httpServer) run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- h.srv.Serve(h.ln) }()
@@ -79,7 +88,7 @@ func (h *httpServer) run(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpDrainTimeout)
 	defer cancel()
 	err := h.srv.Shutdown(sctx)
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {

@@ -100,10 +100,8 @@ func (d *Daemon) replay(ctx context.Context, region string, kr *record.Keyring) 
 		if attempt == 0 {
 			d.log.Warn("repaird: hint replay waits for its region", "region", region, "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !d.sleepRetry(ctx) {
 			return nil
-		case <-time.After(min(d.retry, 10*time.Second)):
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/repair"
 )
 
@@ -52,8 +53,14 @@ func NewSessions(cfg *config.Config, connect ConnectFunc, log *slog.Logger) *Ses
 // for tens of seconds, and the process should still exit.
 const DefaultSessionCloseTimeout = 10 * time.Second
 
-// ErrUnreachable reports regions that could not be connected to.
+// ErrUnreachable reports regions that could not be connected to because
+// they did not answer (down, partitioned, or the wrong contact points).
 var ErrUnreachable = errors.New("region unreachable")
+
+// ErrRefused reports regions that answered and refused the connection (bad
+// credentials, an untrusted TLS certificate, as cluster.Classify judges
+// it): waiting does not help, the configuration must change.
+var ErrRefused = errors.New("region refused the connection")
 
 // Get returns the session of one region, connecting if needed.
 func (s *Sessions) Get(ctx context.Context, name string) (*gocql.Session, error) {
@@ -78,8 +85,12 @@ func (s *Sessions) Get(ctx context.Context, name string) (*gocql.Session, error)
 		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 		s.errs[name] = msg
 		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: region %q (contact points %s): %s; check contact_points and that the region is up",
-			ErrUnreachable, name, strings.Join(rc.ContactPoints, ","), msg)
+		sentinel, hint := ErrUnreachable, "check contact_points and that the region is up"
+		if cluster.Classify(ctx, err) == cluster.Refused {
+			sentinel, hint = ErrRefused, "the region answered and refused: check username/password/TLS (its username, password and tls settings)"
+		}
+		return nil, fmt.Errorf("%w: region %q (contact points %s): %s; %s",
+			sentinel, name, strings.Join(rc.ContactPoints, ","), msg, hint)
 	}
 	delete(s.errs, name)
 	if old := s.sessions[name]; old != nil { // lost a race: keep the first
@@ -140,9 +151,10 @@ func (s *Sessions) State() map[string]RegionStatus {
 }
 
 // Close closes every session, concurrently, and forgets them (a later Get
-// connects again). It waits at most DefaultSessionCloseTimeout: the regions
-// whose sessions have not closed by then are logged and left to close in
-// the background. State and Get do not wait for Close.
+// connects again). It waits at most DefaultSessionCloseTimeout
+// (wait.CloseAll): the regions whose sessions have not closed by then are
+// logged and left to close in the background. State and Get do not wait
+// for Close.
 func (s *Sessions) Close() {
 	s.mu.Lock()
 	open := s.sessions
@@ -151,26 +163,17 @@ func (s *Sessions) Close() {
 	if len(open) == 0 {
 		return
 	}
-	// closed receives each region's name once its session is closed; it is
-	// buffered so that closes outliving Close do not block.
-	closed := make(chan string, len(open))
-	for name, ss := range open {
-		go func() {
-			defer func() { closed <- name }()
-			s.closeSession(ss)
-		}()
+	names := slices.Sorted(maps.Keys(open))
+	closers := make([]wait.Closer, len(names))
+	for i, name := range names {
+		ss := open[name]
+		closers[i] = wait.Closer{Name: name, Close: func() error { s.closeSession(ss); return nil }}
 	}
-	timer := time.NewTimer(s.closeTimeout)
-	defer timer.Stop()
-	for len(open) > 0 {
-		select {
-		case name := <-closed:
-			delete(open, name)
-		case <-timer.C:
-			regions := slices.Sorted(maps.Keys(open))
-			s.log.Warn("repaird: region sessions did not close in time; leaving them to close in the background",
-				"regions", regions, "timeout", s.closeTimeout)
-			return
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), s.closeTimeout)
+	defer cancel()
+	var sc *StillClosingError
+	if err := wait.CloseAll(ctx, 0, "repaird: region sessions", closers, nil); errors.As(err, &sc) {
+		s.log.Warn("repaird: region sessions did not close in time; leaving them to close in the background",
+			"regions", sc.Stragglers, "timeout", s.closeTimeout)
 	}
 }

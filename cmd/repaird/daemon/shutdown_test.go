@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,13 @@ func superviseWithin(t *testing.T, ctx context.Context, limit time.Duration, s S
 	}
 }
 
+// stragglers reports whether err is a StillClosingError naming exactly
+// the workers want.
+func stragglers(err error, want ...string) bool {
+	var sc *StillClosingError
+	return errors.As(err, &sc) && slices.Equal(sc.Stragglers, want)
+}
+
 func TestSupervisorGivesUpOnStuckWorker(t *testing.T) {
 	log, buf := bufferLogger()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -77,8 +85,11 @@ func TestSupervisorGivesUpOnStuckWorker(t *testing.T) {
 	err := superviseWithin(t, ctx, 2*time.Second, Supervisor{Grace: grace, Logger: log},
 		[]Worker{politeWorker("polite"), stuckWorker(t, "stuck"), politeWorker("also-polite")})
 	took := time.Since(start)
-	if !errors.Is(err, ErrShutdownTimeout) || !strings.Contains(err.Error(), ": stuck") || strings.Contains(err.Error(), "polite") {
-		t.Fatalf("Supervise = %v; want ErrShutdownTimeout naming only worker stuck", err)
+	if !errors.Is(err, ErrStillClosing) || !stragglers(err, "stuck") || strings.Contains(err.Error(), "polite") {
+		t.Fatalf("Supervise = %v; want ErrStillClosing naming only worker stuck", err)
+	}
+	if !strings.Contains(err.Error(), "stuck") || !strings.Contains(err.Error(), grace.String()) {
+		t.Errorf("error %q does not name worker stuck and the grace period", err)
 	}
 	if took < grace {
 		t.Errorf("Supervise took %v, less than the grace period %v", took, grace)
@@ -94,8 +105,8 @@ func TestSupervisorReportsFailureAndStuckWorker(t *testing.T) {
 		stuckWorker(t, "stuck"),
 		{Name: "fails", Run: func(context.Context) error { return boom }},
 	})
-	if !errors.Is(err, boom) || !errors.Is(err, ErrShutdownTimeout) ||
-		!strings.Contains(err.Error(), "worker fails") || !strings.Contains(err.Error(), ": stuck") {
+	if !errors.Is(err, boom) || !errors.Is(err, ErrStillClosing) ||
+		!strings.Contains(err.Error(), "worker fails") || !stragglers(err, "stuck") {
 		t.Fatalf("Supervise = %v; want the failure of fails and the timeout naming stuck", err)
 	}
 }
@@ -129,8 +140,8 @@ func TestDaemonRunNamesStuckWorker(t *testing.T) {
 	go func() { done <- d.Run(ctx) }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrShutdownTimeout) || !strings.Contains(err.Error(), "leaky") {
-			t.Fatalf("Run = %v; want ErrShutdownTimeout naming worker leaky", err)
+		if !errors.Is(err, ErrStillClosing) || !stragglers(err, "leaky") {
+			t.Fatalf("Run = %v; want ErrStillClosing naming only worker leaky", err)
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("Run did not return within the shutdown grace period")
