@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/internal/metrics"
 )
 
 // replayerMetrics are a Replayer's Prometheus collectors, all labelled
@@ -55,19 +57,6 @@ func newReplayerMetrics(region string, oldest func() time.Duration, paused func(
 	return m
 }
 
-// each calls f with every collector.
-func (m *replayerMetrics) each(f func(prometheus.Collector)) {
-	for _, c := range []prometheus.Collector{m.replayed, m.deadLettered, m.applyFailures, m.commitErrors, m.lag, m.oldestAge, m.paused} {
-		f(c)
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (m *replayerMetrics) Describe(ch chan<- *prometheus.Desc) {
-	m.each(func(c prometheus.Collector) { c.Describe(ch) })
-}
-
-// Collect implements prometheus.Collector.
-func (m *replayerMetrics) Collect(ch chan<- prometheus.Metric) {
-	m.each(func(c prometheus.Collector) { c.Collect(ch) })
+func (m *replayerMetrics) collectors() metrics.Set {
+	return metrics.Set{m.replayed, m.deadLettered, m.applyFailures, m.commitErrors, m.lag, m.oldestAge, m.paused}
 }

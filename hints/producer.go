@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/internal/metrics"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/internal/wait"
 )
@@ -525,19 +526,13 @@ func (p *Producer) Close() error {
 }
 
 // Describe implements prometheus.Collector.
-func (p *Producer) Describe(ch chan<- *prometheus.Desc) {
-	p.produced.Describe(ch)
-	p.failed.Describe(ch)
-	p.latency.Describe(ch)
-	p.bufGauge.Describe(ch)
-}
+func (p *Producer) Describe(ch chan<- *prometheus.Desc) { p.collectors().Describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (p *Producer) Collect(ch chan<- prometheus.Metric) {
-	p.produced.Collect(ch)
-	p.failed.Collect(ch)
-	p.latency.Collect(ch)
-	p.bufGauge.Collect(ch)
+func (p *Producer) Collect(ch chan<- prometheus.Metric) { p.collectors().Collect(ch) }
+
+func (p *Producer) collectors() metrics.Set {
+	return metrics.Set{p.produced, p.failed, p.latency, p.bufGauge}
 }
 
 func setDefault[T comparable](v *T, def T) {

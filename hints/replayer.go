@@ -970,7 +970,7 @@ func (r *Replayer) Close() error {
 }
 
 // Describe implements prometheus.Collector.
-func (r *Replayer) Describe(ch chan<- *prometheus.Desc) { r.metrics.Describe(ch) }
+func (r *Replayer) Describe(ch chan<- *prometheus.Desc) { r.metrics.collectors().Describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (r *Replayer) Collect(ch chan<- prometheus.Metric) { r.metrics.Collect(ch) }
+func (r *Replayer) Collect(ch chan<- prometheus.Metric) { r.metrics.collectors().Collect(ch) }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/internal/metrics"
 )
 
 // Metrics are repair's Prometheus collectors. Create them with NewMetrics,
@@ -64,24 +66,16 @@ func NewMetrics() *Metrics {
 	}
 }
 
-func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.rowsScanned, m.rowsDiffering, m.rowsWritten, m.bytesRead,
+func (m *Metrics) collectors() metrics.Set {
+	return metrics.Set{m.rowsScanned, m.rowsDiffering, m.rowsWritten, m.bytesRead,
 		m.valueFetches, m.segmentDuration, m.segmentFailures, m.lastFullRepair}
 }
 
 // Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range m.collectors() {
-		c.Describe(ch)
-	}
-}
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.collectors().Describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range m.collectors() {
-		c.Collect(ch)
-	}
-}
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) { m.collectors().Collect(ch) }
 
 // The methods below accept a nil *Metrics, so that repair can run without.
 

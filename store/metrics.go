@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/tidemark/tidemark/internal/metrics"
 )
 
 // Metrics holds a Store's Prometheus metrics. It implements
@@ -100,24 +102,16 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 	}
 }
 
-func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
+func (m *Metrics) collectors() metrics.Set {
+	return metrics.Set{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
 		m.hintsFailed, m.writesRejected, m.readRepairs, m.breakerState, m.queueDepth, m.queueBytes}
 }
 
 // Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range m.collectors() {
-		c.Describe(ch)
-	}
-}
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.collectors().Describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range m.collectors() {
-		c.Collect(ch)
-	}
-}
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) { m.collectors().Collect(ch) }
 
 func (m *Metrics) observeRegion(region, op, level string, d time.Duration, err error) {
 	m.regionDuration.WithLabelValues(region, op, level).Observe(d.Seconds())
