@@ -1,0 +1,96 @@
+package hints
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Dead letters: records the replayer never applies go to the dead-letter
+// topic with headers that say why.
+
+// Dead-letter reasons, carried in the [HeaderReason] header of every
+// dead-letter record and in the reason label of
+// tidemark_hints_dead_lettered_total.
+const (
+	// ReasonCorrupt: the record does not decode (record.ErrCorrupt).
+	ReasonCorrupt = "corrupt"
+	// ReasonUnauthenticated: the MAC is missing, wrong, or made with a key
+	// the keyring does not accept (record.ErrUnauthenticated).
+	ReasonUnauthenticated = "unauthenticated"
+	// ReasonExpired: the hint's ExpiresAt has passed, or it is older than
+	// the retention (ReplayerConfig.Retention, or its table's tombstone
+	// retention as the Applier reads it); applying it could resurrect data.
+	ReasonExpired = "expired"
+	// ReasonMisrouted: the hint's Target is not the replayer's region.
+	ReasonMisrouted = "misrouted"
+	// ReasonRejected: the region refused the write permanently (the
+	// Applier returned an error wrapping ErrPermanent), or applying it
+	// failed MaxHintAttempts times while the region was reachable.
+	ReasonRejected = "rejected"
+)
+
+// Headers of a dead-letter record. Its key and value are the original
+// record's.
+const (
+	HeaderReason    = "tidemark-dead-reason"
+	HeaderError     = "tidemark-dead-error"
+	HeaderRegion    = "tidemark-dead-region"
+	HeaderTopic     = "tidemark-source-topic"
+	HeaderPartition = "tidemark-source-partition"
+	HeaderOffset    = "tidemark-source-offset"
+	HeaderDeadAt    = "tidemark-dead-at"
+)
+
+// deadLetter writes items to the dead-letter topic, retrying with back-off
+// until it succeeds or ctx is done.
+func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	now := r.now().UTC().Format(time.RFC3339Nano)
+	msgs := make([]kafka.Message, len(items))
+	for i, it := range items {
+		errText := it.err.Error()
+		if len(errText) > 1024 {
+			errText = errText[:1024]
+		}
+		msgs[i] = kafka.Message{
+			Key:   it.msg.Key,
+			Value: it.msg.Value,
+			Headers: []kafka.Header{
+				{Key: HeaderReason, Value: []byte(it.reason)},
+				{Key: HeaderError, Value: []byte(errText)},
+				{Key: HeaderRegion, Value: []byte(r.cfg.Region)},
+				{Key: HeaderTopic, Value: []byte(it.msg.Topic)},
+				{Key: HeaderPartition, Value: []byte(strconv.Itoa(it.msg.Partition))},
+				{Key: HeaderOffset, Value: []byte(strconv.FormatInt(it.msg.Offset, 10))},
+				{Key: HeaderDeadAt, Value: []byte(now)},
+			},
+		}
+	}
+	for b := r.backoff(); ; {
+		err := r.dead.WriteMessages(ctx, msgs...)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.paused.Store(true)
+		r.logErr.Do(func() {
+			r.log.Warn("hints: cannot write to the dead-letter topic; replay paused", "topic", r.cfg.DeadLetterTopic, "err", err)
+		})
+		if !b.Sleep(ctx) {
+			return ctx.Err()
+		}
+	}
+	r.paused.Store(false)
+	for _, it := range items {
+		r.metrics.deadLettered.WithLabelValues(it.reason).Inc()
+		r.log.Warn("hints: hint dead-lettered", "reason", it.reason, "partition", it.msg.Partition, "offset", it.msg.Offset, "err", it.err)
+	}
+	return nil
+}
