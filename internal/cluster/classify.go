@@ -116,10 +116,10 @@ func Classify(ctx context.Context, err error) Kind {
 		return byCode(codeOf(reqErr))
 	}
 	switch {
-	case errors.Is(err, gocql.ErrTimeoutNoResponse), errors.Is(err, gocql.ErrTooManyTimeouts):
+	case errors.Is(err, gocql.ErrTimeoutNoResponse):
 		return Timeout
 	case errors.Is(err, gocql.ErrKeyspaceDoesNotExist), errors.Is(err, gocql.ErrNoKeyspace),
-		errors.Is(err, gocql.ErrQueryArgLength), errors.Is(err, gocql.ErrUnsupported),
+		errors.Is(err, gocql.ErrUnsupported),
 		errors.Is(err, gocql.ErrTooManyStmts), errors.Is(err, gocql.ErrUseStmt),
 		errors.Is(err, gocql.ErrNoHosts), errors.Is(err, gocql.ErrFrameTooBig):
 		return Refused
@@ -137,7 +137,7 @@ func Classify(ctx context.Context, err error) Kind {
 	case errors.Is(err, gocql.ErrNoConnections), errors.Is(err, gocql.ErrConnectionClosed),
 		errors.Is(err, gocql.ErrUnavailable), errors.Is(err, gocql.ErrNoStreams),
 		errors.Is(err, gocql.ErrNoConnectionsStarted), errors.Is(err, gocql.ErrSessionClosed),
-		errors.Is(err, gocql.ErrHostQueryFailed), errors.Is(err, gocql.ErrNoMetadata),
+		errors.Is(err, gocql.ErrNoMetadata),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, net.ErrClosed):

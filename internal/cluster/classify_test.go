@@ -73,7 +73,6 @@ func TestClassify(t *testing.T) {
 
 		// The driver's own failures.
 		{"no response", live, gocql.ErrTimeoutNoResponse, Timeout},
-		{"too many timeouts", live, gocql.ErrTooManyTimeouts, Timeout},
 		{"no connections", live, gocql.ErrNoConnections, Unavailable},
 		{"connection closed", live, gocql.ErrConnectionClosed, Unavailable},
 		{"gocql unavailable", live, gocql.ErrUnavailable, Unavailable},
@@ -81,7 +80,6 @@ func TestClassify(t *testing.T) {
 		{"no connections started", live, gocql.ErrNoConnectionsStarted, Unavailable},
 		{"session closed", live, gocql.ErrSessionClosed, Unavailable},
 		{"keyspace does not exist", live, gocql.ErrKeyspaceDoesNotExist, Refused},
-		{"arg length", live, gocql.ErrQueryArgLength, Refused},
 
 		// The network.
 		{"eof", live, io.EOF, Unavailable},
