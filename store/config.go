@@ -1,10 +1,12 @@
 package store
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/schema"
@@ -128,6 +130,16 @@ type Config struct {
 	// still returned but do not move the clock.
 	MaxClockDrift time.Duration
 
+	// WriterID makes this process's timestamps unique among writers: the
+	// lowest WriterIDBits bits of every timestamp it issues are this id, so
+	// two processes with different ids never issue the same timestamp and
+	// their writes never tie (docs/design.md, "The clock"). 1 to
+	// MaxWriterID (63); give each process writing the keyspace its own.
+	// Default 0: a random id is drawn at Open and logged (two processes
+	// that draw the same one can tie; ties are still resolved exactly as
+	// Cassandra resolves them).
+	WriterID int
+
 	// Breaker configures the per-region circuit breakers.
 	Breaker BreakerConfig
 
@@ -234,6 +246,11 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.WriterID == 0 {
+		c.WriterID = 1 + rand.IntN(MaxWriterID)
+		c.Logger.LogAttrs(context.Background(), slog.LevelInfo, "store: drew a writer id (set Config.WriterID to choose one)",
+			slog.Int("writer_id", c.WriterID))
+	}
 	regions := make([]RegionConfig, len(c.Regions))
 	copy(regions, c.Regions)
 	for i := range regions {
@@ -290,6 +307,9 @@ func (c Config) validate() error {
 	}
 	if c.Timeout < 0 || c.ConnectTimeout < 0 || c.HintTimeout < 0 {
 		bad("negative timeout")
+	}
+	if c.WriterID < 1 || c.WriterID > MaxWriterID {
+		bad("writer id %d is not in [1, %d] (leave Config.WriterID 0 to draw one)", c.WriterID, MaxWriterID)
 	}
 	return errors.Join(errs...)
 }

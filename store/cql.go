@@ -99,9 +99,16 @@ func (e *cqlExecutor) localDC(ctx context.Context) string {
 	return dc
 }
 
+// CreateTable creates the table if it does not exist and brings one that
+// an earlier version created to the current shape (schema.Upgrade).
 func (e *cqlExecutor) CreateTable(ctx context.Context, keyspace, table string, retention time.Duration) error {
 	if err := e.sess.Query(schema.CreateTable(keyspace, table, retention)).ExecContext(ctx); err != nil {
 		return mapCQLError(ctx, err)
+	}
+	for _, stmt := range schema.Upgrade(keyspace, table) {
+		if err := e.sess.Query(stmt).ExecContext(ctx); err != nil && !schema.IsColumnExists(err.Error()) {
+			return mapCQLError(ctx, err)
+		}
 	}
 	return mapCQLError(ctx, e.sess.AwaitSchemaAgreement(ctx))
 }
@@ -119,26 +126,49 @@ func (e *cqlExecutor) Write(ctx context.Context, w driver.WriteRequest) error {
 	cons := gocql.ParseConsistency(w.Consistency)
 	if len(w.Rows) == 1 {
 		r := w.Rows[0]
-		err := e.sess.Query(st.insert, w.PK, r.CK, r.Value, r.Deleted, schema.Digest(r.Deleted, r.Value), r.Timestamp, r.TTL).
+		err := e.sess.Query(st.insert, insertValues(w.PK, r)...).
 			Consistency(cons).Idempotent(true).ExecContext(ctx)
 		return mapCQLError(ctx, err)
 	}
 	b := e.sess.Batch(gocql.UnloggedBatch)
 	for _, r := range w.Rows {
-		b.Query(st.insert, w.PK, r.CK, r.Value, r.Deleted, schema.Digest(r.Deleted, r.Value), r.Timestamp, r.TTL)
+		// Each row is written with its own timestamp: idempotent, like a
+		// single INSERT, so the whole batch is.
+		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: st.insert, Args: insertValues(w.PK, r), Idempotent: true})
 	}
 	b.Consistency(cons)
 	return mapCQLError(ctx, b.ExecContext(ctx))
 }
 
+// insertValues binds one row of a write (row format 2: no null).
+func insertValues(pk []byte, r driver.Row) []any {
+	return schema.InsertValues(pk, r.CK, schema.RowCells(r.Deleted, r.Value, r.Expires), r.Timestamp, r.TTL)
+}
+
+// readRow completes a row as scanned: the driver returns an empty blob as
+// nil, so a live row's nil value is empty; the absolute expiry is the
+// expires column's, or for a row written before it existed the read's time
+// plus the remaining TTL.
+func readRow(r *driver.Row, expires int64, now time.Time) {
+	if !r.Deleted && r.Value == nil {
+		r.Value = []byte{}
+	}
+	if r.Deleted {
+		r.Value = nil
+	}
+	r.Expires = schema.Expiry(expires, r.TTL, now)
+}
+
 func (e *cqlExecutor) Read(ctx context.Context, q driver.ReadRequest) (driver.Row, error) {
 	st := e.statements(q.Keyspace, q.Table)
 	r := driver.Row{CK: q.CK}
+	var expires int64
 	err := e.sess.Query(st.selectRow, q.PK, q.CK).Consistency(gocql.ParseConsistency(q.Consistency)).Idempotent(true).
-		ScanContext(ctx, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL)
+		ScanContext(ctx, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL, &expires)
 	if err != nil {
 		return driver.Row{}, mapCQLError(ctx, err)
 	}
+	readRow(&r, expires, time.Now())
 	return r, nil
 }
 
@@ -157,11 +187,14 @@ func (e *cqlExecutor) Scan(ctx context.Context, q driver.ScanRequest) ([]driver.
 		PageSize(min(max(q.Limit, 1), maxDriverPage)).IterContext(ctx)
 	var rows []driver.Row
 	size := 0
+	now := time.Now()
 	for len(rows) < q.Limit && size < q.MaxBytes {
 		var r driver.Row
-		if !it.Scan(&r.CK, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL) {
+		var expires int64
+		if !it.Scan(&r.CK, &r.Value, &r.Deleted, &r.Timestamp, &r.TTL, &expires) {
 			break
 		}
+		readRow(&r, expires, now)
 		rows = append(rows, r)
 		size += len(r.CK) + len(r.Value)
 	}

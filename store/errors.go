@@ -93,6 +93,12 @@ var (
 	// left to anti-entropy repair and counted in the hints-failed metric.
 	ErrNoHintSink = errors.New("store: no hint sink configured; missed write left to anti-entropy repair")
 
+	// errCallerBudget marks, for the breaker only, a request that ran out
+	// of the caller's budget (a per-call timeout shorter than
+	// Config.Timeout, or the caller's context deadline): not the region's
+	// failure.
+	errCallerBudget = errors.New("store: the caller's deadline, not the region's")
+
 	// errQueueFull is the cause recorded in a hint when a background write
 	// was not attempted because the background queue was full.
 	errQueueFull = fmt.Errorf("%w: background write queue full (Config.MaxPendingWrites/MaxPendingBytes)", ErrUnavailable)
@@ -270,13 +276,14 @@ func hintable(err error) bool {
 	return isAvailability(err) || errors.Is(err, errAborted)
 }
 
-// breakerExcludes reports whether a breaker ignores err: the request was
-// canceled by its own context (the caller went away, or the Store was
-// closing), which says nothing about the region. A cancellation that
+// breakerExcludes reports whether a breaker ignores err: the request ran
+// out of the caller's budget (breakerOutcome), or was canceled by its own
+// context (the caller went away, or the Store was closing), which says
+// nothing about the region. A cancellation that
 // classify turned into ErrUnavailable (a connection closed under the
 // request) is a failure of the region and is not excluded.
 func breakerExcludes(err error) bool {
-	return errors.Is(err, context.Canceled) && !errors.Is(err, ErrUnavailable)
+	return errors.Is(err, errCallerBudget) || (errors.Is(err, context.Canceled) && !errors.Is(err, ErrUnavailable))
 }
 
 // errorKind is the metric label for an error.

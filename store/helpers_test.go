@@ -321,12 +321,13 @@ func (r *recordingSink) all() []record.Hint {
 func (r *recordingSink) replay(t *testing.T, regions map[string]*driver.MemoryRegion) {
 	t.Helper()
 	for _, h := range r.all() {
-		ttl := 0
+		ttl, expires := 0, int64(0)
 		if !h.ExpiresAt.IsZero() {
+			expires = h.ExpiresAt.Unix()
 			ttl = int(time.Until(h.ExpiresAt)/time.Second) + 1
 		}
 		err := regions[h.Target].Write(context.Background(), driver.WriteRequest{Keyspace: "ks", Table: h.Namespace, PK: h.PK,
-			Rows: []driver.Row{{CK: h.CK, Value: h.Value, Deleted: h.Deleted, Timestamp: h.Timestamp, TTL: ttl}}})
+			Rows: []driver.Row{{CK: h.CK, Value: h.Value, Deleted: h.Deleted, Timestamp: h.Timestamp, TTL: ttl, Expires: expires}}})
 		if err != nil {
 			t.Fatalf("replay hint: %v", err)
 		}
@@ -365,10 +366,11 @@ func newMockEnv(t *testing.T) *mockEnv {
 		t.Fatalf("Open: %v", err)
 	}
 	e.st = st
-	ns, err := st.Namespace("ns", WithRetention(DefaultRetentionForTests))
+	ns, err := st.Namespace("ns")
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.retentions.Set("ns", DefaultRetentionForTests) // as a Delete would have read it
 	e.ns = ns
 	t.Cleanup(func() { _ = st.Close() })
 	return e

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/tidemark/tidemark/hints/record"
 )
@@ -28,7 +29,7 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 	defer cancel()
 	now := s.cfg.Now()
 	ok := true
-	for i, row := range m.rows {
+	for _, row := range m.rows {
 		if base.Err() != nil {
 			ok = false
 			s.metrics.hintsFailed.WithLabelValues(r.name).Inc()
@@ -44,7 +45,7 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 			Value:     row.Value,
 			Deleted:   row.Deleted,
 			Timestamp: row.Timestamp,
-			ExpiresAt: m.expires[i],
+			ExpiresAt: expiresAt(row.Expires),
 			CreatedAt: now,
 		}
 		if err := s.sink.Hint(ctx, h); err != nil {
@@ -81,4 +82,13 @@ func (s *Store) hintAsync(r *region, m *mutation, cause error) {
 		defer s.hintPool.release(m.size)
 		s.hint(r, m, cause)
 	}()
+}
+
+// expiresAt is a row's absolute expiry as a hint carries it (the zero time
+// for never).
+func expiresAt(expires int64) time.Time {
+	if expires == 0 {
+		return time.Time{}
+	}
+	return time.Unix(expires, 0)
 }

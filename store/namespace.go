@@ -30,10 +30,14 @@ func (n *Namespace) Name() string { return n.name }
 // table itself is created by CreateNamespace, and calls on a namespace whose
 // table does not exist fail in the region.
 //
-// WithRetention tells deletes the namespace's tombstone retention; without
-// it, the first Delete reads it from the table in the first region that
-// answers (home first) and remembers it. A Delete that finds no region able
-// to tell fails with ErrUnavailable and writes nothing.
+// Deletes use the tombstone retention recorded with the table, and nothing
+// else: the first Delete reads it from the first region that answers (home
+// first) and it is re-read every minute (an operator may change it). A
+// retention given here could only be a guess — one shorter than the
+// table's makes markers expire early and deleted rows come back — so
+// WithRetention is refused (ErrInvalidOption): it applies to
+// CreateNamespace. A Delete that finds no region able to tell fails with
+// ErrUnavailable and writes nothing.
 func (s *Store) Namespace(name string, opts ...NamespaceOption) (*Namespace, error) {
 	if err := validateNamespace(name); err != nil {
 		return nil, err
@@ -48,7 +52,8 @@ func (s *Store) Namespace(name string, opts ...NamespaceOption) (*Namespace, err
 		return nil, o.err
 	}
 	if o.retention > 0 {
-		s.retentions.Set(name, o.retention)
+		return nil, fmt.Errorf("%w: Namespace(%q, WithRetention(%v)): a namespace's tombstone retention is the one recorded with its table, read by the first Delete; pass WithRetention to CreateNamespace",
+			ErrInvalidOption, name, o.retention)
 	}
 	return &Namespace{s: s, name: name}, nil
 }

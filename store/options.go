@@ -129,15 +129,14 @@ type namespaceOptions struct {
 	err       error
 }
 
-// WithRetention sets the namespace's tombstone retention: how long a
-// deletion marker lives (docs/design.md, "Deletes and resurrection"). Default
-// schema.DefaultRetention (10 days).
-//
-// With CreateNamespace it is recorded with the table. With Namespace it
-// tells deletes the retention without reading it from the table (use the
-// value the table was created with). A longer retention costs storage for
-// markers; a shorter one must still exceed the time a full repair cycle and
-// hint replay take, or deleted rows can come back.
+// WithRetention sets a new namespace's tombstone retention: how long a
+// deletion marker lives (docs/design.md, "Deletes and resurrection"), for
+// CreateNamespace, which records it with the table (a table that already
+// exists keeps the retention it has). Default schema.DefaultRetention (10
+// days). Store.Namespace refuses it: the recorded retention is the only
+// one deletes use. A longer retention costs storage for markers; a shorter
+// one must still exceed the time a full repair cycle and hint replay take,
+// or deleted rows can come back.
 func WithRetention(d time.Duration) NamespaceOption {
 	return func(o *namespaceOptions) {
 		if d < time.Second {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store/driver"
 )
@@ -25,20 +26,36 @@ type Item struct {
 	// Timestamp is the row's version: its write time in microseconds since
 	// the Unix epoch, from the writer's hybrid logical clock.
 	Timestamp int64
-	// TTL is the time the row has left to live, rounded down to whole
-	// seconds; 0 means it never expires.
+	// TTL is the time the row has left to live until its absolute expiry
+	// (the same instant in every region), rounded down to whole seconds; 0
+	// means it never expires.
 	TTL time.Duration
 }
 
 // Time returns the row's version as a time.
 func (i Item) Time() time.Time { return time.UnixMicro(i.Timestamp) }
 
-func itemOf(r driver.Row) Item {
-	return Item{CK: r.CK, Value: r.Value, Timestamp: r.Timestamp, TTL: time.Duration(r.TTL) * time.Second}
+func itemOf(r driver.Row, now time.Time) Item {
+	it := Item{CK: r.CK, Value: r.Value, Timestamp: r.Timestamp}
+	if it.Value == nil {
+		it.Value = []byte{}
+	}
+	if r.Expires != 0 {
+		it.TTL = time.Unix(r.Expires, 0).Sub(now).Truncate(time.Second)
+	}
+	return it
+}
+
+// live reports whether r is a version a read returns: not a deletion
+// marker, and not past its absolute expiry (a region may still hold the
+// cells of an expired row when one of its nodes applied the write late:
+// docs/design.md, "Expiry").
+func live(r driver.Row, now time.Time) bool {
+	return !r.Deleted && schema.Visible(r.Expires, now)
 }
 
 func versionOf(r driver.Row) quorum.Version {
-	return quorum.Version{Timestamp: r.Timestamp, Deleted: r.Deleted, Value: r.Value}
+	return quorum.Version{Timestamp: r.Timestamp, Deleted: r.Deleted, Value: r.Value, Expires: r.Expires}
 }
 
 // validateRead checks a read's options before any I/O.
@@ -153,11 +170,17 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 		late := len(sync) - received
 		s.goBackground(func() { s.readRepair(n.name, pk, got, results, late) })
 	}
-	if !ok || winner.Deleted {
+	if !ok {
 		return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
 	}
+	// Every version read advances the clock, deletion markers and expired
+	// rows included: a read-modify-write after a delete by a writer whose
+	// clock is ahead must still win.
 	s.clock.observe(winner.Timestamp)
-	return itemOf(winner), nil
+	if now := s.cfg.Now(); live(winner, now) {
+		return itemOf(winner, now), nil
+	}
+	return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
 }
 
 // getOne is Get for a plan that waits on one region only.
@@ -177,11 +200,11 @@ func (n *Namespace) getOne(ctx context.Context, plan quorum.Plan, r *region, idx
 		w.record(regionResult{idx: idx, err: err})
 		return Item{}, w.err(nil)
 	}
-	if row.Deleted {
-		return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
+	s.clock.observe(row.Timestamp) // markers too (see Get)
+	if now := s.cfg.Now(); live(row, now) {
+		return itemOf(row, now), nil
 	}
-	s.clock.observe(row.Timestamp)
-	return itemOf(row), nil
+	return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
 }
 
 // newestRow returns the newest version among the regions that found the
@@ -215,12 +238,10 @@ func (s *Store) readRepair(ns string, pk []byte, got []readResult, results <-cha
 	if !ok {
 		return
 	}
-	now := s.cfg.Now()
-	m := &mutation{ns: ns, pk: pk, rows: []driver.Row{winner}, expires: []time.Time{{}},
+	// The winner carries its absolute expiry: the copy expires when the
+	// original does, however late it is written.
+	m := &mutation{ns: ns, pk: pk, rows: []driver.Row{winner},
 		level: quorum.LocalQuorum, op: opRepair, size: int64(len(pk) + len(winner.CK) + len(winner.Value))}
-	if winner.TTL > 0 {
-		m.expires[0] = now.Add(time.Duration(winner.TTL) * time.Second)
-	}
 	m.rows[0].TTL = 0
 	for _, res := range got {
 		if res.found && quorum.Compare(versionOf(res.row), versionOf(winner)) == 0 {
@@ -280,38 +301,58 @@ func (n *Namespace) Scan(ctx context.Context, pk []byte, opts ...CallOption) (pa
 		return Page{}, fmt.Errorf("store: scan %s: %w", n.name, err)
 	}
 	pk = bytes.Clone(pk)
+	// The whole call is bounded by its timeout, however many region
+	// requests it takes (a run of deletion markers can take several).
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	now := s.cfg.Now()
 	// Read until the page is full and one more live row is seen (then
-	// another page follows), or the partition ends.
+	// another page follows), or the partition ends. Once the page is full,
+	// the regions are read ahead scanProbeRows rows at a time, so that a
+	// run of markers past the page costs one request per scanProbeRows
+	// markers, not one per marker.
 	size, filled := 0, false
+	var newest int64
 	for {
 		want, maxBytes := o.pageSize-len(page.Items)+1, max(o.pageBytes-size, 1)
 		if filled {
-			want, maxBytes = 1, 1
+			want, maxBytes = scanProbeRows, scanProbeBytes
 		}
 		req := driver.ScanRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, After: after, Limit: want,
 			MaxBytes: maxBytes, Consistency: o.level.RegionConsistency()}
-		rows, boundary, err := s.scanOnce(ctx, plan, req, o.timeout)
+		rows, boundary, err := s.scanOnce(ctx, plan, req, time.Until(deadline))
 		if err != nil {
 			return Page{}, err
 		}
 		for _, r := range rows {
-			if r.Deleted {
+			newest = max(newest, r.Timestamp)
+			if !live(r, now) {
 				continue
 			}
 			if filled {
+				s.clock.observe(newest)
 				page.Next = encodePageToken(n.name, pk, page.Items[len(page.Items)-1].CK)
 				return page, nil
 			}
-			page.Items = append(page.Items, itemOf(r))
+			page.Items = append(page.Items, itemOf(r, now))
 			size += len(r.CK) + len(r.Value)
 			filled = len(page.Items) >= o.pageSize || size >= o.pageBytes
 		}
 		if boundary == nil {
+			s.clock.observe(newest)
 			return page, nil
 		}
 		after = boundary
 	}
 }
+
+// Read-ahead once a Scan page is full: the most rows, and the most key and
+// value bytes, of one request looking for the next live row.
+const (
+	scanProbeRows  = 64
+	scanProbeBytes = 64 << 10
+)
 
 // scanOnce reads one batch of rows from the regions of plan and merges them.
 // It returns the merged rows (markers included) up to boundary, the

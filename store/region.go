@@ -50,6 +50,15 @@ func (r *region) allow() (func(error), error) {
 	return done, nil
 }
 
+// callerBudgetKey marks the context of a region request whose deadline is
+// the caller's budget rather than the region's: shorter than Config.Timeout
+// (a per-call WithTimeout), or the caller's own context deadline coming
+// first. A region that misses such a deadline has not failed (it may
+// answer in 20 ms where the caller allows 5 ms), so the breaker does not
+// count it (docs/design.md, "Consistency levels"); the write is still
+// hinted, since the region may not have it.
+type callerBudgetKey struct{}
+
 // requestCtx makes the context of one region request: parent's values,
 // parent's cancellation too unless detach (a request the caller stopped
 // waiting for still completes), the timeout (none if timeout <= 0), and
@@ -57,6 +66,11 @@ func (r *region) allow() (func(error), error) {
 func (s *Store) requestCtx(parent context.Context, detach bool, timeout time.Duration) (context.Context, context.CancelFunc) {
 	if detach {
 		parent = context.WithoutCancel(parent)
+	}
+	if timeout > 0 && timeout < s.cfg.Timeout {
+		parent = context.WithValue(parent, callerBudgetKey{}, true)
+	} else if d, ok := parent.Deadline(); ok && (timeout <= 0 || time.Until(d) < timeout) {
+		parent = context.WithValue(parent, callerBudgetKey{}, true)
 	}
 	// One context per request (allocation matters on this path): the
 	// timeout's, canceled too when CloseContext gives up (abortCtx).
@@ -84,6 +98,20 @@ func (s *Store) abortedErr(err error) error {
 	return err
 }
 
+// breakerOutcome is what a request's error tells the region's breaker: a
+// timeout against the caller's budget (callerBudgetKey), or the caller's
+// context ending, is the caller's and is reported as errCallerBudget,
+// which the breaker ignores; anything else as it is.
+func breakerOutcome(ctx context.Context, err error) error {
+	if err == nil || !(errors.Is(err, ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return err
+	}
+	if b, _ := ctx.Value(callerBudgetKey{}).(bool); b {
+		return fmt.Errorf("%w: %w", errCallerBudget, err)
+	}
+	return err
+}
+
 // writeRegion writes m to one region through its breaker, with its own
 // timeout detached from the caller's context (a write the caller stopped
 // waiting for still completes, or becomes a hint).
@@ -104,7 +132,7 @@ func (s *Store) writeRegionCtx(ctx context.Context, r *region, op, level string,
 	}
 	start := time.Now()
 	err = s.abortedErr(classify(ctx, r.exec.Write(ctx, w)))
-	done(err)
+	done(breakerOutcome(ctx, err))
 	s.metrics.observeRegion(r.name, op, level, time.Since(start), err)
 	return err
 }
@@ -118,7 +146,7 @@ func (s *Store) readRegion(ctx context.Context, r *region, level string, q drive
 	start := time.Now()
 	row, err := r.exec.Read(ctx, q)
 	err = s.abortedErr(classify(ctx, err))
-	done(err)
+	done(breakerOutcome(ctx, err))
 	if isNotFound(err) {
 		s.metrics.observeRegion(r.name, opGet, level, time.Since(start), nil)
 	} else {
@@ -136,7 +164,7 @@ func (s *Store) scanRegion(ctx context.Context, r *region, level string, q drive
 	start := time.Now()
 	rows, err := r.exec.Scan(ctx, q)
 	err = s.abortedErr(classify(ctx, err))
-	done(err)
+	done(breakerOutcome(ctx, err))
 	s.metrics.observeRegion(r.name, opScan, level, time.Since(start), err)
 	return rows, err
 }

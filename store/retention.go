@@ -82,7 +82,7 @@ func (s *Store) readRegionRetention(ctx context.Context, r *region, ns string, t
 	defer cancel()
 	d, err := r.exec.TableRetention(rctx, s.cfg.Keyspace, ns)
 	err = s.abortedErr(classify(rctx, err))
-	done(err)
+	done(breakerOutcome(rctx, err))
 	if err == nil && d <= 0 {
 		err = fmt.Errorf("table %s.%s records a tombstone retention of %v, which is not positive", s.cfg.Keyspace, ns, d)
 	}

@@ -90,7 +90,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg:      cfg,
-		clock:    newClock(cfg.Now, cfg.MaxClockDrift),
+		clock:    newClock(cfg.Now, cfg.MaxClockDrift, cfg.WriterID),
 		sink:     cfg.HintSink,
 		log:      cfg.Logger,
 		queue:    make(chan job, cfg.MaxPendingWrites),
@@ -164,6 +164,10 @@ func (s *Store) connect(ctx context.Context, rc RegionConfig) (driver.Executor, 
 // Metrics returns the Store's metrics, to register with a Prometheus
 // registry.
 func (s *Store) Metrics() *Metrics { return s.metrics }
+
+// WriterID returns the writer id that the lowest bits of every timestamp
+// this Store issues carry (Config.WriterID, or the one drawn at Open).
+func (s *Store) WriterID() int { return int(s.clock.id) }
 
 // Home returns the name of the home region.
 func (s *Store) Home() string { return s.regions[0].name }

@@ -175,7 +175,7 @@ func TestClockMonotonicConcurrent(t *testing.T) {
 	var mu sync.Mutex
 	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return wall }
-	c := newClock(now, time.Minute)
+	c := newClock(now, time.Minute, 5)
 	const goroutines, each = 8, 5000
 	results := make([][]int64, goroutines)
 	var wg sync.WaitGroup
@@ -208,6 +208,9 @@ func TestClockMonotonicConcurrent(t *testing.T) {
 			if ts < start {
 				t.Fatalf("timestamp %d behind the wall clock %d", ts, start)
 			}
+			if ts&MaxWriterID != 5 {
+				t.Fatalf("timestamp %d does not carry writer id 5", ts)
+			}
 		}
 	}
 	// Never behind the wall clock as it moves forward.
@@ -223,7 +226,7 @@ func TestClockMonotonicConcurrent(t *testing.T) {
 // this clock past it, unless it is beyond MaxClockDrift.
 func TestClockObserve(t *testing.T) {
 	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := newClock(func() time.Time { return wall }, time.Minute)
+	c := newClock(func() time.Time { return wall }, time.Minute, 1)
 	ahead := wall.Add(30 * time.Second).UnixMicro()
 	if !c.observe(ahead) {
 		t.Fatal("observe within the drift bound refused")
@@ -237,5 +240,31 @@ func TestClockObserve(t *testing.T) {
 	}
 	if ts := c.Now(); ts >= far {
 		t.Fatalf("clock dragged to %d by a far-future version", ts)
+	}
+}
+
+// TestClocksOfTwoWritersNeverTie: two Stores with different writer ids
+// reading the same wall clock, both having observed the same version
+// written by a third writer whose clock runs ahead, never issue the same
+// timestamp (on the code before writer ids they both issued observed+1).
+func TestClocksOfTwoWritersNeverTie(t *testing.T) {
+	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return wall }
+	a, b := newClock(now, time.Minute, 1), newClock(now, time.Minute, 2)
+	ahead := wall.Add(10*time.Second).UnixMicro() | 3 // written by writer 3
+	a.observe(ahead)
+	b.observe(ahead)
+	seen := map[int64]string{}
+	for i := range 10_000 {
+		for name, c := range map[string]*clock{"a": a, "b": b} {
+			ts := c.Now()
+			if other, dup := seen[ts]; dup {
+				t.Fatalf("step %d: %s issued %d, which %s issued too", i, name, ts, other)
+			}
+			seen[ts] = name
+			if ts <= ahead {
+				t.Fatalf("%s issued %d, not after the observed %d", name, ts, ahead)
+			}
+		}
 	}
 }

@@ -28,26 +28,24 @@ type Entry struct {
 type mutation struct {
 	ns      string
 	pk      []byte
-	rows    []driver.Row // Timestamp set; TTL computed per request from expires
-	expires []time.Time  // per row; zero = never
+	rows    []driver.Row // Timestamp and Expires set; TTL computed per request from Expires
 	level   quorum.Level
 	op      string
 	size    int64 // keys and values, for the background byte bound
 }
 
-// request makes the region request for m at time now: each row's TTL is what
-// remains of its absolute expiry, so a late write expires when the others
-// do; rows already expired are left out.
+// request makes the region request for m at time now: each row carries its
+// absolute expiry, and its TTL is what remains until then (the TTL only
+// reclaims space: every region hides the row at Expires); rows already
+// expired are left out.
 func (m *mutation) request(keyspace string, now time.Time) driver.WriteRequest {
 	rows := make([]driver.Row, 0, len(m.rows))
-	for i, r := range m.rows {
-		if exp := m.expires[i]; !exp.IsZero() {
-			rem := exp.Sub(now)
-			if rem <= 0 {
-				continue
-			}
-			r.TTL = schema.TTLSeconds(rem)
+	for _, r := range m.rows {
+		ttl, expired := schema.TTLUntil(r.Expires, now)
+		if expired {
+			continue
 		}
+		r.TTL = ttl
 		rows = append(rows, r)
 	}
 	return driver.WriteRequest{Keyspace: keyspace, Table: m.ns, PK: m.pk, Rows: rows, Consistency: m.level.RegionConsistency()}
@@ -237,7 +235,6 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 		ns:      n.name,
 		pk:      bytes.Clone(pk),
 		rows:    make([]driver.Row, len(entries)),
-		expires: make([]time.Time, len(entries)),
 		level:   o.level,
 		op:      op,
 		size:    int64(len(pk)),
@@ -246,14 +243,14 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 		r := driver.Row{CK: bytes.Clone(e.CK), Deleted: e.Delete, Timestamp: ts}
 		switch {
 		case e.Delete:
-			m.expires[i] = now.Add(time.Duration(schema.TTLSeconds(retention)) * time.Second)
+			r.Expires = schema.ExpiryAfter(now, retention)
 		default:
 			r.Value = bytes.Clone(e.Value)
 			if r.Value == nil {
 				r.Value = []byte{}
 			}
 			if o.ttlSet {
-				m.expires[i] = now.Add(time.Duration(schema.TTLSeconds(o.ttl)) * time.Second)
+				r.Expires = schema.ExpiryAfter(now, o.ttl)
 			}
 		}
 		m.rows[i] = r

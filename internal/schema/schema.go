@@ -6,11 +6,25 @@
 // Table shape, one per namespace:
 //
 //	(pk blob, ck blob, value blob, deleted boolean, digest bigint,
-//	 PRIMARY KEY ((pk), ck))
+//	 expires bigint, PRIMARY KEY ((pk), ck))
 //
 // digest is a 64-bit hash of (deleted, value), written with the same
 // timestamp as the other cells, so repair compares rows by reading
-// writetime(digest) and digest alone.
+// writetime(digest) and digest alone. expires is the row's absolute expiry
+// (seconds since the epoch, 0 = never): the instant at which the row stops
+// being visible in every region, whatever a node's apply delay; the
+// Cassandra TTL written with the row only reclaims the space.
+//
+// # Row format 2
+//
+// Every write binds every regular column, none of them null, with one
+// timestamp and one TTL (InsertValues): a deletion marker's value is an
+// empty blob, not null. A null is a cell tombstone, which reconciles
+// differently from the row's other cells (internal/cells), so a marker with
+// a null value could tie with a longer-lived write of the same timestamp
+// into a row no one wrote. Tables created before the expires column
+// existed get it from Upgrade; their rows without it (expires null, read
+// as 0) take their expiry from their remaining TTL (Expiry).
 package schema
 
 import (
@@ -95,8 +109,22 @@ const CommentPrefix = "tidemark:v1"
 // on one table instead of racing into a schema conflict.
 func CreateTable(keyspace, table string, retention time.Duration) string {
 	secs := int64(retention / time.Second)
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, PRIMARY KEY ((pk), ck)) WITH ID = %s AND comment = '%s retention=%d' AND gc_grace_seconds = %d`,
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, expires bigint, PRIMARY KEY ((pk), ck)) WITH ID = %s AND comment = '%s retention=%d' AND gc_grace_seconds = %d`,
 		keyspace, table, TableID(keyspace, table), CommentPrefix, secs, secs)
+}
+
+// Upgrade returns the statements that bring a table created by an earlier
+// CreateTable to the current shape: one ALTER TABLE … ADD per column added
+// since. Run them after CreateTable; an error saying the column already
+// exists (IsColumnExists) means there was nothing to do.
+func Upgrade(keyspace, table string) []string {
+	return []string{fmt.Sprintf(`ALTER TABLE %s.%s ADD expires bigint`, keyspace, table)}
+}
+
+// IsColumnExists reports whether a message from Cassandra refuses an
+// ALTER TABLE … ADD because the column is already there.
+func IsColumnExists(msg string) bool {
+	return strings.Contains(msg, "conflicts with an existing column") || strings.Contains(msg, "already exists")
 }
 
 // TableID is a name-based (version 5, SHA-1) UUID for keyspace.table.
@@ -132,41 +160,130 @@ func CreateKeyspace(keyspace, dc string, rf int) string {
 }
 
 // Insert returns the statement that writes every cell of one row with one
-// timestamp. Bind: pk, ck, value (nil for a deletion), deleted, digest,
-// timestamp (µs), ttl (seconds, 0 = none).
+// timestamp and one TTL. Bind InsertValues.
 func Insert(keyspace, table string) string {
-	return fmt.Sprintf(`INSERT INTO %s.%s (pk, ck, value, deleted, digest) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`, keyspace, table)
+	return fmt.Sprintf(`INSERT INTO %s.%s (pk, ck, value, deleted, digest, expires) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`, keyspace, table)
+}
+
+// Cells are the regular columns of one row as a write sets them.
+type Cells struct {
+	// Value is a live row's value; a marker's is ignored. Stored as an
+	// empty blob when nil or for a marker, never as null (row format 2).
+	Value []byte
+	// Deleted marks a deletion marker.
+	Deleted bool
+	// Digest is the digest column: Digest(Deleted, Value) as RowCells
+	// computes it, or the digest repair reconciled.
+	Digest int64
+	// Expires is the absolute expiry, seconds since the epoch; 0 = never.
+	Expires int64
+}
+
+// RowCells returns the cells of a row version: its value (ignored for a
+// marker), whether it is a deletion marker, its digest and its absolute
+// expiry.
+func RowCells(deleted bool, value []byte, expires int64) Cells {
+	if deleted {
+		value = nil
+	}
+	return Cells{Value: value, Deleted: deleted, Digest: Digest(deleted, value), Expires: expires}
+}
+
+// InsertValues returns the values to bind to Insert for the row (pk, ck)
+// with cells c, timestamp ts (µs) and ttl (seconds, 0 = none). No value is
+// ever nil: a live row's nil value and a marker's value bind as an empty
+// blob (a nil clustering key as an empty one).
+func InsertValues(pk, ck []byte, c Cells, ts int64, ttl int) []any {
+	value := c.Value
+	if c.Deleted || value == nil {
+		value = []byte{}
+	}
+	if ck == nil {
+		ck = []byte{}
+	}
+	return []any{pk, ck, value, c.Deleted, c.Digest, c.Expires, ts, ttl}
+}
+
+// ExpiryAfter returns the absolute expiry, in whole seconds since the
+// epoch, of a row written at now that must live d: now + d rounded up to
+// the next whole second, so that the row never expires earlier than asked.
+// d <= 0 gives 0 (never).
+func ExpiryAfter(now time.Time, d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	t := now.Add(d)
+	s := t.Unix()
+	if t.After(time.Unix(s, 0)) {
+		s++
+	}
+	return s
+}
+
+// TTLUntil returns the Cassandra TTL (whole seconds, rounded up) that
+// makes a row written at now expire at expires (seconds since the epoch);
+// 0 for a row that never expires (expires 0). expired reports that the
+// instant has passed: the row must not be written at all.
+func TTLUntil(expires int64, now time.Time) (ttl int, expired bool) {
+	if expires == 0 {
+		return 0, false
+	}
+	left := time.Unix(expires, 0).Sub(now)
+	if left <= 0 {
+		return 0, true
+	}
+	return TTLSeconds(left), false
+}
+
+// Expiry is the absolute expiry of a row read at now with the expires
+// column and the remaining ttl(digest): the column when set; for a row
+// written before it existed, now plus its remaining TTL; 0 for a row that
+// never expires.
+func Expiry(expires int64, ttl int, now time.Time) int64 {
+	switch {
+	case expires != 0:
+		return expires
+	case ttl > 0:
+		return now.Unix() + int64(ttl)
+	}
+	return 0
+}
+
+// Visible reports whether a row with absolute expiry expires (0 = never)
+// is visible at now. Every region hides a row at the same instant.
+func Visible(expires int64, now time.Time) bool {
+	return expires == 0 || now.Before(time.Unix(expires, 0))
 }
 
 // SelectRow reads one row. Bind: pk, ck. Columns: value, deleted,
-// writetime(digest), ttl(digest).
+// writetime(digest), ttl(digest), expires.
 func SelectRow(keyspace, table string) string {
-	return fmt.Sprintf(`SELECT value, deleted, writetime(digest), ttl(digest) FROM %s.%s WHERE pk = ? AND ck = ?`, keyspace, table)
+	return fmt.Sprintf(`SELECT value, deleted, writetime(digest), ttl(digest), expires FROM %s.%s WHERE pk = ? AND ck = ?`, keyspace, table)
 }
 
 // SelectPartition reads a partition from a clustering key on, in clustering
 // order. Bind: pk, ck (exclusive lower bound). Columns: ck, value, deleted,
-// writetime(digest), ttl(digest).
+// writetime(digest), ttl(digest), expires.
 func SelectPartition(keyspace, table string) string {
-	return fmt.Sprintf(`SELECT ck, value, deleted, writetime(digest), ttl(digest) FROM %s.%s WHERE pk = ? AND ck > ?`, keyspace, table)
+	return fmt.Sprintf(`SELECT ck, value, deleted, writetime(digest), ttl(digest), expires FROM %s.%s WHERE pk = ? AND ck > ?`, keyspace, table)
 }
 
 // SelectPartitionFirst is SelectPartition without a lower bound. Bind: pk.
 func SelectPartitionFirst(keyspace, table string) string {
-	return fmt.Sprintf(`SELECT ck, value, deleted, writetime(digest), ttl(digest) FROM %s.%s WHERE pk = ?`, keyspace, table)
+	return fmt.Sprintf(`SELECT ck, value, deleted, writetime(digest), ttl(digest), expires FROM %s.%s WHERE pk = ?`, keyspace, table)
 }
 
 // SelectDigestRange reads the digests of a token range (start, end], in token
 // order. Bind: start, end. Columns: token(pk), pk, ck, writetime(digest),
-// digest, deleted, ttl(digest).
+// digest, deleted, ttl(digest), expires.
 func SelectDigestRange(keyspace, table string) string {
-	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
+	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest), expires FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
 }
 
 // SelectDigestRangeFrom is SelectDigestRange with an inclusive lower bound,
 // for the segment that starts at the ring's minimum token. Bind: start, end.
 func SelectDigestRangeFrom(keyspace, table string) string {
-	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
+	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest), expires FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
 }
 
 // SelectTableComment reads a table's comment from the schema tables. Bind:

@@ -68,8 +68,11 @@ type Executor interface {
 	// one unlogged batch, which Cassandra applies atomically within the
 	// partition.
 	Write(ctx context.Context, w WriteRequest) error
-	// Read returns one row, including a deletion marker, or an error
-	// wrapping ErrNotFound when the region holds no version of it.
+	// Read returns one row, including a deletion marker and a row whose
+	// Expires has passed but which the region still holds (it still
+	// supersedes older versions), or an error wrapping ErrNotFound when
+	// the region holds no version of it. A live row's empty value is
+	// returned as an empty, non-nil slice.
 	Read(ctx context.Context, r ReadRequest) (Row, error)
 	// Scan returns the rows of one partition after a clustering key, in
 	// clustering order (unsigned byte order), deletion markers included. It
@@ -92,8 +95,16 @@ type Row struct {
 	// microseconds since the Unix epoch.
 	Timestamp int64
 	// TTL is the row's time to live in whole seconds: on a write, the TTL to
-	// set (0 = none); on a read, the remaining TTL (0 = none).
+	// set (0 = none); on a read, the remaining TTL (0 = none). It only
+	// reclaims the space: Expires decides visibility.
 	TTL int
+	// Expires is the row's absolute expiry in seconds since the Unix epoch
+	// (0 = never), the same in every region (docs/design.md, "Expiry"): on
+	// a write, the value of the expires column; on a read, the column, or
+	// for a row written before it existed, the read's time plus the
+	// remaining TTL (schema.Expiry). A row whose Expires has passed is
+	// absent for every reader, whatever its TTL says.
+	Expires int64
 }
 
 // WriteRequest is the input of Executor.Write.
@@ -103,9 +114,10 @@ type WriteRequest struct {
 	Keyspace, Table string
 	// PK is the partition key every row belongs to.
 	PK []byte
-	// Rows are the rows to write; each has its own Timestamp and TTL. The
-	// digest column is computed from (Deleted, Value) by the Executor with
-	// schema.Digest.
+	// Rows are the rows to write; each has its own Timestamp, TTL and
+	// Expires. The Executor writes every column of a row, none of them null
+	// (schema.RowCells, schema.InsertValues: a marker's value and a nil
+	// value are empty blobs), so that a row's cells reconcile alike.
 	Rows []Row
 	// Consistency is the Cassandra consistency level inside the region:
 	// "LOCAL_ONE", "LOCAL_QUORUM" or "ALL".

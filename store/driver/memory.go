@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/internal/cells"
+	"github.com/tidemark/tidemark/internal/schema"
 )
 
 // Operation names of a MemoryRegion, for Fault.Ops and Calls.
@@ -85,12 +86,7 @@ type MemoryRegion struct {
 
 type memTable struct {
 	retention time.Duration
-	parts     map[string]map[string]memRow // pk -> ck -> row
-}
-
-type memRow struct {
-	row     Row // TTL unused
-	expires time.Time
+	parts     map[string]map[string]*cells.Row // pk -> ck -> the row's cells
 }
 
 // NewMemoryRegion returns an empty, healthy MemoryRegion.
@@ -145,8 +141,9 @@ func (m *MemoryRegion) Writes() int {
 }
 
 // Lookup returns the stored version of a row, including a deletion marker,
-// as Cassandra holds it; ok is false when there is none or it expired. It
-// ignores the fault.
+// as a read returns it; ok is false when there is none or Cassandra's TTL
+// has removed it (a row whose Expires has passed but whose TTL has not is
+// still returned, as Read does). It ignores the fault.
 func (m *MemoryRegion) Lookup(keyspace, table string, pk, ck []byte) (row Row, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -155,10 +152,10 @@ func (m *MemoryRegion) Lookup(keyspace, table string, pk, ck []byte) (row Row, o
 		return Row{}, false
 	}
 	r, ok := t.parts[string(pk)][string(ck)]
-	if !ok || m.expired(r) {
+	if !ok || !r.Visible(m.nowSec()) {
 		return Row{}, false
 	}
-	return m.out(r), true
+	return m.out(ck, r), true
 }
 
 func (m *MemoryRegion) now() time.Time {
@@ -168,18 +165,25 @@ func (m *MemoryRegion) now() time.Time {
 	return time.Now()
 }
 
-func (m *MemoryRegion) expired(r memRow) bool {
-	return !r.expires.IsZero() && !m.now().Before(r.expires)
-}
+func (m *MemoryRegion) nowSec() int64 { return m.now().Unix() }
 
-func (m *MemoryRegion) out(r memRow) Row {
-	row := r.row
-	row.CK = bytes.Clone(row.CK)
-	row.Value = bytes.Clone(row.Value)
-	row.TTL = 0
-	if !r.expires.IsZero() {
-		row.TTL = int(r.expires.Sub(m.now()) / time.Second)
+// out reads a row's cells as a SELECT of the row's columns returns them:
+// value, deleted, writetime(digest), ttl(digest) and expires. As the CQL
+// executor does, a live row's null or empty value is an empty slice and a
+// row without an expires cell takes its expiry from its remaining TTL.
+func (m *MemoryRegion) out(ck []byte, r *cells.Row) Row {
+	now := m.now()
+	row := Row{CK: bytes.Clone(ck), Deleted: cells.AsBool(r.Deleted), Timestamp: r.Digest.Timestamp}
+	if r.Digest.Expiring() {
+		row.TTL = int(max(r.Digest.LocalDeletion-now.Unix(), 0))
 	}
+	if !row.Deleted {
+		row.Value = bytes.Clone(r.Value.Value)
+		if row.Value == nil {
+			row.Value = []byte{}
+		}
+	}
+	row.Expires = schema.Expiry(cells.AsBigint(r.Expires), row.TTL, now)
 	return row
 }
 
@@ -274,7 +278,7 @@ func (m *MemoryRegion) CreateTable(ctx context.Context, keyspace, table string, 
 	}
 	defer m.mu.Unlock()
 	if m.tables[keyspace+"."+table] == nil {
-		m.tables[keyspace+"."+table] = &memTable{retention: retention, parts: make(map[string]map[string]memRow)}
+		m.tables[keyspace+"."+table] = &memTable{retention: retention, parts: make(map[string]map[string]*cells.Row)}
 	}
 	return nil
 }
@@ -305,8 +309,10 @@ func (m *MemoryRegion) TableRetention(ctx context.Context, keyspace, table strin
 	return t.retention, nil
 }
 
-// Write implements Executor: each row replaces the stored version only if
-// it wins by quorum.Compare, as Cassandra's cell reconciliation does.
+// Write implements Executor: each column of each row is reconciled with the
+// stored cell as Cassandra 5.0 does (internal/cells, the same model the
+// integration tests check against a real Cassandra), from the columns the
+// CQL executor binds (schema.RowCells, schema.InsertValues).
 func (m *MemoryRegion) Write(ctx context.Context, w WriteRequest) error {
 	if err := m.enter(ctx, OpWrite, w); err != nil {
 		return err
@@ -319,25 +325,30 @@ func (m *MemoryRegion) Write(ctx context.Context, w WriteRequest) error {
 	m.calls["applied_"+OpWrite]++
 	part := t.parts[string(w.PK)]
 	if part == nil {
-		part = make(map[string]memRow)
+		part = make(map[string]*cells.Row)
 		t.parts[string(w.PK)] = part
 	}
-	now := m.now()
+	now := m.nowSec()
 	for _, r := range w.Rows {
-		nr := memRow{row: Row{CK: bytes.Clone(r.CK), Value: bytes.Clone(r.Value), Deleted: r.Deleted, Timestamp: r.Timestamp}}
-		if r.TTL > 0 {
-			nr.expires = now.Add(time.Duration(r.TTL) * time.Second)
+		cr := part[string(r.CK)]
+		if cr == nil {
+			cr = &cells.Row{}
+			part[string(r.CK)] = cr
 		}
-		if old, ok := part[string(r.CK)]; ok && quorum.Compare(versionOf(nr.row), versionOf(old.row)) <= 0 {
-			continue
-		}
-		part[string(r.CK)] = nr
+		cr.Apply(columnsOf(r), r.Timestamp, int64(r.TTL), now)
 	}
 	return nil
 }
 
-func versionOf(r Row) quorum.Version {
-	return quorum.Version{Timestamp: r.Timestamp, Deleted: r.Deleted, Value: r.Value}
+// columnsOf is what the CQL executor binds for r, as cells.
+func columnsOf(r Row) cells.Columns {
+	v := schema.InsertValues(nil, r.CK, schema.RowCells(r.Deleted, r.Value, r.Expires), r.Timestamp, r.TTL)
+	return cells.Columns{
+		Value:   bytes.Clone(v[2].([]byte)),
+		Deleted: cells.Bool(v[3].(bool)),
+		Digest:  cells.Bigint(v[4].(int64)),
+		Expires: cells.Bigint(v[5].(int64)),
+	}
 }
 
 // Read implements Executor.
@@ -351,10 +362,10 @@ func (m *MemoryRegion) Read(ctx context.Context, q ReadRequest) (Row, error) {
 		return Row{}, err
 	}
 	r, ok := t.parts[string(q.PK)][string(q.CK)]
-	if !ok || m.expired(r) {
+	if !ok || !r.Visible(m.nowSec()) {
 		return Row{}, ErrNotFound
 	}
-	return m.out(r), nil
+	return m.out(q.CK, r), nil
 }
 
 // Scan implements Executor.
@@ -382,11 +393,12 @@ func (m *MemoryRegion) Scan(ctx context.Context, q ScanRequest) ([]Row, error) {
 			break
 		}
 		r := part[k]
-		if m.expired(r) {
+		if !r.Visible(m.nowSec()) {
 			continue
 		}
-		rows = append(rows, m.out(r))
-		size += len(r.row.CK) + len(r.row.Value)
+		row := m.out([]byte(k), r)
+		rows = append(rows, row)
+		size += len(row.CK) + len(row.Value)
 	}
 	return rows, nil
 }
