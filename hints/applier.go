@@ -224,8 +224,7 @@ func (a *cqlApplier) Probe(ctx context.Context, h record.Hint) error {
 	return fmt.Errorf("hints: region unreachable for %s.%s: %w", a.keyspace, h.Namespace, err)
 }
 
-// bind returns the values for schema.Insert: pk, ck, value, deleted,
-// digest, timestamp, ttl.
+// bind returns the values for schema.Insert (schema.InsertValues).
 func (a *cqlApplier) bind(h record.Hint) ([]any, error) {
 	if err := schema.ValidateName("keyspace", a.keyspace); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
@@ -233,21 +232,27 @@ func (a *cqlApplier) bind(h record.Hint) ([]any, error) {
 	if err := schema.ValidateName("namespace", h.Namespace); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
-	ttl := 0
-	if !h.ExpiresAt.IsZero() {
-		left := h.ExpiresAt.Sub(a.now())
-		if left <= 0 {
-			return nil, fmt.Errorf("%w: %w: expired at %s", ErrPermanent, ErrExpired, h.ExpiresAt.UTC().Format(time.RFC3339Nano))
-		}
-		ttl = schema.TTLSeconds(left)
+	now := a.now()
+	expires := expirySeconds(h.ExpiresAt)
+	ttl, expired := schema.TTLUntil(expires, now)
+	if expired || (!h.ExpiresAt.IsZero() && !now.Before(h.ExpiresAt)) {
+		return nil, fmt.Errorf("%w: %w: expired at %s", ErrPermanent, ErrExpired, h.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	}
-	value := h.Value
-	if h.Deleted {
-		value = nil
+	// Row format 2: every column non-null, the absolute expiry carried,
+	// the TTL what remains of it.
+	return schema.InsertValues(h.PK, h.CK, schema.RowCells(h.Deleted, h.Value, expires), h.Timestamp, ttl), nil
+}
+
+// expirySeconds is a hint's absolute expiry in whole seconds, as the
+// expires column holds it (rounded up: never earlier than the hint says); 0
+// for never.
+func expirySeconds(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
 	}
-	ck := h.CK
-	if ck == nil {
-		ck = []byte{} // a nil blob binds as null, which a clustering column refuses
+	s := t.Unix()
+	if t.After(time.Unix(s, 0)) {
+		s++
 	}
-	return []any{h.PK, ck, value, h.Deleted, schema.Digest(h.Deleted, value), h.Timestamp, ttl}, nil
+	return s
 }

@@ -708,8 +708,10 @@ func TestCQLApplierBind(t *testing.T) {
 		wantErr error
 	}{
 		{"no expiry", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("v"), Timestamp: 9}, 0, nil},
-		{"ttl rounds up", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("v"), ExpiresAt: t0.Add(1500 * time.Millisecond)}, 2, nil},
-		{"deletion marker", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("stale"), Deleted: true, ExpiresAt: t0.Add(240 * time.Hour)}, 864000, nil},
+		// The expiry is rounded up to a whole second (the expires column),
+		// then the TTL to what remains of it: 26.54s + 1.5s -> 29s -> 3s.
+		{"ttl rounds up", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("v"), ExpiresAt: t0.Add(1500 * time.Millisecond)}, 3, nil},
+		{"deletion marker", record.Hint{Namespace: "users", PK: []byte("p"), Value: []byte("stale"), Deleted: true, ExpiresAt: t0.Add(240 * time.Hour)}, 864001, nil},
 		{"expired", record.Hint{Namespace: "users", PK: []byte("p"), ExpiresAt: t0}, 0, ErrExpired},
 		{"bad namespace", record.Hint{Namespace: "x;y", PK: []byte("p")}, 0, ErrPermanent},
 	}
@@ -725,15 +727,20 @@ func TestCQLApplierBind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(args) != 7 {
-				t.Fatalf("bind returned %d values, schema.Insert takes 7", len(args))
+			if len(args) != 8 {
+				t.Fatalf("bind returned %d values, schema.Insert takes 8", len(args))
 			}
+			// Row format 2: no null; a marker's value is an empty blob.
 			value, _ := args[2].([]byte)
-			if c.h.Deleted && value != nil {
-				t.Error("deletion marker carries a value")
+			if value == nil || (c.h.Deleted && len(value) != 0) {
+				t.Errorf("value bound %q (nil: %v), want the value, or empty for a marker, never null", value, value == nil)
 			}
-			if args[3] != c.h.Deleted || args[5] != c.h.Timestamp || args[6] != c.wantTTL {
-				t.Errorf("bind = %v, want deleted=%v ts=%d ttl=%d", args, c.h.Deleted, c.h.Timestamp, c.wantTTL)
+			wantExp := int64(0)
+			if !c.h.ExpiresAt.IsZero() {
+				wantExp = expirySeconds(c.h.ExpiresAt)
+			}
+			if args[3] != c.h.Deleted || args[5] != wantExp || args[6] != c.h.Timestamp || args[7] != c.wantTTL {
+				t.Errorf("bind = %v, want deleted=%v expires=%d ts=%d ttl=%d", args, c.h.Deleted, wantExp, c.h.Timestamp, c.wantTTL)
 			}
 			if ck, ok := args[1].([]byte); !ok || ck == nil {
 				t.Error("nil clustering key not bound as an empty blob")
