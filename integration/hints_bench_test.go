@@ -109,12 +109,7 @@ func BenchmarkHintsReplayVsRaw(b *testing.B) {
 
 		begin := time.Now()
 		if err := parallel(n, hints.DefaultReplayConcurrency, func(i int) error {
-			m := muts[i]
-			var value []byte
-			if !m.deleted {
-				value = m.value
-			}
-			return sb.Query(schema.Insert(ks, hintsNS+"_raw"), m.pk, m.ck, value, m.deleted, schema.Digest(m.deleted, value), m.ts, schema.TTLSeconds(m.ttl)).ExecContext(ctx)
+			return sb.Query(schema.Insert(ks, hintsNS+"_raw"), muts[i].bind(time.Now())...).ExecContext(ctx)
 		}); err != nil {
 			b.Fatal(err)
 		}

@@ -174,11 +174,12 @@ type rowState struct {
 	value     []byte
 	deleted   bool
 	writetime int64
-	ttl       int // 0: none
+	ttl       int   // 0: none
+	expires   int64 // the absolute expiry column; 0: never
 }
 
 func (r rowState) String() string {
-	return fmt.Sprintf("{value=%q deleted=%v writetime=%d ttl=%d}", r.value, r.deleted, r.writetime, r.ttl)
+	return fmt.Sprintf("{value=%q deleted=%v writetime=%d ttl=%d expires=%d}", r.value, r.deleted, r.writetime, r.ttl, r.expires)
 }
 
 // readTable reads every row of ks.items in a region.
@@ -187,16 +188,16 @@ func readTable(t testing.TB, s *gocql.Session, ks string) map[string]rowState {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out := map[string]rowState{}
-	it := s.Query(fmt.Sprintf(`SELECT pk, ck, value, deleted, writetime(digest), ttl(digest) FROM %s.%s`, ks, hintsNS)).
+	it := s.Query(fmt.Sprintf(`SELECT pk, ck, value, deleted, writetime(digest), ttl(digest), expires FROM %s.%s`, ks, hintsNS)).
 		PageSize(2000).IterContext(ctx)
 	var (
 		pk, ck, value []byte
 		deleted       bool
-		wt            int64
+		wt, expires   int64
 		ttl           *int
 	)
-	for it.Scan(&pk, &ck, &value, &deleted, &wt, &ttl) {
-		r := rowState{value: bytes.Clone(value), deleted: deleted, writetime: wt}
+	for it.Scan(&pk, &ck, &value, &deleted, &wt, &ttl, &expires) {
+		r := rowState{value: bytes.Clone(value), deleted: deleted, writetime: wt, expires: expires}
 		if ttl != nil {
 			r.ttl = *ttl
 		}
@@ -218,7 +219,7 @@ func diffTables(a, b map[string]rowState) string {
 		case !ok:
 			diffs = append(diffs, fmt.Sprintf("%s: missing (want %v)", k, ra))
 		case !bytes.Equal(ra.value, rb.value) || ra.deleted != rb.deleted || ra.writetime != rb.writetime ||
-			(ra.ttl == 0) != (rb.ttl == 0) || abs(ra.ttl-rb.ttl) > 1:
+			ra.expires != rb.expires || (ra.ttl == 0) != (rb.ttl == 0) || abs(ra.ttl-rb.ttl) > 1:
 			diffs = append(diffs, fmt.Sprintf("%s: %v, want %v", k, rb, ra))
 		}
 	}
@@ -341,14 +342,17 @@ func makeMutations(n int, seed uint64) []mutation {
 }
 
 // writeRow writes m to a region as the store does: every cell, one
-// timestamp, TTL.
+// timestamp, the absolute expiry and the TTL left until it (row format 2).
 func writeRow(ctx context.Context, s *gocql.Session, ks string, m mutation) error {
-	var value []byte
-	if !m.deleted {
-		value = m.value
-	}
-	return s.Query(schema.Insert(ks, hintsNS), m.pk, m.ck, value, m.deleted, schema.Digest(m.deleted, value), m.ts, schema.TTLSeconds(m.ttl)).
+	return s.Query(schema.Insert(ks, hintsNS), m.bind(time.Now())...).
 		Consistency(gocql.LocalQuorum).ExecContext(ctx)
+}
+
+// bind returns the Insert values of m written at now.
+func (m mutation) bind(now time.Time) []any {
+	expires := schema.ExpiryAfter(m.at, m.ttl)
+	ttl, _ := schema.TTLUntil(expires, now)
+	return schema.InsertValues(m.pk, m.ck, schema.RowCells(m.deleted, m.value, expires), m.ts, ttl)
 }
 
 // parallel runs f(i) for i in [0, n) on workers goroutines and returns the
@@ -1062,7 +1066,7 @@ func TestHintsLargestStoreRow(t *testing.T) {
 	})
 	var got []byte
 	var wt int64
-	if err := sb.Query(schema.SelectRow(ks, hintsNS), pk, ck).ScanContext(ctx, &got, new(bool), &wt, new(*int)); err != nil {
+	if err := sb.Query(schema.SelectRow(ks, hintsNS), pk, ck).ScanContext(ctx, &got, new(bool), &wt, new(*int), new(int64)); err != nil {
 		t.Fatalf("read the large row: %v", err)
 	}
 	if !bytes.Equal(got, value) || wt != big.Timestamp {

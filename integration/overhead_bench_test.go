@@ -294,7 +294,7 @@ var benchValue = make([]byte, 100)
 
 // rawInsert writes one row exactly as the store's executor does.
 func rawInsert(ctx context.Context, s *gocql.Session, ks string, pk, ck []byte, ts int64) error {
-	return s.Query(schema.Insert(ks, storeNS), pk, ck, benchValue, false, schema.Digest(false, benchValue), ts, 0).
+	return s.Query(schema.Insert(ks, storeNS), schema.InsertValues(pk, ck, schema.RowCells(false, benchValue, 0), ts, 0)...).
 		Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
 }
 

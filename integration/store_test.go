@@ -128,6 +128,7 @@ type storedRow struct {
 	deleted   bool
 	writetime int64
 	ttl       int
+	expires   int64 // the absolute expiry column
 }
 
 func readRegionRow(t testing.TB, regionName, ks string, pk, ck []byte) storedRow {
@@ -137,7 +138,7 @@ func readRegionRow(t testing.TB, regionName, ks string, pk, ck []byte) storedRow
 	defer cancel()
 	var r storedRow
 	err := s.Query(schema.SelectRow(ks, storeNS), pk, ck).Consistency(gocql.LocalQuorum).
-		ScanContext(ctx, &r.value, &r.deleted, &r.writetime, &r.ttl)
+		ScanContext(ctx, &r.value, &r.deleted, &r.writetime, &r.ttl, &r.expires)
 	switch {
 	case errors.Is(err, gocql.ErrNotFound):
 		return storedRow{}
@@ -368,19 +369,21 @@ func TestStoreDeletePropagates(t *testing.T) {
 	if err := closeStore(t, e.st); err != nil {
 		t.Fatal(err)
 	}
-	var ts int64
+	var ts, expires int64
 	for _, r := range []string{"a", "b", "c"} {
 		row := readRegionRow(t, r, ks, pk, ck)
 		if !row.found || !row.deleted || row.value != nil {
 			t.Fatalf("region %s: %+v, want a deletion marker", r, row)
 		}
-		if d := time.Duration(row.ttl) * time.Second; d <= schema.DefaultRetention-time.Hour || d > schema.DefaultRetention {
+		// The marker's absolute expiry is now + retention rounded up to a
+		// second: its TTL is at most a second over the retention.
+		if d := time.Duration(row.ttl) * time.Second; d <= schema.DefaultRetention-time.Hour || d > schema.DefaultRetention+time.Second {
 			t.Errorf("region %s marker TTL %v, want about the retention %v", r, d, schema.DefaultRetention)
 		}
 		if ts == 0 {
-			ts = row.writetime
-		} else if row.writetime != ts {
-			t.Errorf("region %s marker writetime %d, want %d everywhere", r, row.writetime, ts)
+			ts, expires = row.writetime, row.expires
+		} else if row.writetime != ts || row.expires != expires {
+			t.Errorf("region %s marker writetime %d expires %d, want %d and %d everywhere", r, row.writetime, row.expires, ts, expires)
 		}
 	}
 	if ts != e.sink.all()[0].Timestamp {
@@ -442,8 +445,10 @@ func TestStoreTTLExpires(t *testing.T) {
 		t.Fatalf("Get = %+v, %v; want the row with TTL <= 3s", it, err)
 	}
 	for _, r := range []string{"a", "b", "c"} {
-		if row := readRegionRow(t, r, ks, pk, ck); !row.found || row.ttl <= 0 || row.ttl > 3 {
-			t.Fatalf("region %s: %+v, want a TTL of at most 3s", r, row)
+		// The absolute expiry is rounded up to a whole second: the TTL is
+		// at most a second over the 3s asked.
+		if row := readRegionRow(t, r, ks, pk, ck); !row.found || row.ttl <= 0 || row.ttl > 4 {
+			t.Fatalf("region %s: %+v, want a TTL of at most 3s (rounded up to the second)", r, row)
 		}
 	}
 	eventually(t, 20*time.Second, "row expired everywhere", func() error {

@@ -54,7 +54,8 @@ func WithTimeout(d time.Duration) CallOption {
 
 // WithTTL makes a written row expire after d, in every region (the same
 // absolute expiry is carried by hints and repair). Default: no expiry. The
-// TTL is rounded up to whole seconds. Zero, negative, or longer than 20
+// expiry is rounded up to the next whole second, so a row lives at least d
+// and less than a second more. Zero, negative, or longer than 20
 // years (Cassandra's limit) is ErrInvalidTTL; it does not apply to Delete,
 // whose deletion marker lives for the namespace's tombstone retention.
 //

@@ -250,10 +250,12 @@ func run(ctx context.Context) error {
 	say("divergence behind Tidemark's back: a row written only in b, a row deleted only in b")
 	ins := schema.Insert(ks, "users")
 	now := time.Now().UnixMicro()
-	if err := direct["b"].Query(ins, []byte("rogue"), []byte("profile"), []byte("only-in-b"), false, schema.Digest(false, []byte("only-in-b")), now, 0).Exec(); err != nil {
+	if err := direct["b"].Query(ins, schema.InsertValues([]byte("rogue"), []byte("profile"), schema.RowCells(false, []byte("only-in-b"), 0), now, 0)...).Exec(); err != nil {
 		return err
 	}
-	if err := direct["b"].Query(ins, []byte("user-7"), []byte("profile"), nil, true, schema.Digest(true, nil), now, int(schema.DefaultRetention/time.Second)).Exec(); err != nil {
+	markerExpires := schema.ExpiryAfter(time.Now(), schema.DefaultRetention)
+	ttl, _ := schema.TTLUntil(markerExpires, time.Now())
+	if err := direct["b"].Query(ins, schema.InsertValues([]byte("user-7"), []byte("profile"), schema.RowCells(true, nil, markerExpires), now, ttl)...).Exec(); err != nil {
 		return err
 	}
 	if err := showCounts(); err != nil {
