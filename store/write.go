@@ -26,12 +26,12 @@ type Entry struct {
 // mutation is one validated write: the rows of one partition with their
 // version and absolute expiry, ready to go to any region or into hints.
 type mutation struct {
-	ns      string
-	pk      []byte
-	rows    []driver.Row // Timestamp and Expires set; TTL computed per request from Expires
-	level   quorum.Level
-	op      string
-	size    int64 // keys and values, for the background byte bound
+	ns    string
+	pk    []byte
+	rows  []driver.Row // Timestamp and Expires set; TTL computed per request from Expires
+	level quorum.Level
+	op    string
+	size  int64 // keys and values, for the background byte bound
 }
 
 // request makes the region request for m at time now: each row carries its
@@ -232,12 +232,12 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 	ts := s.clock.Now()
 	now := s.cfg.Now()
 	m := &mutation{
-		ns:      n.name,
-		pk:      bytes.Clone(pk),
-		rows:    make([]driver.Row, len(entries)),
-		level:   o.level,
-		op:      op,
-		size:    int64(len(pk)),
+		ns:    n.name,
+		pk:    bytes.Clone(pk),
+		rows:  make([]driver.Row, len(entries)),
+		level: o.level,
+		op:    op,
+		size:  int64(len(pk)),
 	}
 	for i, e := range entries {
 		r := driver.Row{CK: bytes.Clone(e.CK), Deleted: e.Delete, Timestamp: ts}
