@@ -22,6 +22,7 @@ type callOptions struct {
 	pageBytes int
 	pageToken string
 	paging    bool // a paging option was given
+	version   *int64
 	err       error
 }
 
@@ -96,6 +97,23 @@ func WithPageBytes(n int) CallOption {
 // last clustering key returned.
 func WithPageToken(token string) CallOption {
 	return func(o *callOptions) { o.paging = true; o.pageToken = token }
+}
+
+// WithVersionReport makes a write store the version it is given — its
+// timestamp, the same in every region, in its hints and after repair — in
+// *dst, once the write has been validated and before any region is
+// written, so that it is set whatever the call returns (a write that fails
+// may still be applied). A service can log it, or compare it with
+// Item.Timestamp of a later read to tell whether that read sees this
+// write or a newer one. It applies to Put, Delete and PutBatch (a batch has
+// one version); a read refuses it (ErrInvalidOption). dst must not be nil.
+func WithVersionReport(dst *int64) CallOption {
+	return func(o *callOptions) {
+		if dst == nil {
+			o.fail(fmt.Errorf("%w: WithVersionReport(nil)", ErrInvalidOption))
+		}
+		o.version = dst
+	}
 }
 
 func (o *callOptions) fail(err error) {

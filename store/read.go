@@ -70,6 +70,9 @@ func (n *Namespace) validateRead(ctx context.Context, op string, o *callOptions,
 	if o.ttlSet {
 		return quorum.Plan{}, fmt.Errorf("%w: %s: WithTTL applies to writes only", ErrInvalidTTL, op)
 	}
+	if o.version != nil {
+		return quorum.Plan{}, fmt.Errorf("%w: %s: WithVersionReport applies to writes only (a read's Item carries its version)", ErrInvalidOption, op)
+	}
 	if o.paging && !paging {
 		return quorum.Plan{}, fmt.Errorf("%w: %s: paging options apply to Scan only", ErrInvalidOption, op)
 	}

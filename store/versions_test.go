@@ -247,3 +247,32 @@ func TestMemoryRegionTieTable(t *testing.T) {
 		})
 	}
 }
+
+// TestWithVersionReport: a write reports the version it was given, the
+// timestamp every region holds; a read refuses the option.
+func TestWithVersionReport(t *testing.T) {
+	e := newMemEnv(t, func(c *Config) { c.WriterID = 9 })
+	ctx := context.Background()
+	var v int64
+	if err := e.ns.Put(ctx, []byte("pk"), []byte("ck"), []byte("x"), WithVersionReport(&v), WithConsistency(quorum.All)); err != nil {
+		t.Fatal(err)
+	}
+	if v&MaxWriterID != 9 {
+		t.Fatalf("version %d does not carry writer id 9", v)
+	}
+	for _, r := range regionNamesABC {
+		if row, ok := e.mem[r].Lookup("ks", "ns", []byte("pk"), []byte("ck")); !ok || row.Timestamp != v {
+			t.Fatalf("region %s holds %+v, want timestamp %d", r, row, v)
+		}
+	}
+	var d int64
+	if err := e.ns.Delete(ctx, []byte("pk"), []byte("ck"), WithVersionReport(&d)); err != nil || d <= v {
+		t.Fatalf("Delete reported %d (%v), want a version after %d", d, err, v)
+	}
+	if _, err := e.ns.Get(ctx, []byte("pk"), []byte("ck"), WithVersionReport(&v)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("Get with WithVersionReport: %v, want ErrInvalidOption", err)
+	}
+	if err := e.ns.Put(ctx, []byte("pk"), []byte("ck"), nil, WithVersionReport(nil)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("WithVersionReport(nil): %v, want ErrInvalidOption", err)
+	}
+}

@@ -230,6 +230,9 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 		}
 	}
 	ts := s.clock.Now()
+	if o.version != nil {
+		*o.version = ts
+	}
 	now := s.cfg.Now()
 	m := &mutation{
 		ns:    n.name,
