@@ -17,7 +17,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CI ?= false
 export TIDEMARK_THREE_NODE_REGION ?= 1
 
-.PHONY: all test unit integration up down status fetch demo bench lint fmt vet tools
+.PHONY: all test unit integration up down status fetch demo bench chaos lint fmt vet tools
 
 all: lint test
 
@@ -67,6 +67,19 @@ bench:
 	if ! $(ENVCTL) status | grep -q "running since"; then \
 	  trap '$(ENVCTL) down >/dev/null 2>&1 || true' EXIT INT TERM; $(ENVCTL) up; started=1; fi; \
 	./integration/bench.sh $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -count=1 -timeout 60m ./integration/; \
+	if [ $$started = 1 ]; then $(ENVCTL) down; fi
+
+## chaos: the randomized fault suite alone, for long runs:
+##   make chaos SEED=123 DURATION=10m   (a seed reproduces a schedule)
+## `make test` runs it too, with a random seed and a short schedule.
+SEED ?=
+DURATION ?= 5m
+chaos:
+	@set -e; started=0; \
+	if ! $(ENVCTL) status | grep -q "running since"; then \
+	  trap '$(ENVCTL) down >/dev/null 2>&1 || true' EXIT INT TERM; $(ENVCTL) up; started=1; fi; \
+	TIDEMARK_CHAOS_SEED=$(SEED) TIDEMARK_CHAOS_DURATION=$(DURATION) TIDEMARK_TEST_WATCHDOG=0 \
+	  $(GO) test -json -count=1 -run '^TestChaos$$' -timeout 4h ./integration/ | $(GO) run ./integration/cmd/testsummary -v -label chaos; \
 	if [ $$started = 1 ]; then $(ENVCTL) down; fi
 
 fmt:
