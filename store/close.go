@@ -139,16 +139,24 @@ const closeGrace = time.Second
 // ended first, a *StillClosingError naming the regions still closing, which
 // go on in the background (s.closers counts them).
 func (s *Store) closeExecutors(ctx context.Context) error {
-	closers := make([]wait.Closer, len(s.regions))
-	for i, r := range s.regions {
+	// Background connection attempts stop first (each honours its
+	// context), so that no region is connected after this.
+	s.lifeStop()
+	s.reconnectors.Wait()
+	var closers []wait.Closer
+	for _, r := range s.regions {
+		h := r.exec.Load()
+		if h == nil {
+			continue // never connected
+		}
 		s.closers.Add(1)
-		closers[i] = wait.Closer{
+		closers = append(closers, wait.Closer{
 			Name: fmt.Sprintf("region %q", r.name),
 			Close: func() error {
 				defer s.closers.Done()
-				return r.exec.Close()
+				return h.Close()
 			},
-		}
+		})
 	}
 	return wait.CloseAll(ctx, closeGrace, "store: region connections", closers, func(name string, err error) {
 		attrs := []slog.Attr{slog.String("what", name)}

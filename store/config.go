@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store/driver"
@@ -161,6 +163,25 @@ type Config struct {
 	// Now is the wall clock the hybrid logical clock and TTL arithmetic
 	// read. Default time.Now. Tests set it to simulate clock skew.
 	Now func() time.Time
+
+	// ConfigureCQL, when set, adjusts the gocql cluster configuration of
+	// each region before the default executor connects to it (it is not
+	// called when NewExecutor is set): observers for tracing and per-query
+	// metrics (QueryObserver, BatchObserver, ConnectObserver), retry and
+	// speculative-execution policies, compression, an authenticator other
+	// than a password. It runs after Tidemark's own settings; it must keep
+	// the host selection policy and host filter, which keep a region's
+	// traffic inside its data center (and behind a proxy in front of it).
+	//
+	// Retries: every statement the store sends is marked idempotent — each
+	// write carries its own timestamp (USING TIMESTAMP), so running it twice
+	// writes the same cells, and reads change nothing — so a RetryPolicy or
+	// a SpeculativeExecutionPolicy the driver applies to idempotent
+	// statements is safe for all of them. Tidemark sets none (0 retries):
+	// a region that fails is hinted and, for calls that wait on it, counted
+	// against its breaker; a retry policy trades that fast failure for a
+	// chance to ride out a blip. Default nil.
+	ConfigureCQL func(region string, c *gocql.ClusterConfig)
 }
 
 // RegionConfig describes how to reach one region.

@@ -36,7 +36,7 @@ const driverTimeoutFloor = 30 * time.Second
 
 // dialCQL makes the default executor of region rc, used when
 // Config.NewExecutor is nil.
-func dialCQL(ctx context.Context, rc RegionConfig, ec driver.Config) (driver.Executor, error) {
+func dialCQL(ctx context.Context, rc RegionConfig, ec driver.Config, configure func(string, *gocql.ClusterConfig)) (driver.Executor, error) {
 	sess, err := cluster.Connect(ctx, cluster.Region{
 		Name:           rc.Name,
 		ContactPoints:  rc.ContactPoints,
@@ -50,9 +50,10 @@ func dialCQL(ctx context.Context, rc RegionConfig, ec driver.Config) (driver.Exe
 		// per-request timeout is only a backstop. It must not be the call
 		// timeout, or schema changes (CREATE TABLE and the wait for schema
 		// agreement), which take seconds on a busy cluster, would time out.
-		Timeout:  max(ec.Timeout, driverTimeoutFloor),
-		NumConns: rc.NumConns,
-		Logger:   ec.Logger,
+		Timeout:   max(ec.Timeout, driverTimeoutFloor),
+		NumConns:  rc.NumConns,
+		Logger:    ec.Logger,
+		Configure: configureFor(rc.Name, configure),
 	}, "")
 	if err != nil {
 		return nil, mapCQLError(ctx, err)
@@ -88,6 +89,25 @@ func (e *cqlExecutor) CreateKeyspace(ctx context.Context, keyspace string, rf in
 		return mapCQLError(ctx, err)
 	}
 	return mapCQLError(ctx, e.sess.AwaitSchemaAgreement(ctx))
+}
+
+// configureFor binds Config.ConfigureCQL to one region (nil stays nil).
+func configureFor(region string, f func(string, *gocql.ClusterConfig)) func(*gocql.ClusterConfig) {
+	if f == nil {
+		return nil
+	}
+	return func(c *gocql.ClusterConfig) { f(region, c) }
+}
+
+// KeyspaceExists implements driver.KeyspaceChecker.
+func (e *cqlExecutor) KeyspaceExists(ctx context.Context, keyspace string) (bool, error) {
+	var name string
+	err := e.sess.Query(`SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?`, keyspace).
+		Consistency(gocql.LocalOne).ScanContext(ctx, &name)
+	if err != nil && cluster.Classify(ctx, err) == cluster.NotFound {
+		return false, nil
+	}
+	return err == nil, mapCQLError(ctx, err)
 }
 
 // localDC reads the data center of the node the session talks to.

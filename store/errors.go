@@ -35,6 +35,11 @@ var (
 	// is open after repeated availability failures. It wraps ErrUnavailable.
 	ErrCircuitOpen = fmt.Errorf("%w: circuit breaker open (the region failed repeatedly; it is probed again after Breaker.OpenTimeout)", ErrUnavailable)
 
+	// ErrNotConnected means a region was skipped because the Store has not
+	// connected to it yet: it was unreachable when Open ran, and is being
+	// connected in the background (Store.Health). It wraps ErrUnavailable.
+	ErrNotConnected = fmt.Errorf("%w: not connected yet", ErrUnavailable)
+
 	// ErrValueTooLarge means a value is larger than Config.MaxValueSize.
 	ErrValueTooLarge = errors.New("store: value too large")
 
@@ -293,6 +298,8 @@ func errorKind(err error) string {
 		return "none"
 	case errors.Is(err, ErrCircuitOpen):
 		return "circuit_open"
+	case errors.Is(err, ErrNotConnected):
+		return "not_connected"
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	case errors.Is(err, ErrUnavailable):

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store"
@@ -214,4 +215,51 @@ func ExampleNamespace_PutBatch() {
 	// Output:
 	// <nil>
 	// true
+}
+
+// Bringing your own driver settings: a query observer for tracing or
+// per-query metrics and a retry policy, applied to each region's gocql
+// session. Every statement the store sends is idempotent (each write
+// carries its own timestamp), so retries are safe. (Needs Cassandra, so it
+// has no Output.)
+func ExampleConfig_configureCQL() {
+	st, err := store.Open(context.Background(), store.Config{
+		Regions: []store.RegionConfig{
+			{Name: "us-east", ContactPoints: []string{"10.0.0.1"}, LocalDC: "us-east"},
+			{Name: "eu-west", ContactPoints: []string{"10.1.0.1"}, LocalDC: "eu-west"},
+		},
+		Home:     "us-east",
+		Keyspace: "profiles",
+		ConfigureCQL: func(region string, c *gocql.ClusterConfig) {
+			c.QueryObserver = queryLogger{region: region}
+			c.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: 2, Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+}
+
+// queryLogger is a gocql.QueryObserver that logs slow queries.
+type queryLogger struct{ region string }
+
+func (q queryLogger) ObserveQuery(_ context.Context, o gocql.ObservedQuery) {
+	if d := o.End.Sub(o.Start); d > 100*time.Millisecond {
+		slog.Warn("slow query", "region", q.region, "took", d, "statement", o.Statement)
+	}
+}
+
+// A write's version: the timestamp it was given, the same in every region.
+func ExampleWithVersionReport() {
+	st, _ := openMemory(nil)
+	defer st.Close()
+	users, _ := st.CreateNamespace(context.Background(), "users")
+	var v int64
+	if err := users.Put(context.Background(), []byte("user-1"), []byte("name"), []byte("Ada"), store.WithVersionReport(&v)); err != nil {
+		log.Fatal(err)
+	}
+	it, _ := users.Get(context.Background(), []byte("user-1"), []byte("name"))
+	fmt.Println(it.Timestamp == v, v&store.MaxWriterID == int64(st.WriterID()))
+	// Output: true true
 }

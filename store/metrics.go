@@ -22,7 +22,8 @@ import (
 //   - region_duration_seconds{region,op,level}: latency of each request to
 //     one region, synchronous or in the background.
 //   - region_errors_total{region,op,kind}: failed region requests by kind
-//     ("unavailable", "timeout", "circuit_open", "canceled", "other").
+//     ("unavailable", "timeout", "circuit_open", "not_connected", "canceled",
+//     "other").
 //   - hinted_writes_total{region}: writes that a region missed and that
 //     were stored as durable hints.
 //   - hints_failed_total{region}: writes that a region missed and that
@@ -37,7 +38,11 @@ import (
 //     the write until the cause is fixed and repair runs.
 //   - read_repairs_total{region,result}: background read repairs ("ok",
 //     "error", "dropped" when the queue was full).
-//   - breaker_state{region}: 0 closed, 1 half-open, 2 open.
+//   - breaker_state{region}: 0 closed, 1 half-open, 2 open (2 too while
+//     the region is not connected).
+//   - region_connected{region}: 1 once the Store is connected to the
+//     region, 0 while it connects in the background (the region was
+//     unreachable at Open).
 //   - background_queue_depth: background writes waiting for a worker.
 //   - background_queue_bytes: bytes held by those waiting writes.
 type Metrics struct {
@@ -49,6 +54,7 @@ type Metrics struct {
 	writesRejected *prometheus.CounterVec
 	readRepairs    *prometheus.CounterVec
 	breakerState   *prometheus.GaugeVec
+	connected      *prometheus.GaugeVec
 	queueDepth     prometheus.GaugeFunc
 	queueBytes     prometheus.GaugeFunc
 }
@@ -91,6 +97,10 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "breaker_state",
 			Help: "Circuit breaker state per region: 0 closed, 1 half-open, 2 open.",
 		}, []string{"region"}),
+		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "region_connected",
+			Help: "1 once the store is connected to the region, 0 while it connects in the background.",
+		}, []string{"region"}),
 		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "background_queue_depth",
 			Help: "Background region writes waiting for a worker.",
@@ -104,7 +114,7 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
-		m.hintsFailed, m.writesRejected, m.readRepairs, m.breakerState, m.queueDepth, m.queueBytes}
+		m.hintsFailed, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes}
 }
 
 // Describe implements prometheus.Collector.
@@ -141,4 +151,12 @@ func (m *Metrics) setBreaker(region string, st gobreaker.State) {
 		v = 2
 	}
 	m.breakerState.WithLabelValues(region).Set(v)
+}
+
+func (m *Metrics) setConnected(region string, ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.connected.WithLabelValues(region).Set(v)
 }

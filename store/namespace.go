@@ -104,8 +104,12 @@ func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...Namesp
 		wg.Go(func() {
 			cctx, cancel := s.requestCtx(ctx, false, 0)
 			defer cancel()
-			if err := r.exec.CreateTable(cctx, s.cfg.Keyspace, name, o.retention); err != nil {
-				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: s.abortedErr(normalize(err))}
+			ex, err := r.executor()
+			if err == nil {
+				err = s.abortedErr(normalize(ex.CreateTable(cctx, s.cfg.Keyspace, name, o.retention)))
+			}
+			if err != nil {
+				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: err}
 			}
 		})
 	}

@@ -37,17 +37,23 @@ func (s *Store) newBreaker(name string) *gobreaker.TwoStepCircuitBreaker[struct{
 	})
 }
 
-// allow asks a region's breaker whether a request may go; the returned
-// function reports the request's error to the breaker.
-func (r *region) allow() (func(error), error) {
+// allow returns the region's executor if a request may go to it: the
+// region is connected (ErrNotConnected otherwise) and its breaker lets it
+// through (ErrCircuitOpen). The returned function reports the request's
+// error to the breaker.
+func (r *region) allow() (driver.Executor, func(error), error) {
+	ex, err := r.executor()
+	if err != nil {
+		return nil, nil, err
+	}
 	if r.breaker == nil {
-		return func(error) {}, nil
+		return ex, func(error) {}, nil
 	}
 	done, err := r.breaker.Allow()
 	if err != nil {
-		return nil, ErrCircuitOpen
+		return nil, nil, ErrCircuitOpen
 	}
-	return done, nil
+	return ex, done, nil
 }
 
 // callerBudgetKey marks the context of a region request whose deadline is
@@ -125,26 +131,26 @@ func (s *Store) writeRegionCtx(ctx context.Context, r *region, op, level string,
 	if len(w.Rows) == 0 {
 		return nil // everything expired while waiting: nothing to write
 	}
-	done, err := r.allow()
+	ex, done, err := r.allow()
 	if err != nil {
 		s.metrics.regionErrors.WithLabelValues(r.name, op, errorKind(err)).Inc()
 		return err
 	}
 	start := time.Now()
-	err = s.abortedErr(classify(ctx, r.exec.Write(ctx, w)))
+	err = s.abortedErr(classify(ctx, ex.Write(ctx, w)))
 	done(breakerOutcome(ctx, err))
 	s.metrics.observeRegion(r.name, op, level, time.Since(start), err)
 	return err
 }
 
 func (s *Store) readRegion(ctx context.Context, r *region, level string, q driver.ReadRequest) (driver.Row, error) {
-	done, err := r.allow()
+	ex, done, err := r.allow()
 	if err != nil {
 		s.metrics.regionErrors.WithLabelValues(r.name, opGet, errorKind(err)).Inc()
 		return driver.Row{}, err
 	}
 	start := time.Now()
-	row, err := r.exec.Read(ctx, q)
+	row, err := ex.Read(ctx, q)
 	err = s.abortedErr(classify(ctx, err))
 	done(breakerOutcome(ctx, err))
 	if isNotFound(err) {
@@ -156,13 +162,13 @@ func (s *Store) readRegion(ctx context.Context, r *region, level string, q drive
 }
 
 func (s *Store) scanRegion(ctx context.Context, r *region, level string, q driver.ScanRequest) ([]driver.Row, error) {
-	done, err := r.allow()
+	ex, done, err := r.allow()
 	if err != nil {
 		s.metrics.regionErrors.WithLabelValues(r.name, opScan, errorKind(err)).Inc()
 		return nil, err
 	}
 	start := time.Now()
-	rows, err := r.exec.Scan(ctx, q)
+	rows, err := ex.Scan(ctx, q)
 	err = s.abortedErr(classify(ctx, err))
 	done(breakerOutcome(ctx, err))
 	s.metrics.observeRegion(r.name, opScan, level, time.Since(start), err)

@@ -74,13 +74,13 @@ func (s *Store) readRetention(ctx context.Context, ns string) (time.Duration, er
 // readRegionRetention reads a namespace's retention from one region,
 // through its breaker.
 func (s *Store) readRegionRetention(ctx context.Context, r *region, ns string, timeout time.Duration) (time.Duration, error) {
-	done, err := r.allow()
+	ex, done, err := r.allow()
 	if err != nil {
 		return 0, err
 	}
 	rctx, cancel := s.requestCtx(ctx, false, timeout)
 	defer cancel()
-	d, err := r.exec.TableRetention(rctx, s.cfg.Keyspace, ns)
+	d, err := ex.TableRetention(rctx, s.cfg.Keyspace, ns)
 	err = s.abortedErr(classify(rctx, err))
 	done(breakerOutcome(rctx, err))
 	if err == nil && d <= 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sony/gobreaker/v2"
 
@@ -61,6 +62,10 @@ type Store struct {
 	// outlive CloseContext when its context ends first.
 	closers sync.WaitGroup
 
+	// The background connections of regions Open could not reach
+	// (connect.go), stopped by Close.
+	lifecycle
+
 	// retentions holds the namespaces' tombstone retentions, read from
 	// their tables (retention.go).
 	retentions *schema.Retentions
@@ -70,16 +75,27 @@ type Store struct {
 type region struct {
 	idx     int
 	name    string
-	exec    driver.Executor
+	exec    atomic.Pointer[execHolder] // nil until connected (connect.go)
+	conn    connState
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}] // nil when disabled
 }
 
-// Open connects to every region and returns a Store. It validates cfg
-// first, reporting every problem at once (errors wrap ErrInvalidConfig),
-// and creates the keyspace in each region when cfg.CreateKeyspace is set.
-// Open fails if any region cannot be connected to: a Store always knows all
-// of its regions (a region that goes down later is handled by breakers and
-// hints).
+// Open validates cfg, connects to every region concurrently and returns a
+// Store. Configuration problems are reported all at once (errors wrap
+// ErrInvalidConfig). With cfg.CreateKeyspace set it creates the keyspace in
+// each region; otherwise it checks that the keyspace exists.
+//
+// A region Open cannot reach — its nodes are down or its network is cut,
+// the home region included — does not fail Open: the Store starts with that
+// region unconnected and connects it in the background, with back-off, until
+// it answers (Health reports it; region_connected is 0 meanwhile). Until
+// then every request to it fails at once with ErrNotConnected (an
+// ErrUnavailable, as for an open breaker): calls that need it fail fast
+// with a ConsistencyError naming it, and its share of every write becomes a
+// hint — a write at Any succeeds with the home region down if its hint is
+// durable. Open fails only for what waiting cannot heal: an invalid
+// configuration, credentials or certificates a region refuses, a keyspace
+// that does not exist; and when ctx ends.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -99,6 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.retentions = schema.NewRetentions(s.readRetention, schema.DefaultRetentionRefresh, 0, cfg.Now)
 	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
+	s.lifeCtx, s.lifeStop = context.WithCancel(context.Background())
 	s.metrics = newMetrics(
 		func() float64 { n, _ := s.queued.held(); return float64(n) },
 		func() float64 { _, b := s.queued.held(); return float64(b) })
@@ -116,31 +133,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	for i, rc := range ordered {
-		cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-		ex, err := s.connect(cctx, rc)
-		cancel()
-		if err != nil {
-			s.closeOpened()
-			s.abort(nil)
-			return nil, fmt.Errorf("store: open region %q: %w", rc.Name, err)
-		}
-		r := &region{idx: i, name: rc.Name, exec: ex}
+		r := &region{idx: i, name: rc.Name}
 		if !cfg.Breaker.Disabled {
 			r.breaker = s.newBreaker(rc.Name)
 		}
-		s.metrics.setBreaker(rc.Name, gobreaker.StateClosed)
+		s.metrics.setBreaker(rc.Name, gobreaker.StateOpen)
+		s.metrics.setConnected(rc.Name, false)
 		s.regions = append(s.regions, r)
 	}
-	if cfg.CreateKeyspace {
-		for i, r := range s.regions {
-			cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-			err := r.exec.CreateKeyspace(cctx, cfg.Keyspace, ordered[i].ReplicationFactor)
-			cancel()
-			if err != nil {
-				s.closeOpened()
-				s.abort(nil)
-				return nil, fmt.Errorf("store: create keyspace %q in region %q: %w", cfg.Keyspace, r.name, err)
-			}
+	if err := s.connectAll(ctx, ordered); err != nil {
+		s.lifeStop()
+		s.closeOpened()
+		s.abort(nil)
+		return nil, err
+	}
+	for i, r := range s.regions {
+		if r.exec.Load() == nil {
+			s.reconnectors.Add(1)
+			go s.reconnect(r, ordered[i])
 		}
 	}
 	for range cfg.RemoteConcurrency {
@@ -158,7 +168,7 @@ func (s *Store) connect(ctx context.Context, rc RegionConfig) (driver.Executor, 
 	if s.cfg.NewExecutor != nil {
 		return s.cfg.NewExecutor(ctx, dc)
 	}
-	return dialCQL(ctx, rc, dc)
+	return dialCQL(ctx, rc, dc, s.cfg.ConfigureCQL)
 }
 
 // Metrics returns the Store's metrics, to register with a Prometheus

@@ -42,6 +42,13 @@ type Region struct {
 	NumConns int
 	// Logger receives the driver's warnings and errors; nil discards them.
 	Logger *slog.Logger
+	// Configure, when set, adjusts the driver's cluster configuration after
+	// Tidemark's own settings and before the session is created: observers
+	// (tracing, per-query metrics), retry and speculative-execution
+	// policies, compression, an authenticator. It must leave the host
+	// selection policy and host filter alone: they keep the region's
+	// traffic inside its data center.
+	Configure func(*gocql.ClusterConfig)
 }
 
 // Connect opens a session to r. The session's default consistency is
@@ -64,10 +71,12 @@ func Connect(ctx context.Context, r Region, keyspace string) (*gocql.Session, er
 	c.Logger = slogAdapter{log: r.Logger}
 	c.RetryPolicy = &gocql.SimpleRetryPolicy{NumRetries: 0}
 	if r.LocalDC != "" {
-		c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.DCAwareRoundRobinPolicy(r.LocalDC))
+		// Replicas are shuffled so that one replica of a hot partition does
+		// not take every request.
+		c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.DCAwareRoundRobinPolicy(r.LocalDC), gocql.ShuffleReplicas())
 		c.HostFilter = gocql.DataCenterHostFilter(r.LocalDC)
 	} else {
-		c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+		c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy(), gocql.ShuffleReplicas())
 	}
 	if r.Username != "" {
 		c.Authenticator = gocql.PasswordAuthenticator{Username: r.Username, Password: r.Password}
@@ -86,6 +95,9 @@ func Connect(ctx context.Context, r Region, keyspace string) (*gocql.Session, er
 			}
 			return ip, port
 		})
+	}
+	if r.Configure != nil {
+		r.Configure(c)
 	}
 	type result struct {
 		s   *gocql.Session

@@ -170,3 +170,11 @@ type Config struct {
 	// Logger receives the executor's warnings.
 	Logger *slog.Logger
 }
+
+// KeyspaceChecker is an optional interface of an Executor: store.Open
+// asks it whether the Store's keyspace exists (when Config.CreateKeyspace
+// is not set), so that a keyspace that does not exist fails Open instead of
+// every call.
+type KeyspaceChecker interface {
+	KeyspaceExists(ctx context.Context, keyspace string) (bool, error)
+}
