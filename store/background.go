@@ -21,20 +21,40 @@ type job struct {
 	bytes   int64
 }
 
-// enqueue hands j to the workers. It reports false, without blocking, when
-// the queue is at its count or byte bound (Config.MaxPendingWrites,
-// MaxPendingBytes; one job larger than the byte bound still enters an empty
-// queue, so that a big value is not hinted just for its size).
-func (s *Store) enqueue(j job) bool {
-	if !s.queued.take(j.bytes) {
+// enqueue hands j to the workers. It reports false when the queue is at
+// its count or byte bound (Config.MaxPendingWrites, MaxPendingBytes; one
+// job larger than the byte bound still enters an empty queue, so that a big
+// value is not hinted just for its size) and stays there for wait: wait > 0
+// is backpressure, slowing the caller a little instead of turning a write
+// to a healthy region into a hint.
+func (s *Store) enqueue(j job, wait time.Duration) bool {
+	if s.queued.take(j.bytes) {
+		select {
+		case s.queue <- j:
+			return true
+		default:
+			s.queued.release(j.bytes)
+		}
+	}
+	if wait <= 0 {
 		return false
 	}
-	select {
-	case s.queue <- j:
-		return true
-	default:
-		s.queued.release(j.bytes)
-		return false
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for poll := time.Millisecond; ; poll = min(2*poll, 10*time.Millisecond) {
+		select {
+		case <-deadline.C:
+			return false
+		case <-time.After(poll):
+		}
+		if s.queued.take(j.bytes) {
+			select {
+			case s.queue <- j:
+				return true
+			default:
+				s.queued.release(j.bytes)
+			}
+		}
 	}
 }
 
@@ -93,14 +113,20 @@ func (s *Store) rejected(r *region, m *mutation, err error, background bool) {
 		slog.Int64("ts", m.rows[0].Timestamp), slog.Any("error", err))
 }
 
-// remote sends m to region r in the background; when the queue is full it
-// goes straight to the hint sink.
+// remote sends m to region r in the background. A region known to be
+// unavailable (not connected, or its breaker open) is not queued at all:
+// its hint is stored by the hint pool at once. A healthy region's write
+// waits up to Config.QueueWait for room in a full queue (backpressure),
+// and only then becomes a hint. Neither path blocks the caller for longer.
 func (s *Store) remote(r *region, m *mutation, timeout time.Duration) {
-	if s.enqueue(job{region: r, m: m, timeout: timeout, bytes: m.size}) {
+	if !r.available() {
+		s.metrics.regionErrors.WithLabelValues(r.name, m.op, errorKind(ErrCircuitOpen)).Inc()
+		s.hintAsync(r, m, ErrCircuitOpen)
+		return
+	}
+	if s.enqueue(job{region: r, m: m, timeout: timeout, bytes: m.size}, s.cfg.QueueWait) {
 		return
 	}
 	s.metrics.regionErrors.WithLabelValues(r.name, m.op, "queue_full").Inc()
-	// The Store is overloaded: storing the hint here slows the caller down
-	// (backpressure) instead of queueing more.
-	s.hint(r, m, errQueueFull)
+	s.hintAsync(r, m, errQueueFull)
 }

@@ -106,19 +106,20 @@ func TestBreakerIgnoresNonAvailabilityErrors(t *testing.T) {
 }
 
 // TestQueueOverflowHints: with one worker blocked and the queue full, a
-// further remote write goes straight to the hint sink, synchronously,
-// without blocking on the region.
+// further remote write to a healthy region waits at most QueueWait for room
+// (backpressure) and then goes to the hint pool, without blocking on the
+// region or on the hint sink.
 func TestQueueOverflowHints(t *testing.T) {
-	// A sink that takes a while, so that a hint stored in the background
-	// would not be there yet when Put returns.
+	// A sink that takes a while: the caller must not wait for it.
 	sink := &recordingSink{}
 	slow := HintSinkFunc(func(ctx context.Context, h record.Hint) error {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 		return sink.Hint(ctx, h)
 	})
 	e := newFaultEnv(t, func(c *Config) {
 		c.RemoteConcurrency = 1
 		c.MaxPendingWrites = 1
+		c.QueueWait = 30 * time.Millisecond
 		c.Regions = c.Regions[:2] // a and b
 		c.HintSink = slow
 	})
@@ -133,11 +134,17 @@ func TestQueueOverflowHints(t *testing.T) {
 	if got := queuedCount(e.st); got != 1 {
 		t.Fatalf("queue depth %d, want 1", got)
 	}
+	start := time.Now()
 	if err := put(t, e.ns, "3"); err != nil {
 		t.Fatal(err)
 	}
-	// The overflow hint was stored before Put returned.
-	checkHints(t, e.hints(), hintsOf("b", 3, 3)...)
+	took := time.Since(start)
+	if took < 30*time.Millisecond {
+		t.Errorf("Put returned after %v: it did not wait QueueWait (30ms) for room", took)
+	}
+	if took > 150*time.Millisecond {
+		t.Errorf("Put took %v: it waited for more than the queue (the region, or the 200ms hint sink)", took)
+	}
 	if got := metricValue(t, e.st.metrics.queueDepth); got != 1 {
 		t.Errorf("background_queue_depth = %v, want 1", got)
 	}
@@ -151,6 +158,72 @@ func TestQueueOverflowHints(t *testing.T) {
 	checkHints(t, e.hints(), hintsOf("b", 3, 3)...)
 	e.checkWrites(t, "a", writesOf(1, 3)...)
 	e.checkWrites(t, "b", writesOf(1, 2)...)
+}
+
+// TestQueueBackpressureAvoidsHint: a write that finds the queue full but
+// room freeing within QueueWait is written to its healthy region, not
+// hinted (hints are for regions that fail, not for load).
+func TestQueueBackpressureAvoidsHint(t *testing.T) {
+	e := newFaultEnv(t, func(c *Config) {
+		c.RemoteConcurrency = 1
+		c.MaxPendingWrites = 1
+		c.QueueWait = 2 * time.Second
+		c.Regions = c.Regions[:2]
+	})
+	release := make(chan struct{})
+	e.mem["b"].SetFault(driver.Fault{Gate: release, Ops: []string{driver.OpWrite}})
+	putN(t, e.ns, 2)
+	waitHeld(t, e.mem["b"], 1)
+	time.AfterFunc(50*time.Millisecond, func() { close(release) })
+	if err := put(t, e.ns, "3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.hints()); n != 0 {
+		t.Fatalf("%d hints for a healthy region under load, want none", n)
+	}
+	e.checkWrites(t, "b", writesOf(1, 3)...)
+}
+
+// TestHangingSinkNeverBlocksCalls: with a region cut and the hint sink
+// hanging (Kafka paused), LocalQuorum writes go on at full speed: once the
+// hint pool is full, missed writes are left to repair at once and counted
+// (before, the queue filled and every Put waited a HintTimeout).
+func TestHangingSinkNeverBlocksCalls(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	sink := HintSinkFunc(func(ctx context.Context, _ record.Hint) error {
+		select {
+		case <-hang:
+		case <-ctx.Done():
+		}
+		return ctx.Err()
+	})
+	e := newFaultEnv(t, func(c *Config) {
+		c.HintSink = sink
+		c.HintConcurrency = 4
+		c.HintTimeout = time.Second
+		c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
+		c.Regions = c.Regions[:2]
+	})
+	e.mem["b"].SetFault(driver.Outage())
+	for i := range 200 {
+		start := time.Now()
+		if err := put(t, e.ns, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("Put %d took %v with the sink hanging", i, took)
+		}
+	}
+	if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("b", lostPoolFull)); got < 150 {
+		t.Fatalf("hints_failed_total{b,pool_full} = %v, want most of the 200 writes counted as left to repair", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = e.st.CloseContext(ctx)
 }
 
 // TestQueueByteBound: a write that would take the queued bytes over
@@ -194,7 +267,7 @@ func TestDefaultSinkCountsLeftToRepair(t *testing.T) {
 	if err := e.st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("a")); got != 1 {
+	if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("a", lostNoSink)); got != 1 {
 		t.Errorf("hints_failed_total{a} = %v, want 1", got)
 	}
 	for _, r := range regionNamesABC {

@@ -29,7 +29,9 @@ const (
 	// DefaultMaxBatchBytes is the default Config.MaxBatchBytes (4 MiB).
 	DefaultMaxBatchBytes = 4 << 20
 	// DefaultRemoteConcurrency is the default Config.RemoteConcurrency.
-	DefaultRemoteConcurrency = 32
+	DefaultRemoteConcurrency = 128
+	// DefaultQueueWait is the default Config.QueueWait.
+	DefaultQueueWait = 50 * time.Millisecond
 	// DefaultMaxPendingWrites is the default Config.MaxPendingWrites.
 	DefaultMaxPendingWrites = 4096
 	// DefaultMaxPendingBytes is the default Config.MaxPendingBytes (64 MiB).
@@ -98,15 +100,25 @@ type Config struct {
 
 	// RemoteConcurrency is how many background region writes (asynchronous
 	// regions, late synchronous regions, read repairs) run at once. Default
-	// 32. Higher drains a backlog faster at the cost of connections and
-	// memory.
+	// 128: enough for the remote regions to keep up with what the home
+	// region accepts (a region's driver multiplexes them over a few
+	// connections). Higher drains a backlog faster at the cost of memory.
 	RemoteConcurrency int
 
+	// QueueWait is how long a write to a healthy remote region waits for
+	// room when the background queue is full, before it becomes a hint:
+	// backpressure that slows the caller a little rather than hinting
+	// under load (hints are for regions that fail). Default 50ms; a
+	// negative value never waits. A region that is not connected or whose
+	// breaker is open never waits: its share of the write goes to the hint
+	// pool at once.
+	QueueWait time.Duration
+
 	// MaxPendingWrites bounds how many background writes may wait for a
-	// worker. Default 4096. When the queue is full, a remote write goes
-	// straight to the hint sink instead of waiting (and a read repair is
-	// dropped, left to anti-entropy repair), so memory stays bounded and
-	// callers are never blocked by a slow remote region.
+	// worker. Default 4096. When the queue is full, a remote write waits
+	// at most QueueWait for room and then becomes a hint (and a read repair
+	// is dropped, left to anti-entropy repair), so memory stays bounded and
+	// callers are never blocked for long by a slow remote region.
 	MaxPendingWrites int
 
 	// MaxPendingBytes bounds the keys and values held by waiting background
@@ -118,12 +130,12 @@ type Config struct {
 
 	// HintConcurrency bounds the hints of background writes being stored at
 	// once (default 64). A remote write that fails, or meets an open
-	// breaker, hands its hint to one of these so that the remote-write
-	// workers do not wait for the hint sink; when all are busy (or their
-	// rows exceed MaxPendingBytes) the worker stores the hint itself, which
-	// fills the queue and so slows callers rather than growing memory.
-	// Durable hint sinks (Kafka with acks=all) batch better the more hints
-	// wait at once.
+	// breaker, hands its hint to one of these so that neither the
+	// remote-write workers nor callers wait for the hint sink; when all are
+	// busy (or their rows exceed MaxPendingBytes) — Kafka slow or hanging —
+	// the write is left to anti-entropy repair at once and counted
+	// (hints_failed_total{reason="pool_full"}). Durable hint sinks (Kafka
+	// with acks=all) batch better the more hints wait at once.
 	HintConcurrency int
 
 	// MaxClockDrift is how far ahead of this process's wall clock a version
@@ -248,6 +260,7 @@ func (c Config) withDefaults() Config {
 	c.MaxBatchBytes = orInt(c.MaxBatchBytes, DefaultMaxBatchBytes)
 	c.RemoteConcurrency = orInt(c.RemoteConcurrency, DefaultRemoteConcurrency)
 	c.MaxPendingWrites = orInt(c.MaxPendingWrites, DefaultMaxPendingWrites)
+	c.QueueWait = orDuration(c.QueueWait, DefaultQueueWait)
 	if c.MaxPendingBytes <= 0 {
 		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}

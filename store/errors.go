@@ -104,6 +104,10 @@ var (
 	// failure.
 	errCallerBudget = errors.New("store: the caller's deadline, not the region's")
 
+	// errHintPoolFull is why a background write's hint was not attempted:
+	// every hint goroutine was busy (Config.HintConcurrency, MaxPendingBytes).
+	errHintPoolFull = errors.New("store: hint pool full (Config.HintConcurrency/MaxPendingBytes)")
+
 	// errQueueFull is the cause recorded in a hint when a background write
 	// was not attempted because the background queue was full.
 	errQueueFull = fmt.Errorf("%w: background write queue full (Config.MaxPendingWrites/MaxPendingBytes)", ErrUnavailable)

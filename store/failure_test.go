@@ -77,7 +77,7 @@ func TestRejectedWriteNotHinted(t *testing.T) {
 			if got := metricValue(t, e.st.metrics.writesRejected.WithLabelValues(c.rejects, "put", "other")); got != 1 {
 				t.Errorf("writes_rejected_total{%s,put,other} = %v, want 1", c.rejects, got)
 			}
-			if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues(c.rejects)); got != 0 {
+			if got := notHinted(t, e.st, c.rejects); got != 0 {
 				t.Errorf("hints_failed_total{%s} = %v, want 0 (a refusal is not a missed hint)", c.rejects, got)
 			}
 		})
@@ -462,7 +462,7 @@ func TestCloseContextBoundsHints(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("CloseContext took %s with a 50ms HintTimeout", took)
 	}
-	if got := metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("b")); got != 5 {
+	if got := notHinted(t, e.st, "b"); got != 5 {
 		t.Errorf("hints_failed_total{b} = %v, want 5", got)
 	}
 	if got := e.st.drain.lost.Load(); got != 5 {

@@ -459,3 +459,14 @@ func hintsOf(target string, from, to int) []hintSpec {
 	}
 	return out
 }
+
+// notHinted is how many rows region missed that were not stored as hints:
+// hints_failed_total of every reason plus hints_uncertain_total.
+func notHinted(t *testing.T, st *Store, region string) float64 {
+	t.Helper()
+	n := metricValue(t, st.metrics.hintsUncertain.WithLabelValues(region))
+	for _, reason := range []string{lostSink, lostPoolFull, lostNoSink, lostClosing} {
+		n += metricValue(t, st.metrics.hintsFailed.WithLabelValues(region, reason))
+	}
+	return n
+}

@@ -6,19 +6,37 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tidemark/tidemark/hints/record"
 )
 
 // Hints of missed writes: a region's share of a write that it missed for
 // availability goes to the hint sink, one record.Hint per row, with the
 // write's own timestamp and absolute expiry (docs/design.md, "Hints").
+//
+// The hinted path never blocks a call whose level does not wait for the
+// region: the hints of background writes are stored by a bounded pool of
+// goroutines (Config.HintConcurrency, Config.MaxPendingBytes), and a write
+// that finds the pool full — Kafka slow or hanging, a burst of failures —
+// is left to anti-entropy repair at once and counted, rather than waiting.
+
+// Why a missed write was left to repair: the reason label of
+// hints_failed_total.
+const (
+	lostSink     = "sink_error" // the sink said the hint is not stored
+	lostPoolFull = "pool_full"  // the hint pool was full: not attempted
+	lostNoSink   = "no_sink"    // no sink configured
+	lostClosing  = "closing"    // CloseContext's drain deadline passed
+)
 
 // hint stores the rows of m that region r missed, one hint per row. It
-// reports whether every hint is durable; failures are counted as left to
-// repair. It never uses the caller's context: the hint must be attempted
-// even when the caller has gone. Once CloseContext has given up waiting,
-// hints share its drain deadline, and rows past it are counted without
-// calling the sink.
+// reports whether every hint is durable; the others are counted: as left
+// to repair, or as uncertain when the sink's attempt timed out (it may
+// still land). It never uses the caller's context: the hint must be
+// attempted even when the caller has gone. Once CloseContext has given up
+// waiting, hints share its drain deadline, and rows past it are counted
+// without calling the sink.
 func (s *Store) hint(r *region, m *mutation, cause error) bool {
 	base := s.drain.current()
 	draining := base != nil
@@ -32,7 +50,7 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 	for _, row := range m.rows {
 		if base.Err() != nil {
 			ok = false
-			s.metrics.hintsFailed.WithLabelValues(r.name).Inc()
+			s.leftToRepair(r, m, 1, lostClosing, cause, base.Err())
 			s.drain.lost.Add(1)
 			continue
 		}
@@ -48,32 +66,53 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 			ExpiresAt: expiresAt(row.Expires),
 			CreatedAt: now,
 		}
-		if err := s.sink.Hint(ctx, h); err != nil {
-			ok = false
-			s.metrics.hintsFailed.WithLabelValues(r.name).Inc()
-			if draining {
-				s.drain.lost.Add(1)
-			}
-			if !errors.Is(err, ErrNoHintSink) {
-				s.log.LogAttrs(ctx, slog.LevelError, "store: hint not stored; write left to anti-entropy repair",
-					slog.String("target", r.name), slog.String("namespace", m.ns),
-					slog.Int64("ts", row.Timestamp), slog.Any("cause", cause), slog.Any("error", err))
-			}
+		err := s.sink.Hint(ctx, h)
+		switch {
+		case err == nil:
+			s.metrics.hinted.WithLabelValues(r.name).Inc()
 			continue
+		case errors.Is(err, ErrNoHintSink):
+			s.leftToRepair(r, m, 1, lostNoSink, cause, err)
+		case errors.Is(err, context.DeadlineExceeded):
+			// The sink did not answer in time: the hint may still be
+			// stored (a Kafka produce that timed out often lands).
+			s.metrics.hintsUncertain.WithLabelValues(r.name).Inc()
+			s.logSometimes.Do(func() {
+				s.log.LogAttrs(ctx, slog.LevelWarn, "store: hint not acknowledged in time; it may or may not be stored, anti-entropy repair covers it",
+					slog.String("target", r.name), slog.String("namespace", m.ns), slog.Any("cause", cause), slog.Any("error", err))
+			})
+		default:
+			s.leftToRepair(r, m, 1, lostSink, cause, err)
 		}
-		s.metrics.hinted.WithLabelValues(r.name).Inc()
+		ok = false
+		if draining {
+			s.drain.lost.Add(1)
+		}
 	}
 	return ok
 }
 
-// hintAsync stores the hint of a background write in a goroutine of its own
-// when the hint pool has room (count and bytes), so that the remote-write
-// workers do not wait for the hint sink (with a region cut or its breaker
-// open, every write to it becomes a hint); otherwise it stores it in the
-// current goroutine.
+// leftToRepair counts rows of m that region r missed and that no hint will
+// bring it, logging (at most every few seconds) why.
+func (s *Store) leftToRepair(r *region, m *mutation, rows int, reason string, cause, err error) {
+	s.metrics.hintsFailed.WithLabelValues(r.name, reason).Add(float64(rows))
+	if reason == lostNoSink {
+		return // the default sink logs each one itself
+	}
+	s.logSometimes.Do(func() {
+		s.log.LogAttrs(context.Background(), slog.LevelError, "store: missed write not hinted; left to anti-entropy repair",
+			slog.String("target", r.name), slog.String("namespace", m.ns), slog.String("reason", reason),
+			slog.Int64("ts", m.rows[0].Timestamp), slog.Any("cause", cause), slog.Any("error", err))
+	})
+}
+
+// hintAsync stores the hint of a background write in a goroutine of the
+// hint pool when it has room (count and bytes), so that neither the
+// remote-write workers nor callers wait for the hint sink; when the pool is
+// full the write is left to repair at once (pool_full).
 func (s *Store) hintAsync(r *region, m *mutation, cause error) {
 	if !s.hintPool.take(m.size) {
-		s.hint(r, m, cause)
+		s.leftToRepair(r, m, len(m.rows), lostPoolFull, cause, errHintPoolFull)
 		return
 	}
 	s.hinters.Add(1)
@@ -83,6 +122,9 @@ func (s *Store) hintAsync(r *region, m *mutation, cause error) {
 		s.hint(r, m, cause)
 	}()
 }
+
+// newLogSometimes rate-limits the Store's repeated warnings.
+func newLogSometimes() *rate.Sometimes { return &rate.Sometimes{First: 1, Interval: 10 * time.Second} }
 
 // expiresAt is a row's absolute expiry as a hint carries it (the zero time
 // for never).

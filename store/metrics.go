@@ -26,8 +26,15 @@ import (
 //     "other").
 //   - hinted_writes_total{region}: writes that a region missed and that
 //     were stored as durable hints.
-//   - hints_failed_total{region}: writes that a region missed and that
-//     could not be hinted either: left to anti-entropy repair.
+//   - hints_failed_total{region,reason}: rows that a region missed and that
+//     are known not to be hinted: left to anti-entropy repair. reason is
+//     "sink_error" (the sink refused or failed: Kafka down, its buffer
+//     full), "pool_full" (every hint goroutine was busy: not attempted, so
+//     that no caller waits), "no_sink" (none configured), "closing"
+//     (CloseContext's deadline passed).
+//   - hints_uncertain_total{region}: rows whose hint the sink did not
+//     acknowledge in time: it may or may not be stored (a Kafka produce
+//     that times out often lands); left to repair too.
 //   - writes_rejected_total{region,op,kind}: writes a region answered with
 //     an error that is not an availability failure (kind as for
 //     region_errors_total, usually "other": for example the namespace's
@@ -51,6 +58,7 @@ type Metrics struct {
 	regionErrors   *prometheus.CounterVec
 	hinted         *prometheus.CounterVec
 	hintsFailed    *prometheus.CounterVec
+	hintsUncertain *prometheus.CounterVec
 	writesRejected *prometheus.CounterVec
 	readRepairs    *prometheus.CounterVec
 	breakerState   *prometheus.GaugeVec
@@ -83,7 +91,11 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 		}, []string{"region"}),
 		hintsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "hints_failed_total",
-			Help: "Rows a region missed that could not be hinted: left to anti-entropy repair.",
+			Help: "Rows a region missed that are known not to be hinted, by reason: left to anti-entropy repair.",
+		}, []string{"region", "reason"}),
+		hintsUncertain: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "hints_uncertain_total",
+			Help: "Rows a region missed whose hint was not acknowledged in time: it may or may not be stored.",
 		}, []string{"region"}),
 		writesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "writes_rejected_total",
@@ -114,7 +126,7 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
-		m.hintsFailed, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes}
+		m.hintsFailed, m.hintsUncertain, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes}
 }
 
 // Describe implements prometheus.Collector.

@@ -118,7 +118,7 @@ func TestMetricsRegister(t *testing.T) {
 			t.Errorf("metric %s not gathered", name)
 		}
 	}
-	if got := metricValue(t, st.metrics.hintsFailed.WithLabelValues("b")); got != 1 {
+	if got := metricValue(t, st.metrics.hintsFailed.WithLabelValues("b", lostNoSink)); got != 1 {
 		t.Errorf("hints_failed_total{b} = %v, want 1 (no sink configured)", got)
 	}
 	if got := metricValue(t, st.metrics.regionErrors.WithLabelValues("b", "put", "unavailable")); got != 1 {

@@ -251,7 +251,7 @@ func (s *Store) readRepair(ns string, pk []byte, got []readResult, results <-cha
 			continue
 		}
 		r := s.regions[res.idx]
-		if !s.enqueue(job{region: r, m: m, timeout: s.cfg.Timeout, repair: true, bytes: m.size}) {
+		if !s.enqueue(job{region: r, m: m, timeout: s.cfg.Timeout, repair: true, bytes: m.size}, 0) {
 			s.metrics.readRepairs.WithLabelValues(r.name, "dropped").Inc()
 		}
 	}

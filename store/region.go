@@ -37,6 +37,12 @@ func (s *Store) newBreaker(name string) *gobreaker.TwoStepCircuitBreaker[struct{
 	})
 }
 
+// available reports whether requests may go to the region now: it is
+// connected and its breaker is not open.
+func (r *region) available() bool {
+	return r.exec.Load() != nil && (r.breaker == nil || r.breaker.State() != gobreaker.StateOpen)
+}
+
 // allow returns the region's executor if a request may go to it: the
 // region is connected (ErrNotConnected otherwise) and its breaker lets it
 // through (ErrCircuitOpen). The returned function reports the request's

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store/driver"
@@ -41,6 +42,8 @@ type Store struct {
 	// hinters is waited for after the workers, which start them.
 	hintPool *budget
 	hinters  sync.WaitGroup
+	// logSometimes rate-limits the warnings a burst of failures repeats.
+	logSometimes *rate.Sometimes
 
 	// mu guards closed; calls tracks running calls and bg the goroutines
 	// they leave behind (late synchronous region requests).
@@ -105,13 +108,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	s := &Store{
-		cfg:      cfg,
-		clock:    newClock(cfg.Now, cfg.MaxClockDrift, cfg.WriterID),
-		sink:     cfg.HintSink,
-		log:      cfg.Logger,
-		queue:    make(chan job, cfg.MaxPendingWrites),
-		queued:   newBudget(cfg.MaxPendingWrites, cfg.MaxPendingBytes),
-		hintPool: newBudget(cfg.HintConcurrency, cfg.MaxPendingBytes),
+		cfg:          cfg,
+		clock:        newClock(cfg.Now, cfg.MaxClockDrift, cfg.WriterID),
+		sink:         cfg.HintSink,
+		log:          cfg.Logger,
+		queue:        make(chan job, cfg.MaxPendingWrites),
+		queued:       newBudget(cfg.MaxPendingWrites, cfg.MaxPendingBytes),
+		hintPool:     newBudget(cfg.HintConcurrency, cfg.MaxPendingBytes),
+		logSometimes: newLogSometimes(),
 	}
 	s.retentions = schema.NewRetentions(s.readRetention, schema.DefaultRetentionRefresh, 0, cfg.Now)
 	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
