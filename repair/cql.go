@@ -57,7 +57,10 @@ func describeResult(keyspace, namespace string, retention time.Duration, err err
 	return TableInfo{Retention: retention}, nil
 }
 
-// ScanDigests runs schema.SelectDigestRange over r, paged by pageSize.
+// ScanDigests runs schema.SelectDigestRange over r, paged by pageSize. Each
+// row's absolute expiry is its expires column (schema.Expiry: for a row
+// written before the column existed, the scan's time plus its remaining
+// TTL), and it is marked Expired when that has passed at the scan.
 func (c *CQLRegion) ScanDigests(ctx context.Context, namespace string, r TokenRange, pageSize int) RowStream {
 	stmt := schema.SelectDigestRange(c.keyspace, namespace)
 	if r.IncludesStart() {
@@ -79,10 +82,14 @@ func (s *cqlStream) Next() bool {
 		return false
 	}
 	r := &s.row
-	if err := s.sc.Scan(&r.Token, &r.PK, &r.CK, &r.Timestamp, &r.Digest, &r.Deleted, &r.TTL); err != nil {
+	var expires int64
+	if err := s.sc.Scan(&r.Token, &r.PK, &r.CK, &r.Timestamp, &r.Digest, &r.Deleted, &r.TTL, &expires); err != nil {
 		s.err = err
 		return false
 	}
+	now := time.Now()
+	r.Expires = schema.Expiry(expires, int(r.TTL), now)
+	r.Expired = !schema.Visible(r.Expires, now)
 	return true
 }
 
@@ -97,28 +104,51 @@ func (s *cqlStream) Err() error {
 
 func (s *cqlStream) Close() error { return s.iter.Close() }
 
-// ReadRow runs schema.SelectRow.
+// ReadRow runs schema.SelectRow: the value (an empty slice for a live
+// row's empty value, which the driver returns as nil; nil for a marker),
+// deleted, writetime and ttl of the digest, and the absolute expiry
+// (schema.Expiry with the read's time).
 func (c *CQLRegion) ReadRow(ctx context.Context, namespace string, pk, ck []byte) (RowValue, bool, error) {
 	var v RowValue
+	var expires int64
 	err := c.s.Query(schema.SelectRow(c.keyspace, namespace), pk, ck).Consistency(gocql.LocalQuorum).
-		ScanContext(ctx, &v.Value, &v.Deleted, &v.Timestamp, &v.TTL)
+		ScanContext(ctx, &v.Value, &v.Deleted, &v.Timestamp, &v.TTL, &expires)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return RowValue{}, false, nil
 	}
 	if err != nil {
 		return RowValue{}, false, err
 	}
+	switch {
+	case v.Deleted:
+		v.Value = nil
+	case v.Value == nil:
+		v.Value = []byte{}
+	}
+	v.Expires = schema.Expiry(expires, int(v.TTL), time.Now())
 	return v, true, nil
 }
 
-// WriteRow runs schema.Insert with the row's own timestamp and TTL.
+// WriteRow runs schema.Insert, bound with schema.InsertValues, for each of
+// w.Cells (several in one single-partition unlogged batch), with the row's
+// own timestamp and the TTL left until w.Expires now (schema.TTLUntil); a
+// row whose expiry has passed is not written (ErrExpired).
 func (c *CQLRegion) WriteRow(ctx context.Context, namespace string, w *Write) error {
-	var value []byte
-	if !w.Deleted {
-		value = w.Value
+	ttl, expired := schema.TTLUntil(w.Expires, time.Now())
+	if expired {
+		return fmt.Errorf("%w: expiry %s passed", ErrExpired, time.Unix(w.Expires, 0).UTC().Format(time.RFC3339))
 	}
-	return c.s.Query(schema.Insert(c.keyspace, namespace), w.PK, w.CK, value, w.Deleted, w.Digest, w.Timestamp, int(w.TTL)).
-		Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
+	stmt := schema.Insert(c.keyspace, namespace)
+	cs := w.Cells()
+	if len(cs) == 1 {
+		return c.s.Query(stmt, schema.InsertValues(w.PK, w.CK, cs[0], w.Timestamp, ttl)...).
+			Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
+	}
+	b := c.s.Batch(gocql.UnloggedBatch)
+	for _, cells := range cs {
+		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: schema.InsertValues(w.PK, w.CK, cells, w.Timestamp, ttl), Idempotent: true})
+	}
+	return b.Consistency(gocql.LocalQuorum).ExecContext(ctx)
 }
 
 // EstimateRows sums system.size_estimates' partition counts for the table,

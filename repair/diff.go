@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
 )
 
 // Observed is what one region holds for one row, in digest form.
 type Observed struct {
 	// Present is false when the region has no such row (never written, or
-	// expired); the other fields are then zero.
+	// removed by Cassandra's TTL); the other fields are then zero.
 	Present bool
 	// Timestamp is the row's writetime, in microseconds.
 	Timestamp int64
@@ -20,30 +21,42 @@ type Observed struct {
 	Digest int64
 	// Deleted marks a deletion marker.
 	Deleted bool
-	// TTL is the remaining lifetime in seconds when scanned; 0 means none.
+	// TTL is the remaining lifetime of the cells in seconds when scanned;
+	// 0 means none. It is not part of the version: Expires is.
 	TTL int32
+	// Expires is the row's absolute expiry, seconds since the Unix epoch;
+	// 0 means never.
+	Expires int64
+	// Expired reports that the region holds the row's cells but its
+	// Expires had passed at the scan: the row is logically absent there
+	// (every reader hides it), so it is never copied to another region and
+	// compares as absent ([Observed.Same]). [PlanRow] still orders it with
+	// the other versions: an expired winner is not replaced by an older
+	// version (see docs/repair.md, "Expiry").
+	Expired bool
 }
 
-// Same reports whether two observations are the same version of a row:
-// both absent, or both present with the same timestamp and kind and — for
-// values — the same digest. Two deletion markers with the same timestamp are
-// the same version whatever their digest cells say, and remaining TTLs are
-// not compared.
+// Live reports whether the observation is a version readers see: present,
+// and not past its expiry at the scan.
+func (o Observed) Live() bool { return o.Present && !o.Expired }
+
+// Same reports whether two observations are the same state of a row: both
+// logically absent (not present, or expired), or both live with the same
+// version — timestamp, absolute expiry, kind (value or deletion marker)
+// and digest. Remaining TTLs are not compared: they only say when
+// Cassandra reclaims the cells.
 func (o Observed) Same(p Observed) bool {
-	if o.Present != p.Present {
+	if o.Live() != p.Live() {
 		return false
 	}
-	if !o.Present {
+	if !o.Live() {
 		return true
 	}
-	if o.Timestamp != p.Timestamp || o.Deleted != p.Deleted {
-		return false
-	}
-	return o.Deleted || o.Digest == p.Digest
+	return o.Timestamp == p.Timestamp && o.Expires == p.Expires && o.Deleted == p.Deleted && o.Digest == p.Digest
 }
 
-// String returns "absent", "ts=… deleted" or "ts=… digest=…", with ttl when
-// set.
+// String returns "absent", "ts=… deleted digest=…" or "ts=… digest=…",
+// with the expiry and the TTL when set and "expired" for an expired row.
 func (o Observed) String() string {
 	if !o.Present {
 		return "absent"
@@ -52,11 +65,16 @@ func (o Observed) String() string {
 	fmt.Fprintf(&b, "ts=%d", o.Timestamp)
 	if o.Deleted {
 		b.WriteString(" deleted")
-	} else {
-		fmt.Fprintf(&b, " digest=%016x", uint64(o.Digest))
+	}
+	fmt.Fprintf(&b, " digest=%016x", uint64(o.Digest))
+	if o.Expires != 0 {
+		fmt.Fprintf(&b, " expires=%d", o.Expires)
 	}
 	if o.TTL > 0 {
 		fmt.Fprintf(&b, " ttl=%ds", o.TTL)
+	}
+	if o.Expired {
+		b.WriteString(" expired")
 	}
 	return b.String()
 }
@@ -100,6 +118,9 @@ var ErrOutOfOrder = errors.New("repair: rows out of scan order (the table must b
 // Diff merges one sorted stream per region and calls fn, in scan order, for
 // every row that is not the same version ([Observed.Same]) in every region:
 // missing somewhere, older somewhere, or a deletion marker missing somewhere.
+// A row whose expiry had passed when it was scanned (DigestRow.Expired)
+// counts as absent: a row expired in one region and absent (or expired too)
+// in the others is no divergence.
 // It is the pure core of repair: it does no I/O beyond the streams and keeps
 // only one row per stream in memory. Diff stops at the first error from a
 // stream or from fn and returns it; the streams are not closed.
@@ -188,8 +209,10 @@ const (
 	// ActionMark: the winner is a deletion marker; write it to Targets. No
 	// value is fetched.
 	ActionMark
-	// ActionTie: the newest versions are values with equal timestamps and
-	// different digests; fetch the values of the Tied regions and call
+	// ActionTie: the newest versions have equal timestamps and expiries
+	// and cannot be told apart by digests — values with different digests,
+	// or deletion markers and values (only writers other than Tidemark
+	// make those); fetch the values of the Tied regions and call
 	// [ResolveTie].
 	ActionTie
 )
@@ -207,20 +230,24 @@ func (a Action) String() string {
 	return fmt.Sprintf("Action(%d)", int(a))
 }
 
-// Plan is how to repair one divergent row.
+// Plan is how to repair one divergent row. A Plan whose Action is 0 writes
+// nothing: the winner has expired (Winner.Expired), so the row is
+// logically absent and no older version may replace it.
 type Plan struct {
 	Action Action
-	// Winner is the winning version in digest form (for ActionTie, the
-	// timestamp of the tie only).
+	// Winner is the winning version in digest form. For ActionTie only its
+	// Timestamp and Expires are the tie's, and Deleted says whether
+	// deletion markers are among the tied versions (the written row is
+	// then a marker: see ResolveTie).
 	Winner Observed
 	// Source is the region to copy the winner from (ActionCopy, ActionMark);
-	// -1 for ActionTie.
+	// -1 for ActionTie and for no action.
 	Source int
-	// Targets are the regions that lack the winner and must be written (for
-	// ActionTie, only after ResolveTie).
+	// Targets are the regions whose state differs from the winner's and
+	// must be written (for ActionTie, only after ResolveTie).
 	Targets []int
-	// Tied are the regions holding a value at the tie's timestamp, whose
-	// values decide the tie (ActionTie only).
+	// Tied are the regions holding a value at the tie's timestamp and
+	// expiry, whose values decide the tie (ActionTie only).
 	Tied []int
 }
 
@@ -232,70 +259,88 @@ func longerTTL(a, b int32) bool {
 	return a > b
 }
 
-// PlanRow decides how to repair a divergent row, by the last-write-wins order
-// of [quorum.Compare] as far as digests allow: the highest timestamp wins; at
-// that timestamp a deletion marker wins over values; values with the same
-// timestamp and the same digest are the same version. Values at the same
-// timestamp with different digests are a tie that needs the values
-// (ActionTie). Among the regions holding the winner, Source is the one whose
-// copy lives longest.
+// digestVersion is the part of quorum.Version an observation tells: all
+// but the value.
+func digestVersion(o Observed) quorum.Version {
+	return quorum.Version{Timestamp: o.Timestamp, Expires: o.Expires, Deleted: o.Deleted}
+}
+
+// sameSlot reports whether o has the timestamp and expiry of w: the
+// versions at w's place in quorum.Compare's order, before kinds and values.
+func sameSlot(o, w Observed) bool {
+	return o.Present && o.Timestamp == w.Timestamp && o.Expires == w.Expires
+}
+
+// PlanRow decides how to repair a divergent row by the order of
+// [quorum.Compare] as far as digests allow: the highest timestamp wins;
+// then a version that expires beats one that never does; then the later
+// expiry; then a deletion marker beats values. Expired observations take
+// part: if the winner has expired, nothing is written (Action 0). Among
+// the versions with the top timestamp and expiry:
+//
+//   - only deletion markers: ActionMark, the marker with the greatest
+//     digest cell (as Cassandra keeps it) is written to the regions that
+//     do not hold it;
+//   - only values, one digest: ActionCopy from the region whose copy lives
+//     longest;
+//   - values with different digests, or markers beside values: ActionTie,
+//     decided from the values by [ResolveTie].
 func PlanRow(d *Divergence) Plan {
-	var top int64
-	found := false
-	for _, o := range d.Regions {
-		if o.Present && (!found || o.Timestamp > top) {
-			top, found = o.Timestamp, true
+	p := Plan{Source: -1}
+	top := -1
+	for i, o := range d.Regions {
+		if o.Present && (top < 0 || quorum.Compare(digestVersion(o), digestVersion(d.Regions[top])) > 0) {
+			top = i
 		}
 	}
-	p := Plan{Source: -1}
-	if !found {
+	if top < 0 {
 		return p // nothing present anywhere: nothing to do
 	}
-	// A deletion marker at the top timestamp wins.
+	slot := d.Regions[top]
+	for _, o := range d.Regions {
+		// One region scanned after the winner's expiry is enough: it has
+		// passed everywhere by now.
+		if sameSlot(o, slot) && o.Expired {
+			p.Winner = o
+			return p // the winner is logically absent: nothing to copy
+		}
+	}
+	var markers, values []int
+	digests := map[int64]bool{}
 	for i, o := range d.Regions {
-		if o.Present && o.Timestamp == top && o.Deleted {
-			if p.Source < 0 || longerTTL(o.TTL, d.Regions[p.Source].TTL) ||
-				(o.TTL == d.Regions[p.Source].TTL && uint64(o.Digest) > uint64(d.Regions[p.Source].Digest)) {
+		if !sameSlot(o, slot) {
+			continue
+		}
+		if o.Deleted {
+			markers = append(markers, i)
+		} else {
+			values = append(values, i)
+			digests[o.Digest] = true
+		}
+	}
+	switch {
+	case len(values) == 0:
+		p.Action = ActionMark
+		for _, i := range markers {
+			o := d.Regions[i]
+			if p.Source < 0 || uint64(o.Digest) > uint64(d.Regions[p.Source].Digest) ||
+				(o.Digest == d.Regions[p.Source].Digest && longerTTL(o.TTL, d.Regions[p.Source].TTL)) {
 				p.Source = i
 			}
 		}
-	}
-	if p.Source >= 0 {
-		p.Action = ActionMark
-		p.Winner = d.Regions[p.Source]
-		for i, o := range d.Regions {
-			if !(o.Present && o.Timestamp == top && o.Deleted) {
-				p.Targets = append(p.Targets, i)
+	case len(markers) == 0 && len(digests) == 1:
+		p.Action = ActionCopy
+		for _, i := range values {
+			if p.Source < 0 || longerTTL(d.Regions[i].TTL, d.Regions[p.Source].TTL) {
+				p.Source = i
 			}
 		}
-		return p
-	}
-	var digest int64
-	digests := 0
-	for i, o := range d.Regions {
-		if !o.Present || o.Timestamp != top {
-			continue
-		}
-		p.Tied = append(p.Tied, i)
-		if digests == 0 || o.Digest != digest {
-			if digests > 0 {
-				digests = 2
-			} else {
-				digests, digest = 1, o.Digest
-			}
-		}
-		if p.Source < 0 || longerTTL(o.TTL, d.Regions[p.Source].TTL) {
-			p.Source = i
-		}
-	}
-	if digests > 1 {
+	default:
 		p.Action = ActionTie
-		p.Source = -1
-		p.Winner = Observed{Present: true, Timestamp: top}
+		p.Tied = values
+		p.Winner = Observed{Present: true, Timestamp: slot.Timestamp, Expires: slot.Expires, Deleted: len(markers) > 0}
 		return p
 	}
-	p.Tied = nil
-	p.Action = ActionCopy
 	p.Winner = d.Regions[p.Source]
 	for i, o := range d.Regions {
 		if !o.Same(p.Winner) {
@@ -306,60 +351,113 @@ func PlanRow(d *Divergence) Plan {
 }
 
 // Write is one row to write to a set of regions: every cell, with the
-// winner's own timestamp and remaining TTL.
+// winner's own timestamp and absolute expiry. It carries no TTL: the
+// writer computes the TTL left until Expires at the moment it writes
+// (schema.TTLUntil), so a copy never outlives the original.
 type Write struct {
 	PK, CK    []byte
 	Timestamp int64
-	Deleted   bool
-	// Value is nil for a deletion marker.
+	// Expires is the absolute expiry, seconds since the Unix epoch; 0
+	// means never.
+	Expires int64
+	Deleted bool
+	// Value is the value cell: a live row's value, nil for a deletion
+	// marker — except for the cell-wise join of a tie between markers and
+	// values (ResolveTie), where it is the greatest value, kept beside the
+	// marker as Cassandra keeps it (see Cells).
 	Value []byte
 	// Digest is written to the digest column as is.
 	Digest int64
-	// TTL is the remaining lifetime in seconds; 0 means none.
-	TTL int32
 	// Targets are the regions to write.
 	Targets []int
 }
 
+// Cells returns the cells to write, one schema.Cells per INSERT (bind each
+// with schema.InsertValues, all with the row's timestamp and TTL, in one
+// single-partition batch). It is one INSERT — schema.RowCells with the
+// Write's digest — except for a deletion marker with a value cell (the
+// join of a tie between markers and values): a marker's value binds as an
+// empty blob (row format 2), so the join is two INSERTs, the value and the
+// marker with one digest, which Cassandra reconciles cell by cell into
+// exactly the join: the greater value cell, deleted = true, the digest.
+func (w *Write) Cells() []schema.Cells {
+	c := schema.RowCells(w.Deleted, w.Value, w.Expires)
+	c.Digest = w.Digest
+	if !w.Deleted || len(w.Value) == 0 {
+		return []schema.Cells{c}
+	}
+	v := schema.RowCells(false, w.Value, w.Expires)
+	v.Digest = w.Digest
+	return []schema.Cells{v, c}
+}
+
 // ResolveTie decides a tie (ActionTie) from the values of the tied regions:
-// values[k] is the value region p.Tied[k] holds. The winning value is the
-// greatest by [quorum.Compare]; the digest written is the greatest digest
-// cell among the tied regions (compared as unsigned bytes, as Cassandra
-// reconciles equal-timestamp cells), so that after the write every region
-// holds identical cells — exactly what Cassandra itself would keep if every
-// write had reached every region. Targets are the regions that do not hold
-// both the winning value and that digest. The TTL is the longest among the
-// tied regions holding the winning value.
+// values[k] is the value region p.Tied[k] holds. The row written is the
+// cell-wise join Cassandra keeps when the tied writes meet (each cell is
+// reconciled on its own, the greater value winning at equal timestamps and
+// expiries): the greatest value by [quorum.Compare] (a deletion marker's
+// value cell counts as empty), deleted when any tied version is a marker,
+// and the greatest digest cell of the tie (compared as unsigned bytes),
+// with the tie's timestamp and expiry. So afterwards every region holds
+// identical cells — exactly what Cassandra itself would keep if every write
+// had reached every region — and the next run sees no difference. Targets
+// are the regions whose cells differ from the join: those not holding it
+// by digest, the tied regions holding another value, and, when the join
+// is a marker with a value, every marker of the tie (a marker's value cell
+// cannot be seen in a digest scan; writing it again is idempotent).
 func ResolveTie(d *Divergence, p Plan, values [][]byte) (Write, error) {
 	if p.Action != ActionTie || len(values) != len(p.Tied) || len(p.Tied) == 0 {
 		return Write{}, fmt.Errorf("repair: ResolveTie needs one value per tied region (plan %s, %d tied, %d values)", p.Action, len(p.Tied), len(values))
 	}
 	vs := make([]quorum.Version, len(values))
 	for k, v := range values {
-		vs[k] = quorum.Version{Timestamp: p.Winner.Timestamp, Value: v}
+		vs[k] = quorum.Version{Timestamp: p.Winner.Timestamp, Expires: p.Winner.Expires, Value: v}
 	}
 	best := quorum.Newest(vs)
-	w := Write{PK: d.PK, CK: d.CK, Timestamp: p.Winner.Timestamp, Value: values[best]}
+	w := Write{PK: d.PK, CK: d.CK, Timestamp: p.Winner.Timestamp, Expires: p.Winner.Expires,
+		Deleted: p.Winner.Deleted, Value: values[best]}
+	w.Digest = greatestDigest(d, p.Winner)
 	holds := make(map[int]bool, len(p.Tied))
-	ttlSet := false
 	for k, r := range p.Tied {
-		o := d.Regions[r]
-		if k == 0 || uint64(o.Digest) > uint64(w.Digest) {
-			w.Digest = o.Digest
-		}
-		if quorum.Compare(vs[k], vs[best]) == 0 {
-			holds[r] = true
-			if !ttlSet || longerTTL(o.TTL, w.TTL) {
-				w.TTL, ttlSet = o.TTL, true
-			}
-		}
+		holds[r] = quorum.Compare(vs[k], vs[best]) == 0
 	}
-	for r, o := range d.Regions {
-		if !(holds[r] && o.Digest == w.Digest) {
-			w.Targets = append(w.Targets, r)
-		}
-	}
+	w.Targets = tieTargets(d, Observed{Present: true, Timestamp: w.Timestamp, Expires: w.Expires, Deleted: w.Deleted, Digest: w.Digest},
+		len(w.Value) > 0, func(r int) bool { return holds[r] })
 	return w, nil
+}
+
+// greatestDigest returns the greatest digest cell (unsigned) among the
+// regions at the tie's timestamp and expiry.
+func greatestDigest(d *Divergence, slot Observed) int64 {
+	var best int64
+	found := false
+	for _, o := range d.Regions {
+		if sameSlot(o, slot) && (!found || uint64(o.Digest) > uint64(best)) {
+			best, found = o.Digest, true
+		}
+	}
+	return best
+}
+
+// tieTargets returns the regions whose cells differ from the join written
+// of a tie (joined, in digest form): regions not the same by digest; for a
+// value, the regions the same by digest that hold another value (holds
+// false); for a marker with a value cell (joinValue), every marker.
+func tieTargets(d *Divergence, joined Observed, joinValue bool, holds func(r int) bool) []int {
+	var out []int
+	for r, o := range d.Regions {
+		same := o.Same(joined)
+		switch {
+		case same && joined.Deleted:
+			same = !joinValue
+		case same:
+			same = holds(r)
+		}
+		if !same {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // PairDiffs counts, for every pair of regions (i < j), whether the row

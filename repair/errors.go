@@ -21,6 +21,12 @@ var ErrUnknownNamespace = errors.New("unknown namespace")
 // repair again resumes with those segments.
 var ErrIncomplete = errors.New("repair incomplete")
 
+// ErrExpired reports a row that a RegionWriter did not write because its
+// absolute expiry (Write.Expires) had passed: the row is absent everywhere,
+// and writing it would only add cells that no reader sees. Repair counts
+// such a row as skipped (Report.RowsSkipped).
+var ErrExpired = errors.New("row expired before it was written")
+
 // ErrLeaseLost reports that a segment's lease expired or was taken while the
 // segment was being repaired; the segment is retried.
 var ErrLeaseLost = errors.New("segment lease lost")

@@ -11,15 +11,20 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/tidemark/tidemark/internal/cells"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
-// MemRegion is a region held in memory, for tests and examples. It applies
-// writes the way Cassandra reconciles the cells of one row written with one
-// timestamp: the higher timestamp wins; on equal timestamps a deletion
-// marker's null value beats a value, the greater value wins between values,
-// and the deleted and digest cells each keep the greater one (as unsigned
-// bytes). Rows expire by their TTL against Now.
+// MemRegion is a region held in memory, for tests and examples. It stores
+// the cells of every row and reconciles each write cell by cell as
+// Cassandra 5.0 does, through internal/cells — the model that
+// store/driver's MemoryRegion uses too and that the shared tie table
+// (internal/cells/testdata/ties.txt) checks against a real Cassandra. A
+// write binds what schema.InsertValues binds (row format 2: every column,
+// none null) with its timestamp and TTL, applied at Now. Cells expire by
+// their TTL against Now; a row whose cells are still there is scanned and
+// read with its absolute expiry (the expires column), even once that has
+// passed, as Cassandra returns a row a node applied late.
 //
 // Tokens come from the Token function, which defaults to a 64-bit hash of
 // the partition key: the order of rows is consistent between MemRegions but
@@ -27,7 +32,7 @@ import (
 type MemRegion struct {
 	// Token maps a partition key to its token. Set it before use.
 	Token func(pk []byte) int64
-	// Now is the clock for TTLs; nil means time.Now.
+	// Now is the clock for TTLs and expiries; nil means time.Now.
 	Now func() time.Time
 	// Fault, when set, is called before every operation with its name
 	// ("describe", "scan", "read", "write"); a non-nil error fails the
@@ -41,14 +46,9 @@ type MemRegion struct {
 }
 
 type memRow struct {
-	token     int64
-	pk, ck    []byte
-	ts        int64
-	value     []byte // nil when the value cell is a tombstone
-	tomb      bool   // value cell is a tombstone (deletion marker)
-	deleted   bool
-	digest    int64
-	expiresAt time.Time // zero: never
+	token  int64
+	pk, ck []byte
+	cells  cells.Row
 }
 
 // NewMemRegion returns an empty region with the given namespaces (tables).
@@ -105,18 +105,27 @@ func (m *MemRegion) Describe(_ context.Context, namespace string) (TableInfo, er
 	return TableInfo{Retention: m.Retention}, nil
 }
 
-func (m *MemRegion) live(r *memRow, now time.Time) bool {
-	return r.expiresAt.IsZero() || now.Before(r.expiresAt)
-}
-
-func remaining(exp, now time.Time) int32 {
-	if exp.IsZero() {
-		return 0
+// read is the row as a SELECT at now returns it, or false when no cell is
+// left: writetime(digest), ttl(digest), and the expiry from the expires
+// column (schema.Expiry). A live row's value is never nil; a marker's is.
+func (r *memRow) read(now time.Time) (v RowValue, digest int64, ok bool) {
+	c := &r.cells
+	if !c.Visible(now.Unix()) {
+		return RowValue{}, 0, false
 	}
-	return int32(schema.TTLSeconds(exp.Sub(now)))
+	v = RowValue{Deleted: cells.AsBool(c.Deleted), Timestamp: c.Digest.Timestamp}
+	if c.Digest.Expiring() {
+		v.TTL = int32(max(c.Digest.LocalDeletion-now.Unix(), 0))
+	}
+	v.Expires = schema.Expiry(cells.AsBigint(c.Expires), int(v.TTL), now)
+	if !v.Deleted {
+		v.Value = append([]byte{}, c.Value.Value...)
+	}
+	return v, cells.AsBigint(c.Digest), true
 }
 
-// ScanDigests returns the rows of r in scan order (a snapshot).
+// ScanDigests returns the rows of r in scan order (a snapshot), each
+// marked Expired when its expiry has passed at Now.
 func (m *MemRegion) ScanDigests(_ context.Context, namespace string, r TokenRange, _ int) RowStream {
 	if err := m.fault("scan"); err != nil {
 		return NewSliceStream(nil, err)
@@ -130,13 +139,17 @@ func (m *MemRegion) ScanDigests(_ context.Context, namespace string, r TokenRang
 	now := m.now()
 	var rows []DigestRow
 	for _, row := range t {
-		if !r.Contains(row.token) || !m.live(row, now) {
+		if !r.Contains(row.token) {
+			continue
+		}
+		v, digest, ok := row.read(now)
+		if !ok {
 			continue
 		}
 		rows = append(rows, DigestRow{
 			Token: row.token, PK: bytes.Clone(row.pk), CK: bytes.Clone(row.ck),
-			Timestamp: row.ts, Digest: row.digest, Deleted: row.deleted,
-			TTL: remaining(row.expiresAt, now),
+			Timestamp: v.Timestamp, Digest: digest, Deleted: v.Deleted, TTL: v.TTL,
+			Expires: v.Expires, Expired: !schema.Visible(v.Expires, now),
 		})
 	}
 	slices.SortFunc(rows, func(a, b DigestRow) int { return CompareKeys(&a, &b) })
@@ -154,15 +167,17 @@ func (m *MemRegion) ReadRow(_ context.Context, namespace string, pk, ck []byte) 
 	if err != nil {
 		return RowValue{}, false, err
 	}
-	now := m.now()
 	row, ok := t[string(schema.PartitionKeyBytes(pk, ck))]
-	if !ok || !m.live(row, now) {
+	if !ok {
 		return RowValue{}, false, nil
 	}
-	return RowValue{Value: bytes.Clone(row.value), Deleted: row.deleted, Timestamp: row.ts, TTL: remaining(row.expiresAt, now)}, true, nil
+	v, _, ok := row.read(m.now())
+	return v, ok, nil
 }
 
-// WriteRow applies a write with Cassandra's reconciliation.
+// WriteRow applies w's INSERTs (Write.Cells) with w's timestamp and the TTL
+// left until w.Expires at Now; a row already expired is not written
+// (ErrExpired).
 func (m *MemRegion) WriteRow(_ context.Context, namespace string, w *Write) error {
 	if err := m.fault("write"); err != nil {
 		return err
@@ -173,18 +188,35 @@ func (m *MemRegion) WriteRow(_ context.Context, namespace string, w *Write) erro
 	if err != nil {
 		return err
 	}
-	m.apply(t, w)
+	now := m.now()
+	ttl, expired := schema.TTLUntil(w.Expires, now)
+	if expired {
+		return fmt.Errorf("%w: expiry %s passed", ErrExpired, time.Unix(w.Expires, 0).UTC().Format(time.RFC3339))
+	}
+	for _, c := range w.Cells() {
+		m.insert(t, w.PK, w.CK, c, w.Timestamp, ttl, now)
+	}
 	return nil
 }
 
-// Put writes a row as a client would (with Digest computed from deleted and
-// value) and Cassandra's reconciliation. ttl 0 means none.
+// Put writes a row as the store does: its absolute expiry is now + ttl
+// rounded up to whole seconds (schema.ExpiryAfter; ttl <= 0: never), the
+// TTL written is the one left until it, and the digest is computed from
+// deleted and value (schema.RowCells). It ignores the fault and creates
+// the namespace if needed.
 func (m *MemRegion) Put(namespace string, pk, ck []byte, ts int64, deleted bool, value []byte, ttl time.Duration) {
-	if deleted {
-		value = nil
-	}
-	w := &Write{PK: pk, CK: ck, Timestamp: ts, Deleted: deleted, Value: value,
-		Digest: schema.Digest(deleted, value), TTL: int32(schema.TTLSeconds(ttl))}
+	now := m.now()
+	expires := schema.ExpiryAfter(now, ttl)
+	secs, _ := schema.TTLUntil(expires, now)
+	m.Insert(namespace, pk, ck, schema.RowCells(deleted, value, expires), ts, secs)
+}
+
+// Insert applies one INSERT as schema.InsertValues binds it — cells c,
+// timestamp ts and a Cassandra TTL of ttl seconds (0 = none), whatever
+// c.Expires says — at Now: what a node that applies a write late does (a
+// TTL longer than the expiry left), or a writer that binds its own digest.
+// It ignores the fault and creates the namespace if needed.
+func (m *MemRegion) Insert(namespace string, pk, ck []byte, c schema.Cells, ts int64, ttl int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.tables[namespace]
@@ -192,68 +224,47 @@ func (m *MemRegion) Put(namespace string, pk, ck []byte, ts int64, deleted bool,
 		t = map[string]*memRow{}
 		m.tables[namespace] = t
 	}
-	m.apply(t, w)
+	m.insert(t, pk, ck, c, ts, ttl, m.now())
 }
 
-// Get returns the row's current version.
+// insert reconciles the columns InsertValues binds for c into the row's
+// cells, as a node whose clock reads now applies them.
+func (m *MemRegion) insert(t map[string]*memRow, pk, ck []byte, c schema.Cells, ts int64, ttl int, now time.Time) {
+	key := string(schema.PartitionKeyBytes(pk, ck))
+	row, ok := t[key]
+	if !ok {
+		row = &memRow{token: m.Token(pk), pk: bytes.Clone(pk), ck: bytes.Clone(ck)}
+		t[key] = row
+	}
+	bound := schema.InsertValues(pk, ck, c, ts, ttl)
+	cols := cells.Columns{Value: bytes.Clone(bound[2].([]byte)), Deleted: cells.Bool(bound[3].(bool)),
+		Digest: cells.Bigint(bound[4].(int64)), Expires: cells.Bigint(bound[5].(int64))}
+	row.cells.Apply(cols, ts, int64(ttl), now.Unix())
+}
+
+// Get returns the row as a read returns it (its cells are there, even if
+// its expiry has passed) and its digest. It ignores the fault.
 func (m *MemRegion) Get(namespace string, pk, ck []byte) (RowValue, int64, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	row, ok := m.tables[namespace][string(schema.PartitionKeyBytes(pk, ck))]
-	if !ok || !m.live(row, m.now()) {
+	if !ok {
 		return RowValue{}, 0, false
 	}
-	return RowValue{Value: bytes.Clone(row.value), Deleted: row.deleted, Timestamp: row.ts, TTL: remaining(row.expiresAt, m.now())}, row.digest, true
+	return row.read(m.now())
 }
 
-// Len returns the number of live rows in a namespace.
+// Len returns the number of rows of a namespace whose cells are there
+// (deletion markers and rows past their expiry included).
 func (m *MemRegion) Len(namespace string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
-	now := m.now()
+	now := m.now().Unix()
 	for _, r := range m.tables[namespace] {
-		if m.live(r, now) {
+		if r.cells.Visible(now) {
 			n++
 		}
 	}
 	return n
-}
-
-func (m *MemRegion) apply(t map[string]*memRow, w *Write) {
-	key := string(schema.PartitionKeyBytes(w.PK, w.CK))
-	now := m.now()
-	var exp time.Time
-	if w.TTL > 0 {
-		exp = now.Add(time.Duration(w.TTL) * time.Second)
-	}
-	nr := &memRow{token: m.Token(w.PK), pk: bytes.Clone(w.PK), ck: bytes.Clone(w.CK), ts: w.Timestamp,
-		value: bytes.Clone(w.Value), tomb: w.Deleted, deleted: w.Deleted, digest: w.Digest, expiresAt: exp}
-	if w.Deleted {
-		nr.value = nil
-	}
-	old, ok := t[key]
-	if !ok || !m.live(old, now) || old.ts < nr.ts {
-		t[key] = nr
-		return
-	}
-	if old.ts > nr.ts {
-		return
-	}
-	// Equal timestamps: reconcile cell by cell.
-	switch {
-	case old.tomb:
-	case nr.tomb:
-		old.tomb, old.value = true, nil
-	case bytes.Compare(nr.value, old.value) > 0:
-		old.value = nr.value
-	}
-	old.deleted = old.deleted || nr.deleted
-	if uint64(nr.digest) > uint64(old.digest) {
-		old.digest = nr.digest
-	}
-	if !nr.expiresAt.IsZero() && (old.expiresAt.IsZero() || nr.expiresAt.After(old.expiresAt)) {
-		// Keep the longer-lived copy's expiry (tests use ties without TTLs).
-		old.expiresAt = nr.expiresAt
-	}
 }

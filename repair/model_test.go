@@ -44,8 +44,18 @@ func newTestRegions(n int) []*MemRegion {
 // modelVersion is one region's version of a key in the model.
 type modelVersion struct {
 	present bool
-	v       quorum.Version
-	ttl     time.Duration
+	// v is the version, with its absolute expiry.
+	v quorum.Version
+	// ttl is the Cassandra TTL the region's cells were written with, in
+	// seconds: the TTL left until v.Expires, or longer for a row a node
+	// applied late.
+	ttl int
+}
+
+// live reports whether readers see the version at fixedNow: present and
+// not past its absolute expiry.
+func (mv modelVersion) live() bool {
+	return mv.present && schema.Visible(mv.v.Expires, fixedNow)
 }
 
 type modelKey struct {
@@ -53,7 +63,9 @@ type modelKey struct {
 	versions []modelVersion // per region
 }
 
-// winner is the model's last-write-wins version of the key.
+// winner is the model's winning version of the key by quorum.Compare,
+// expired versions included (an expired winner is not replaced by an
+// older version).
 func (k *modelKey) winner() (quorum.Version, bool) {
 	var vs []quorum.Version
 	for _, mv := range k.versions {
@@ -67,18 +79,33 @@ func (k *modelKey) winner() (quorum.Version, bool) {
 	return vs[quorum.Newest(vs)], true
 }
 
-// differs reports whether the regions do not all hold the same version.
+// winnerLive reports whether the key has a winner and it has not expired:
+// then repair writes it everywhere.
+func (k *modelKey) winnerLive() bool {
+	w, ok := k.winner()
+	return ok && schema.Visible(w.Expires, fixedNow)
+}
+
+// differs reports whether the regions do not all show the same state: an
+// expired version shows as absent.
 func (k *modelKey) differs() bool {
 	first := k.versions[0]
 	for _, mv := range k.versions[1:] {
-		if mv.present != first.present {
+		if mv.live() != first.live() {
 			return true
 		}
-		if mv.present && quorum.Compare(mv.v, first.v) != 0 {
+		if mv.live() && quorum.Compare(mv.v, first.v) != 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// skipped reports whether repair must leave a differing key alone: its
+// winner has expired.
+func (k *modelKey) skipped() bool {
+	_, ok := k.winner()
+	return ok && k.differs() && !k.winnerLive()
 }
 
 // interestingTokens are ring positions the generator favours: both ends of
@@ -96,10 +123,17 @@ func interestingTokens(segs []TokenRange) []int64 {
 
 // genModel fills regions with random divergent contents: missing rows, older
 // versions, deletion markers, ties on timestamp (deletion vs value, value vs
-// value), TTLs. The clock is frozen so nothing expires.
+// value) and on expiry, expiring and non-expiring versions of one
+// timestamp, and rows whose absolute expiry has passed while a node that
+// applied them late still holds their cells. The clock is frozen at
+// fixedNow.
 func genModel(rng *rand.Rand, regions []*MemRegion, keys int, segs []TokenRange) []*modelKey {
 	toks := interestingTokens(segs)
 	values := [][]byte{nil, []byte(""), []byte("a"), []byte("b"), []byte("zz"), []byte("zz\x00")}
+	now := fixedNow.Unix()
+	// Few expiries, so that versions tie on them: never, two in the
+	// future, and one passed.
+	expiries := []int64{0, 0, now + 100, now + 200, now - 5}
 	var out []*modelKey
 	seen := map[string]bool{}
 	for len(out) < keys {
@@ -131,24 +165,48 @@ func genModel(rng *rand.Rand, regions []*MemRegion, keys int, segs []TokenRange)
 			} else {
 				v.Value = values[rng.IntN(len(values))]
 			}
-			var ttl time.Duration
-			if rng.IntN(4) == 0 {
-				ttl = time.Duration(100+rng.IntN(1000)) * time.Second
+			if rng.IntN(3) == 0 {
+				v.Expires = expiries[rng.IntN(len(expiries))]
+			}
+			ttl, _ := schema.TTLUntil(v.Expires, fixedNow)
+			if v.Expires != 0 && v.Expires <= now {
+				// Expired, but a node applied it late: its cells are
+				// still there for 30 s (less than any live expiry, so
+				// they never outlive a live version of the same
+				// timestamp).
+				ttl = 30
 			}
 			k.versions[i] = modelVersion{present: true, v: v, ttl: ttl}
-			reg.Put(testNS, pk, ck, v.Timestamp, v.Deleted, v.Value, ttl)
+			reg.Insert(testNS, pk, ck, schema.RowCells(v.Deleted, v.Value, v.Expires), v.Timestamp, ttl)
 		}
 		out = append(out, k)
 	}
 	return out
 }
 
-// checkConverged asserts that every region holds the model's winner of every
-// key, and that a fresh digest comparison finds nothing left to repair.
+// checkConverged asserts that every region holds the model's winner of
+// every key whose winner is live — written with a TTL that ends at its
+// expiry, never later — that keys whose winner has expired were left as
+// they were, and that a fresh digest comparison finds nothing left to
+// repair but those.
 func checkConverged(t *testing.T, regions []*MemRegion, keys []*modelKey) {
 	t.Helper()
+	left := map[string]bool{}
 	for _, k := range keys {
 		want, ok := k.winner()
+		if ok && !k.winnerLive() {
+			if k.differs() {
+				left[string(schema.PartitionKeyBytes(k.pk, k.ck))] = true
+			}
+			for i, reg := range regions {
+				got, _, present := reg.Get(testNS, k.pk, k.ck)
+				mv := k.versions[i]
+				if present != mv.present || (present && quorum.Compare(versionOfRow(got), mv.v) != 0) {
+					t.Errorf("region %d: %x/%x = %v %s; its winner %s expired, so it must keep %v", i, k.pk, k.ck, present, versionOfRow(got), want, mv)
+				}
+			}
+			continue
+		}
 		for i, reg := range regions {
 			got, _, present := reg.Get(testNS, k.pk, k.ck)
 			if !ok {
@@ -161,9 +219,13 @@ func checkConverged(t *testing.T, regions []*MemRegion, keys []*modelKey) {
 				t.Errorf("region %d lacks %x/%x, want %s", i, k.pk, k.ck, want)
 				continue
 			}
-			gv := quorum.Version{Timestamp: got.Timestamp, Deleted: got.Deleted, Value: got.Value}
+			gv := versionOfRow(got)
 			if quorum.Compare(gv, want) != 0 {
 				t.Errorf("region %d has %x/%x = %s, want %s (versions %v)", i, k.pk, k.ck, gv, want, k.versions)
+			}
+			if had := k.versions[i]; want.Expires != 0 && !(had.present && quorum.Compare(had.v, want) == 0) &&
+				fixedNow.Unix()+int64(got.TTL) > want.Expires {
+				t.Errorf("region %d: copy of %x/%x lives %ds, past its expiry %d (now %d)", i, k.pk, k.ck, got.TTL, want.Expires, fixedNow.Unix())
 			}
 		}
 	}
@@ -173,7 +235,9 @@ func checkConverged(t *testing.T, regions []*MemRegion, keys []*modelKey) {
 			streams[i] = reg.ScanDigests(context.Background(), testNS, seg, 10)
 		}
 		_, err := Diff(streams, func(d *Divergence) error {
-			t.Errorf("still divergent after repair: %s", d)
+			if !left[string(schema.PartitionKeyBytes(d.PK, d.CK))] {
+				t.Errorf("still divergent after repair: %s", d)
+			}
 			return nil
 		})
 		if err != nil {
@@ -182,28 +246,38 @@ func checkConverged(t *testing.T, regions []*MemRegion, keys []*modelKey) {
 	}
 }
 
+// versionOfRow is the version a point read shows.
+func versionOfRow(v RowValue) quorum.Version {
+	return quorum.Version{Timestamp: v.Timestamp, Deleted: v.Deleted, Value: v.Value, Expires: v.Expires}
+}
+
 // applyPlans is a minimal executor of the pure core's plans, for the model
 // test: it reads values and writes the winners straight into the regions.
-func applyPlans(t *testing.T, regions []*MemRegion, seg TokenRange) (DiffStats, int64) {
+func applyPlans(t *testing.T, regions []*MemRegion, seg TokenRange) (st DiffStats, written, skipped int64) {
 	t.Helper()
 	ctx := context.Background()
 	streams := make([]RowStream, len(regions))
 	for i, reg := range regions {
 		streams[i] = reg.ScanDigests(ctx, testNS, seg, 10)
 	}
-	var written int64
 	st, err := Diff(streams, func(d *Divergence) error {
 		p := PlanRow(d)
 		var w Write
 		switch p.Action {
+		case 0:
+			if !p.Winner.Expired {
+				return fmt.Errorf("no plan for %s", d)
+			}
+			skipped++
+			return nil
 		case ActionMark:
-			w = Write{PK: d.PK, CK: d.CK, Timestamp: p.Winner.Timestamp, Deleted: true, Digest: p.Winner.Digest, TTL: p.Winner.TTL, Targets: p.Targets}
+			w = Write{PK: d.PK, CK: d.CK, Timestamp: p.Winner.Timestamp, Expires: p.Winner.Expires, Deleted: true, Digest: p.Winner.Digest, Targets: p.Targets}
 		case ActionCopy:
 			v, ok, err := regions[p.Source].ReadRow(ctx, testNS, d.PK, d.CK)
-			if err != nil || !ok || v.Timestamp != p.Winner.Timestamp {
+			if err != nil || !ok || v.Timestamp != p.Winner.Timestamp || v.Expires != p.Winner.Expires {
 				return fmt.Errorf("source %d of %s: %v %v %+v", p.Source, d, err, ok, v)
 			}
-			w = Write{PK: d.PK, CK: d.CK, Timestamp: v.Timestamp, Value: v.Value, Digest: p.Winner.Digest, TTL: v.TTL, Targets: p.Targets}
+			w = Write{PK: d.PK, CK: d.CK, Timestamp: v.Timestamp, Expires: v.Expires, Value: v.Value, Digest: p.Winner.Digest, Targets: p.Targets}
 		case ActionTie:
 			vals := make([][]byte, len(p.Tied))
 			for k, r := range p.Tied {
@@ -217,8 +291,6 @@ func applyPlans(t *testing.T, regions []*MemRegion, seg TokenRange) (DiffStats, 
 			if w, err = ResolveTie(d, p, vals); err != nil {
 				return err
 			}
-		default:
-			return fmt.Errorf("no plan for %s", d)
 		}
 		if len(w.Targets) == 0 {
 			return fmt.Errorf("plan %s for %s has no targets", p.Action, d)
@@ -234,7 +306,7 @@ func applyPlans(t *testing.T, regions []*MemRegion, seg TokenRange) (DiffStats, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, written
+	return st, written, skipped
 }
 
 func TestDiffPlanConvergesToModel(t *testing.T) {
@@ -246,20 +318,24 @@ func TestDiffPlanConvergesToModel(t *testing.T) {
 			segs := Segments(nSeg)
 			regions := newTestRegions(nReg)
 			keys := genModel(rng, regions, rng.IntN(300), segs)
-			var wantDiff, wantRows int64
+			var wantDiff, wantRows, wantSkipped int64
 			for _, k := range keys {
 				if k.differs() {
 					wantDiff++
+				}
+				if k.skipped() {
+					wantSkipped++
 				}
 				if _, ok := k.winner(); ok {
 					wantRows++
 				}
 			}
-			var gotDiff, gotWritten, rows int64
+			var gotDiff, gotWritten, gotSkipped, rows int64
 			for _, s := range segs {
-				st, w := applyPlans(t, regions, s)
+				st, w, sk := applyPlans(t, regions, s)
 				gotDiff += st.Differing
 				gotWritten += w
+				gotSkipped += sk
 				rows += st.Rows
 			}
 			if rows != wantRows {
@@ -268,8 +344,10 @@ func TestDiffPlanConvergesToModel(t *testing.T) {
 			if gotDiff != wantDiff {
 				t.Errorf("differing = %d, model says %d", gotDiff, wantDiff)
 			}
-			if gotWritten != gotDiff {
-				t.Errorf("written = %d, differing = %d (row-level precision)", gotWritten, gotDiff)
+			// Row-level precision: every differing row is written, but
+			// those whose winner has expired.
+			if gotSkipped != wantSkipped || gotWritten != gotDiff-gotSkipped {
+				t.Errorf("written = %d, skipped = %d (model %d), differing = %d", gotWritten, gotSkipped, wantSkipped, gotDiff)
 			}
 			checkConverged(t, regions, keys)
 		})
@@ -309,6 +387,8 @@ func TestPlanRow(t *testing.T) {
 	live := func(ts, dig int64) Observed { return Observed{Present: true, Timestamp: ts, Digest: dig} }
 	del := func(ts int64) Observed { return Observed{Present: true, Timestamp: ts, Deleted: true, Digest: 7} }
 	withTTL := func(o Observed, ttl int32) Observed { o.TTL = ttl; return o }
+	exp := func(o Observed, expires int64) Observed { o.Expires = expires; return o }
+	expired := func(o Observed) Observed { o.Expired = true; return o }
 	absent := Observed{}
 	tests := []struct {
 		name    string
@@ -323,12 +403,31 @@ func TestPlanRow(t *testing.T) {
 		{"newer only in last", []Observed{live(4, 2), live(4, 2), live(9, 3)}, ActionCopy, 2, []int{0, 1}, nil},
 		{"deletion newer", []Observed{live(5, 1), del(6), live(5, 1)}, ActionMark, 1, []int{0, 2}, nil},
 		{"deletion older loses", []Observed{live(7, 1), del(6), absent}, ActionCopy, 0, []int{1, 2}, nil},
-		{"deletion wins tie", []Observed{live(6, 1), del(6)}, ActionMark, 1, []int{0}, nil},
+		// A marker expires (its retention) and a value here does not: at
+		// one timestamp the expiring version wins.
+		{"expiring deletion wins tie", []Observed{live(6, 1), exp(del(6), 900)}, ActionMark, 1, []int{0}, nil},
 		{"deletion missing", []Observed{del(6), absent}, ActionMark, 0, []int{1}, nil},
-		{"markers with different digest cells are equal", []Observed{del(6), {Present: true, Timestamp: 6, Deleted: true, Digest: 9}, absent}, ActionMark, 1, []int{2}, nil},
+		// Changed with row format 2: a version includes its digest, so
+		// markers whose digest cells differ (a marker reconciled with a
+		// value of its timestamp) are made to hold the greatest one.
+		{"markers with different digest cells converge on the greatest", []Observed{del(6), {Present: true, Timestamp: 6, Deleted: true, Digest: 9}, absent}, ActionMark, 1, []int{0, 2}, nil},
 		{"value tie needs values", []Observed{live(6, 1), live(6, 2), live(5, 3)}, ActionTie, -1, nil, []int{0, 1}},
+		// A marker and a value with one timestamp and expiry: only other
+		// writers make that; decided like a tie (the cell-wise join).
+		{"marker beside a value is a tie", []Observed{exp(live(6, 1), 900), exp(del(6), 900), absent}, ActionTie, -1, nil, []int{0}},
+		{"value tie on another expiry is no tie", []Observed{exp(live(6, 1), 900), exp(live(6, 2), 800)}, ActionCopy, 0, []int{1}, nil},
+		{"later expiry wins", []Observed{exp(live(6, 1), 100), exp(live(6, 1), 200), absent}, ActionCopy, 1, []int{0, 2}, nil},
+		{"expiring beats never expiring", []Observed{live(6, 1), exp(live(6, 2), 100)}, ActionCopy, 1, []int{0}, nil},
+		{"later timestamp beats expiry", []Observed{exp(live(6, 1), 100), live(7, 2)}, ActionCopy, 1, []int{0}, nil},
+		{"longer-lived marker beats value", []Observed{exp(live(6, 1), 100), exp(del(6), 200)}, ActionMark, 1, []int{0}, nil},
+		{"longer-lived value beats marker", []Observed{exp(live(6, 1), 300), exp(del(6), 200)}, ActionCopy, 0, []int{1}, nil},
 		{"longest TTL is the source", []Observed{withTTL(live(6, 1), 10), withTTL(live(6, 1), 50), absent}, ActionCopy, 1, []int{2}, nil},
 		{"no TTL outlives TTL", []Observed{withTTL(live(6, 1), 10), live(6, 1), absent}, ActionCopy, 1, []int{2}, nil},
+		// Finding 9: an expired row is logically absent.
+		{"expired winner: nothing is copied", []Observed{expired(exp(live(9, 1), 100)), live(5, 2), absent}, 0, -1, nil, nil},
+		{"expired marker winner: nothing either", []Observed{expired(exp(del(9), 100)), live(5, 2)}, 0, -1, nil, nil},
+		{"expired older version is overwritten", []Observed{expired(exp(live(5, 1), 100)), live(9, 2)}, ActionCopy, 1, []int{0}, nil},
+		{"expired loser of a longer expiry", []Observed{expired(exp(live(6, 1), 100)), exp(live(6, 1), 200)}, ActionCopy, 1, []int{0}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,16 +11,22 @@ import (
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
-// Progress tables, created in the home region's keyspace by NewCQLProgress.
+// Progress tables, created in the progress region's keyspace by
+// NewCQLProgress, and the location table, created in every region's
+// keyspace by RecordProgressLocation.
 const (
 	runsTable     = "tidemark_repair_runs"
 	currentTable  = "tidemark_repair_current"
 	segmentsTable = "tidemark_repair_segments"
 	leasesTable   = "tidemark_repair_leases"
+	// LocationTable records, in every region, the one region whose
+	// keyspace holds the repair progress of the keyspace's namespaces.
+	LocationTable = "tidemark_repair_location"
 )
 
-// CQLProgress is a ProgressStore in Cassandra tables of one keyspace
-// (normally the home region's): the namespace's current run
+// CQLProgress is a ProgressStore in Cassandra tables of one keyspace (the
+// progress region's, the same for every process that repairs the keyspace:
+// see RecordProgressLocation): the namespace's current run
 // (tidemark_repair_current, created with INSERT ... IF NOT EXISTS so that
 // concurrent daemons join one run), its segments' records
 // (tidemark_repair_segments), the history of runs (tidemark_repair_runs) and
@@ -200,4 +206,59 @@ func (p *CQLProgress) LastFinished(ctx context.Context, namespace string) (RunIn
 		return RunInfo{}, false, err
 	}
 	return best, found, nil
+}
+
+// ProgressLocation is where the repair progress of a keyspace lives, as a
+// region records it in its LocationTable.
+type ProgressLocation struct {
+	// Region is the name of the region whose keyspace holds the progress
+	// tables.
+	Region string
+	// By names the process that recorded it (Options.Owner), and At when.
+	By string
+	At time.Time
+}
+
+// locationKey is the one row of LocationTable.
+const locationKey = "progress"
+
+// LocationTableDDL returns the statement that creates LocationTable. Its
+// table id is derived from its name (schema.TableID), so that daemons
+// starting together agree on one table.
+func LocationTableDDL(keyspace string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (id text PRIMARY KEY, progress_region text, recorded_by text, recorded_at timestamp) WITH ID = %s`,
+		keyspace, LocationTable, schema.TableID(keyspace, LocationTable))
+}
+
+// RecordProgressLocation records loc in the keyspace of the region that s
+// reaches, unless a location is recorded there already: it creates
+// LocationTable if needed and inserts its one row with INSERT … IF NOT
+// EXISTS (a lightweight transaction at LOCAL_SERIAL). It returns the
+// location the region records: loc, or the one recorded before. Every
+// process that repairs the keyspace records its progress region so, in
+// every region it reaches, and refuses to run when one records another
+// (cmd/repaird's daemon.ProgressLocator): processes whose progress lived
+// in different regions would never see each other's leases.
+func RecordProgressLocation(ctx context.Context, s *gocql.Session, keyspace string, loc ProgressLocation) (ProgressLocation, error) {
+	if err := schema.ValidateName("keyspace", keyspace); err != nil {
+		return ProgressLocation{}, err
+	}
+	if err := s.Query(LocationTableDDL(keyspace)).ExecContext(ctx); err != nil {
+		return ProgressLocation{}, fmt.Errorf("repair: create %s.%s: %w", keyspace, LocationTable, err)
+	}
+	existing := map[string]any{}
+	applied, err := s.Query(fmt.Sprintf(`INSERT INTO %s.%s (id, progress_region, recorded_by, recorded_at) VALUES (?, ?, ?, ?) IF NOT EXISTS`, keyspace, LocationTable),
+		locationKey, loc.Region, loc.By, loc.At).Consistency(gocql.LocalQuorum).SerialConsistency(gocql.LocalSerial).
+		MapScanCASContext(ctx, existing)
+	if err != nil {
+		return ProgressLocation{}, fmt.Errorf("repair: record the progress location in %s.%s: %w", keyspace, LocationTable, err)
+	}
+	if applied {
+		return loc, nil
+	}
+	var got ProgressLocation
+	got.Region, _ = existing["progress_region"].(string)
+	got.By, _ = existing["recorded_by"].(string)
+	got.At, _ = existing["recorded_at"].(time.Time)
+	return got, nil
 }

@@ -7,14 +7,21 @@ import (
 
 // RowValue is one row as a point read returns it.
 type RowValue struct {
-	// Value is nil for a deletion marker.
+	// Value is nil for a deletion marker; a live row's value is never nil
+	// (an empty value, or one the driver returns as nil, is an empty
+	// slice).
 	Value []byte
 	// Deleted marks a deletion marker.
 	Deleted bool
 	// Timestamp is writetime(digest), in microseconds.
 	Timestamp int64
-	// TTL is ttl(digest) in seconds at the read; 0 means none.
+	// TTL is ttl(digest) in seconds at the read; 0 means none. It only
+	// says when Cassandra reclaims the cells.
 	TTL int32
+	// Expires is the row's absolute expiry in seconds since the Unix epoch
+	// (0 = never): the expires column, or for a row written before it
+	// existed the read's time plus TTL (schema.Expiry).
+	Expires int64
 }
 
 // TableInfo is what repair needs to know about a namespace's table.
@@ -40,15 +47,21 @@ type RegionReader interface {
 	// reported by the stream's Err.
 	ScanDigests(ctx context.Context, namespace string, r TokenRange, pageSize int) RowStream
 	// ReadRow reads one row; found is false if the row does not exist (or
-	// has expired).
+	// Cassandra's TTL has removed it). A row whose Expires has passed but
+	// whose cells are still there is returned, with its Expires.
 	ReadRow(ctx context.Context, namespace string, pk, ck []byte) (v RowValue, found bool, err error)
 }
 
 // RegionWriter writes one region. Implementations must be safe for
 // concurrent use.
 type RegionWriter interface {
-	// WriteRow writes every cell of a row with w's timestamp and TTL
-	// (w.Targets is not used).
+	// WriteRow writes every cell of a row — the INSERTs of w.Cells, bound
+	// with schema.InsertValues and applied together — with w's timestamp
+	// and a TTL computed at the write from w's absolute expiry
+	// (schema.TTLUntil with the writer's clock), so that a copy never
+	// outlives the original however late it is written. A row whose
+	// Expires has passed is not written: WriteRow returns an error
+	// wrapping ErrExpired. w.Targets is not used.
 	WriteRow(ctx context.Context, namespace string, w *Write) error
 }
 
@@ -70,14 +83,15 @@ type Region struct {
 }
 
 // digestRowBytes is the payload size of one digest-scan row as the native
-// protocol carries it: 7 columns, each with a 4-byte length, and their
-// values (token 8, pk, ck, writetime 8, digest 8, deleted 1, ttl 4).
+// protocol carries it: 8 columns, each with a 4-byte length, and their
+// values (token 8, pk, ck, writetime 8, digest 8, deleted 1, ttl 4,
+// expires 8).
 func digestRowBytes(r *DigestRow) int64 {
-	return int64(7*4 + 8 + len(r.PK) + len(r.CK) + 8 + 8 + 1 + 4)
+	return int64(8*4 + 8 + len(r.PK) + len(r.CK) + 8 + 8 + 1 + 4 + 8)
 }
 
 // valueRowBytes is the payload size of one point read (value, deleted,
-// writetime, ttl).
+// writetime, ttl, expires).
 func valueRowBytes(v *RowValue) int64 {
-	return int64(4*4 + len(v.Value) + 1 + 8 + 4)
+	return int64(5*4 + len(v.Value) + 1 + 8 + 4 + 8)
 }

@@ -90,11 +90,15 @@ type Report struct {
 	// RowsWritten is the number of rows written (to one region or more).
 	// Without concurrent writes or expiring rows it equals RowsDiffering.
 	RowsWritten int64
-	// RowsSkipped is differing rows not written because the winner expired
-	// or changed during the repair (the next run sees them again).
+	// RowsSkipped is differing rows not written because the winner had
+	// expired (at the scan, with an older version live elsewhere, or
+	// before it was written) or changed during the repair (the next run
+	// sees them again).
 	RowsSkipped int64
 	// Ties counts rows whose newest versions had equal timestamps and
-	// different digests (values were fetched to decide).
+	// expiries and could not be told apart by digests — values with
+	// different digests, or deletion markers beside values (values were
+	// fetched to decide).
 	Ties int64
 	// Regions holds per-region counts, in configuration order.
 	Regions []RegionStats
@@ -653,11 +657,6 @@ func (c *countingStream) Err() error {
 	return &RegionError{Region: c.r.regions[c.idx].Name, Op: "scan", Err: err}
 }
 
-type divItem struct {
-	d    *Divergence
-	seen time.Time
-}
-
 // repairSegment scans, diffs and (unless dry) fixes one segment.
 func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange, acc *accum) (segStats, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -674,7 +673,7 @@ func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange,
 	}()
 	var st segStats
 	var mu sync.Mutex
-	work := make(chan divItem)
+	work := make(chan *Divergence)
 	var wg sync.WaitGroup
 	for k := 0; k < r.opts.Concurrency; k++ {
 		wg.Go(func() {
@@ -697,7 +696,7 @@ func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange,
 	}
 	ds, err := Diff(streams, func(d *Divergence) error {
 		select {
-		case work <- divItem{d: d, seen: time.Now()}:
+		case work <- d:
 			return nil
 		case <-ctx.Done():
 			return context.Cause(ctx)
@@ -720,57 +719,41 @@ func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange,
 }
 
 // fix repairs one divergent row; written reports whether it was written.
-func (r *Repairer) fix(ctx context.Context, ns string, it divItem, acc *accum) (bool, error) {
-	d := it.d
+// Nothing here computes a TTL: the writers compute it from the winner's
+// absolute expiry when they write (docs/repair.md, "Expiry").
+func (r *Repairer) fix(ctx context.Context, ns string, d *Divergence, acc *accum) (bool, error) {
 	p := PlanRow(d)
-	if p.Action == 0 {
-		return false, nil
-	}
-	if p.Action == ActionTie {
+	switch p.Action {
+	case 0:
+		// The winner has expired: the row is logically absent, and no
+		// older version may replace it.
+		acc.do(skipRow)
+	case ActionTie:
 		acc.do(func(rp *Report) { rp.Ties++ })
 	}
 	if r.opts.DryRun {
-		targets := p.Targets
-		if p.Action == ActionTie {
-			targets = tieTargetsByDigest(d, p)
-		}
-		acc.do(func(rp *Report) {
-			for _, t := range targets {
-				rp.Regions[t].RowsDiffering++
-			}
-			PairDiffs(d, acc.pairs)
-			if acc.samples < r.opts.Samples {
-				acc.samples++
-				rp.Samples = append(rp.Samples, r.describeRow(d))
-			}
-		})
-		for _, t := range targets {
-			r.opts.Metrics.addDiffering(ns, r.regions[t].Name)
-		}
+		r.reportDry(ns, d, p, acc)
+		return false, nil
+	}
+	if p.Action == 0 {
 		return false, nil
 	}
 	var w Write
 	switch p.Action {
 	case ActionMark:
-		ttl := p.Winner.TTL
-		if ttl > 0 {
-			ttl -= int32(time.Since(it.seen) / time.Second)
-			if ttl <= 0 {
-				acc.do(skipRow)
-				return false, nil
-			}
-		}
-		w = Write{PK: d.PK, CK: d.CK, Timestamp: p.Winner.Timestamp, Deleted: true, Digest: p.Winner.Digest, TTL: ttl, Targets: p.Targets}
+		w = Write{PK: d.PK, CK: d.CK, Timestamp: p.Winner.Timestamp, Expires: p.Winner.Expires, Deleted: true,
+			Digest: p.Winner.Digest, Targets: p.Targets}
 	case ActionCopy:
 		v, ok, err := r.read(ctx, ns, p.Source, d, acc)
 		if err != nil {
 			return false, err
 		}
-		if !ok || v.Timestamp != p.Winner.Timestamp || v.Deleted || (p.Winner.TTL > 0 && v.TTL <= 0) {
+		if !holdsWinner(v, ok, p.Winner) {
 			acc.do(skipRow)
 			return false, nil
 		}
-		w = Write{PK: d.PK, CK: d.CK, Timestamp: v.Timestamp, Value: v.Value, Digest: p.Winner.Digest, TTL: v.TTL, Targets: p.Targets}
+		w = Write{PK: d.PK, CK: d.CK, Timestamp: v.Timestamp, Expires: v.Expires, Value: v.Value,
+			Digest: p.Winner.Digest, Targets: p.Targets}
 	case ActionTie:
 		values := make([][]byte, len(p.Tied))
 		for k, t := range p.Tied {
@@ -778,7 +761,7 @@ func (r *Repairer) fix(ctx context.Context, ns string, it divItem, acc *accum) (
 			if err != nil {
 				return false, err
 			}
-			if !ok || v.Timestamp != p.Winner.Timestamp || v.Deleted {
+			if !holdsWinner(v, ok, Observed{Timestamp: p.Winner.Timestamp, Expires: p.Winner.Expires}) {
 				acc.do(skipRow)
 				return false, nil
 			}
@@ -790,22 +773,59 @@ func (r *Repairer) fix(ctx context.Context, ns string, it divItem, acc *accum) (
 			return false, err
 		}
 	}
-	acc.do(func(rp *Report) {
-		for _, t := range w.Targets {
-			rp.Regions[t].RowsDiffering++
-		}
-	})
+	written := 0
 	for _, t := range w.Targets {
 		reg := r.regions[t]
+		err := reg.Writer.WriteRow(ctx, ns, &w)
+		if errors.Is(err, ErrExpired) {
+			// Expired meanwhile: absent everywhere now, so the regions
+			// left need nothing either.
+			break
+		}
+		acc.do(func(rp *Report) { rp.Regions[t].RowsDiffering++ })
 		r.opts.Metrics.addDiffering(ns, reg.Name)
-		if err := reg.Writer.WriteRow(ctx, ns, &w); err != nil {
+		if err != nil {
 			return false, &RegionError{Region: reg.Name, Op: "write", Err: err}
 		}
+		written++
 		acc.do(func(rp *Report) { rp.Regions[t].RowsWritten++ })
 		r.opts.Metrics.addWritten(ns, reg.Name)
 	}
+	if written == 0 {
+		acc.do(skipRow)
+		return false, nil
+	}
 	acc.do(func(rp *Report) { rp.RowsWritten++ })
 	return true, nil
+}
+
+// holdsWinner reports whether a point read found the winner's value: a
+// value (not a marker) with the winner's timestamp and absolute expiry.
+// Anything else means the row changed (or expired) since the scan.
+func holdsWinner(v RowValue, found bool, winner Observed) bool {
+	return found && !v.Deleted && v.Timestamp == winner.Timestamp && v.Expires == winner.Expires
+}
+
+// reportDry counts what a dry run found for a divergent row: the regions
+// that would be written, the region pairs that differ, a sample.
+func (r *Repairer) reportDry(ns string, d *Divergence, p Plan, acc *accum) {
+	targets := p.Targets
+	if p.Action == ActionTie {
+		targets = tieTargetsByDigest(d, p)
+	}
+	acc.do(func(rp *Report) {
+		for _, t := range targets {
+			rp.Regions[t].RowsDiffering++
+		}
+		PairDiffs(d, acc.pairs)
+		if acc.samples < r.opts.Samples {
+			acc.samples++
+			rp.Samples = append(rp.Samples, r.describeRow(d))
+		}
+	})
+	for _, t := range targets {
+		r.opts.Metrics.addDiffering(ns, r.regions[t].Name)
+	}
 }
 
 func skipRow(rp *Report) { rp.RowsSkipped++ }
@@ -825,22 +845,15 @@ func (r *Repairer) read(ctx context.Context, ns string, idx int, d *Divergence, 
 	return v, ok, nil
 }
 
-// tieTargetsByDigest guesses a tie's targets without values: the regions
-// not holding the greatest digest at the tie's timestamp.
+// tieTargetsByDigest guesses a tie's targets without values (dry runs): the
+// regions not holding the greatest digest at the tie's timestamp and
+// expiry, as if those that do held the greatest value; with deletion
+// markers in the tie, every region (the join keeps a value cell beside the
+// marker).
 func tieTargetsByDigest(d *Divergence, p Plan) []int {
-	var best int64
-	for k, t := range p.Tied {
-		if k == 0 || uint64(d.Regions[t].Digest) > uint64(best) {
-			best = d.Regions[t].Digest
-		}
-	}
-	var out []int
-	for i, o := range d.Regions {
-		if !(o.Present && o.Timestamp == p.Winner.Timestamp && !o.Deleted && o.Digest == best) {
-			out = append(out, i)
-		}
-	}
-	return out
+	joined := p.Winner
+	joined.Digest = greatestDigest(d, p.Winner)
+	return tieTargets(d, joined, true, func(int) bool { return true })
 }
 
 func (r *Repairer) describeRow(d *Divergence) string {

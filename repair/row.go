@@ -20,8 +20,18 @@ type DigestRow struct {
 	// Deleted marks a deletion marker.
 	Deleted bool
 	// TTL is ttl(digest) when the row was scanned, in seconds; 0 means the
-	// row does not expire.
+	// cells do not expire. It only says when Cassandra reclaims the cells:
+	// Expires decides the version and its visibility.
 	TTL int32
+	// Expires is the row's absolute expiry in seconds since the Unix epoch
+	// (0 = never): the expires column, or for a row written before the
+	// column existed the scan's time plus TTL (schema.Expiry).
+	Expires int64
+	// Expired reports that Expires had passed when the row was scanned
+	// (schema.Visible was false): the region still holds the cells — a
+	// node applied the write late, so Cassandra's TTL has not removed
+	// them — but the row is logically absent (see [Observed.Expired]).
+	Expired bool
 }
 
 // String returns a short description for logs and failing tests.
@@ -31,7 +41,8 @@ func (r DigestRow) String() string {
 
 // Observed returns the version part of the row.
 func (r DigestRow) Observed() Observed {
-	return Observed{Present: true, Timestamp: r.Timestamp, Digest: r.Digest, Deleted: r.Deleted, TTL: r.TTL}
+	return Observed{Present: true, Timestamp: r.Timestamp, Digest: r.Digest, Deleted: r.Deleted, TTL: r.TTL,
+		Expires: r.Expires, Expired: r.Expired}
 }
 
 // CompareKeys orders rows the way a token-range scan returns them from

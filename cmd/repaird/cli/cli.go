@@ -142,8 +142,8 @@ func newValidateCommand(env *Env) *cobra.Command {
 				hints = fmt.Sprintf("hints: %d brokers, topic prefix %q, replaying %s, %d hmac keys",
 					len(h.Brokers), h.TopicPrefix, strings.Join(groups, ", "), len(h.HMACKeys))
 			}
-			fmt.Fprintf(env.Stdout, "%s: ok (%d regions, home %s, keyspace %s, %d namespaces, interval %v; %s)\n",
-				path, len(cfg.Regions), cfg.Home, cfg.Keyspace, len(cfg.Namespaces), cfg.Repair.Interval, hints)
+			fmt.Fprintf(env.Stdout, "%s: ok (%d regions, home %s, repair progress in %s, keyspace %s, %d namespaces, interval %v; %s)\n",
+				path, len(cfg.Regions), cfg.Home, cfg.ProgressRegion(), cfg.Keyspace, len(cfg.Namespaces), cfg.Repair.Interval, hints)
 			return nil
 		},
 	}
@@ -219,7 +219,8 @@ func newRepairCommand(env *Env) *cobra.Command {
 }
 
 // open connects to the configuration's regions and opens the progress
-// store (unless dryRun); release closes the sessions.
+// store in the progress region (unless dryRun; daemon.OpenProgress);
+// release closes the sessions.
 func open(ctx context.Context, env *Env, cfg *config.Config, dryRun bool) (regions []repair.Region, store repair.ProgressStore, release func(), err error) {
 	if env.Open != nil {
 		regions, store, err = env.Open(ctx, cfg)
@@ -227,10 +228,16 @@ func open(ctx context.Context, env *Env, cfg *config.Config, dryRun bool) (regio
 	}
 	sessions := daemon.NewSessions(cfg, env.Connect, env.Logger)
 	cctx, cancel := context.WithTimeout(ctx, env.ConnectTimeout)
-	regions, home, err := sessions.Regions(cctx)
+	regions, _, err = sessions.Regions(cctx)
 	cancel()
 	if err == nil && !dryRun {
-		store, err = repair.NewCQLProgress(ctx, home, cfg.Keyspace)
+		// The progress region of every daemon, recorded in every region
+		// (refused when one records another), as `repaird serve` does.
+		loc := daemon.NewProgressLocator(cfg, daemon.SessionRecorder(sessions, cfg.Keyspace), env.Logger)
+		store, err = daemon.OpenProgress(ctx, loc, sessions)
+		if err == nil {
+			err = loc.CheckAll(ctx)
+		}
 	}
 	if err != nil {
 		sessions.Close()

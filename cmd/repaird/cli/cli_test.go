@@ -95,7 +95,7 @@ func TestCommandErrors(t *testing.T) {
 
 func TestValidateOK(t *testing.T) {
 	code, out, stderr := run(t, "validate", "--config", writeConfig(t, twoRegions))
-	if code != ExitOK || !strings.Contains(out, ": ok (2 regions, home a, keyspace ks, 1 namespaces, interval 24h0m0s; hints: not configured)") {
+	if code != ExitOK || !strings.Contains(out, ": ok (2 regions, home a, repair progress in a, keyspace ks, 1 namespaces, interval 24h0m0s; hints: not configured)") {
 		t.Fatalf("validate: code %d out %q err %q", code, out, stderr)
 	}
 }

@@ -32,7 +32,9 @@ var ErrInvalid = errors.New("invalid configuration")
 
 // Config is the whole file.
 type Config struct {
-	// Home is the name of the region whose keyspace holds repair progress.
+	// Home is the name of this daemon's region: the one whose hints it
+	// replays by default (hints.regions). Repair progress lives in
+	// Repair.ProgressRegion, the same for every daemon.
 	Home string `yaml:"home"`
 	// Keyspace is the keyspace (same name in every region) of the namespaces.
 	Keyspace string `yaml:"keyspace"`
@@ -91,6 +93,12 @@ type Repair struct {
 	// an older one is abandoned and a new run starts (default: half the
 	// namespace's tombstone retention). See repair.Options.MaxRunAge.
 	MaxRunAge time.Duration `yaml:"max_run_age"`
+	// ProgressRegion is the region whose keyspace holds repair progress
+	// and leases, for every daemon that repairs the keyspace whatever its
+	// home (default: the lexicographically smallest region name, so that
+	// daemons listing the same regions agree without saying so). Use
+	// Config.ProgressRegion to read it.
+	ProgressRegion string `yaml:"progress_region"`
 }
 
 // Hints configures the hint replayer.
@@ -214,6 +222,7 @@ func (c *Config) applyDefaults() {
 	if c.Repair.Interval == 0 {
 		c.Repair.Interval = DefaultInterval
 	}
+	c.Repair.ProgressRegion = c.ProgressRegion()
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = DefaultListen
 	}
@@ -298,10 +307,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Home == "" {
-		return invalid("home is required: name the region whose keyspace keeps repair progress")
+		return invalid("home is required: name this daemon's region")
 	}
 	if !names[c.Home] {
 		return invalid("home %q is not one of the regions", c.Home)
+	}
+	if p := c.Repair.ProgressRegion; p != "" && !names[p] {
+		return invalid("repair.progress_region %q is not one of the regions", p)
 	}
 	seen := map[string]bool{}
 	for _, ns := range c.Namespaces {
@@ -425,6 +437,23 @@ func (h *Hints) Secrets() (map[string][]byte, error) {
 		out[k.ID] = b
 	}
 	return out, nil
+}
+
+// ProgressRegion returns the region whose keyspace holds repair progress:
+// repair.progress_region, or when it is not set the lexicographically
+// smallest region name ("" without regions). Every daemon that repairs the
+// keyspace must use the same one (daemon.ProgressLocator checks it).
+func (c *Config) ProgressRegion() string {
+	if c.Repair.ProgressRegion != "" {
+		return c.Repair.ProgressRegion
+	}
+	smallest := ""
+	for i, r := range c.Regions {
+		if i == 0 || r.Name < smallest {
+			smallest = r.Name
+		}
+	}
+	return smallest
 }
 
 // Region returns the region called name.

@@ -86,6 +86,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad listen", base + "http:\n  listen: nocolon\n", "http.listen"},
 		{"replay region unknown", base + "hints:\n  brokers: [h:1]\n  regions: [z]\n", `hints.regions: "z" is not a configured region`},
 		{"replay regions without brokers", base + "hints:\n  regions: [a]\n", "brokers is required"},
+		{"progress region not a region", base + "repair:\n  progress_region: z\n", `repair.progress_region "z" is not one of the regions`},
 		{"negative replay rate", base + "hints:\n  brokers: [h:1]\n  max_hints_per_second: -5\n", "must not be negative"},
 	}
 	for _, tc := range tests {
@@ -117,6 +118,34 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if len(c.Hints.Regions) != 1 || c.Hints.Regions[0] != "a" || c.Hints.Retention != DefaultRetention {
 		t.Errorf("hints defaults: regions %v (want the home region), retention %v", c.Hints.Regions, c.Hints.Retention)
+	}
+}
+
+// Repair progress lives in one region for every daemon: by default the
+// smallest region name, whatever the daemon's home or the order of its
+// regions.
+func TestProgressRegion(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"default is the smallest name", base, "a"},
+		{"whatever the home", strings.Replace(base, "home: a", "home: b", 1), "a"},
+		{"whatever the order", "home: z\nkeyspace: ks\nregions:\n  - {name: z, contact_points: [h]}\n  - {name: eu-west, contact_points: [h]}\n  - {name: us-east, contact_points: [h]}\n", "eu-west"},
+		{"set", base + "repair:\n  progress_region: b\n", "b"},
+	}
+	for _, tc := range tests {
+		c, err := Parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := c.ProgressRegion(); got != tc.want || c.Repair.ProgressRegion != tc.want {
+			t.Errorf("%s: progress region %q (field %q), want %q", tc.name, got, c.Repair.ProgressRegion, tc.want)
+		}
+	}
+	// A Config made in code, without defaults.
+	c := &Config{Regions: []Region{{Name: "m"}, {Name: "c"}}}
+	if got := c.ProgressRegion(); got != "c" {
+		t.Errorf("ProgressRegion of an undefaulted config = %q, want c", got)
 	}
 }
 

@@ -156,7 +156,9 @@ type Daemon struct {
 	grace    time.Duration
 	runSem   chan struct{}
 
-	// openProgress opens the progress store (tests replace it).
+	// locator keeps the progress in the one progress region; openProgress
+	// opens the progress store (tests replace them).
+	locator      *ProgressLocator
 	openProgress func(ctx context.Context) (repair.ProgressStore, error)
 	progMu       sync.Mutex
 	progress     repair.ProgressStore
@@ -192,6 +194,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		grace:    opts.ShutdownGrace,
 		runSem:   make(chan struct{}, 1),
 	}
+	d.locator = NewProgressLocator(cfg, SessionRecorder(d.sessions, cfg.Keyspace), opts.Logger)
 	d.openProgress = d.cqlProgress
 	if len(cfg.Namespaces) > 0 {
 		d.workers = append(d.workers, Worker{Name: "restore-last-full-repair", Run: d.restoreLastFullRepairs})
@@ -235,13 +238,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return err
 }
 
-// cqlProgress opens the progress tables in the home region's keyspace.
+// cqlProgress opens the progress tables in the progress region's keyspace
+// (the same for every daemon, whatever its home), having recorded that
+// region in every region it reaches (ProgressLocator.Open).
 func (d *Daemon) cqlProgress(ctx context.Context) (repair.ProgressStore, error) {
-	home, err := d.sessions.Get(ctx, d.cfg.Home)
-	if err != nil {
-		return nil, err
-	}
-	return repair.NewCQLProgress(ctx, home, d.cfg.Keyspace)
+	return OpenProgress(ctx, d.locator, d.sessions)
 }
 
 // progressStore returns the progress store, opening it on first use.
@@ -262,14 +263,18 @@ func (d *Daemon) progressStore(ctx context.Context) (repair.ProgressStore, error
 // restoreLastFullRepairs publishes, for every namespace, the start of its
 // last complete run as recorded in the progress store (gauge
 // tidemark_repair_last_full_repair_timestamp_seconds and /status), so that
-// the series and the status survive a restart. It needs only the home
-// region, retries until every namespace is read, and then returns.
+// the series and the status survive a restart. It needs only the progress
+// region, retries until every namespace is read, and then returns; a
+// progress location conflict (ErrProgressLocation) stops the daemon.
 func (d *Daemon) restoreLastFullRepairs(ctx context.Context) error {
 	left := append([]string(nil), d.cfg.Namespaces...)
 	for attempt := 0; ; attempt++ {
 		var failed []string
 		var lastErr error
 		store, err := d.progressStore(ctx)
+		if errors.Is(err, ErrProgressLocation) {
+			return err
+		}
 		if err != nil {
 			failed, lastErr = left, err
 		} else {
@@ -308,7 +313,8 @@ func (d *Daemon) sleepRetry(ctx context.Context) bool {
 }
 
 // schedule repairs one namespace at the configured interval (between run
-// starts), retrying sooner after a failure.
+// starts), retrying sooner after a failure; a progress location conflict
+// (ErrProgressLocation) stops the daemon.
 func (d *Daemon) schedule(ctx context.Context, ns string) error {
 	for {
 		select {
@@ -321,6 +327,9 @@ func (d *Daemon) schedule(ctx context.Context, ns string) error {
 		<-d.runSem
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, ErrProgressLocation) {
+			return err
 		}
 		next := start.Add(d.cfg.Repair.Interval)
 		if err != nil {
@@ -335,7 +344,9 @@ func (d *Daemon) schedule(ctx context.Context, ns string) error {
 }
 
 // RunOnce connects (if needed) and runs one repair of ns, recording it in
-// the status.
+// the status. Every region must record this daemon's progress region
+// first (ProgressLocator.CheckAll): an error wrapping ErrProgressLocation
+// says one records another.
 func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
 	d.status.begin(ns)
 	regions, _, err := d.sessions.Regions(ctx)
@@ -344,6 +355,9 @@ func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
 		return err
 	}
 	store, err := d.progressStore(ctx)
+	if err == nil {
+		err = d.locator.CheckAll(ctx)
+	}
 	if err != nil {
 		d.status.fail(ns, err)
 		return err
