@@ -66,14 +66,17 @@ func newRepairFixture(t testing.TB, regions ...string) *repairFixture {
 
 func (f *repairFixture) insertStmt() string { return schema.Insert(f.ks, repairNS) }
 
-func digestOf(r repairRow) int64 { return schema.Digest(r.deleted, r.value) }
 
+// bindRow binds a row as the store writes it (row format 2). Its absolute
+// expiry is derived from its timestamp, so that the same row loaded into
+// several regions is the same version everywhere.
 func bindRow(r repairRow) []any {
-	var v []byte
-	if !r.deleted {
-		v = r.value
+	var expires int64
+	if r.ttl > 0 {
+		expires = r.ts/1_000_000 + int64(r.ttl)
 	}
-	return []any{r.pk, r.ck, v, r.deleted, digestOf(r), r.ts, r.ttl}
+	ttl, _ := schema.TTLUntil(expires, time.Now())
+	return schema.InsertValues(r.pk, r.ck, schema.RowCells(r.deleted, r.value, expires), r.ts, ttl)
 }
 
 // load writes rows to a region: one unlogged batch per partition, several
