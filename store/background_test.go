@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -204,6 +205,7 @@ func TestHangingSinkNeverBlocksCalls(t *testing.T) {
 	e := newFaultEnv(t, func(c *Config) {
 		c.HintSink = sink
 		c.HintConcurrency = 4
+		c.MaxPendingHints = 16
 		c.HintTimeout = time.Second
 		c.Breaker = BreakerConfig{ConsecutiveFailures: 1, OpenTimeout: time.Hour}
 		c.Regions = c.Regions[:2]
@@ -338,4 +340,34 @@ func TestSlowHintSinkDoesNotBlockWorkers(t *testing.T) {
 	}
 	e.checkWrites(t, "a", writesOf(1, n)...)
 	e.checkWrites(t, "b", writesOf(1, n)...)
+}
+
+// TestSlowSinkBurstAllHinted: a burst of writes to a cut region while the
+// sink stalls for a while (the first hints to a new Kafka topic wait for
+// the topic) is absorbed by the hint queue: every write is hinted, none is
+// left to repair.
+func TestSlowSinkBurstAllHinted(t *testing.T) {
+	sink := &recordingSink{}
+	var stalled sync.Once
+	slowStart := HintSinkFunc(func(ctx context.Context, h record.Hint) error {
+		stalled.Do(func() { time.Sleep(500 * time.Millisecond) })
+		return sink.Hint(ctx, h)
+	})
+	e := newFaultEnv(t, func(c *Config) {
+		c.HintSink = slowStart
+		c.HintConcurrency = 2
+		c.Regions = c.Regions[:2]
+	})
+	e.sink = sink
+	e.mem["b"].SetFault(driver.Outage())
+	putN(t, e.ns, 300)
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(sink.all()); n != 300 {
+		t.Fatalf("%d of 300 writes hinted", n)
+	}
+	if got := notHinted(t, e.st, "b"); got != 0 {
+		t.Fatalf("%v writes left to repair with a sink that was only slow at first", got)
+	}
 }

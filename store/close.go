@@ -89,6 +89,7 @@ func (s *Store) close(ctx context.Context, connBound time.Duration) error {
 		s.bg.Wait()
 		close(s.queue)
 		s.workers.Wait()
+		close(s.hintQueue)
 		s.hinters.Wait()
 	}()
 	var ctxErr error

@@ -38,6 +38,8 @@ const (
 	DefaultMaxPendingBytes = 64 << 20
 	// DefaultHintConcurrency is the default Config.HintConcurrency.
 	DefaultHintConcurrency = 64
+	// DefaultMaxPendingHints is the default Config.MaxPendingHints.
+	DefaultMaxPendingHints = 16384
 	// DefaultHintTimeout is the default Config.HintTimeout.
 	DefaultHintTimeout = 5 * time.Second
 	// DefaultMaxClockDrift is the default Config.MaxClockDrift.
@@ -128,15 +130,21 @@ type Config struct {
 	// HintTimeout bounds one call to the hint sink. Default 5s.
 	HintTimeout time.Duration
 
-	// HintConcurrency bounds the hints of background writes being stored at
-	// once (default 64). A remote write that fails, or meets an open
-	// breaker, hands its hint to one of these so that neither the
-	// remote-write workers nor callers wait for the hint sink; when all are
-	// busy (or their rows exceed MaxPendingBytes) — Kafka slow or hanging —
-	// the write is left to anti-entropy repair at once and counted
-	// (hints_failed_total{reason="pool_full"}). Durable hint sinks (Kafka
-	// with acks=all) batch better the more hints wait at once.
+	// HintConcurrency is how many hints of background writes are stored at
+	// once (default 64): a remote write that fails, or meets an open
+	// breaker or an unconnected region, queues its hint for one of these
+	// workers, so that neither the remote-write workers nor callers wait
+	// for the hint sink. Durable hint sinks (Kafka with acks=all) batch
+	// better the more hints wait at once.
 	HintConcurrency int
+
+	// MaxPendingHints bounds the hints waiting for a hint worker (default
+	// 16384; their keys and values are bounded by MaxPendingBytes too). It
+	// absorbs a burst and a slow sink (the first hints to a new topic wait
+	// for the topic); when it is full — the sink hanging for long — a
+	// missed write is left to anti-entropy repair at once and counted
+	// (hints_failed_total{reason="pool_full"}), so no caller waits.
+	MaxPendingHints int
 
 	// MaxClockDrift is how far ahead of this process's wall clock a version
 	// read from another writer may be and still advance this process's
@@ -255,6 +263,7 @@ func (c Config) withDefaults() Config {
 	c.ConnectTimeout = orDuration(c.ConnectTimeout, DefaultConnectTimeout)
 	c.HintTimeout = orDuration(c.HintTimeout, DefaultHintTimeout)
 	c.HintConcurrency = orInt(c.HintConcurrency, DefaultHintConcurrency)
+	c.MaxPendingHints = orInt(c.MaxPendingHints, DefaultMaxPendingHints)
 	c.MaxClockDrift = orDuration(c.MaxClockDrift, DefaultMaxClockDrift)
 	c.MaxValueSize = orInt(c.MaxValueSize, DefaultMaxValueSize)
 	c.MaxBatchBytes = orInt(c.MaxBatchBytes, DefaultMaxBatchBytes)
@@ -336,7 +345,8 @@ func (c Config) validate() error {
 	if !c.DefaultLevel.Valid() {
 		bad("default level: %w: %v", ErrInvalidLevel, c.DefaultLevel)
 	}
-	if c.MaxValueSize < 0 || c.MaxBatchBytes < 0 || c.RemoteConcurrency < 0 || c.MaxPendingWrites < 0 {
+	if c.MaxValueSize < 0 || c.MaxBatchBytes < 0 || c.RemoteConcurrency < 0 || c.MaxPendingWrites < 0 ||
+		c.HintConcurrency < 0 || c.MaxPendingHints < 0 {
 		bad("negative size or count limit")
 	}
 	if c.Timeout < 0 || c.ConnectTimeout < 0 || c.HintTimeout < 0 {

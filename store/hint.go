@@ -16,16 +16,17 @@ import (
 // write's own timestamp and absolute expiry (docs/design.md, "Hints").
 //
 // The hinted path never blocks a call whose level does not wait for the
-// region: the hints of background writes are stored by a bounded pool of
-// goroutines (Config.HintConcurrency, Config.MaxPendingBytes), and a write
-// that finds the pool full — Kafka slow or hanging, a burst of failures —
-// is left to anti-entropy repair at once and counted, rather than waiting.
+// region: the hints of background writes wait in a bounded queue
+// (Config.MaxPendingHints, Config.MaxPendingBytes) for a pool of
+// Config.HintConcurrency goroutines that store them, and a write that finds
+// the queue full — Kafka slow or hanging for long — is left to anti-entropy
+// repair at once and counted, rather than waiting.
 
 // Why a missed write was left to repair: the reason label of
 // hints_failed_total.
 const (
 	lostSink     = "sink_error" // the sink said the hint is not stored
-	lostPoolFull = "pool_full"  // the hint pool was full: not attempted
+	lostPoolFull = "pool_full"  // the hint queue was full: not attempted
 	lostNoSink   = "no_sink"    // no sink configured
 	lostClosing  = "closing"    // CloseContext's drain deadline passed
 )
@@ -106,21 +107,37 @@ func (s *Store) leftToRepair(r *region, m *mutation, rows int, reason string, ca
 	})
 }
 
-// hintAsync stores the hint of a background write in a goroutine of the
-// hint pool when it has room (count and bytes), so that neither the
-// remote-write workers nor callers wait for the hint sink; when the pool is
-// full the write is left to repair at once (pool_full).
+// hintJob is one background write's hint waiting for a hint worker.
+type hintJob struct {
+	r     *region
+	m     *mutation
+	cause error
+}
+
+// hintAsync queues the hint of a background write for the hint workers,
+// so that neither the remote-write workers nor callers wait for the hint
+// sink; when the queue is full (count or bytes) the write is left to repair
+// at once (pool_full).
 func (s *Store) hintAsync(r *region, m *mutation, cause error) {
-	if !s.hintPool.take(m.size) {
-		s.leftToRepair(r, m, len(m.rows), lostPoolFull, cause, errHintPoolFull)
-		return
+	if s.hintQueued.take(m.size) {
+		select {
+		case s.hintQueue <- hintJob{r: r, m: m, cause: cause}:
+			return
+		default:
+			s.hintQueued.release(m.size)
+		}
 	}
-	s.hinters.Add(1)
-	go func() {
-		defer s.hinters.Done()
-		defer s.hintPool.release(m.size)
-		s.hint(r, m, cause)
-	}()
+	s.leftToRepair(r, m, len(m.rows), lostPoolFull, cause, errHintPoolFull)
+}
+
+// hintWorker stores queued hints until the queue is closed (Close, after
+// the remote-write workers, which queue them, have stopped).
+func (s *Store) hintWorker() {
+	defer s.hinters.Done()
+	for j := range s.hintQueue {
+		s.hintQueued.release(j.m.size)
+		s.hint(j.r, j.m, j.cause)
+	}
 }
 
 // newLogSometimes rate-limits the Store's repeated warnings.

@@ -37,11 +37,13 @@ type Store struct {
 	queued  *budget
 	workers sync.WaitGroup
 
-	// Hints of background writes run in goroutines of their own, within
-	// hintPool (Config.HintConcurrency of them, Config.MaxPendingBytes);
-	// hinters is waited for after the workers, which start them.
-	hintPool *budget
-	hinters  sync.WaitGroup
+	// Hints of background writes wait in hintQueue (hintQueued holds
+	// their count and bytes: Config.MaxPendingHints, MaxPendingBytes) for
+	// Config.HintConcurrency hint workers; hinters is waited for after the
+	// remote-write workers, which queue hints.
+	hintQueue  chan hintJob
+	hintQueued *budget
+	hinters    sync.WaitGroup
 	// logSometimes rate-limits the warnings a burst of failures repeats.
 	logSometimes *rate.Sometimes
 
@@ -114,7 +116,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:          cfg.Logger,
 		queue:        make(chan job, cfg.MaxPendingWrites),
 		queued:       newBudget(cfg.MaxPendingWrites, cfg.MaxPendingBytes),
-		hintPool:     newBudget(cfg.HintConcurrency, cfg.MaxPendingBytes),
+		hintQueue:    make(chan hintJob, cfg.MaxPendingHints),
+		hintQueued:   newBudget(cfg.MaxPendingHints, cfg.MaxPendingBytes),
 		logSometimes: newLogSometimes(),
 	}
 	s.retentions = schema.NewRetentions(s.readRetention, schema.DefaultRetentionRefresh, 0, cfg.Now)
@@ -160,6 +163,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for range cfg.RemoteConcurrency {
 		s.workers.Add(1)
 		go s.worker()
+	}
+	for range cfg.HintConcurrency {
+		s.hinters.Add(1)
+		go s.hintWorker()
 	}
 	return s, nil
 }
