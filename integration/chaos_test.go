@@ -35,6 +35,7 @@ import (
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tidemark/tidemark/hints"
@@ -97,7 +98,8 @@ type chaosRun struct {
 	prods    []*hints.Producer
 	history  chaos.History
 	repaird  string // binary
-	config   string // repaird's config file
+	config   string // repaird's config file (repair runs)
+	serveCfg string // repaird serve's: hint replay only, so that the repairs the suite runs show what they fix
 	httpAddr string
 	logDir   string
 
@@ -200,6 +202,11 @@ func (c *chaosRun) buildRepaird(t *testing.T) {
 	if err := os.WriteFile(c.config, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	c.serveCfg = filepath.Join(dir, "serve.yaml")
+	serve := strings.Replace(b.String(), "namespaces: ["+chaosNS+"]\n", "namespaces: []\n", 1)
+	if err := os.WriteFile(c.serveCfg, []byte(serve), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(c.stopServe)
 }
 
@@ -216,7 +223,7 @@ func (c *chaosRun) startServe(t *testing.T) {
 		t.Error(err)
 		return
 	}
-	cmd := exec.Command(c.repaird, "serve", "--config", c.config)
+	cmd := exec.Command(c.repaird, "serve", "--config", c.serveCfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -295,6 +302,9 @@ func (c *chaosRun) run(t *testing.T) {
 	wg.Wait()
 	fwg.Wait()
 	t.Logf("chaos: writer 1 %v; writer 2 %v; faults applied %v", counts[0], counts[1], c.applied)
+	for i, st := range c.stores {
+		t.Logf("chaos: store %d: %s", i+1, hintCounts(t, st))
+	}
 
 	c.converge(t)
 }
@@ -347,7 +357,8 @@ func (c *chaosRun) write(ctx context.Context, w int, counts map[string]int) {
 			case gerr == nil:
 				r.Found, r.V = true, quorum.Version{Timestamp: it.Timestamp, Value: it.Value}
 				if it.TTL > 0 {
-					r.V.Expires = time.Now().Add(it.TTL).Unix() // within a second of the row's own
+					// Item.TTL is counted by the writer's own clock.
+					r.V.Expires = c.writerNow(w).Add(it.TTL).Unix() // within a second of the row's own
 				}
 			case errors.Is(gerr, store.ErrNotFound):
 			default:
@@ -369,9 +380,16 @@ func (c *chaosRun) write(ctx context.Context, w int, counts map[string]int) {
 	}
 }
 
+// writerNow is writer w's clock: writer 2's is skewed.
+func (c *chaosRun) writerNow(w int) time.Time {
+	if w == 2 {
+		return time.Now().Add(chaos.Skew(c.seed))
+	}
+	return time.Now()
+}
+
 // expiry is the absolute expiry a put made at now with ttl gets: the
 // store rounds now + ttl up to a whole second (by the writer's clock).
-// -1 stands for "a marker's", checked by timestamp only.
 func expiry(now time.Time, ttl time.Duration, w int, c *chaosRun) int64 {
 	if ttl <= 0 {
 		return 0
@@ -686,4 +704,33 @@ func caughtUp(client *kafka.Client, topic, group string) error {
 		}
 	}
 	return nil
+}
+
+// hintCounts sums a Store's hint metrics: hinted, left to repair (by
+// reason) and uncertain.
+func hintCounts(t *testing.T, st *store.Store) string {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(st.Metrics())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]float64{}
+	for _, mf := range mfs {
+		name := strings.TrimPrefix(mf.GetName(), "tidemark_store_")
+		if !strings.HasPrefix(name, "hint") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			key := name
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					key += "{" + l.GetValue() + "}"
+				}
+			}
+			sums[key] += m.GetCounter().GetValue()
+		}
+	}
+	return fmt.Sprint(sums)
 }

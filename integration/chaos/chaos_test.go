@@ -165,6 +165,18 @@ func TestScheduleIsSeededAndBounded(t *testing.T) {
 	if len(kinds) < 6 {
 		t.Fatalf("only %d kinds of fault in a 90s schedule: %v", len(kinds), a)
 	}
+	// No two faults on the broker, or on one node, at once.
+	for seed := uint64(0); seed < 200; seed++ {
+		var kafkaUntil time.Duration
+		for _, f := range Schedule(seed, 10*time.Minute, []string{"a", "b", "c"}) {
+			if f.Kind == PauseKafka || f.Kind == RestartKafka {
+				if f.At < kafkaUntil {
+					t.Fatalf("seed %d: %v overlaps an earlier broker fault", seed, f)
+				}
+				kafkaUntil = f.At + f.For
+			}
+		}
+	}
 	w1, w2 := NewWorkload(1, 1), NewWorkload(1, 1)
 	for range 100 {
 		if x, y := w1.Next(), w2.Next(); x.Key != y.Key || x.Kind != y.Kind {

@@ -79,17 +79,28 @@ func Schedule(seed uint64, d time.Duration, regions []string) []Fault {
 		add(draw(r, k, span(0, d), regions, remote, span))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].At < out[j].At })
-	// A node paused or killed while it is already paused or down is
-	// dropped: the schedule stays what the run can do.
+	// A node or the broker paused or killed while it is already paused or
+	// down is dropped, as is a repaird kill while repaird is down: the
+	// schedule stays what the run can do.
 	busy := map[string]time.Duration{}
 	kept := out[:0]
 	for _, f := range out {
-		if f.Kind == PauseNode || f.Kind == KillNode {
-			if busy[f.Region] > f.At {
-				continue
-			}
-			busy[f.Region] = f.At + f.For + 30*time.Second // a restart takes a while
+		var what string
+		switch f.Kind {
+		case PauseNode, KillNode:
+			what = "node " + f.Region
+		case PauseKafka, RestartKafka:
+			what = "kafka"
+		case KillReplayer:
+			what = "repaird"
+		default:
+			kept = append(kept, f)
+			continue
 		}
+		if busy[what] > f.At {
+			continue
+		}
+		busy[what] = f.At + f.For + 30*time.Second // a restart takes a while
 		kept = append(kept, f)
 	}
 	return kept
