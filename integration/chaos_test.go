@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -129,14 +130,26 @@ func newChaosRun(t *testing.T, l *env.Local, seed uint64, d time.Duration) *chao
 	skew := chaos.Skew(seed)
 	t.Logf("chaos: writer 2's clock is %v off writer 1's", skew)
 	for w := 1; w <= 2; w++ {
+		plog, err := os.Create(filepath.Join(c.logDir, fmt.Sprintf("producer-%d.log", w)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = plog.Close() })
 		prod, err := hints.NewProducer(hints.ProducerConfig{Brokers: testEnv(t).KafkaBrokers(), TopicPrefix: c.prefix,
-			Partitions: 2, ReplicationFactor: 1, ProduceTimeout: 3 * time.Second})
+			Partitions: 2, ReplicationFactor: 1, ProduceTimeout: 3 * time.Second,
+			Logger: slog.New(slog.NewTextHandler(plog, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = prod.Close() })
+		logf, err := os.Create(filepath.Join(c.logDir, fmt.Sprintf("store-%d.log", w)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = logf.Close() })
 		cfg := store.Config{Home: "a", Keyspace: c.ks, Timeout: 2 * time.Second, ConnectTimeout: 20 * time.Second,
 			HintSink: prod, WriterID: w, HintTimeout: 2 * time.Second,
+			Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			Breaker: store.BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: time.Second}}
 		if w == 2 {
 			cfg.Now = func() time.Time { return time.Now().Add(skew) }
@@ -544,9 +557,11 @@ func (c *chaosRun) converge(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	// A fresh run: an unfinished run (a repair killed part-way) started
+	// before the last faults, and finishing it would not cover them.
 	var out string
 	for attempt := 1; ; attempt++ {
-		code, o := c.repair(ctx)
+		code, o := c.repair(ctx, "--fresh")
 		out = o
 		if code == 0 {
 			break
@@ -568,6 +583,7 @@ func (c *chaosRun) converge(t *testing.T) {
 	v := chaos.Check(h, states)
 	t.Logf("chaos: verdict: %s", v)
 	if !v.OK() {
+		t.Logf("chaos: the logs of the stores, producers and repaird are in %s", c.logDir)
 		t.Errorf("chaos: the regions are not what Cassandra could hold after this history (seed %d)", c.seed)
 	}
 	code, out := c.repair(ctx, "--fresh")
