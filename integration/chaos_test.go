@@ -118,8 +118,19 @@ type chaosRun struct {
 
 func newChaosRun(t *testing.T, l *env.Local, seed uint64, d time.Duration) *chaosRun {
 	t.Helper()
+	logDir, err := os.MkdirTemp("", fmt.Sprintf("tidemark-chaos-%d-", seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("TIDEMARK_CHAOS_KEEP_LOGS") != "" {
+			t.Logf("chaos: the logs of the stores, producers and repaird are in %s", logDir)
+			return
+		}
+		_ = os.RemoveAll(logDir)
+	})
 	c := &chaosRun{seed: seed, d: d, l: l, regions: []string{"a", "b", "c"}, proxies: map[string]*proxyState{},
-		applied: map[chaos.FaultKind]int{}, logDir: t.TempDir()}
+		applied: map[chaos.FaultKind]int{}, logDir: logDir}
 	c.ks = newKeyspace(t, c.regions...)
 	c.prefix = newTopicPrefix(t)
 	deleteTopicsAtCleanup(t, c.prefix+"a", c.prefix+"b", c.prefix+"c", c.prefix+"dead")
@@ -583,7 +594,6 @@ func (c *chaosRun) converge(t *testing.T) {
 	v := chaos.Check(h, states)
 	t.Logf("chaos: verdict: %s", v)
 	if !v.OK() {
-		t.Logf("chaos: the logs of the stores, producers and repaird are in %s", c.logDir)
 		t.Errorf("chaos: the regions are not what Cassandra could hold after this history (seed %d)", c.seed)
 	}
 	code, out := c.repair(ctx, "--fresh")
