@@ -153,6 +153,16 @@ func newChaosRun(t *testing.T, l *env.Local, seed uint64, d time.Duration) *chao
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = prod.Close() })
+		// As a service does at start-up: the topics exist before the first
+		// hint, so that the first hints do not wait for their creation.
+		for _, r := range c.regions {
+			ectx, ecancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := prod.EnsureTopic(ectx, r); err != nil {
+				ecancel()
+				t.Fatalf("ensure topic %s: %v", r, err)
+			}
+			ecancel()
+		}
 		logf, err := os.Create(filepath.Join(c.logDir, fmt.Sprintf("store-%d.log", w)))
 		if err != nil {
 			t.Fatal(err)
