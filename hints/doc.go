@@ -49,5 +49,14 @@
 // a hint that could not be stored is not data loss, but it is counted
 // (tidemark_hints_produce_failures_total) and logged.
 //
-// See docs/hints.md for the record format, key rotation and sizing.
+// # Security
+//
+// ProducerConfig and ReplayerConfig take a *tls.Config (TLS) and [SASL]
+// credentials (SCRAM-SHA-512 by default, SCRAM-SHA-256, PLAIN); every
+// connection of a Producer or Replayer uses both. Kafka refusing them gives
+// errors wrapping [ErrAuthentication]. A [record.Keyring] authenticates the
+// records themselves, whoever could write to the topic.
+//
+// See docs/hints.md for the record format, TLS and SASL, key rotation and
+// sizing.
 package hints

@@ -2,9 +2,12 @@ package hints_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -82,4 +85,38 @@ func ExampleNewCQLApplier() {
 		log.Fatal(err)
 	}
 	defer r.Close()
+}
+
+// A producer and a replayer on a SASL_SSL listener: TLS verified against
+// the brokers' CA, SCRAM-SHA-512 credentials. The same two fields work for
+// both; a credential or certificate Kafka refuses gives an error wrapping
+// hints.ErrAuthentication. (Needs a Kafka broker, so it has no Output.)
+func ExampleSASL() {
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile("/etc/kafka/ca.pem")
+	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
+		log.Fatal("no CA certificate")
+	}
+	tlsConfig := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	creds := &hints.SASL{Mechanism: hints.SASLScramSHA512, Username: "tidemark", Password: os.Getenv("KAFKA_PASSWORD")}
+
+	p, err := hints.NewProducer(hints.ProducerConfig{Brokers: []string{"kafka-1:9094"}, TLS: tlsConfig, SASL: creds})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	r, err := hints.NewReplayer(hints.ReplayerConfig{
+		Brokers: []string{"kafka-1:9094"}, TLS: tlsConfig, SASL: creds, Region: "b",
+		Applier: hints.ApplierFunc(func(context.Context, record.Hint) error { return nil }),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.EnsureTopics(ctx); errors.Is(err, hints.ErrAuthentication) {
+		log.Fatalf("fix the Kafka credentials or CA: %v", err)
+	}
 }

@@ -2,6 +2,7 @@ package hints
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,25 @@ type ProducerConfig struct {
 	// Brokers are the "host:port" bootstrap addresses of the Kafka cluster.
 	// Required.
 	Brokers []string
+	// TLS, when non-nil, encrypts every connection to the brokers and
+	// verifies their certificates with it: RootCAs (nil: the system's
+	// roots), and the broker's address as the name its certificate must
+	// carry when ServerName is empty — so the certificates must name the
+	// addresses the brokers advertise, IP addresses included. The config
+	// is cloned by NewProducer. Default nil: plaintext, for a listener
+	// without TLS (PLAINTEXT, SASL_PLAINTEXT). The handshake adds a round
+	// trip to every new connection, not to every hint: connections are
+	// kept open.
+	TLS *tls.Config
+	// SASL, when non-nil, authenticates every connection with these
+	// credentials (see [SASL]; default mechanism SCRAM-SHA-512), for a
+	// SASL_SSL or SASL_PLAINTEXT listener. Without TLS it is allowed but
+	// the credentials cross the network in clear (PLAIN sends the
+	// password itself; SCRAM sends only a proof, but everything after it,
+	// hints included, is unencrypted and unauthenticated): use it only on
+	// a network you trust. Default nil: no SASL. Bad credentials or an
+	// untrusted certificate make hints fail with [ErrAuthentication].
+	SASL *SASL
 	// TopicPrefix names the topics: region r's hints go to TopicPrefix + r.
 	// Default DefaultTopicPrefix ("tidemark.hints.").
 	TopicPrefix string
@@ -203,12 +223,12 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	transport := &kafka.Transport{
-		DialTimeout: min(cfg.ProduceTimeout, 5*time.Second),
-		ClientID:    "tidemark-hints-producer",
-		Context:     ctx,
+	transport, _, err := kafkaDialing("tidemark-hints-producer", min(cfg.ProduceTimeout, 5*time.Second), cfg.TLS, cfg.SASL)
+	if err != nil {
+		return nil, err
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	transport.Context = ctx
 	addr := kafka.TCP(cfg.Brokers...)
 	batchBytes := kafkaMessageBytes(cfg.MaxHintBytes, 0)
 	p := &Producer{
@@ -334,7 +354,7 @@ func (p *Producer) createTopic(region string, ti *topicInit) {
 		maxMessageBytes:   topicMaxMessageBytes(kafkaMessageBytes(p.cfg.MaxHintBytes, 0), p.cfg.BatchSize),
 	})
 	if err != nil {
-		ti.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		ti.err = classify(region, err)
 		p.topicsMu.Lock()
 		delete(p.topics, region) // the next hint tries again
 		p.topicsMu.Unlock()
@@ -352,7 +372,9 @@ func (p *Producer) createTopic(region string, ti *topicInit) {
 // Errors: [record.ErrInvalidHint] (the hint could never be applied),
 // [ErrHintTooLarge], [ErrBufferFull] (too many bytes already waiting),
 // [ErrUnavailable] (Kafka did not take it, including a ctx deadline that
-// passed first), [ErrClosed], or ctx's error if ctx was canceled. In every
+// passed first; [ErrAuthentication], which wraps it, when Kafka refused the
+// TLS or SASL of ProducerConfig), [ErrClosed], or ctx's error if ctx was
+// canceled. In every
 // error case the hint may or may not reach Kafka later; replaying it twice
 // is harmless.
 func (p *Producer) Hint(ctx context.Context, h record.Hint) error {
@@ -441,6 +463,9 @@ func classify(region string, err error) error {
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		return err
+	case authFailure(err):
+		// ErrAuthentication is also ErrUnavailable.
+		return fmt.Errorf("%w: region %q: %w", ErrAuthentication, region, err)
 	case errors.As(err, &tooLarge),
 		errors.Is(err, kafka.MessageSizeTooLarge),
 		errors.Is(err, kafka.RecordListTooLarge):

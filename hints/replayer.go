@@ -2,6 +2,7 @@ package hints
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,20 @@ type ReplayerConfig struct {
 	// Brokers are the "host:port" bootstrap addresses of the Kafka cluster.
 	// Required.
 	Brokers []string
+	// TLS, when non-nil, encrypts every connection to the brokers — the
+	// consumer group's, the dead-letter writer's and the topic requests' —
+	// and verifies the brokers' certificates with it, as
+	// ProducerConfig.TLS does (cloned; an empty ServerName means the
+	// broker's address). Default nil: plaintext.
+	TLS *tls.Config
+	// SASL, when non-nil, authenticates every connection with these
+	// credentials (see [SASL]; default mechanism SCRAM-SHA-512). Without
+	// TLS it is allowed, but the credentials and the hints cross the
+	// network in clear (see ProducerConfig.SASL). Default nil: no SASL.
+	// Kafka refusing them does not stop Run (it retries, and logs the
+	// cause, which wraps [ErrAuthentication]); [Replayer.EnsureTopics]
+	// returns it, for a check at start-up.
+	SASL *SASL
 	// TopicPrefix must match the producers'. Default DefaultTopicPrefix.
 	TopicPrefix string
 	// Region is the region this replayer applies hints to; it consumes
@@ -167,7 +182,10 @@ type Replayer struct {
 	newFetcher   func() fetcher
 	dead         messageWriter
 	ensureTopics func(ctx context.Context) error
-	transport    *kafka.Transport
+	// transport (dead letters, topic requests) and dialer (the reader)
+	// carry the config's TLS and SASL (kafkaDialing).
+	transport *kafka.Transport
+	dialer    *kafka.Dialer
 
 	hintLimit *rate.Limiter
 	byteLimit *rate.Limiter
@@ -251,7 +269,11 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	}
 	r.metrics = newReplayerMetrics(cfg.Region, r.oldestAge, r.paused.Load)
 
-	r.transport = &kafka.Transport{ClientID: "tidemark-hints-replayer", DialTimeout: 5 * time.Second}
+	transport, dialer, err := kafkaDialing("tidemark-hints-replayer", 5*time.Second, cfg.TLS, cfg.SASL)
+	if err != nil {
+		return nil, err
+	}
+	r.transport, r.dialer = transport, dialer
 	addr := kafka.TCP(cfg.Brokers...)
 	client := &kafka.Client{Addr: addr, Transport: r.transport, Timeout: 10 * time.Second}
 	// A dead letter is the original record plus headers. Batches stay
@@ -281,32 +303,50 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 		}
 		return nil
 	}
-	r.newFetcher = func() fetcher {
-		return kafka.NewReader(kafka.ReaderConfig{
-			Brokers:               cfg.Brokers,
-			GroupID:               cfg.GroupID,
-			Topic:                 r.topic,
-			QueueCapacity:         prefetch(cfg.BatchSize),
-			MinBytes:              1,
-			MaxBytes:              16 << 20,
-			MaxWait:               250 * time.Millisecond,
-			CommitInterval:        0, // explicit synchronous commits only
-			StartOffset:           kafka.FirstOffset,
-			RetentionTime:         cfg.Retention,
-			WatchPartitionChanges: true,
-			JoinGroupBackoff:      time.Second,
-			ReadBackoffMin:        cfg.BackoffMin,
-			ReadBackoffMax:        min(cfg.BackoffMax, 5*time.Second),
-			ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-				r.logErr.Do(func() { log.Warn("hints: kafka reader: " + fmt.Sprintf(msg, args...)) })
-			}),
-		})
-	}
+	r.newFetcher = func() fetcher { return kafka.NewReader(r.readerConfig()) }
 	return r, nil
+}
+
+// readerConfig is the configuration of the replayer's consumer-group
+// reader.
+func (r *Replayer) readerConfig() kafka.ReaderConfig {
+	cfg, log := r.cfg, r.log
+	return kafka.ReaderConfig{
+		Brokers:               cfg.Brokers,
+		Dialer:                r.dialer,
+		GroupID:               cfg.GroupID,
+		Topic:                 r.topic,
+		QueueCapacity:         prefetch(cfg.BatchSize),
+		MinBytes:              1,
+		MaxBytes:              16 << 20,
+		MaxWait:               250 * time.Millisecond,
+		CommitInterval:        0, // explicit synchronous commits only
+		StartOffset:           kafka.FirstOffset,
+		RetentionTime:         cfg.Retention,
+		WatchPartitionChanges: true,
+		JoinGroupBackoff:      time.Second,
+		ReadBackoffMin:        cfg.BackoffMin,
+		ReadBackoffMax:        min(cfg.BackoffMax, 5*time.Second),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			r.logErr.Do(func() { log.Warn("hints: kafka reader: " + fmt.Sprintf(msg, args...)) })
+		}),
+	}
 }
 
 // Topic returns the hint topic the replayer consumes.
 func (r *Replayer) Topic() string { return r.topic }
+
+// EnsureTopics creates the replayer's hint topic and dead-letter topic if
+// they do not exist yet. Run does this by itself (retrying while Kafka
+// fails); call EnsureTopics to check, at start-up, that the brokers are
+// reachable and take the configured TLS and SASL: its error wraps
+// [ErrAuthentication] when Kafka refused them.
+func (r *Replayer) EnsureTopics(ctx context.Context) error {
+	if err := r.ensureTopics(ctx); err != nil {
+		return fmt.Errorf("hints: replayer of region %q: %w", r.cfg.Region, refusal(err))
+	}
+	return nil
+}
 
 // Run consumes and applies hints until ctx is done or Close is called, then
 // returns nil. It returns an error only if it cannot run at all (already
@@ -349,7 +389,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.logErr.Do(func() { r.log.Warn("hints: cannot create topics, retrying", "err", err) })
+		r.logErr.Do(func() { r.log.Warn("hints: cannot create topics, retrying", "err", refusal(err)) })
 		if !b.Sleep(ctx) {
 			return nil
 		}

@@ -60,7 +60,7 @@ func ensureTopic(ctx context.Context, client *kafka.Client, spec topicSpec) erro
 	}
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{cfg}})
 	if err != nil {
-		return fmt.Errorf("create topic %q: %w", spec.name, err)
+		return fmt.Errorf("create topic %q: %w", spec.name, connectionCause(ctx, client, err))
 	}
 	err = resp.Errors[spec.name]
 	switch {
@@ -83,6 +83,21 @@ func ensureTopic(ctx context.Context, client *kafka.Client, spec topicSpec) erro
 	default:
 		return fmt.Errorf("create topic %q: %w", spec.name, err)
 	}
+}
+
+// connectionCause returns why the brokers cannot be reached when err is
+// kafka-go's BrokerNotAvailable: a transport that could not connect (a
+// refused connection, a TLS handshake, SASL credentials) answers every
+// request for a broker with BrokerNotAvailable, and keeps the real cause
+// for metadata requests, which it serves from its cache.
+func connectionCause(ctx context.Context, client *kafka.Client, err error) error {
+	if !errors.Is(err, kafka.BrokerNotAvailable) {
+		return err
+	}
+	if _, merr := client.Metadata(ctx, &kafka.MetadataRequest{}); merr != nil {
+		return merr
+	}
+	return err
 }
 
 // awaitLeaders polls the topic's metadata until every partition reports a

@@ -170,7 +170,7 @@ func newChaosRun(t *testing.T, l *env.Local, seed uint64, d time.Duration) *chao
 		t.Cleanup(func() { _ = logf.Close() })
 		cfg := store.Config{Home: "a", Keyspace: c.ks, Timeout: 2 * time.Second, ConnectTimeout: 20 * time.Second,
 			HintSink: prod, WriterID: w, HintTimeout: 2 * time.Second,
-			Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Logger:  slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			Breaker: store.BreakerConfig{ConsecutiveFailures: 3, OpenTimeout: time.Second}}
 		if w == 2 {
 			cfg.Now = func() time.Time { return time.Now().Add(skew) }

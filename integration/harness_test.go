@@ -17,8 +17,10 @@ package integration
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"regexp"
@@ -74,7 +76,7 @@ func runMain(m *testing.M) int {
 	} else {
 		fmt.Fprintf(os.Stderr, "integration: no running environment (%v); starting one\n", err)
 		start := time.Now()
-		l, err := env.Start(ctx, env.Options{Logf: func(f string, a ...any) {
+		l, err := env.Start(ctx, env.Options{Secure: env.SecureByDefault(), Logf: func(f string, a ...any) {
 			fmt.Fprintf(os.Stderr, "integration: "+f+"\n", a...)
 		}})
 		if err != nil {
@@ -353,4 +355,112 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ---- the secure mode: region "s" (TLS, password authentication) and
+// Kafka's SASL_SSL listener ----
+
+// secureEnv returns the secure mode of the shared environment, failing
+// (CI) or skipping the test when it does not run.
+func secureEnv(t testing.TB) *env.Secure {
+	t.Helper()
+	testEnv(t)
+	var sec *env.Secure
+	if shared.local != nil {
+		sec = shared.local.Secure()
+	}
+	if sec == nil || sec.KafkaAddr == "" {
+		msg := "the secure mode (region s, Kafka SASL_SSL) is not running: start the environment without TIDEMARK_SECURE=0 (make up and make test start it)"
+		if inCI() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return sec
+}
+
+// secureTLS is a client TLS config trusting only the environment's CA.
+// serverName, when not empty, is the name the server's certificate must
+// carry: the node's address when the client dials a fault proxy.
+func secureTLS(t testing.TB, sec *env.Secure, serverName string) *tls.Config {
+	t.Helper()
+	c, err := sec.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ServerName = serverName
+	return c
+}
+
+// secureRegion is the cluster.Region of region s, straight to its node,
+// over TLS as the test role.
+func secureRegion(t testing.TB, sec *env.Secure) cluster.Region {
+	t.Helper()
+	return cluster.Region{
+		Name: sec.Region.Name, ContactPoints: sec.Region.Hosts, LocalDC: sec.Region.DC,
+		Username: sec.Username, Password: sec.Password, TLS: secureTLS(t, sec, ""),
+		Timeout: 10 * time.Second,
+	}
+}
+
+// secureSession opens a session to region s (secureRegion) in keyspace ks,
+// closed when the test ends.
+func secureSession(t testing.TB, sec *env.Secure, ks string) *gocql.Session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := cluster.Connect(ctx, secureRegion(t, sec), ks)
+	if err != nil {
+		t.Fatalf("connect to region %s over TLS as %s: %v", sec.Region.Name, sec.Username, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// secureKeyspace creates keyspace ks (made by newKeyspace in the plain
+// regions) in region s too, as the test role — with table ns of the
+// default retention unless ns is empty — and drops it when the test ends.
+func secureKeyspace(t testing.TB, sec *env.Secure, ks, ns string) {
+	t.Helper()
+	s := secureSession(t, sec, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ddl := []string{schema.CreateKeyspace(ks, sec.Region.DC, len(sec.Region.Hosts))}
+	if ns != "" {
+		ddl = append(ddl, schema.CreateTable(ks, ns, schema.DefaultRetention))
+	}
+	for _, q := range ddl {
+		if err := s.Query(q).ExecContext(ctx); err != nil {
+			t.Fatalf("region %s: %s: %v", sec.Region.Name, q, err)
+		}
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).ExecContext(ctx)
+	})
+}
+
+// secureNodeAddress is the IP address of region s's node: the name its
+// certificate carries.
+func secureNodeAddress(t testing.TB, sec *env.Secure) string {
+	t.Helper()
+	host, _, err := net.SplitHostPort(sec.Region.Hosts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host
+}
+
+// frontSecure puts a fault proxy in front of region s's node, for this
+// test only. TLS passes through it (toxiproxy forwards TCP); a client
+// dialing the proxy must set its TLS ServerName to the node's address.
+func frontSecure(t testing.TB, sec *env.Secure) *fault.Proxy {
+	t.Helper()
+	p, err := shared.proxies.Front(uniqueName(t, "proxy_"+sec.Region.Name), sec.Region.Hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }

@@ -66,7 +66,6 @@ func newRepairFixture(t testing.TB, regions ...string) *repairFixture {
 
 func (f *repairFixture) insertStmt() string { return schema.Insert(f.ks, repairNS) }
 
-
 // bindRow binds a row as the store writes it (row format 2). Its absolute
 // expiry is derived from its timestamp, so that the same row loaded into
 // several regions is the same version everywhere.

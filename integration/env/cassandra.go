@@ -28,7 +28,13 @@ type Node struct {
 	*Process
 
 	dir string
+	// probe configures the readiness probe's connection (TLS and
+	// credentials for the secure region's node); nil for a plain node.
+	probe cqlOption
 }
+
+// cqlOption configures a probe's driver connection.
+type cqlOption func(*gocql.ClusterConfig)
 
 // CQLAddr is the node's "ip:port" CQL endpoint.
 func (n *Node) CQLAddr() string { return fmt.Sprintf("%s:%d", n.Address, CQLPort) }
@@ -207,11 +213,11 @@ func (s cassandraSpec) prepare(name string) (*Process, error) {
 
 // waitCQL waits until the node at addr answers a CQL query of its release
 // version, or the process exits, or ctx ends. It returns the version.
-func waitCQL(ctx context.Context, p *Process, addr string) (string, error) {
+func waitCQL(ctx context.Context, p *Process, addr string, opt cqlOption) (string, error) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if v, err := releaseVersion(ctx, addr); err == nil {
+		if v, err := releaseVersion(ctx, addr, opt); err == nil {
 			return v, nil
 		}
 		select {
@@ -224,8 +230,9 @@ func waitCQL(ctx context.Context, p *Process, addr string) (string, error) {
 	}
 }
 
-// releaseVersion asks one node for SELECT release_version FROM system.local.
-func releaseVersion(ctx context.Context, addr string) (string, error) {
+// releaseVersion asks one node for SELECT release_version FROM system.local,
+// connecting as opt says (nil: plain, no credentials).
+func releaseVersion(ctx context.Context, addr string, opt cqlOption) (string, error) {
 	c := gocql.NewCluster(addr)
 	c.ConnectTimeout = 2 * time.Second
 	c.Timeout = 2 * time.Second
@@ -233,6 +240,9 @@ func releaseVersion(ctx context.Context, addr string) (string, error) {
 	c.NumConns = 1
 	c.Logger = quietLogger{}
 	c.ProtoVersion = 5
+	if opt != nil {
+		opt(c)
+	}
 	s, err := c.CreateSession()
 	if err != nil {
 		return "", err

@@ -19,7 +19,9 @@ import (
 const (
 	KafkaPort        = 29092
 	KafkaControlPort = 29093
-	kafkaHost        = "127.0.0.1"
+	// KafkaSecurePort is the SASL_SSL listener of the secure mode.
+	KafkaSecurePort = 29094
+	kafkaHost       = "127.0.0.1"
 )
 
 // Broker is the environment's single KRaft Kafka broker.
@@ -36,18 +38,47 @@ type kafkaSpec struct {
 	dir      string
 	heap     string
 	attached bool
+	// secure adds the SASL_SSL listener; nil leaves it out.
+	secure *kafkaSecurity
+}
+
+// kafkaSecurity is the SASL_SSL listener's key and users.
+type kafkaSecurity struct {
+	keystore       string // PEM: the private key, then the certificate chain
+	user, password string // one user for every mechanism
 }
 
 func (s kafkaSpec) properties() string {
-	return strings.Join([]string{
+	listeners := fmt.Sprintf("PLAINTEXT://%s:%d,CONTROLLER://%s:%d", kafkaHost, KafkaPort, kafkaHost, KafkaControlPort)
+	advertised := fmt.Sprintf("PLAINTEXT://%s:%d", kafkaHost, KafkaPort)
+	protocols := "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+	var secure []string
+	if sec := s.secure; sec != nil {
+		l := fmt.Sprintf(",SASL_SSL://%s:%d", kafkaHost, KafkaSecurePort)
+		listeners, advertised, protocols = listeners+l, advertised+l, protocols+",SASL_SSL:SASL_SSL"
+		// The controller and the brokers keep talking PLAINTEXT; only
+		// clients of this listener authenticate. SCRAM users live in the
+		// cluster metadata (made by the storage format, KIP-900); PLAIN
+		// users in the listener's JAAS line.
+		scram := "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+		secure = []string{
+			"listener.name.sasl_ssl.sasl.enabled.mechanisms=" + strings.Join(KafkaMechanisms, ","),
+			"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=" + scram,
+			"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=" + scram,
+			fmt.Sprintf("listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_%s=%q;", sec.user, sec.password),
+			"listener.name.sasl_ssl.ssl.keystore.type=PEM",
+			"listener.name.sasl_ssl.ssl.keystore.location=" + sec.keystore,
+		}
+	}
+	return strings.Join(append([]string{
 		"process.roles=broker,controller",
 		"node.id=1",
 		fmt.Sprintf("controller.quorum.voters=1@%s:%d", kafkaHost, KafkaControlPort),
-		fmt.Sprintf("listeners=PLAINTEXT://%s:%d,CONTROLLER://%s:%d", kafkaHost, KafkaPort, kafkaHost, KafkaControlPort),
-		fmt.Sprintf("advertised.listeners=PLAINTEXT://%s:%d", kafkaHost, KafkaPort),
+		"listeners=" + listeners,
+		"advertised.listeners=" + advertised,
 		"controller.listener.names=CONTROLLER",
 		"inter.broker.listener.name=PLAINTEXT",
-		"listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+		"listener.security.protocol.map=" + protocols,
 		"log.dirs=" + filepath.Join(s.dir, "data"),
 		"num.partitions=4",
 		"default.replication.factor=1",
@@ -62,8 +93,7 @@ func (s kafkaSpec) properties() string {
 		"num.network.threads=2",
 		"num.io.threads=4",
 		"log.flush.interval.messages=9223372036854775807",
-		"",
-	}, "\n")
+	}, append(secure, "")...), "\n")
 }
 
 func (s kafkaSpec) log4j() string {
@@ -100,8 +130,14 @@ func (s kafkaSpec) prepare(ctx context.Context) (*Process, error) {
 		clusterID := newKafkaClusterID()
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		out, err := exec.CommandContext(fctx, javaBin(), "-Xmx256M", logOpt, "-cp", cp,
-			"kafka.tools.StorageTool", "format", "-t", clusterID, "-c", props, "--ignore-formatted").CombinedOutput()
+		args := []string{"-Xmx256M", logOpt, "-cp", cp,
+			"kafka.tools.StorageTool", "format", "-t", clusterID, "-c", props, "--ignore-formatted"}
+		if sec := s.secure; sec != nil {
+			for _, m := range []string{"SCRAM-SHA-512", "SCRAM-SHA-256"} {
+				args = append(args, "--add-scram", fmt.Sprintf("%s=[name=%s,password=%s]", m, sec.user, sec.password))
+			}
+		}
+		out, err := exec.CommandContext(fctx, javaBin(), args...).CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("%w: kafka storage format failed (%v):\n%s", ErrStart, err, lastLines(string(out), 10))
 		}
@@ -116,12 +152,13 @@ func (s kafkaSpec) prepare(ctx context.Context) (*Process, error) {
 	}, nil
 }
 
-// waitKafka waits until the broker answers a metadata request.
-func waitKafka(ctx context.Context, p *Process, addr string) error {
+// waitKafka waits until the broker answers a metadata request at addr,
+// connecting with d (nil: plaintext).
+func waitKafka(ctx context.Context, p *Process, addr string, d *kafka.Dialer) error {
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if err := kafkaReady(ctx, addr); err == nil {
+		if err := kafkaReady(ctx, addr, d); err == nil {
 			return nil
 		}
 		select {
@@ -134,11 +171,15 @@ func waitKafka(ctx context.Context, p *Process, addr string) error {
 	}
 }
 
-// kafkaReady asks the broker for its metadata: the broker list must name it.
-func kafkaReady(ctx context.Context, addr string) error {
+// kafkaReady asks the broker for its metadata: the broker list must name
+// it. d is the dialer (TLS, SASL); nil dials plaintext.
+func kafkaReady(ctx context.Context, addr string, d *kafka.Dialer) error {
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	conn, err := (&kafka.Dialer{Timeout: 2 * time.Second}).DialContext(dctx, "tcp", addr)
+	if d == nil {
+		d = &kafka.Dialer{Timeout: 2 * time.Second}
+	}
+	conn, err := d.DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

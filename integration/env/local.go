@@ -30,6 +30,14 @@ type Options struct {
 	Regions []RegionSpec
 	// NoKafka skips the Kafka broker.
 	NoKafka bool
+	// Secure also starts the secure mode (see Secure): region "s" on
+	// 127.0.0.71, one node that takes only TLS connections from
+	// password-authenticated roles, and a SASL_SSL listener on the Kafka
+	// broker (127.0.0.1:29094; SCRAM-SHA-512, SCRAM-SHA-256, PLAIN). The
+	// node starts with the others, so it adds little to the start time.
+	// Default false; `tidemark-env up` and the integration tests set it
+	// from SecureByDefault.
+	Secure bool
 	// Dir holds the servers' data and logs. Default: CacheDir()/run. It is
 	// wiped at start.
 	Dir string
@@ -69,6 +77,9 @@ type Local struct {
 	broker   *Broker
 	started  time.Time
 	logf     func(string, ...any)
+	// secure and secureNode are the secure mode, when it runs.
+	secure     *Secure
+	secureNode *Node
 }
 
 type localRegion struct {
@@ -93,14 +104,28 @@ func (l *Local) KafkaBrokers() []string {
 	return []string{l.broker.Addr}
 }
 
-// Nodes returns the nodes of a region.
+// Nodes returns the nodes of a region, the secure region's included.
 func (l *Local) Nodes(region string) []*Node {
 	for _, r := range l.regions {
 		if r.Name == region {
 			return r.nodes
 		}
 	}
+	if l.secureNode != nil && region == l.secure.Region.Name {
+		return []*Node{l.secureNode}
+	}
 	return nil
+}
+
+// Secure describes the secure mode (region "s", Kafka's SASL_SSL
+// listener, the CA and the credentials), or returns nil when the
+// environment runs without it. Its region is not among Regions.
+func (l *Local) Secure() *Secure {
+	if l.secure == nil {
+		return nil
+	}
+	s := *l.secure
+	return &s
 }
 
 // Broker returns the Kafka broker, or nil.
@@ -136,6 +161,10 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 	if err := validateSpecs(o.Regions); err != nil {
 		return nil, err
 	}
+	if o.Secure && len(o.Regions)+o.firstRegion > secureRegionIndex {
+		return nil, fmt.Errorf("at most %d regions with the secure mode (its region uses the addresses of region %d, %s)",
+			secureRegionIndex, secureRegionIndex+1, nodeAddress(secureRegionIndex, 0))
+	}
 	if st, err := readState(o.Dir); err == nil && st.anyAlive() {
 		return nil, fmt.Errorf("%w: an environment is already running from %s (started %s); attach to it, or stop it with `make down`",
 			ErrPortInUse, o.Dir, st.Started.Format(time.RFC3339))
@@ -157,6 +186,13 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
 	defer cancel()
 
+	var sec *securePlan
+	if o.Secure {
+		if sec, err = planSecure(o.Dir, !o.NoKafka); err != nil {
+			return nil, fmt.Errorf("secure mode: certificates: %w", err)
+		}
+		l.secure = &sec.Secure
+	}
 	for ri, rs := range o.Regions {
 		lr := localRegion{Region: Region{Name: rs.Name, DC: rs.Name}}
 		var seeds []string
@@ -181,8 +217,18 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 		}
 		l.regions = append(l.regions, lr)
 	}
+	if sec != nil {
+		n, err := prepareSecureNode(o, cassLib, sec)
+		if err != nil {
+			return nil, err
+		}
+		l.secureNode = n
+	}
 	if !o.NoKafka {
 		ks := kafkaSpec{lib: kafkaLib, dir: filepath.Join(o.Dir, "kafka"), heap: o.KafkaHeap, attached: !o.Detached}
+		if sec != nil {
+			ks.secure = sec.kafka()
+		}
 		p, err := ks.prepare(ctx)
 		if err != nil {
 			return nil, err
@@ -197,7 +243,9 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 			_ = os.Remove(statePath(l.dir))
 		}
 	}()
-	o.Logf("starting %d Cassandra nodes in %d regions%s", l.nodeCount(), len(l.regions), map[bool]string{true: " and a Kafka broker", false: ""}[l.broker != nil])
+	o.Logf("starting %d Cassandra nodes in %d regions%s%s", l.nodeCount(), len(l.regions),
+		map[bool]string{true: " and a Kafka broker", false: ""}[l.broker != nil],
+		map[bool]string{true: ", and the secure mode (region " + SecureRegionName + ")", false: ""}[l.secure != nil])
 	// A multi-node region starts its first node with the others; its
 	// other nodes join one at a time once it answers (below). Nodes of one
 	// ring started together sometimes never agreed on the schema (two
@@ -243,12 +291,40 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 			}()
 		}
 	}
+	if n := l.secureNode; n != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := waitNode(ctx, n); err != nil {
+				fail(err)
+				return
+			}
+			made := time.Now()
+			if err := l.secure.setupRoles(ctx, n); err != nil {
+				fail(err)
+				return
+			}
+			o.Logf("region %s: answers over TLS after %s; role %s made in %s", n.Region,
+				made.Sub(l.started).Round(100*time.Millisecond), l.secure.Username, time.Since(made).Round(100*time.Millisecond))
+		}()
+	}
 	if l.broker != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := waitKafka(ctx, l.broker.Process, l.broker.Addr); err != nil {
+			if err := waitKafka(ctx, l.broker.Process, l.broker.Addr, nil); err != nil {
 				fail(err)
+				return
+			}
+			if l.secure == nil {
+				return
+			}
+			d, err := l.secure.KafkaDialer()
+			if err == nil {
+				err = waitKafka(ctx, l.broker.Process, l.secure.KafkaAddr, d)
+			}
+			if err != nil {
+				fail(fmt.Errorf("kafka's SASL_SSL listener: %w", err))
 			}
 		}()
 	}
@@ -283,7 +359,7 @@ func Start(ctx context.Context, o Options) (*Local, error) {
 
 // waitNode waits until node n answers CQL with a 5.0.x release.
 func waitNode(ctx context.Context, n *Node) error {
-	v, err := waitCQL(ctx, n.Process, n.CQLAddr())
+	v, err := waitCQL(ctx, n.Process, n.CQLAddr(), n.probe)
 	if err != nil {
 		return err
 	}
@@ -326,8 +402,15 @@ func checkPorts(o Options) error {
 			addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(CQLPort)), net.JoinHostPort(a, "7000"))
 		}
 	}
+	if o.Secure {
+		a := nodeAddress(secureRegionIndex, 0)
+		addrs = append(addrs, net.JoinHostPort(a, strconv.Itoa(CQLPort)), net.JoinHostPort(a, "7000"))
+	}
 	if !o.NoKafka {
 		addrs = append(addrs, net.JoinHostPort(kafkaHost, strconv.Itoa(KafkaPort)), net.JoinHostPort(kafkaHost, strconv.Itoa(KafkaControlPort)))
+		if o.Secure {
+			addrs = append(addrs, net.JoinHostPort(kafkaHost, strconv.Itoa(KafkaSecurePort)))
+		}
 	}
 	// A server killed a moment ago may hold its sockets for a little while
 	// after its pid is gone; give that a few seconds before failing.
@@ -450,6 +533,9 @@ func (l *Local) nodeCount() int {
 	for _, r := range l.regions {
 		n += len(r.nodes)
 	}
+	if l.secureNode != nil {
+		n++
+	}
 	return n
 }
 
@@ -459,6 +545,9 @@ func (l *Local) processes() []*Process {
 		for _, n := range r.nodes {
 			ps = append(ps, n.Process)
 		}
+	}
+	if l.secureNode != nil {
+		ps = append(ps, l.secureNode.Process)
 	}
 	if l.broker != nil {
 		ps = append(ps, l.broker.Process)
@@ -501,7 +590,7 @@ func (l *Local) RestartNode(ctx context.Context, n *Node) error {
 		return err
 	}
 	_ = l.writeState()
-	_, err := waitCQL(ctx, n.Process, n.CQLAddr())
+	_, err := waitCQL(ctx, n.Process, n.CQLAddr(), n.probe)
 	return err
 }
 
@@ -518,7 +607,7 @@ func (l *Local) RestartKafka(ctx context.Context) error {
 		return err
 	}
 	_ = l.writeState()
-	return waitKafka(ctx, l.broker.Process, l.broker.Addr)
+	return waitKafka(ctx, l.broker.Process, l.broker.Addr, nil)
 }
 
 // ---- state file: lets `make down` clean up and tests attach to `make up` ----
@@ -559,6 +648,14 @@ type state struct {
 		Addr string    `json:"addr"`
 		Proc stateProc `json:"proc"`
 	} `json:"kafka,omitempty"`
+	// Secure is the secure mode, when it runs: what clients need, and its
+	// node.
+	Secure *stateSecure `json:"secure,omitempty"`
+}
+
+type stateSecure struct {
+	Secure
+	Node stateNode `json:"node"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "env.json") }
@@ -576,6 +673,9 @@ func (l *Local) writeState() error {
 			sr.Nodes = append(sr.Nodes, stateNode{Index: n.Index, Address: n.Address, Proc: procState(n.Process)})
 		}
 		st.Regions = append(st.Regions, sr)
+	}
+	if n := l.secureNode; n != nil {
+		st.Secure = &stateSecure{Secure: *l.secure, Node: stateNode{Index: n.Index, Address: n.Address, Proc: procState(n.Process)}}
 	}
 	if l.broker != nil {
 		st.Kafka = &struct {
@@ -612,6 +712,9 @@ func (st *state) procs() []stateProc {
 		for _, n := range r.Nodes {
 			ps = append(ps, n.Proc)
 		}
+	}
+	if st.Secure != nil {
+		ps = append(ps, st.Secure.Node.Proc)
 	}
 	if st.Kafka != nil {
 		ps = append(ps, st.Kafka.Proc)
@@ -687,21 +790,41 @@ func Attach(ctx context.Context, dir string) (*Local, error) {
 	if st.Kafka != nil {
 		l.broker = &Broker{Addr: st.Kafka.Addr, Process: adopt(st.Kafka.Proc, st.Detached), dir: st.Kafka.Proc.Dir}
 	}
+	if ss := st.Secure; ss != nil {
+		sec := ss.Secure
+		probe, err := sec.cql(sec.AdminUsername, sec.AdminPassword)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v (stale state in %s; `make down` cleans up)", ErrNotRunning, err, dir)
+		}
+		l.secure = &sec
+		l.secureNode = &Node{Region: sec.Region.Name, Index: ss.Node.Index, Address: ss.Node.Address,
+			Process: adopt(ss.Node.Proc, st.Detached), dir: ss.Node.Proc.Dir, probe: probe}
+	}
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	nodes := []*Node{}
 	for _, r := range l.regions {
-		for _, n := range r.nodes {
-			if !n.Running() {
-				return nil, fmt.Errorf("%w: %s is not running (stale state in %s; `make down` cleans up)", ErrNotRunning, n.Name, dir)
-			}
-			if _, err := releaseVersion(cctx, n.CQLAddr()); err != nil {
-				return nil, fmt.Errorf("%w: %s does not answer CQL: %v", ErrNotRunning, n.Name, err)
-			}
+		nodes = append(nodes, r.nodes...)
+	}
+	if l.secureNode != nil {
+		nodes = append(nodes, l.secureNode)
+	}
+	for _, n := range nodes {
+		if !n.Running() {
+			return nil, fmt.Errorf("%w: %s is not running (stale state in %s; `make down` cleans up)", ErrNotRunning, n.Name, dir)
+		}
+		if _, err := releaseVersion(cctx, n.CQLAddr(), n.probe); err != nil {
+			return nil, fmt.Errorf("%w: %s does not answer CQL: %v", ErrNotRunning, n.Name, err)
 		}
 	}
 	if l.broker != nil {
-		if err := kafkaReady(cctx, l.broker.Addr); err != nil {
+		if err := kafkaReady(cctx, l.broker.Addr, nil); err != nil {
 			return nil, fmt.Errorf("%w: kafka does not answer: %v", ErrNotRunning, err)
+		}
+	}
+	if l.secure != nil {
+		if err := l.secure.checkSecure(cctx, l.secureNode); err != nil {
+			return nil, fmt.Errorf("%w: the secure mode: %v", ErrNotRunning, err)
 		}
 	}
 	return l, nil

@@ -95,6 +95,14 @@ func TestClassify(t *testing.T) {
 		{"bad password at connect", live, errors.New("gocql: unable to create session: unable to connect to initial hosts: Provided username tidemark and/or password are incorrect"), Refused},
 		{"no credentials given", live, errors.New("gocql: unable to create session: authentication required (using \"org.apache.cassandra.auth.PasswordAuthenticator\")"), Refused},
 		{"tls at connect", live, errors.New("gocql: unable to create session: unable to connect to initial hosts: tls: failed to verify certificate: x509: certificate signed by unknown authority"), Refused},
+		// Messages of Cassandra 5.0.8's TLS-only, PasswordAuthenticator
+		// node (the secure region of the local environment) to gocql v2.1.2.
+		{"unknown role at connect", live, errors.New("gocql: unable to create session: unable to connect to initial hosts: Provided username nobody and/or password are incorrect"), Refused},
+		{"certificate for another address (a proxy dialed without ServerName)", live, errors.New("gocql: unable to create session: unable to connect to initial hosts: tls: failed to verify certificate: x509: certificate is valid for 127.0.0.71, not 127.0.0.1"), Refused},
+		// A plaintext client on a TLS-only port: the node resets the
+		// connection, which reads like a network failure. It is one, as
+		// far as the text tells: an outage.
+		{"plaintext client on a TLS port", live, errors.New("gocql: unable to create session: unable to connect to initial hosts: read tcp 127.0.0.1:48414->127.0.0.71:9042: read: connection reset by peer"), Unavailable},
 		{"unreachable at connect", live, errors.New("gocql: unable to create session: unable to connect to initial hosts: dial tcp 127.0.0.9:9042: connect: connection refused"), Unavailable},
 		{"anything else", live, errors.New("something unexpected"), Unavailable},
 

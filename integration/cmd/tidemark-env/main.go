@@ -69,7 +69,7 @@ func up(ctx context.Context) error {
 		logf("stopped %d processes left by an earlier run", n)
 	}
 	start := time.Now()
-	l, err := env.Start(ctx, env.Options{Detached: true, Logf: logf})
+	l, err := env.Start(ctx, env.Options{Detached: true, Secure: env.SecureByDefault(), Logf: logf})
 	if err != nil {
 		return err
 	}
@@ -100,8 +100,23 @@ func describe(l *env.Local) {
 		}
 		fmt.Printf("  region %-2s  dc=%-2s  cql=%s  (pids %s)\n", r.Name, r.DC, strings.Join(r.Hosts, ","), strings.Join(pids, ","))
 	}
+	sec := l.Secure()
+	if sec != nil {
+		var pids []string
+		for _, n := range l.Nodes(sec.Region.Name) {
+			pids = append(pids, fmt.Sprint(n.Pid()))
+		}
+		fmt.Printf("  region %-2s  dc=%-2s  cql=%s  TLS required, password auth  (pid %s)\n", sec.Region.Name, sec.Region.DC, strings.Join(sec.Region.Hosts, ","), strings.Join(pids, ","))
+		fmt.Printf("             role %s / %s (superuser %s / %s)\n", sec.Username, sec.Password, sec.AdminUsername, sec.AdminPassword)
+	}
 	if b := l.Broker(); b != nil {
 		fmt.Printf("  kafka      bootstrap=%s  (pid %d)\n", b.Addr, b.Pid())
+		if sec != nil && sec.KafkaAddr != "" {
+			fmt.Printf("             sasl_ssl=%s  %s  user %s / %s\n", sec.KafkaAddr, strings.Join(env.KafkaMechanisms, ","), sec.KafkaUser, sec.KafkaPassword)
+		}
+	}
+	if sec != nil {
+		fmt.Printf("  tls        CA %s (signed every secure endpoint's certificate)\n", sec.CAFile)
 	}
 	fmt.Println("  connect:   cqlsh-compatible clients on the cql addresses above; `make down` stops everything")
 }
