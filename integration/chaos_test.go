@@ -107,9 +107,10 @@ type chaosRun struct {
 	httpAddr string
 	logDir   string
 
-	serveMu sync.Mutex
-	serve   *exec.Cmd
-	serves  int
+	serveMu   sync.Mutex
+	serve     *exec.Cmd
+	serveDone chan struct{} // closed when serve has exited
+	serves    int
 
 	faults  atomic.Int64
 	applied map[chaos.FaultKind]int
@@ -273,7 +274,9 @@ func (c *chaosRun) startServe(t *testing.T) {
 		return
 	}
 	c.serve = cmd
-	go func() { _ = cmd.Wait(); _ = logf.Close() }()
+	done := make(chan struct{})
+	c.serveDone = done
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
 }
 
 // killServe SIGKILLs `repaird serve`.
@@ -291,10 +294,8 @@ func (c *chaosRun) stopServe() {
 	defer c.serveMu.Unlock()
 	if c.serve != nil {
 		_ = c.serve.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = c.serve.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-c.serveDone:
 		case <-time.After(30 * time.Second):
 			_ = c.serve.Process.Kill()
 		}
