@@ -38,7 +38,7 @@ func newReplayerMetrics(region string, oldest func() time.Duration, paused func(
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_commit_failures_total",
 			"Offset commits that failed; their hints will be replayed again (harmless)."))),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts(opts("tidemark_hints_consumer_lag",
-			"Records in the region's hint topic not yet replayed (approximate: reader lag plus records fetched and not yet committed)."))),
+			"Records in the region's hint topic the consumer group has not committed: end offsets minus committed offsets, measured every 2 s; NaN (unknown) while the replayer is not running or Kafka does not answer."))),
 		oldestAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("tidemark_hints_oldest_unreplayed_age_seconds",
 			"Age (from the earlier of CreatedAt and the write timestamp) of the oldest hint the replayer is working on; 0 when it is idle. Must stay well below the tombstone retention.")),
 			func() float64 { return oldest().Seconds() }),

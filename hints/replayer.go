@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,23 @@ type ReplayerConfig struct {
 	// same GroupID share the topic's partitions. Default
 	// "tidemark-replayer-" + Region.
 	GroupID string
+	// InstanceID names this replayer among the group's members, stable
+	// across its restarts: a host name, a StatefulSet pod name, a
+	// repaird's instance. With it, Run first removes from the group the
+	// member an earlier incarnation left behind (a process that crashed,
+	// whose session has not timed out), so replay resumes as soon as the
+	// reader joins instead of after SessionTimeout. Kafka-go has no static
+	// membership (group.instance.id); this is its equivalent at start-up.
+	// Two live replayers given the same InstanceID are safe — one removes
+	// the other once, at its start, and the removed one rejoins — but they
+	// cost a rebalance each time one starts. Default "": no removal.
+	InstanceID string
+	// SessionTimeout is how long the group coordinator waits without a
+	// heartbeat before it drops a member and reassigns its partitions:
+	// the stall after a replayer crashes without an InstanceID. Default
+	// DefaultSessionTimeout (6 s, the least brokers accept by default;
+	// raise it if group.min.session.timeout.ms is higher).
+	SessionTimeout time.Duration
 	// Applier writes a hint into the region. Required.
 	Applier Applier
 	// Keyring, when set, is used to authenticate every record (see
@@ -156,7 +174,6 @@ type ReplayerConfig struct {
 type fetcher interface {
 	FetchMessage(ctx context.Context) (kafka.Message, error)
 	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
-	Stats() kafka.ReaderStats
 	Close() error
 }
 
@@ -182,6 +199,9 @@ type Replayer struct {
 	newFetcher   func() fetcher
 	dead         messageWriter
 	ensureTopics func(ctx context.Context) error
+	// measureLag and evictPrevious are groupAdmin's, asking Kafka.
+	measureLag    func(ctx context.Context) (int64, error)
+	evictPrevious func(ctx context.Context) (int, error)
 	// transport (dead letters, topic requests) and dialer (the reader)
 	// carry the config's TLS and SASL (kafkaDialing).
 	transport *kafka.Transport
@@ -206,7 +226,8 @@ type Replayer struct {
 	// did not stop.
 	phase atomic.Value
 
-	oldest atomic.Int64 // birth (unix µs, Hint.Birth) of the oldest hint in the batch being replayed; 0 none
+	lagValue atomic.Uint64 // float64 bits of the last lag measured; NaN unknown
+	oldest   atomic.Int64  // birth (unix µs, Hint.Birth) of the oldest hint in the batch being replayed; 0 none
 	paused atomic.Bool
 	// witness is the hint applied last: applying it again tells whether
 	// the region is reachable when the Applier has no Probe.
@@ -241,8 +262,12 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
 	setDefault(&cfg.MaxHintAttempts, DefaultMaxHintAttempts)
 	setDefault(&cfg.MaxHintBytes, record.DefaultMaxHintBytes)
+	setDefault(&cfg.SessionTimeout, DefaultSessionTimeout)
 	if cfg.MaxHintBytes < 0 {
 		return nil, fmt.Errorf("%w: negative MaxHintBytes", ErrInvalidConfig)
+	}
+	if cfg.SessionTimeout < 2*heartbeatInterval {
+		return nil, fmt.Errorf("%w: SessionTimeout %v is below two heartbeats (%v)", ErrInvalidConfig, cfg.SessionTimeout, 2*heartbeatInterval)
 	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		return nil, fmt.Errorf("%w: BackoffMax %v < BackoffMin %v", ErrInvalidConfig, cfg.BackoffMax, cfg.BackoffMin)
@@ -268,14 +293,18 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 		r.byteLimit = rate.NewLimiter(rate.Limit(cfg.MaxBytesPerSecond), cfg.MaxBytesPerSecond)
 	}
 	r.metrics = newReplayerMetrics(cfg.Region, r.oldestAge, r.paused.Load)
+	r.setLag(math.NaN())
 
-	transport, dialer, err := kafkaDialing("tidemark-hints-replayer", 5*time.Second, cfg.TLS, cfg.SASL)
+	clientID := replayerClientID(cfg.InstanceID)
+	transport, dialer, err := kafkaDialing(clientID, 5*time.Second, cfg.TLS, cfg.SASL)
 	if err != nil {
 		return nil, err
 	}
 	r.transport, r.dialer = transport, dialer
 	addr := kafka.TCP(cfg.Brokers...)
 	client := &kafka.Client{Addr: addr, Transport: r.transport, Timeout: 10 * time.Second}
+	admin := &groupAdmin{client: client, topic: r.topic, group: cfg.GroupID, clientID: clientID}
+	r.measureLag, r.evictPrevious = admin.lag, admin.evictPrevious
 	// A dead letter is the original record plus headers. Batches stay
 	// within one such record (or hold just one), and the topics fit them.
 	deadBytes := kafkaMessageBytes(cfg.MaxHintBytes, deadLetterHeaderBytes)
@@ -325,6 +354,9 @@ func (r *Replayer) readerConfig() kafka.ReaderConfig {
 		RetentionTime:         cfg.Retention,
 		WatchPartitionChanges: true,
 		JoinGroupBackoff:      time.Second,
+		SessionTimeout:        cfg.SessionTimeout,
+		HeartbeatInterval:     heartbeatInterval,
+		RebalanceTimeout:      rebalanceTimeout,
 		ReadBackoffMin:        cfg.BackoffMin,
 		ReadBackoffMax:        min(cfg.BackoffMax, 5*time.Second),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
@@ -394,6 +426,17 @@ func (r *Replayer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+	if r.cfg.InstanceID != "" {
+		r.setPhase("removing an earlier incarnation from the consumer group")
+		switch n, err := r.evictPrevious(ctx); {
+		case err != nil && ctx.Err() == nil:
+			r.log.Warn("hints: cannot look for an earlier incarnation in the consumer group; its partitions wait for its session to time out",
+				"group", r.cfg.GroupID, "instance", r.cfg.InstanceID, "session_timeout", r.cfg.SessionTimeout, "err", err)
+		case n > 0:
+			r.log.Info("hints: removed the consumer-group members an earlier incarnation left behind",
+				"group", r.cfg.GroupID, "instance", r.cfg.InstanceID, "members", n)
+		}
+	}
 	f := r.newFetcher()
 	defer r.closeFetcher(f)
 	r.setPhase("replaying hints")
@@ -401,10 +444,14 @@ func (r *Replayer) Run(ctx context.Context) error {
 
 	msgs := make(chan kafka.Message, prefetch(r.cfg.BatchSize))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.fetchLoop(ctx, f, msgs)
+	}()
+	go func() {
+		defer wg.Done()
+		r.lagLoop(ctx)
 	}()
 	// On return: cancel, wait for fetchLoop, close the fetcher (LIFO).
 	defer wg.Wait()
@@ -447,7 +494,6 @@ func (r *Replayer) Run(ctx context.Context) error {
 				break fill
 			}
 		}
-		r.updateLag(f, len(msgs)+len(batch))
 		if err := r.process(ctx, batch); err != nil {
 			return nil // ctx is done; the batch is not committed and will be replayed
 		}
@@ -459,7 +505,6 @@ func (r *Replayer) Run(ctx context.Context) error {
 			commits <- lastOffsets(batch)
 			return nil
 		}
-		r.updateLag(f, len(msgs))
 	}
 }
 
@@ -540,12 +585,6 @@ func (r *Replayer) fetchLoop(ctx context.Context, f fetcher, msgs chan<- kafka.M
 			return
 		}
 	}
-}
-
-func (r *Replayer) updateLag(f fetcher, local int) {
-	s := f.Stats()
-	lag := max(s.Lag, 0) + s.QueueLength + int64(local)
-	r.metrics.lag.Set(float64(lag))
 }
 
 // commit commits the batch's offsets synchronously. A failed commit is

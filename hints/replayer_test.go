@@ -68,6 +68,20 @@ func (t *fakeTopic) allCommitted() bool {
 	return true
 }
 
+// lag is what groupAdmin.lag measures on a real topic: the records at or
+// past their partition's committed offset.
+func (t *fakeTopic) lag(context.Context) (int64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n int64
+	for _, m := range t.msgs {
+		if m.Offset >= t.committed[m.Partition] {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (t *fakeTopic) commitCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -135,14 +149,6 @@ func (f *fakeFetcher) CommitMessages(ctx context.Context, msgs ...kafka.Message)
 		}
 	}
 	return nil
-}
-
-func (f *fakeFetcher) Stats() kafka.ReaderStats {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.t.mu.Lock()
-	defer f.t.mu.Unlock()
-	return kafka.ReaderStats{QueueLength: int64(len(f.t.msgs) - f.next)}
 }
 
 func (f *fakeFetcher) Close() error { return nil }
@@ -343,6 +349,8 @@ func (h *harness) replayer(mod func(*ReplayerConfig)) *Replayer {
 	r.newFetcher = h.topic.fetcher
 	r.dead = h.dead
 	r.ensureTopics = func(context.Context) error { return nil }
+	r.measureLag = h.topic.lag
+	r.evictPrevious = func(context.Context) (int, error) { return 0, nil }
 	r.transport = nil
 	r.now = func() time.Time { return time.UnixMicro(h.now.Load()) }
 	return r
