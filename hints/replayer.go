@@ -228,7 +228,7 @@ type Replayer struct {
 
 	lagValue atomic.Uint64 // float64 bits of the last lag measured; NaN unknown
 	oldest   atomic.Int64  // birth (unix µs, Hint.Birth) of the oldest hint in the batch being replayed; 0 none
-	paused atomic.Bool
+	paused   atomic.Bool
 	// witness is the hint applied last: applying it again tells whether
 	// the region is reachable when the Applier has no Probe.
 	witness atomic.Pointer[record.Hint]
