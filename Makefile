@@ -17,7 +17,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CI ?= false
 export TIDEMARK_THREE_NODE_REGION ?= 1
 
-.PHONY: all test unit integration up down status fetch demo bench chaos lint fmt vet tools
+.PHONY: all test unit integration browser up down status fetch demo bench chaos lint fmt vet tools
 
 all: lint test
 
@@ -25,9 +25,14 @@ all: lint test
 unit:
 	$(GO) test -race -count=1 -json $(PKGS) | $(SUMMARY) -label unit
 
+## browser: Debian's chromium, for the status page's browser test
+## (integration/statuspage_test.go; it fails under CI=true without one).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium)
+
 ## integration: start the environment (unless one runs), run the integration
 ## tests against it, and stop what was started, also on Ctrl-C.
-integration:
+integration: browser
 	@set -e; \
 	started=0; \
 	if ! $(ENVCTL) status | grep -q "running since"; then \

@@ -94,3 +94,7 @@ func (e *SegmentError) Error() string {
 
 // Unwrap returns the last error.
 func (e *SegmentError) Unwrap() error { return e.Err }
+
+// ErrSegmentTimeout reports a segment attempt abandoned because it made no
+// progress for Options.SegmentTimeout; the segment is retried.
+var ErrSegmentTimeout = errors.New("segment made no progress for too long")

@@ -21,54 +21,61 @@ type Metrics struct {
 	segmentDuration *prometheus.HistogramVec
 	segmentFailures *prometheus.CounterVec
 	lastFullRepair  *prometheus.GaugeVec
+	runSegments     *prometheus.GaugeVec
+	runSegmentsDone *prometheus.GaugeVec
+	runsStarted     *prometheus.CounterVec
+	runsFinished    *prometheus.CounterVec
 
 	mu       sync.Mutex
 	lastFull map[string]time.Time
 }
 
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
 // NewMetrics creates repair's collectors, named tidemark_repair_*.
 func NewMetrics() *Metrics {
 	return &Metrics{
-		rowsScanned: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidemark_repair_rows_scanned_total",
-			Help: "Rows read by digest scans, per namespace and region.",
-		}, []string{"namespace", "region"}),
-		rowsDiffering: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidemark_repair_rows_differing_total",
-			Help: "Rows found lacking the winning version, per namespace and region.",
-		}, []string{"namespace", "region"}),
-		rowsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidemark_repair_rows_written_total",
-			Help: "Rows written by repair, per namespace and region.",
-		}, []string{"namespace", "region"}),
-		bytesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidemark_repair_bytes_read_total",
-			Help: "Payload bytes read by repair (digest scans and value fetches), per namespace and region.",
-		}, []string{"namespace", "region"}),
-		valueFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidemark_repair_value_fetches_total",
-			Help: "Point reads of row values, per namespace and region.",
-		}, []string{"namespace", "region"}),
+		rowsScanned: counterVec("tidemark_repair_rows_scanned_total",
+			"Rows read by digest scans, per namespace and region.", "namespace", "region"),
+		rowsDiffering: counterVec("tidemark_repair_rows_differing_total",
+			"Rows found lacking the winning version, per namespace and region.", "namespace", "region"),
+		rowsWritten: counterVec("tidemark_repair_rows_written_total",
+			"Rows written by repair, per namespace and region.", "namespace", "region"),
+		bytesRead: counterVec("tidemark_repair_bytes_read_total",
+			"Payload bytes read by repair (digest scans and value fetches), per namespace and region.", "namespace", "region"),
+		valueFetches: counterVec("tidemark_repair_value_fetches_total",
+			"Point reads of row values, per namespace and region.", "namespace", "region"),
 		segmentDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tidemark_repair_segment_duration_seconds",
 			Help:    "Time to repair one segment, per namespace and outcome (ok, failed).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
 		}, []string{"namespace", "outcome"}),
-		segmentFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidemark_repair_segment_failures_total",
-			Help: "Failed segment attempts, per namespace.",
-		}, []string{"namespace"}),
-		lastFullRepair: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tidemark_repair_last_full_repair_timestamp_seconds",
-			Help: "Unix time at which the last complete repair run of the namespace started: every delete older than this has reached every region (see docs/repair.md).",
-		}, []string{"namespace"}),
+		segmentFailures: counterVec("tidemark_repair_segment_failures_total",
+			"Failed segment attempts, per namespace.", "namespace"),
+		lastFullRepair: gaugeVec("tidemark_repair_last_full_repair_timestamp_seconds",
+			"Unix time at which the last complete repair run of the namespace started: every delete older than this has reached every region (see docs/repair.md).", "namespace"),
+		runSegments: gaugeVec("tidemark_repair_run_segments",
+			"Segments of the namespace's current (or last) full run.", "namespace"),
+		runSegmentsDone: gaugeVec("tidemark_repair_run_segments_done",
+			"Segments of the namespace's current (or last) full run that are done, by any process.", "namespace"),
+		runsStarted: counterVec("tidemark_repair_runs_started_total",
+			"Runs this process began or joined, per namespace and kind (full, partial).", "namespace", "kind"),
+		runsFinished: counterVec("tidemark_repair_runs_finished_total",
+			"Runs this process ended, per namespace, kind (full, partial) and outcome (complete, incomplete, aborted, interrupted, failed).", "namespace", "kind", "outcome"),
 		lastFull: map[string]time.Time{},
 	}
 }
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.rowsScanned, m.rowsDiffering, m.rowsWritten, m.bytesRead,
-		m.valueFetches, m.segmentDuration, m.segmentFailures, m.lastFullRepair}
+		m.valueFetches, m.segmentDuration, m.segmentFailures, m.lastFullRepair,
+		m.runSegments, m.runSegmentsDone, m.runsStarted, m.runsFinished}
 }
 
 // Describe implements prometheus.Collector.
@@ -138,4 +145,24 @@ func (m *Metrics) SetLastFullRepair(namespace string, started time.Time) {
 	}
 	m.lastFull[namespace] = started
 	m.lastFullRepair.WithLabelValues(namespace).Set(float64(started.UnixNano()) / 1e9)
+}
+
+func (m *Metrics) setSegments(ns string, total, done int) {
+	if m == nil {
+		return
+	}
+	m.runSegments.WithLabelValues(ns).Set(float64(total))
+	m.runSegmentsDone.WithLabelValues(ns).Set(float64(done))
+}
+
+func (m *Metrics) runStarted(ns, kind string) {
+	if m != nil {
+		m.runsStarted.WithLabelValues(ns, kind).Inc()
+	}
+}
+
+func (m *Metrics) runFinished(ns, kind, outcome string) {
+	if m != nil {
+		m.runsFinished.WithLabelValues(ns, kind, outcome).Inc()
+	}
 }

@@ -38,6 +38,22 @@ const (
 	// DefaultSamples is how many divergent rows a report keeps as
 	// examples.
 	DefaultSamples = 10
+	// DefaultControlPoll is how often a run reads its Directive from a
+	// ControlStore.
+	DefaultControlPoll = time.Second
+	// DefaultSegmentTimeout is how long a segment may make no progress (no
+	// row scanned or written, not paused, not throttled) before its attempt
+	// is abandoned and retried.
+	DefaultSegmentTimeout = 5 * time.Minute
+	// DefaultSplitAfter is how many consecutive failed attempts of a
+	// segment (or of a piece of one) split the failing range for the next
+	// attempts.
+	DefaultSplitAfter = 2
+	// SplitInto is how many pieces a failing range is split into.
+	SplitInto = 4
+	// MaxSplitDepth bounds the splitting: a segment becomes at most
+	// SplitInto^MaxSplitDepth pieces (64).
+	MaxSplitDepth = 3
 )
 
 // Bounds of repair's own housekeeping, not configurable.
@@ -146,6 +162,31 @@ type Options struct {
 	// OnProgress, if set, is called after every segment attempt, from one
 	// goroutine at a time.
 	OnProgress func(Progress)
+	// OnRun, if set, is called once Run has joined or created its run,
+	// before any segment is repaired.
+	OnRun func(RunInfo)
+	// Control, if not nil, steers the run (pause, resume, abort, tuning;
+	// see [Control]); nil gives each Run a Control of its own, still
+	// steered by the store's Directive.
+	Control *Control
+	// ControlPoll is how often Run reads its run's Directive when the
+	// ProgressStore is a [ControlStore]. Default DefaultControlPoll (1s).
+	ControlPoll time.Duration
+	// Scope, when partial, limits the run to a token range and/or some
+	// regions (see [Scope]). Not a full repair.
+	Scope Scope
+	// SegmentTimeout abandons a segment attempt that makes no progress
+	// for this long (a scan or write that hangs): the attempt fails with
+	// ErrSegmentTimeout and is retried. Time paused or throttled does not
+	// count. Default DefaultSegmentTimeout (5m).
+	SegmentTimeout time.Duration
+	// SplitAfter splits a failing range into SplitInto pieces after this
+	// many consecutive failed attempts, during the run (pieces are
+	// repaired one after another under the segment's lease, and the
+	// segment is done when every piece is), down to MaxSplitDepth levels.
+	// Attempts that finish a piece do not count towards MaxAttempts.
+	// Default DefaultSplitAfter (2); negative disables splitting.
+	SplitAfter int
 }
 
 func (o *Options) setDefaults() {
@@ -161,6 +202,11 @@ func (o *Options) setDefaults() {
 	setDefault(&o.LeaseTTL, DefaultLeaseTTL)
 	setDefault(&o.LeaseWait, DefaultLeaseWaitFactor*o.LeaseTTL)
 	setDefault(&o.Samples, DefaultSamples)
+	setDefault(&o.ControlPoll, DefaultControlPoll)
+	setDefault(&o.SegmentTimeout, DefaultSegmentTimeout)
+	if o.SplitAfter == 0 {
+		o.SplitAfter = DefaultSplitAfter
+	}
 	if o.Owner == "" {
 		h, _ := os.Hostname()
 		o.Owner = h + "-" + strconv.Itoa(os.Getpid())

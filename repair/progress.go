@@ -100,6 +100,8 @@ type MemProgress struct {
 	last     map[string]RunInfo
 	segments map[string]map[int]SegmentRecord
 	leases   map[string]memLease
+	runs     map[string][]RunInfo // by namespace, oldest first
+	control  map[string]Directive // by run ID
 }
 
 type memLease struct {
@@ -110,7 +112,8 @@ type memLease struct {
 // NewMemProgress returns an empty in-memory store.
 func NewMemProgress() *MemProgress {
 	return &MemProgress{current: map[string]RunInfo{}, last: map[string]RunInfo{},
-		segments: map[string]map[int]SegmentRecord{}, leases: map[string]memLease{}}
+		segments: map[string]map[int]SegmentRecord{}, leases: map[string]memLease{},
+		runs: map[string][]RunInfo{}, control: map[string]Directive{}}
 }
 
 func (m *MemProgress) now() time.Time {
@@ -131,6 +134,7 @@ func (m *MemProgress) Begin(_ context.Context, namespace string, segments int) (
 	r := RunInfo{ID: NewRunID(), Namespace: namespace, Segments: segments, StartedAt: m.now()}
 	m.current[namespace] = r
 	m.segments[r.ID] = map[int]SegmentRecord{}
+	m.runs[namespace] = append(m.runs[namespace], r)
 	return r, nil
 }
 
@@ -215,6 +219,11 @@ func (m *MemProgress) Finish(_ context.Context, run RunInfo, at time.Time) error
 		delete(m.current, run.Namespace)
 	}
 	run.FinishedAt, run.Resumed = at, false
+	for i, h := range m.runs[run.Namespace] {
+		if h.ID == run.ID {
+			m.runs[run.Namespace][i].FinishedAt = at
+		}
+	}
 	if l, ok := m.last[run.Namespace]; !ok || l.StartedAt.Before(run.StartedAt) || l.ID == run.ID {
 		m.last[run.Namespace] = run
 	}
@@ -228,3 +237,68 @@ func (m *MemProgress) LastFinished(_ context.Context, namespace string) (RunInfo
 	r, ok := m.last[namespace]
 	return r, ok, nil
 }
+
+// Current implements RunLister.
+func (m *MemProgress) Current(_ context.Context, namespace string) (RunInfo, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.current[namespace]
+	return r, ok, nil
+}
+
+// Runs implements RunLister.
+func (m *MemProgress) Runs(_ context.Context, namespace string, limit int) ([]RunInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.runs[namespace]
+	var out []RunInfo
+	for i := len(h) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, h[i])
+	}
+	return out, nil
+}
+
+// Directive implements ControlStore.
+func (m *MemProgress) Directive(_ context.Context, run RunInfo) (Directive, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.control[run.ID], nil
+}
+
+// SetDirective implements ControlStore.
+func (m *MemProgress) SetDirective(_ context.Context, run RunInfo, d Directive) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.control[run.ID] = mergeDirective(m.control[run.ID], d)
+	return nil
+}
+
+// mergeDirective returns old with the fields d sets.
+func mergeDirective(old, d Directive) Directive {
+	if d.State != "" {
+		old.State = d.State
+	}
+	if d.Intensity != nil {
+		v := *d.Intensity
+		old.Intensity = &v
+	}
+	if d.RowsPerSecond != nil {
+		v := *d.RowsPerSecond
+		old.RowsPerSecond = &v
+	}
+	if d.Scope != "" {
+		old.Scope = d.Scope
+	}
+	old.By, old.At = d.By, d.At
+	return old
+}
+
+var (
+	_ ControlStore = (*MemProgress)(nil)
+	_ RunLister    = (*MemProgress)(nil)
+	_ ControlStore = (*CQLProgress)(nil)
+	_ RunLister    = (*CQLProgress)(nil)
+)

@@ -19,6 +19,7 @@ const (
 	currentTable  = "tidemark_repair_current"
 	segmentsTable = "tidemark_repair_segments"
 	leasesTable   = "tidemark_repair_leases"
+	controlTable  = "tidemark_repair_control"
 	// LocationTable records, in every region, the one region whose
 	// keyspace holds the repair progress of the keyspace's namespaces.
 	LocationTable = "tidemark_repair_location"
@@ -45,6 +46,7 @@ func ProgressTablesDDL(keyspace string) []string {
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text PRIMARY KEY, run_id text, segments int, started_at timestamp)`, keyspace, currentTable),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text, run_id text, segment int, done boolean, finished_at timestamp, owner text, rows_scanned bigint, rows_differing bigint, rows_written bigint, attempts int, last_error text, PRIMARY KEY ((namespace, run_id), segment))`, keyspace, segmentsTable),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text, run_id text, segment int, owner text, PRIMARY KEY ((namespace, run_id, segment)))`, keyspace, leasesTable),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (namespace text, run_id text, state text, intensity double, rows_per_second double, scope text, updated_by text, updated_at timestamp, PRIMARY KEY ((namespace), run_id))`, keyspace, controlTable),
 	}
 }
 
@@ -206,6 +208,79 @@ func (p *CQLProgress) LastFinished(ctx context.Context, namespace string) (RunIn
 		return RunInfo{}, false, err
 	}
 	return best, found, nil
+}
+
+// Current implements RunLister: the namespace's unfinished run, read at
+// LOCAL_SERIAL.
+func (p *CQLProgress) Current(ctx context.Context, namespace string) (RunInfo, bool, error) {
+	run := RunInfo{Namespace: namespace}
+	err := p.q(`SELECT run_id, segments, started_at FROM %s.`+currentTable+` WHERE namespace = ?`, namespace).
+		Consistency(gocql.LocalSerial).ScanContext(ctx, &run.ID, &run.Segments, &run.StartedAt)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return RunInfo{}, false, nil
+	}
+	if err != nil {
+		return RunInfo{}, false, err
+	}
+	return run, true, nil
+}
+
+// Runs implements RunLister: the newest runs of the history.
+func (p *CQLProgress) Runs(ctx context.Context, namespace string, limit int) ([]RunInfo, error) {
+	iter := p.q(`SELECT run_id, segments, started_at, finished_at FROM %s.`+runsTable+` WHERE namespace = ? LIMIT ?`, namespace, max(limit, 1)).IterContext(ctx)
+	var out []RunInfo
+	r := RunInfo{Namespace: namespace}
+	for iter.Scan(&r.ID, &r.Segments, &r.StartedAt, &r.FinishedAt) {
+		out = append(out, r)
+		r = RunInfo{Namespace: namespace}
+	}
+	return out, iter.Close()
+}
+
+// Directive implements ControlStore.
+func (p *CQLProgress) Directive(ctx context.Context, run RunInfo) (Directive, error) {
+	var d Directive
+	var state, scope, by string
+	var at time.Time
+	err := p.q(`SELECT state, intensity, rows_per_second, scope, updated_by, updated_at FROM %s.`+controlTable+` WHERE namespace = ? AND run_id = ?`,
+		run.Namespace, run.ID).ScanContext(ctx, &state, &d.Intensity, &d.RowsPerSecond, &scope, &by, &at)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return Directive{}, nil
+	}
+	if err != nil {
+		return Directive{}, err
+	}
+	d.State, d.Scope, d.By, d.At = RunState(state), scope, by, at
+	return d, nil
+}
+
+// SetDirective implements ControlStore: one UPDATE of the columns d sets
+// (each column is last-write-wins on its own, so a pause and a new rate
+// asked of two daemons at once both stick).
+func (p *CQLProgress) SetDirective(ctx context.Context, run RunInfo, d Directive) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	set := "updated_by = ?, updated_at = ?"
+	args := []any{d.By, d.At}
+	if d.State != "" {
+		set += ", state = ?"
+		args = append(args, string(d.State))
+	}
+	if d.Intensity != nil {
+		set += ", intensity = ?"
+		args = append(args, *d.Intensity)
+	}
+	if d.RowsPerSecond != nil {
+		set += ", rows_per_second = ?"
+		args = append(args, *d.RowsPerSecond)
+	}
+	if d.Scope != "" {
+		set += ", scope = ?"
+		args = append(args, d.Scope)
+	}
+	args = append(args, run.Namespace, run.ID)
+	return p.q(`UPDATE %s.`+controlTable+` SET `+set+` WHERE namespace = ? AND run_id = ?`, args...).ExecContext(ctx)
 }
 
 // ProgressLocation is where the repair progress of a keyspace lives, as a

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -24,10 +26,35 @@ type Progress struct {
 	Segments, SegmentsDone, SegmentsFail int
 	// RowsScanned, RowsDiffering and RowsWritten count this call's work.
 	RowsScanned, RowsDiffering, RowsWritten int64
-	// Last is the segment just attempted and Err its error, if any.
-	Last TokenRange
-	Err  error
+	// Regions are this call's counts per region, in configuration order.
+	Regions []RegionStats
+	// Last is the segment just attempted, Outcome what became of it, and
+	// Err its error, if any.
+	Last    TokenRange
+	Outcome Outcome
+	Err     error
 }
+
+// Outcome is what became of one segment attempt.
+type Outcome string
+
+// The outcomes of a segment attempt (Progress.Outcome).
+const (
+	// OutcomeRepaired: this process repaired the segment.
+	OutcomeRepaired Outcome = "repaired"
+	// OutcomeDoneElsewhere: another process had finished it.
+	OutcomeDoneElsewhere Outcome = "done by another process"
+	// OutcomeLeased: another process holds its lease; skipped for now and
+	// asked again later (the done count does not move).
+	OutcomeLeased Outcome = "skipped: leased by another process"
+	// OutcomeRetry: the attempt failed; the segment is tried again.
+	OutcomeRetry Outcome = "failed, will retry"
+	// OutcomeFailed: the attempt failed and the segment is given up for
+	// this run.
+	OutcomeFailed Outcome = "failed"
+	// OutcomeStopped: the run was interrupted or aborted meanwhile.
+	OutcomeStopped Outcome = "stopped"
+)
 
 // RegionStats are one region's counts in a Report.
 type RegionStats struct {
@@ -111,6 +138,15 @@ type Report struct {
 	// Started is when this call began; Duration how long it took.
 	Started  time.Time
 	Duration time.Duration
+	// Partial is true for a run limited by Options.Scope (Scope describes
+	// it): a partial run is not a full repair.
+	Partial bool
+	Scope   string
+	// Aborted is true when the run was aborted (Control, Directive).
+	Aborted bool
+	// SegmentsSplit counts the segments this call split into pieces after
+	// repeated failures.
+	SegmentsSplit int
 	// Errors lists the segments this call gave up on.
 	Errors []*SegmentError
 	// Warnings are problems that did not stop the run but need the
@@ -144,8 +180,15 @@ func New(regions []Region, opts Options) (*Repairer, error) {
 		}
 	}
 	opts.setDefaults()
-	return &Repairer{regions: append([]Region(nil), regions...), opts: opts,
-		lim: newLimiter(opts.RowsPerSecond, len(regions)), log: opts.Logger}, nil
+	return newRepairer(regions, opts), nil
+}
+
+func newRepairer(regions []Region, opts Options) *Repairer {
+	lim := newLimiter(opts.RowsPerSecond, len(regions))
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Inf, 1) // retuned by the Control
+	}
+	return &Repairer{regions: append([]Region(nil), regions...), opts: opts, lim: lim, log: opts.Logger}
 }
 
 // accum gathers a run's counts from concurrent segment workers.
@@ -217,9 +260,13 @@ func (r *Repairer) maxRunAge(retention time.Duration) time.Duration {
 
 // begin joins or creates the namespace's run, abandoning an unfinished run
 // that is too old (or any, with Fresh).
-func (r *Repairer) begin(ctx context.Context, store ProgressStore, rep *Report, namespace string, retention time.Duration) (RunInfo, error) {
+func (r *Repairer) begin(ctx context.Context, store ProgressStore, rep *Report, namespace, key string, retention time.Duration) (RunInfo, error) {
 	segments := r.segmentCount(ctx, namespace)
-	run, err := store.Begin(ctx, namespace, segments)
+	if rg := r.opts.Scope.Range; rg != nil {
+		whole := TokenRange{Start: rg.Start, End: rg.End}
+		segments = len(SplitRange(whole, RangeSegments(whole, segments)))
+	}
+	run, err := store.Begin(ctx, key, segments)
 	if err != nil || !run.Resumed || r.opts.DryRun {
 		return run, err
 	}
@@ -238,7 +285,7 @@ func (r *Repairer) begin(ctx context.Context, store ProgressStore, rep *Report, 
 		return RunInfo{}, fmt.Errorf("abandon run %s: %w", run.ID, err)
 	}
 	old := run
-	if run, err = store.Begin(ctx, namespace, segments); err != nil {
+	if run, err = store.Begin(ctx, key, segments); err != nil {
 		return RunInfo{}, err
 	}
 	rep.AbandonedRun = old.ID
@@ -292,6 +339,17 @@ type segTask struct {
 	// leasedSince is when the segment was first refused by another owner's
 	// lease since its last own attempt; zero when it is not being refused.
 	leasedSince time.Time
+	// pieces are what is left of a segment split after repeated failures
+	// (nil: the whole segment); failures counts consecutive failed
+	// attempts that finished no piece.
+	pieces   []piece
+	failures int
+}
+
+// piece is part of a split segment, at its depth of splitting.
+type piece struct {
+	TokenRange
+	depth int
 }
 
 // leaseHeldError describes a segment refused for longer than LeaseWait,
@@ -319,6 +377,10 @@ type segOutcome struct {
 	leased bool // someone else holds the lease
 	err    error
 	dur    time.Duration
+	// pieces are the pieces left when the attempt failed; progressed says
+	// it finished at least one piece of a split segment.
+	pieces     []piece
+	progressed bool
 }
 
 // Run repairs one namespace: it joins the namespace's unfinished run (or
@@ -331,13 +393,42 @@ type segOutcome struct {
 // later Run resumes). The Report is never nil after the namespace was
 // checked.
 func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
+	sc := r.opts.Scope
+	if sc.Partial() {
+		if err := sc.validate(r.regions); err != nil {
+			return &Report{Namespace: namespace, Partial: true, Scope: sc.String(), Started: time.Now()}, err
+		}
+		if len(sc.Regions) > 0 {
+			var sub []Region
+			for _, reg := range r.regions {
+				if slices.Contains(sc.Regions, reg.Name) {
+					sub = append(sub, reg)
+				}
+			}
+			return newRepairer(sub, r.opts).run(ctx, namespace)
+		}
+	}
+	return r.run(ctx, namespace)
+}
+
+// stopCause is why a run stopped early: its abort, or ctx's end; nil
+// while it goes on.
+func stopCause(ctx context.Context, ctl *Control) error {
+	if err := ctl.Err(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (r *Repairer) run(parent context.Context, namespace string) (*Report, error) {
 	started := time.Now()
-	rep := &Report{Namespace: namespace, DryRun: r.opts.DryRun, Started: started}
+	sc := r.opts.Scope
+	rep := &Report{Namespace: namespace, DryRun: r.opts.DryRun, Started: started, Partial: sc.Partial(), Scope: sc.String()}
 	for _, reg := range r.regions {
 		rep.Regions = append(rep.Regions, RegionStats{Region: reg.Name})
 	}
 	defer func() { rep.Duration = time.Since(started) }()
-	ret, warnings, err := r.describe(ctx, namespace)
+	ret, warnings, err := r.describe(parent, namespace)
 	if err != nil {
 		return rep, err
 	}
@@ -349,17 +440,61 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 	if store == nil || r.opts.DryRun {
 		store = NewMemProgress()
 	}
-	run, err := r.begin(ctx, store, rep, namespace, ret)
+	key := namespace
+	if sc.Partial() {
+		key = PartialKey(namespace)
+	}
+	run, err := r.begin(parent, store, rep, namespace, key, ret)
 	if err != nil {
 		return rep, fmt.Errorf("repair: begin run: %w", err)
 	}
 	rep.RunID, rep.Segments, rep.RunStarted, rep.Resumed = run.ID, run.Segments, run.StartedAt, run.Resumed
+	cs, _ := store.(ControlStore)
+	if r.opts.DryRun {
+		cs = nil
+	}
+	ctl := r.opts.Control
+	if ctl == nil {
+		ctl = NewControl()
+	}
+	if cs != nil {
+		if err := r.checkScope(parent, cs, run, sc); err != nil {
+			return rep, err
+		}
+		// Obey the run's directive before the first segment: a run
+		// paused (or aborted) elsewhere holds here too.
+		bctx, cancel := context.WithTimeout(parent, bookkeepingTimeout)
+		d, err := cs.Directive(bctx, run)
+		cancel()
+		if err != nil {
+			r.log.Warn("repair: cannot read the run's directive yet", "namespace", namespace, "run", run.ID, "err", err)
+		} else {
+			ctl.Apply(d)
+		}
+	}
+	if r.opts.OnRun != nil {
+		r.opts.OnRun(run)
+	}
+	full := !sc.Partial() && !r.opts.DryRun
+	kind := "full"
+	if sc.Partial() {
+		kind = "partial"
+	}
+	r.opts.Metrics.runStarted(namespace, kind)
+	ctx, cancelRun := context.WithCancelCause(parent)
+	defer cancelRun(nil)
+	steerDone := make(chan struct{})
+	stopSteer := make(chan struct{})
+	go r.steer(ctx, cancelRun, ctl, cs, run, stopSteer, steerDone)
+	defer func() { close(stopSteer); <-steerDone }()
+
 	recs, err := store.Segments(ctx, run)
 	if err != nil {
+		r.opts.Metrics.runFinished(namespace, kind, "failed")
 		return rep, fmt.Errorf("repair: read progress of run %s: %w", run.ID, err)
 	}
 	var queue []segTask
-	for _, s := range Segments(run.Segments) {
+	for _, s := range r.runSegments(run) {
 		if recs[s.Index].Done {
 			rep.SegmentsResumed++
 			continue
@@ -367,6 +502,9 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 		queue = append(queue, segTask{seg: s})
 	}
 	rep.SegmentsDone = rep.SegmentsResumed
+	if full {
+		r.opts.Metrics.setSegments(namespace, rep.Segments, rep.SegmentsDone)
+	}
 	if run.Resumed {
 		r.log.Info("repair: resuming run", "namespace", namespace, "run", run.ID, "started", run.StartedAt,
 			"done", rep.SegmentsResumed, "segments", run.Segments)
@@ -392,7 +530,14 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 	for len(queue) > 0 || inflight > 0 {
 		now := time.Now()
 		var wake time.Time
-		for k := 0; k < len(queue) && inflight < r.opts.Parallelism && ctx.Err() == nil; {
+		paused := ctl.State().Paused
+		if paused {
+			// Time paused is not time another owner kept a lease.
+			for k := range queue {
+				queue[k].leasedSince = time.Time{}
+			}
+		}
+		for k := 0; !paused && k < len(queue) && inflight < r.opts.Parallelism && stopCause(ctx, ctl) == nil; {
 			t := queue[k]
 			if t.notBefore.After(now) {
 				if wake.IsZero() || t.notBefore.Before(wake) {
@@ -403,26 +548,38 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 			}
 			queue = append(queue[:k], queue[k+1:]...)
 			inflight++
-			wg.Go(func() { results <- r.attempt(ctx, store, run, t, acc) })
+			wg.Go(func() { results <- r.attempt(ctx, store, run, namespace, t, acc, ctl) })
 		}
+		changed := ctl.Changed()
 		if inflight == 0 {
-			if ctx.Err() != nil {
+			if stopCause(ctx, ctl) != nil {
 				break
 			}
-			timer.Reset(time.Until(wake))
+			var tick <-chan time.Time
+			if !paused && !wake.IsZero() {
+				timer.Reset(time.Until(wake))
+				tick = timer.C
+			}
 			select {
-			case <-timer.C:
+			case <-tick:
+			case <-changed:
 			case <-ctx.Done():
 			}
 			continue
 		}
-		o := <-results
+		var o segOutcome
+		select {
+		case o = <-results:
+		case <-changed:
+			continue
+		}
 		inflight--
 		t := o.task
+		stopped := stopCause(ctx, ctl) != nil
 		switch {
 		case !o.leased || o.done:
 			t.leasedSince = time.Time{}
-		case ctx.Err() != nil:
+		case stopped:
 		case t.leasedSince.IsZero():
 			t.leasedSince = time.Now()
 		default:
@@ -432,36 +589,28 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 				o.err = r.leaseHeldError(ctx, store, run, t.seg, waited)
 			}
 		}
+		var outcome Outcome
 		switch {
 		case o.done:
 			rep.SegmentsDone++
+			outcome = OutcomeDoneElsewhere
 			if o.err == nil && !o.leased {
 				rep.SegmentsRepaired++
+				outcome = OutcomeRepaired
 			}
-		case ctx.Err() != nil:
-			// cancelled: leave the segment for a later run
+			if full {
+				r.opts.Metrics.setSegments(namespace, rep.Segments, rep.SegmentsDone)
+			}
+		case stopped:
+			// interrupted or aborted: leave the segment for a later run
+			outcome = OutcomeStopped
 		case o.leased:
+			outcome = OutcomeLeased
 			t.notBefore = time.Now().Add(min(r.opts.LeaseTTL/4, leasePollMax))
 			queue = append(queue, t)
 		default:
-			t.attempts++
-			// A region that refused the attempt (no permission, an
-			// invalid statement, a missing table) refuses it again: a
-			// retry cannot help, so the segment fails at once.
-			isRefused := refused(o.err)
-			r.log.Warn("repair: segment failed", "namespace", namespace, "segment", t.seg.String(), "attempt", t.attempts,
-				"retry", !isRefused && t.attempts < r.opts.MaxAttempts, "err", o.err)
-			if !r.opts.DryRun {
-				_ = store.Record(ctx, run, SegmentRecord{Index: t.seg.Index, Owner: r.opts.Owner, Attempts: t.attempts, LastError: o.err.Error()})
-			}
-			if isRefused || t.attempts >= r.opts.MaxAttempts {
-				rep.SegmentsFailed++
-				rep.Errors = append(rep.Errors, &SegmentError{Segment: t.seg, Attempts: t.attempts, Err: o.err})
-			} else {
-				if t.backoff == nil {
-					t.backoff = wait.NewBackoff(r.opts.RetryBackoff, RetryBackoffCeiling*r.opts.RetryBackoff)
-				}
-				t.notBefore = time.Now().Add(t.backoff.Next())
+			outcome = r.failed(ctx, store, run, namespace, &t, o, rep)
+			if outcome == OutcomeRetry {
 				queue = append(queue, t)
 			}
 		}
@@ -470,16 +619,33 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 			acc.do(func(rp *Report) {
 				p = Progress{Namespace: namespace, RunID: run.ID, Segments: run.Segments, SegmentsDone: rp.SegmentsDone,
 					SegmentsFail: rp.SegmentsFailed, RowsScanned: rp.RowsScanned, RowsDiffering: rp.RowsDiffering,
-					RowsWritten: rp.RowsWritten, Last: t.seg, Err: o.err}
+					RowsWritten: rp.RowsWritten, Regions: slices.Clone(rp.Regions), Last: t.seg, Outcome: outcome, Err: o.err}
 			})
 			r.opts.OnProgress(p)
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := ctl.Err(); err != nil {
+		rep.Aborted = true
+		r.opts.Metrics.runFinished(namespace, kind, "aborted")
+		if !r.opts.DryRun {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(parent), bookkeepingTimeout)
+			aerr := store.Abandon(actx, run)
+			cancel()
+			if aerr != nil {
+				r.log.Warn("repair: could not abandon the aborted run", "namespace", namespace, "run", run.ID, "err", aerr)
+			}
+		}
+		r.log.Warn("repair: run aborted", "namespace", namespace, "run", run.ID, "done", rep.SegmentsDone, "segments", rep.Segments, "err", err)
+		return rep, fmt.Errorf("repair of %q, run %s, stopped with %d of %d segments done (leases released, run abandoned): %w",
+			namespace, run.ID, rep.SegmentsDone, rep.Segments, err)
+	}
+	if err := parent.Err(); err != nil {
+		r.opts.Metrics.runFinished(namespace, kind, "interrupted")
 		return rep, fmt.Errorf("repair of %q interrupted with %d of %d segments done (progress kept; run again to resume): %w",
 			namespace, rep.SegmentsDone, rep.Segments, err)
 	}
 	if rep.SegmentsFailed > 0 {
+		r.opts.Metrics.runFinished(namespace, kind, "incomplete")
 		errs := make([]error, 0, len(rep.Errors))
 		for _, e := range rep.Errors {
 			errs = append(errs, e)
@@ -490,100 +656,304 @@ func (r *Repairer) Run(ctx context.Context, namespace string) (*Report, error) {
 	rep.Complete = true
 	if !r.opts.DryRun {
 		if err := store.Finish(ctx, run, r.opts.Now()); err != nil {
+			r.opts.Metrics.runFinished(namespace, kind, "failed")
 			return rep, fmt.Errorf("repair: finish run %s: %w", run.ID, err)
 		}
-		// What bounds resurrection is when the run started: a segment
-		// scanned early in a long run may have missed later deletes.
-		r.opts.Metrics.SetLastFullRepair(namespace, run.StartedAt)
+		if full {
+			// What bounds resurrection is when the run started: a segment
+			// scanned early in a long run may have missed later deletes.
+			r.opts.Metrics.SetLastFullRepair(namespace, run.StartedAt)
+		}
 	}
+	r.opts.Metrics.runFinished(namespace, kind, "complete")
 	r.log.Info("repair: run complete", "namespace", namespace, "run", run.ID, "run_started", run.StartedAt,
-		"differing", rep.RowsDiffering, "written", rep.RowsWritten)
+		"scope", rep.Scope, "differing", rep.RowsDiffering, "written", rep.RowsWritten)
 	return rep, nil
 }
 
-// attempt leases, repairs and records one segment.
-func (r *Repairer) attempt(ctx context.Context, store ProgressStore, run RunInfo, t segTask, acc *accum) segOutcome {
+// failed handles a failed attempt of t: it records it, splits the failing
+// range after repeated failures, and says whether the segment is retried
+// (OutcomeRetry, t updated) or given up (OutcomeFailed, in rep).
+func (r *Repairer) failed(ctx context.Context, store ProgressStore, run RunInfo, namespace string, t *segTask, o segOutcome, rep *Report) Outcome {
+	t.attempts++
+	if o.pieces != nil {
+		t.pieces = o.pieces
+	}
+	if o.progressed {
+		t.failures = 0
+	}
+	t.failures++
+	// A region that refused the attempt (no permission, an invalid
+	// statement, a missing table) refuses it again: a retry cannot help,
+	// so the segment fails at once.
+	isRefused := refused(o.err)
+	giveUp := isRefused || t.failures >= r.opts.MaxAttempts
+	r.log.Warn("repair: segment failed", "namespace", namespace, "segment", t.seg.String(), "attempt", t.attempts,
+		"retry", !giveUp, "err", o.err)
+	if !r.opts.DryRun {
+		_ = store.Record(ctx, run, SegmentRecord{Index: t.seg.Index, Owner: r.opts.Owner, Attempts: t.attempts, LastError: o.err.Error()})
+	}
+	if giveUp {
+		rep.SegmentsFailed++
+		rep.Errors = append(rep.Errors, &SegmentError{Segment: t.seg, Attempts: t.attempts, Err: o.err})
+		return OutcomeFailed
+	}
+	if r.opts.SplitAfter > 0 && t.failures%r.opts.SplitAfter == 0 && !errors.Is(o.err, ErrLeaseLost) && !errors.Is(o.err, ErrSegmentLeased) {
+		if t.pieces == nil {
+			t.pieces = []piece{{TokenRange: t.seg}}
+		}
+		if p := t.pieces[0]; p.depth < MaxSplitDepth {
+			if parts := SplitRange(p.TokenRange, SplitInto); len(parts) > 1 {
+				split := make([]piece, 0, len(parts)+len(t.pieces)-1)
+				for _, part := range parts {
+					split = append(split, piece{TokenRange: part, depth: p.depth + 1})
+				}
+				t.pieces = append(split, t.pieces[1:]...)
+				if p.depth == 0 {
+					rep.SegmentsSplit++
+				}
+				r.log.Warn("repair: segment keeps failing; splitting it", "namespace", namespace, "segment", t.seg.String(),
+					"range", p.TokenRange.String(), "pieces", len(parts), "depth", p.depth+1)
+			}
+		}
+	}
+	if t.backoff == nil {
+		t.backoff = wait.NewBackoff(r.opts.RetryBackoff, RetryBackoffCeiling*r.opts.RetryBackoff)
+	}
+	t.notBefore = time.Now().Add(t.backoff.Next())
+	return OutcomeRetry
+}
+
+// runSegments returns the segments of run: the ring's split, or for a
+// partial run over a token range, the range's.
+func (r *Repairer) runSegments(run RunInfo) []TokenRange {
+	if rg := r.opts.Scope.Range; rg != nil {
+		out := SplitRange(TokenRange{Start: rg.Start, End: rg.End}, run.Segments)
+		for i := range out {
+			out[i].Index = i
+		}
+		return out
+	}
+	return Segments(run.Segments)
+}
+
+// checkScope records a new partial run's scope, or checks that the
+// partial run being resumed has the same one.
+func (r *Repairer) checkScope(ctx context.Context, cs ControlStore, run RunInfo, sc Scope) error {
+	if !sc.Partial() {
+		return nil
+	}
+	bctx, cancel := context.WithTimeout(ctx, bookkeepingTimeout)
+	defer cancel()
+	if !run.Resumed {
+		return cs.SetDirective(bctx, run, Directive{Scope: sc.String(), By: r.opts.Owner, At: time.Now()})
+	}
+	d, err := cs.Directive(bctx, run)
+	if err != nil {
+		return fmt.Errorf("repair: read the scope of partial run %s: %w", run.ID, err)
+	}
+	if d.Scope != "" && d.Scope != sc.String() {
+		return fmt.Errorf("%w: run %s repairs %s, not %s: abort it first (or repeat its scope to resume it)",
+			ErrScopeMismatch, run.ID, d.Scope, sc.String())
+	}
+	return nil
+}
+
+// steer keeps the run obeying its Control until stop: it retunes the rate
+// limiter, cancels the run when it is aborted, and, with a ControlStore,
+// reads the run's directive every ControlPoll.
+func (r *Repairer) steer(ctx context.Context, cancelRun context.CancelCauseFunc, ctl *Control, cs ControlStore, run RunInfo, stop, done chan struct{}) {
+	defer close(done)
+	var poll <-chan time.Time
+	if cs != nil {
+		t := time.NewTicker(r.opts.ControlPoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		changed := ctl.Changed()
+		_, rps := ctl.tuning(&r.opts)
+		setRate(r.lim, rps, len(r.regions))
+		if err := ctl.Err(); err != nil {
+			cancelRun(err)
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-poll:
+			pctx, cancel := context.WithTimeout(ctx, bookkeepingTimeout)
+			d, err := cs.Directive(pctx, run)
+			cancel()
+			if err == nil {
+				ctl.Apply(d)
+			}
+		}
+	}
+}
+
+// attempt leases, repairs and records one segment (or what is left of a
+// split one).
+func (r *Repairer) attempt(ctx context.Context, store ProgressStore, run RunInfo, ns string, t segTask, acc *accum, ctl *Control) segOutcome {
 	out := segOutcome{task: t}
-	if r.opts.DryRun {
-		start := time.Now()
-		_, out.err = r.repairSegment(ctx, run.Namespace, t.seg, acc)
-		out.dur = time.Since(start)
-		out.done = out.err == nil
-		r.opts.Metrics.observeSegment(run.Namespace, out.dur, out.done)
-		return out
-	}
-	ok, err := store.Acquire(ctx, run, t.seg.Index, r.opts.Owner, r.opts.LeaseTTL)
-	if err != nil {
-		out.err = fmt.Errorf("acquire lease: %w", err)
-		return out
-	}
-	if !ok {
-		out.leased = true
-		recs, err := store.Segments(ctx, run)
-		out.done = err == nil && recs[t.seg.Index].Done
-		return out
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-		defer cancel()
-		_ = store.Release(rctx, run, t.seg.Index, r.opts.Owner)
-	}()
-	// The segment may have been finished by another process since we read
-	// the progress.
-	recs, err := store.Segments(ctx, run)
-	if err != nil {
-		out.err = fmt.Errorf("read progress: %w", err)
-		return out
-	}
-	if recs[t.seg.Index].Done {
-		out.done, out.leased = true, true
+	if err := ctl.Wait(ctx); err != nil {
+		out.err = err
 		return out
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	renewDone := make(chan struct{})
-	go func() {
-		defer close(renewDone)
-		tick := time.NewTicker(r.opts.LeaseTTL / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-tick.C:
-				ok, err := store.Renew(sctx, run, t.seg.Index, r.opts.Owner, r.opts.LeaseTTL)
-				if err == nil && !ok {
-					cancel(ErrLeaseLost)
-					return
-				}
-			}
+	trk := newTracker()
+	var renew func(context.Context) (bool, error)
+	if !r.opts.DryRun {
+		ok, err := store.Acquire(ctx, run, t.seg.Index, r.opts.Owner, r.opts.LeaseTTL)
+		if err != nil {
+			out.err = fmt.Errorf("acquire lease: %w", err)
+			return out
 		}
-	}()
+		if !ok {
+			out.leased = true
+			recs, err := store.Segments(ctx, run)
+			out.done = err == nil && recs[t.seg.Index].Done
+			return out
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+			defer cancel()
+			_ = store.Release(rctx, run, t.seg.Index, r.opts.Owner)
+		}()
+		// The segment may have been finished by another process since we
+		// read the progress.
+		recs, err := store.Segments(ctx, run)
+		if err != nil {
+			out.err = fmt.Errorf("read progress: %w", err)
+			return out
+		}
+		if recs[t.seg.Index].Done {
+			out.done, out.leased = true, true
+			return out
+		}
+		renew = func(c context.Context) (bool, error) {
+			return store.Renew(c, run, t.seg.Index, r.opts.Owner, r.opts.LeaseTTL)
+		}
+	}
+	guardDone := make(chan struct{})
+	go r.guard(sctx, cancel, renew, trk, ctl, guardDone)
+	pieces := t.pieces
+	if pieces == nil {
+		pieces = []piece{{TokenRange: t.seg}}
+	}
 	start := time.Now()
-	st, err := r.repairSegment(sctx, run.Namespace, t.seg, acc)
+	var st segStats
+	var err error
+	for len(pieces) > 0 {
+		var ps segStats
+		ps, err = r.repairSegment(sctx, ns, pieces[0].TokenRange, acc, ctl, trk)
+		st.rows, st.differing, st.written = st.rows+ps.rows, st.differing+ps.differing, st.written+ps.written
+		if err != nil {
+			break
+		}
+		pieces = pieces[1:]
+		if len(pieces) > 0 {
+			out.progressed = true
+		}
+	}
 	out.dur = time.Since(start)
+	cause := context.Cause(sctx)
 	cancel(nil)
-	<-renewDone
+	<-guardDone
 	if err != nil {
-		if c := context.Cause(sctx); errors.Is(c, ErrLeaseLost) {
+		switch {
+		case errors.Is(cause, ErrLeaseLost):
 			err = ErrLeaseLost
+		case errors.Is(cause, ErrSegmentTimeout):
+			err = fmt.Errorf("%w: segment %s, no row scanned or written for %v (Options.SegmentTimeout)", ErrSegmentTimeout, t.seg, r.opts.SegmentTimeout)
 		}
 		out.err = err
-		r.opts.Metrics.observeSegment(run.Namespace, out.dur, false)
+		if t.pieces != nil {
+			out.pieces = pieces
+		}
+		r.opts.Metrics.observeSegment(ns, out.dur, false)
 		return out
 	}
-	r.opts.Metrics.observeSegment(run.Namespace, out.dur, true)
-	rec := SegmentRecord{Index: t.seg.Index, Done: true, FinishedAt: time.Now(), Owner: r.opts.Owner,
-		RowsScanned: st.rows, RowsDiffering: st.differing, RowsWritten: st.written, Attempts: t.attempts + 1}
-	if err := store.Record(ctx, run, rec); err != nil {
-		out.err = fmt.Errorf("record progress: %w", err)
-		return out
+	r.opts.Metrics.observeSegment(ns, out.dur, true)
+	if !r.opts.DryRun {
+		rec := SegmentRecord{Index: t.seg.Index, Done: true, FinishedAt: time.Now(), Owner: r.opts.Owner,
+			RowsScanned: st.rows, RowsDiffering: st.differing, RowsWritten: st.written, Attempts: t.attempts + 1}
+		if err := store.Record(ctx, run, rec); err != nil {
+			out.err = fmt.Errorf("record progress: %w", err)
+			return out
+		}
 	}
 	out.done = true
-	if p := intensityPause(out.dur, r.opts.Intensity); p > 0 {
+	intensity, _ := ctl.tuning(&r.opts)
+	if p := intensityPause(out.dur, intensity); p > 0 {
 		wait.Sleep(ctx, p)
 	}
 	return out
+}
+
+// guard renews the segment's lease every LeaseTTL/3 (renew nil: no lease)
+// and abandons the attempt when the lease is lost (ErrLeaseLost) or when
+// it makes no progress for SegmentTimeout while neither paused nor
+// throttled (ErrSegmentTimeout); it returns when ctx ends.
+func (r *Repairer) guard(ctx context.Context, cancel context.CancelCauseFunc, renew func(context.Context) (bool, error), trk *tracker, ctl *Control, done chan struct{}) {
+	defer close(done)
+	var renewTick <-chan time.Time
+	if renew != nil {
+		t := time.NewTicker(r.opts.LeaseTTL / 3)
+		defer t.Stop()
+		renewTick = t.C
+	}
+	watch := time.NewTicker(min(r.opts.SegmentTimeout/4, time.Second))
+	defer watch.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-renewTick:
+			ok, err := renew(ctx)
+			if err == nil && !ok {
+				cancel(ErrLeaseLost)
+				return
+			}
+		case <-watch.C:
+			if ctl.State().Paused {
+				trk.touch()
+			} else if trk.idle() > r.opts.SegmentTimeout {
+				cancel(ErrSegmentTimeout)
+				return
+			}
+		}
+	}
+}
+
+// tracker is when a segment attempt last made progress; while held
+// (waiting for a paused run or for the rate limiter) it is not idle.
+type tracker struct {
+	last  atomic.Int64 // unix nanoseconds
+	holds atomic.Int32
+}
+
+func newTracker() *tracker {
+	t := &tracker{}
+	t.touch()
+	return t
+}
+
+func (t *tracker) touch() { t.last.Store(time.Now().UnixNano()) }
+
+func (t *tracker) hold()    { t.holds.Add(1) }
+func (t *tracker) release() { t.touch(); t.holds.Add(-1) }
+
+// idle is how long the attempt has made no progress (0 while held).
+func (t *tracker) idle() time.Duration {
+	if t.holds.Load() > 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, t.last.Load()))
 }
 
 type segStats struct{ rows, differing, written int64 }
@@ -597,6 +967,8 @@ type countingStream struct {
 	ns      string
 	idx     int
 	acc     *accum
+	ctl     *Control
+	trk     *tracker
 	rows    int64
 	bytes   int64
 	pending int64
@@ -618,7 +990,19 @@ func (c *countingStream) Next() bool {
 	c.bytes += digestRowBytes(c.RowStream.Row())
 	if c.pending >= flushEvery {
 		c.flush()
-		if wait.Tokens(c.ctx, c.r.lim, flushEvery) != nil {
+		// Between pages of rows: hold while the run is paused, then take
+		// the rows' share of the rate. Neither counts as a hang.
+		c.trk.hold()
+		err := c.ctl.Wait(c.ctx)
+		c.trk.release()
+		if err != nil {
+			c.err = err
+			return false
+		}
+		c.trk.hold()
+		err = wait.Tokens(c.ctx, c.r.lim, flushEvery)
+		c.trk.release()
+		if err != nil {
 			// The rate allows no more rows before ctx ends (rate.Limiter
 			// says so at once when ctx has a deadline): hold the scan
 			// until then, as a sleep would, and end with ctx's error.
@@ -658,13 +1042,13 @@ func (c *countingStream) Err() error {
 }
 
 // repairSegment scans, diffs and (unless dry) fixes one segment.
-func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange, acc *accum) (segStats, error) {
+func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) (segStats, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	streams := make([]RowStream, len(r.regions))
 	for i, reg := range r.regions {
 		streams[i] = &countingStream{RowStream: reg.Reader.ScanDigests(ctx, ns, seg, r.opts.PageSize),
-			ctx: ctx, r: r, ns: ns, idx: i, acc: acc}
+			ctx: ctx, r: r, ns: ns, idx: i, acc: acc, ctl: ctl, trk: trk}
 	}
 	defer func() {
 		for _, s := range streams {
@@ -681,7 +1065,7 @@ func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange,
 				if ctx.Err() != nil {
 					continue
 				}
-				written, err := r.fix(ctx, ns, it, acc)
+				written, err := r.fix(ctx, ns, it, acc, ctl, trk)
 				if err != nil {
 					cancel(err)
 					continue
@@ -721,7 +1105,7 @@ func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange,
 // fix repairs one divergent row; written reports whether it was written.
 // Nothing here computes a TTL: the writers compute it from the winner's
 // absolute expiry when they write (docs/repair.md, "Expiry").
-func (r *Repairer) fix(ctx context.Context, ns string, d *Divergence, acc *accum) (bool, error) {
+func (r *Repairer) fix(ctx context.Context, ns string, d *Divergence, acc *accum, ctl *Control, trk *tracker) (bool, error) {
 	p := PlanRow(d)
 	switch p.Action {
 	case 0:
@@ -776,7 +1160,16 @@ func (r *Repairer) fix(ctx context.Context, ns string, d *Divergence, acc *accum
 	written := 0
 	for _, t := range w.Targets {
 		reg := r.regions[t]
-		err := reg.Writer.WriteRow(ctx, ns, &w)
+		// No row is written while the run is paused.
+		trk.hold()
+		err := ctl.beginWrite(ctx)
+		trk.release()
+		if err != nil {
+			return false, err
+		}
+		err = reg.Writer.WriteRow(ctx, ns, &w)
+		ctl.endWrite()
+		trk.touch()
 		if errors.Is(err, ErrExpired) {
 			// Expired meanwhile: absent everywhere now, so the regions
 			// left need nothing either.

@@ -85,3 +85,47 @@ func SegmentCount(estimatedRows, rowsPerSegment int64, fallback int) int {
 	n := (estimatedRows + rowsPerSegment - 1) / rowsPerSegment
 	return int(min(max(n, 1), MaxSegments))
 }
+
+// SplitRange splits r into n ranges of (nearly) equal width, in token
+// order, keeping r's Index on each: contiguous, not overlapping, holding
+// exactly r's tokens (the first includes r.Start when r does). Fewer than
+// n ranges come back when r holds fewer than n tokens; n is clamped to
+// [1, MaxSegments].
+func SplitRange(r TokenRange, n int) []TokenRange {
+	n = min(max(n, 1), MaxSegments)
+	if r.Start == MinToken && r.End == MaxToken {
+		out := Segments(n)
+		for i := range out {
+			out[i].Index = r.Index
+		}
+		return out
+	}
+	width := uint64(r.End) - uint64(r.Start) // tokens in (Start, End]
+	if width < uint64(n) {
+		n = int(max(width, 1))
+	}
+	out := make([]TokenRange, 0, n)
+	prev := r.Start
+	for i := 1; i <= n; i++ {
+		end := r.End
+		if i < n {
+			hi, lo := bits.Mul64(uint64(i), width)
+			q, _ := bits.Div64(hi, lo, uint64(n))
+			end = int64(uint64(r.Start) + q)
+		}
+		if end != prev {
+			out = append(out, TokenRange{Index: r.Index, Start: prev, End: end})
+		}
+		prev = end
+	}
+	return out
+}
+
+// RangeSegments is the split of a partial run over r: segments of about
+// the width of a full run's split into full segments (at least one).
+func RangeSegments(r TokenRange, full int) int {
+	full = min(max(full, 1), MaxSegments)
+	width := float64(uint64(r.End) - uint64(r.Start))
+	n := int(math.Ceil(width / math.Exp2(64) * float64(full)))
+	return min(max(n, 1), MaxSegments)
+}

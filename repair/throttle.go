@@ -30,3 +30,18 @@ func intensityPause(d time.Duration, intensity float64) time.Duration {
 	}
 	return time.Duration(float64(d) * (1/intensity - 1))
 }
+
+// setRate retunes a run's limiter to rowsPerSecond distinct rows a second
+// over regions regions (as newLimiter); <= 0 lifts the limit.
+func setRate(lim *rate.Limiter, rowsPerSecond float64, regions int) {
+	if rowsPerSecond <= 0 {
+		lim.SetLimit(rate.Inf)
+		return
+	}
+	perSecond := rowsPerSecond * float64(regions)
+	if lim.Limit() == rate.Limit(perSecond) {
+		return
+	}
+	lim.SetBurst(max(1, int(math.Ceil(perSecond))))
+	lim.SetLimit(rate.Limit(perSecond))
+}

@@ -1,16 +1,20 @@
 // Command demo tells Tidemark's story end to end on a real local environment
 // (three Cassandra 5.0 regions and a Kafka broker, started here and stopped at
 // the end; an environment already running from `make up` is reused and left
-// running):
+// running), with `repaird serve` running beside the store:
 //
-//  1. a store over three regions, home region a, hints to Kafka;
+//  1. a store over three regions, home region a, hints to Kafka; repaird
+//     serve (built here) replays every region's hints and serves its API;
 //  2. a LocalQuorum write lands in every region;
-//  3. region c is cut (a fault proxy black-holes it): LocalQuorum writes still
-//     succeed and their share for c becomes hints on Kafka; EachQuorum names c
-//     in its error; a read at All fails fast;
-//  4. c heals, the hint replayer applies the hints, c catches up;
-//  5. divergence injected behind Tidemark's back (a write and a delete only in
-//     region b) is found and fixed row by row by anti-entropy repair.
+//  3. region c is cut (a fault proxy black-holes it, for the store and for
+//     repaird): LocalQuorum writes still succeed and their share for c
+//     piles up as hints on Kafka, shown live by `repaird hints`; EachQuorum
+//     names c in its error; a read at All fails fast;
+//  4. c heals and the daemon replays the hints (`repaird hints` again);
+//  5. divergence injected behind Tidemark's back (a write and a delete only
+//     in region b); a repair started through the API (`repaird start`),
+//     watched with `repaird runs`, fixes it row by row;
+//  6. a table shows every region identical; repaird is stopped.
 //
 // Run it with `make demo`.
 package main
@@ -18,24 +22,30 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tidemark/tidemark/cmd/repaird/daemon"
 	"github.com/tidemark/tidemark/hints"
 	"github.com/tidemark/tidemark/integration/env"
 	"github.com/tidemark/tidemark/integration/fault"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/quorum"
-	"github.com/tidemark/tidemark/repair"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -133,6 +143,22 @@ func run(ctx context.Context) error {
 	}
 	info("namespace %q created in every region (one table each)", users.Name())
 
+	say("start repaird serve: hint replay for a, b, c; scheduled repair of users; the control API")
+	rd, err := startRepaird(ctx, e, ks, prefix, cuts)
+	if err != nil {
+		return err
+	}
+	defer rd.stop()
+	info("repaird serve (pid %d) at %s; logs in %s", rd.cmd.Process.Pid, rd.url, rd.logPath)
+	showHints := func() {
+		out, err := rd.cli("hints")
+		if err != nil {
+			info("repaird hints: %v", err)
+		}
+		show(out)
+	}
+	showHints()
+
 	direct := map[string]*gocql.Session{}
 	for _, name := range regions {
 		r, _ := env.RegionByName(e, name)
@@ -206,43 +232,46 @@ func run(ctx context.Context) error {
 	start = time.Now()
 	_, err = users.Get(ctx, pk, []byte("profile"), store.WithConsistency(quorum.All))
 	info("read at All after %s -> error: %v", time.Since(start).Round(time.Millisecond), err)
+	say("keep writing with c cut: the hints for c pile up (repaird hints, live)")
+	start = time.Now()
+	for i := 0; i < burst; i++ {
+		if err := users.Put(ctx, []byte(fmt.Sprintf("burst-%03d", i)), []byte("profile"), []byte(fmt.Sprintf(`{"burst":%d}`, i))); err != nil {
+			return fmt.Errorf("LocalQuorum write with c cut: %w", err)
+		}
+		if i%100 == 99 {
+			info("%d writes; the store has stored %.0f hints for c in Kafka; repaird replays none while c is cut:", i+1, hintedFor(st, "c"))
+			showHints()
+		}
+		time.Sleep(20 * time.Millisecond) // a steady stream, so that the lag is seen growing
+	}
+	time.Sleep(3 * time.Second) // repaird measures the lag every 2 s
+	info("after the burst:")
+	showHints()
+	info("%d more LocalQuorum writes with c cut in %s", burst, time.Since(start).Round(time.Millisecond))
 	time.Sleep(time.Second)
 	if err := showCounts(); err != nil {
 		return err
 	}
 
-	say("heal region c and replay its hints from Kafka")
+	say("heal region c: repaird replays its hints from Kafka")
 	if err := cuts["c"].Heal(); err != nil {
 		return err
 	}
-	rctx, rcancel := context.WithCancel(ctx)
-	replayer, err := hints.NewReplayer(hints.ReplayerConfig{
-		Brokers: e.KafkaBrokers(), TopicPrefix: prefix, Region: "c", GroupID: ks + "-replay-c",
-		Applier: hints.NewCQLApplier(direct["c"], ks), Logger: logger,
-	})
-	if err != nil {
-		rcancel()
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- replayer.Run(rctx) }()
 	start = time.Now()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		live, markers, err := countIn("c")
-		if err == nil && live == 21 && markers == 1 {
+		if err == nil && live == 21+burst && markers == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			rcancel()
 			return fmt.Errorf("region c did not catch up from hints: %d rows, %d markers (err %v)", live, markers, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		showHints()
+		time.Sleep(time.Second)
 	}
-	rcancel()
-	<-done
-	_ = replayer.Close()
 	info("region c caught up from hints in %s", time.Since(start).Round(time.Millisecond))
+	showHints()
 	if err := showCounts(); err != nil {
 		return err
 	}
@@ -262,29 +291,39 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	say("anti-entropy repair of namespace users across a, b, c")
-	var rregions []repair.Region
-	for _, name := range regions {
-		cr, err := repair.NewCQLRegion(direct[name], ks)
+	say("start a repair through the API (repaird start) and watch it (repaird runs)")
+	out, err := rd.cli("start", "--namespace", "users")
+	switch {
+	case err != nil && strings.Contains(out, "409 Conflict"):
+		// The schedule's own run (retrying one that overlapped the cut)
+		// is under way: it repairs the same rows.
+		info("a scheduled run is already under way; watching it")
+	case err != nil:
+		return fmt.Errorf("repaird start: %w\n%s", err, out)
+	}
+	show(out)
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		out, err := rd.cli("runs", "--namespace", "users", "--limit", "1", "-o", "json")
 		if err != nil {
+			return fmt.Errorf("repaird runs: %w\n%s", err, out)
+		}
+		var runs daemon.RunsResponse
+		if err := json.Unmarshal([]byte(out), &runs); err != nil {
 			return err
 		}
-		rregions = append(rregions, repair.Region{Name: name, Reader: cr, Writer: cr})
+		table, _ := rd.cli("runs", "--namespace", "users", "--limit", "1")
+		show(table)
+		if len(runs.Runs) > 0 && runs.Runs[0].State == "finished" && runs.Runs[0].RowsWritten > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the repair did not finish within 2 minutes")
+		}
+		time.Sleep(time.Second)
 	}
-	rep, err := repair.New(rregions, repair.Options{Segments: 8, Logger: logger})
-	if err != nil {
-		return err
-	}
-	report, err := rep.Run(ctx, "users")
-	if err != nil {
-		return err
-	}
-	info("segments %d, rows scanned %d, rows differing %d, rows written %d, in %s",
-		report.Segments, report.RowsScanned, report.RowsDiffering, report.RowsWritten, report.Duration.Round(time.Millisecond))
-	for _, rs := range report.Regions {
-		info("  region %s: scanned %d, differing %d, written %d, bytes read %d, value fetches %d", rs.Region, rs.RowsScanned, rs.RowsDiffering, rs.RowsWritten, rs.BytesRead, rs.ValueFetches)
-	}
-	if err := showCounts(); err != nil {
+	say("every region identical")
+	if err := identical(ctx, direct, regions); err != nil {
 		return err
 	}
 	// Region c's circuit breaker opened while it was cut; a half-open probe
@@ -308,8 +347,184 @@ func run(ctx context.Context) error {
 	}
 	info("rogue at All -> %s", item.Value)
 
+	rd.stop()
+	_ = os.RemoveAll(rd.dir) // kept when the demo fails: the log is there
+	info("repaird stopped")
 	for _, s := range direct {
 		_ = s.Query("DROP KEYSPACE IF EXISTS " + ks).Exec()
 	}
+	return nil
+}
+
+// hintedFor is the store's count of hints stored for region
+// (tidemark_store_hinted_writes_total).
+func hintedFor(st *store.Store, region string) float64 {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(st.Metrics()); err != nil {
+		return 0
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "tidemark_store_hinted_writes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "region" && l.GetValue() == region {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// burst is how many rows are written while region c is cut, after the
+// first 21.
+const burst = 300
+
+// show prints a command's output, indented.
+func show(out string) {
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Printf("     %s\n", l)
+	}
+}
+
+// repairdProc is `repaird serve`, started by the demo.
+type repairdProc struct {
+	dir, bin, cfg, token, url, logPath string
+	cmd                                *exec.Cmd
+	done                               chan error
+	stopped                            bool
+}
+
+// startRepaird builds repaird, writes its configuration (every region
+// through the demo's fault proxies, so that cutting c cuts it for the
+// daemon too) and starts `repaird serve`, waiting until it answers.
+func startRepaird(ctx context.Context, e env.Env, ks, prefix string, cuts map[string]*fault.Proxy) (*repairdProc, error) {
+	dir, err := os.MkdirTemp("", "tidemark-demo-")
+	if err != nil {
+		return nil, err
+	}
+	rd := &repairdProc{dir: dir, bin: filepath.Join(dir, "repaird"), cfg: filepath.Join(dir, "repaird.yaml"), token: filepath.Join(dir, "token"),
+		logPath: filepath.Join(dir, "repaird.log"), done: make(chan error, 1)}
+	build := exec.CommandContext(ctx, "go", "build", "-o", rd.bin, "./cmd/repaird")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build repaird: %w\n%s", err, out)
+	}
+	if err := os.WriteFile(rd.token, []byte("demo-token-0123456789abcdef\n"), 0o600); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "home: a\nkeyspace: %s\nnamespaces: [users]\nregions:\n", ks)
+	for _, name := range []string{"a", "b", "c"} {
+		r, _ := env.RegionByName(e, name)
+		p := cuts[name]
+		fmt.Fprintf(&b, "  - name: %s\n    contact_points: [%q]\n    local_dc: %s\n    connect_timeout: 2s\n    timeout: 2s\n    address_map: {", name, p.ContactPoints()[0], r.DC)
+		first := true
+		for from, to := range p.AddressMap() {
+			if !first {
+				b.WriteString(", ")
+			}
+			first = false
+			fmt.Fprintf(&b, "%q: %q", from, to)
+		}
+		b.WriteString("}\n")
+	}
+	fmt.Fprintf(&b, "repair:\n  segments: 8\n  interval: 24h\nhints:\n  brokers: [%q]\n  topic_prefix: %q\n  group: %q\n  regions: [a, b, c]\n  max_hints_per_second: 100\nhttp:\n  listen: %s\n  token_file: %s\n",
+		e.KafkaBrokers()[0], prefix, ks+"-repaird", addr, rd.token)
+	if err := os.WriteFile(rd.cfg, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(rd.logPath)
+	if err != nil {
+		return nil, err
+	}
+	rd.cmd = exec.Command(rd.bin, "serve", "--config", rd.cfg, "--log-level", "warn")
+	rd.cmd.Stdout, rd.cmd.Stderr = logf, logf
+	rd.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := rd.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { rd.done <- rd.cmd.Wait(); _ = logf.Close() }()
+	rd.url = "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := rd.cli("status"); err == nil {
+			return rd, nil
+		}
+		if time.Now().After(deadline) {
+			rd.stop()
+			return nil, fmt.Errorf("repaird serve does not answer at %s; see %s", rd.url, rd.logPath)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// cli runs a repaird client command against the daemon, with its token.
+func (rd *repairdProc) cli(args ...string) (string, error) {
+	args = append(args, "--addr", rd.url, "--token-file", rd.token)
+	out, err := exec.Command(rd.bin, args...).CombinedOutput()
+	return string(out), err
+}
+
+// stop ends `repaird serve` (SIGTERM; SIGKILL after 30s) and waits for it.
+func (rd *repairdProc) stop() {
+	if rd.stopped {
+		return
+	}
+	rd.stopped = true
+	_ = rd.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-rd.done:
+	case <-time.After(30 * time.Second):
+		_ = rd.cmd.Process.Kill()
+		<-rd.done
+	}
+}
+
+// identical prints, per region, the rows, deletion markers and a checksum
+// of every (pk, ck, writetime, digest), and fails unless they agree.
+func identical(ctx context.Context, direct map[string]*gocql.Session, regions []string) error {
+	fmt.Printf("     %-7s %6s %8s  %s\n", "region", "rows", "markers", "checksum of (pk, ck, writetime, digest)")
+	var first string
+	for _, name := range regions {
+		it := direct[name].Query(`SELECT pk, ck, writetime(digest), digest, deleted FROM users`).IterContext(ctx)
+		var pk, ck []byte
+		var wt, digest int64
+		var del bool
+		var sum uint64
+		live, markers := 0, 0
+		for it.Scan(&pk, &ck, &wt, &digest, &del) {
+			h := fnv.New64a()
+			h.Write(pk)
+			h.Write([]byte{0})
+			h.Write(ck)
+			fmt.Fprintf(h, "/%d/%d", wt, digest)
+			sum += h.Sum64() // order-independent
+			if del {
+				markers++
+			} else {
+				live++
+			}
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%6d %8d  %016x", live, markers, sum)
+		fmt.Printf("     %-7s %s\n", name, line)
+		if first == "" {
+			first = line
+		} else if line != first {
+			return fmt.Errorf("region %s differs from region %s", name, regions[0])
+		}
+	}
+	fmt.Println("     identical in every region")
 	return nil
 }

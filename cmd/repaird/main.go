@@ -1,11 +1,12 @@
 // Command repaird is Tidemark's repair daemon: anti-entropy repair of every
-// namespace across regions (and, later, hint replay).
+// namespace across regions, hint replay, a status page and a control API.
 //
 //	repaird validate --config repaird.yaml
-//	repaird repair   --config repaird.yaml --namespace users [--dry-run] [--segments N]
+//	repaird repair   --config repaird.yaml --namespace users [--dry-run] [--segments N] [--fresh]
 //	repaird serve    --config repaird.yaml
+//	repaird status | runs | start | pause | resume | abort | tune | hints   (a running daemon)
 //
-// See docs/repair.md.
+// See docs/repair.md and docs/operations.md.
 package main
 
 import (

@@ -1,6 +1,8 @@
 // Package cli is repaird's command line: `repaird repair`, `repaird serve`
-// and `repaird validate`. It lives outside package main so that tests run
-// the real commands in-process.
+// and `repaird validate`, and the commands that talk to a running daemon
+// (`repaird status`, `runs`, `start`, `pause`, `resume`, `abort`, `tune`,
+// `hints`; client.go). It lives outside package main so that tests run the
+// real commands in-process.
 package cli
 
 import (
@@ -10,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -41,8 +44,12 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	// Connect opens region sessions (nil: cluster.Connect).
 	Connect daemon.ConnectFunc
-	// Logger for the daemon and repair (nil: text logs to Stderr at Info).
+	// Logger for the daemon and repair (nil: logs to Stderr as
+	// --log-level and --log-format say, text at info by default).
 	Logger *slog.Logger
+	// Getenv reads environment variables (nil: os.Getenv); the client
+	// commands read REPAIRD_TOKEN and REPAIRD_ADDR.
+	Getenv func(string) string
 	// ConnectTimeout bounds connecting to all regions at the start of
 	// `repaird repair` (default DefaultConnectTimeout).
 	ConnectTimeout time.Duration
@@ -65,8 +72,8 @@ func Execute(ctx context.Context, args []string, env Env) int {
 	if env.Stderr == nil {
 		env.Stderr = io.Discard
 	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
 	}
 	if env.ConnectTimeout <= 0 {
 		env.ConnectTimeout = DefaultConnectTimeout
@@ -92,17 +99,85 @@ func OneLine(err error) string {
 
 // NewCommand returns the root command.
 func NewCommand(env *Env) *cobra.Command {
+	var logLevel, logFormat string
 	root := &cobra.Command{
 		Use:           "repaird",
-		Short:         "Tidemark's repair daemon: anti-entropy repair across regions",
+		Short:         "Tidemark's repair daemon: anti-entropy repair and hint replay across regions",
+		Version:       Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if env.Logger != nil {
+				return nil
+			}
+			l, err := newLogger(env.Stderr, logLevel, logFormat)
+			if err != nil {
+				return usageError{err}
+			}
+			env.Logger = l
+			return nil
+		},
 	}
+	root.SetVersionTemplate("repaird {{.Version}}\n")
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRepairCommand(env), newServeCommand(env), newValidateCommand(env))
+	root.AddCommand(clientCommands(env)...)
 	return root
+}
+
+// newLogger returns the logger --log-level and --log-format ask for.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// Version is repaird's version as the build recorded it: the module
+// version, or the VCS revision (with "+dirty" for a modified tree).
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if modified == "true" {
+			rev += "+dirty"
+		}
+		if v == "" || v == "(devel)" {
+			return "devel " + rev
+		}
+		return v + " " + rev
+	}
+	if v == "" {
+		return "(devel)"
+	}
+	return v
 }
 
 func noArgs(cmd *cobra.Command, args []string) error {
@@ -142,8 +217,15 @@ func newValidateCommand(env *Env) *cobra.Command {
 				hints = fmt.Sprintf("hints: %d brokers, topic prefix %q, replaying %s, %d hmac keys",
 					len(h.Brokers), h.TopicPrefix, strings.Join(groups, ", "), len(h.HMACKeys))
 			}
-			fmt.Fprintf(env.Stdout, "%s: ok (%d regions, home %s, repair progress in %s, keyspace %s, %d namespaces, interval %v; %s)\n",
-				path, len(cfg.Regions), cfg.Home, cfg.ProgressRegion(), cfg.Keyspace, len(cfg.Namespaces), cfg.Repair.Interval, hints)
+			mode := fmt.Sprintf("%d namespaces", len(cfg.Namespaces))
+			if len(cfg.Namespaces) == 0 {
+				mode = "replay only, no namespaces"
+			}
+			fmt.Fprintf(env.Stdout, "%s: ok (%d regions, home %s, repair progress in %s, keyspace %s, %s, interval %v; %s)\n",
+				path, len(cfg.Regions), cfg.Home, cfg.ProgressRegion(), cfg.Keyspace, mode, cfg.Repair.Interval, hints)
+			if w := cfg.Hints.UnsignedWarning(); w != "" {
+				fmt.Fprintf(env.Stdout, "WARNING: %s\n", w)
+			}
 			return nil
 		},
 	}
@@ -155,15 +237,12 @@ func newServeCommand(env *Env) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
-		Short: "Run the daemon: scheduled repair of every namespace, HTTP /healthz /readyz /metrics /status",
+		Short: "Run the daemon: scheduled repair of every namespace, hint replay, the status page and the control API",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(path)
 			if err != nil {
 				return err
-			}
-			if len(cfg.Namespaces) == 0 {
-				return fmt.Errorf("%w: namespaces is empty: list the namespaces to repair", config.ErrInvalid)
 			}
 			d, err := daemon.New(cfg, daemon.Options{Logger: env.Logger, Connect: env.Connect})
 			if err != nil {
@@ -247,12 +326,16 @@ func open(ctx context.Context, env *Env, cfg *config.Config, dryRun bool) (regio
 }
 
 func runRepair(ctx context.Context, env *Env, cfg *config.Config, f repairFlags) error {
+	if len(cfg.Regions) < 2 {
+		return fmt.Errorf("%w: the file lists %d (a replay-only configuration): add the other regions to the file", repair.ErrTooFewRegions, len(cfg.Regions))
+	}
 	regions, store, closeRegions, err := open(ctx, env, cfg, f.dryRun)
 	if err != nil {
 		return err
 	}
 	defer closeRegions()
-	opts := daemon.RepairOptions(cfg)
+	opts := daemon.RepairOptions(cfg, f.namespace)
+	opts.Owner = daemon.UniqueOwner(cfg.Repair.Owner)
 	if f.segments > 0 {
 		// An explicit count wins over sizing from the estimates.
 		opts.Segments, opts.RowsPerSegment = f.segments, 0
@@ -330,9 +413,12 @@ func (p *progressView) update(pr repair.Progress) {
 		p.bar.Describe(fmt.Sprintf("repair %s: %d differing, %d written", p.ns, pr.RowsDiffering, pr.RowsWritten))
 		return
 	}
-	status := "done"
+	status := string(pr.Outcome)
+	if status == "" {
+		status = "done"
+	}
 	if pr.Err != nil {
-		status = "failed: " + OneLine(pr.Err)
+		status += ": " + OneLine(pr.Err)
 	}
 	fmt.Fprintf(p.out, "segment %s %s; %d/%d segments done, rows scanned %d, differing %d, written %d\n",
 		pr.Last, status, pr.SegmentsDone, pr.Segments, pr.RowsScanned, pr.RowsDiffering, pr.RowsWritten)

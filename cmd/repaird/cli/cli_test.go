@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,8 +24,8 @@ home: a
 keyspace: ks
 namespaces: [users]
 regions:
-  - {name: a, contact_points: ["127.0.0.1:1"]}
-  - {name: b, contact_points: ["127.0.0.2:1"]}
+  - {name: a, contact_points: ["127.0.0.1:1"], local_dc: a}
+  - {name: b, contact_points: ["127.0.0.2:1"], local_dc: b}
 http: {listen: "127.0.0.1:0"}
 `
 
@@ -51,7 +54,7 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 func TestCommandErrors(t *testing.T) {
 	good := writeConfig(t, twoRegions)
-	one := writeConfig(t, "home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h]}\n")
+	one := writeConfig(t, "home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h], local_dc: a}\n")
 	unknown := writeConfig(t, twoRegions+"repair:\n  segmnts: 3\n")
 	tests := []struct {
 		name string
@@ -138,5 +141,86 @@ func TestValidateShowsOneHintGroupPerRegion(t *testing.T) {
 	code, out, stderr := run(t, "validate", "--config", writeConfig(t, cfg))
 	if code != ExitOK || !strings.Contains(out, `replaying a: group "g-a", b: group "g-b"`) {
 		t.Fatalf("validate: code %d out %q err %q", code, out, stderr)
+	}
+}
+
+func TestVersionAndLogFlags(t *testing.T) {
+	code, out, _ := run(t, "--version")
+	if code != ExitOK || !strings.HasPrefix(out, "repaird ") {
+		t.Fatalf("--version: exit %d %q", code, out)
+	}
+	var errb bytes.Buffer
+	code = Execute(context.Background(), []string{"--log-format", "xml", "validate", "--config", "x"}, Env{Stderr: &errb})
+	if code != ExitUsage || !strings.Contains(errb.String(), "--log-format") {
+		t.Errorf("--log-format xml: exit %d %q", code, errb.String())
+	}
+	code = Execute(context.Background(), []string{"--log-level", "loud", "validate", "--config", "x"}, Env{Stderr: &errb})
+	if code != ExitUsage {
+		t.Errorf("--log-level loud: exit %d", code)
+	}
+	var logs bytes.Buffer
+	l, err := newLogger(&logs, "debug", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Debug("hello")
+	if !strings.HasPrefix(logs.String(), `{"time":`) {
+		t.Errorf("json log %q", logs.String())
+	}
+}
+
+// With http.tls the daemon serves HTTPS only, and the client commands
+// reach it with --config (https, the token) and --ca-file.
+func TestServeTLSAndClientOverHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := selfSigned(t)
+	certFile, keyFile, tokenFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem"), filepath.Join(dir, "token")
+	for p, b := range map[string][]byte{certFile: cert, keyFile: key, tokenFile: []byte("tls-test-token-0123456789")} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := writeConfig(t, strings.Replace(twoRegions, `http: {listen: "127.0.0.1:0"}`,
+		fmt.Sprintf("http: {listen: %q, token_file: %s, tls: {cert_file: %s, key_file: %s}}", addr, tokenFile, certFile, keyFile), 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Execute(ctx, []string{"serve", "--config", cfg}, Env{Connect: refuse, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != ExitOK {
+			t.Errorf("serve exited %d", code)
+		}
+	}()
+	var code int
+	var out, errs string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, out, errs = run(t, "status", "--config", cfg, "--ca-file", certFile)
+		if code == ExitOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code != ExitOK || !strings.Contains(out, "control API enabled") {
+		t.Fatalf("status over https: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := run(t, "status", "--addr", "http://"+addr); code != ExitError {
+		t.Errorf("plain http to a TLS listener: exit %d %s", code, errs)
+	}
+	if code, _, errs := run(t, "status", "--addr", "https://"+addr); code != ExitError || !strings.Contains(errs, "certificate") {
+		t.Errorf("https without the CA: exit %d %s", code, errs)
+	}
+	// The token from the config is sent: the pause fails for want of the
+	// progress region (unreachable here), not for want of a token.
+	if code, _, errs := run(t, "pause", "--config", cfg, "--ca-file", certFile, "--namespace", "users"); code != ExitError || !strings.Contains(errs, "503 Service Unavailable") {
+		t.Errorf("pause over https: exit %d %s", code, errs)
 	}
 }

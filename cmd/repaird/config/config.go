@@ -17,11 +17,13 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tidemark/tidemark/hints"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/repair"
@@ -38,9 +40,12 @@ type Config struct {
 	Home string `yaml:"home"`
 	// Keyspace is the keyspace (same name in every region) of the namespaces.
 	Keyspace string `yaml:"keyspace"`
-	// Namespaces are repaired by `repaird serve`.
-	Namespaces []string `yaml:"namespaces"`
-	// Regions are the regions to repair (at least two).
+	// Namespaces are repaired by `repaird serve`: a name, or a mapping
+	// with a name and settings of its own (see Namespace). None (with
+	// hints configured) makes a replay-only daemon.
+	Namespaces []Namespace `yaml:"namespaces"`
+	// Regions are the regions to repair (at least two when namespaces are
+	// listed; one is enough for a replay-only daemon).
 	Regions []Region `yaml:"regions"`
 	// Repair tunes repair.
 	Repair Repair `yaml:"repair"`
@@ -52,13 +57,19 @@ type Config struct {
 
 // Region is one region's Cassandra cluster.
 type Region struct {
-	Name          string            `yaml:"name"`
-	ContactPoints []string          `yaml:"contact_points"`
-	LocalDC       string            `yaml:"local_dc"`
-	Username      string            `yaml:"username"`
-	Password      string            `yaml:"password"`
-	TLS           *TLS              `yaml:"tls"`
-	AddressMap    map[string]string `yaml:"address_map"`
+	Name          string   `yaml:"name"`
+	ContactPoints []string `yaml:"contact_points"`
+	// LocalDC is the region's data center, as Cassandra names it
+	// (required: the session only talks to its hosts).
+	LocalDC  string `yaml:"local_dc"`
+	Username string `yaml:"username"`
+	// Password, PasswordFile (a file holding it) or PasswordEnv (an
+	// environment variable holding it): at most one.
+	Password     string            `yaml:"password"`
+	PasswordFile string            `yaml:"password_file"`
+	PasswordEnv  string            `yaml:"password_env"`
+	TLS          *TLS              `yaml:"tls"`
+	AddressMap   map[string]string `yaml:"address_map"`
 	// ConnectTimeout bounds connecting (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// Timeout bounds one request (default 10s).
@@ -99,6 +110,130 @@ type Repair struct {
 	// daemons listing the same regions agree without saying so). Use
 	// Config.ProgressRegion to read it.
 	ProgressRegion string `yaml:"progress_region"`
+	// Window, when set ("01:00-06:00", UTC; may wrap midnight), is when
+	// runs may work: a run is paused outside it, and none starts.
+	Window Window `yaml:"window"`
+	// Retention is the tombstone retention the namespaces' tables record
+	// (default 10 days, the tables' default): an interval that cannot
+	// complete a cycle inside it is refused. Each run also reads the
+	// tables' own and warns when they are shorter.
+	Retention time.Duration `yaml:"retention"`
+	// SegmentTimeout abandons a segment that makes no progress for this
+	// long (default repair.DefaultSegmentTimeout, 5m).
+	SegmentTimeout time.Duration `yaml:"segment_timeout"`
+}
+
+// Namespace is one namespace repaired by `repaird serve`, with settings
+// that override the repair section's. In YAML it is a name (`users`) or a
+// mapping (`{name: orders, interval: 12h, window: "01:00-06:00"}`).
+type Namespace struct {
+	Name           string        `yaml:"name"`
+	Interval       time.Duration `yaml:"interval"`
+	Segments       int           `yaml:"segments"`
+	RowsPerSegment int64         `yaml:"rows_per_segment"`
+	RowsPerSecond  *float64      `yaml:"rows_per_second"`
+	Intensity      float64       `yaml:"intensity"`
+	Parallelism    int           `yaml:"parallelism"`
+	Window         *Window       `yaml:"window"`
+	Retention      time.Duration `yaml:"retention"`
+}
+
+// namespaceFields are the keys a namespace mapping may hold.
+var namespaceFields = map[string]bool{"name": true, "interval": true, "segments": true, "rows_per_segment": true,
+	"rows_per_second": true, "intensity": true, "parallelism": true, "window": true, "retention": true}
+
+// UnmarshalYAML accepts a name or a mapping; an unknown key is an error
+// naming it and its line.
+func (n *Namespace) UnmarshalYAML(node *yaml.Node) error {
+	if node.Kind == yaml.ScalarNode {
+		*n = Namespace{Name: node.Value}
+		return nil
+	}
+	if node.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a namespace is a name or a mapping with a name", node.Line)
+	}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		if k := node.Content[i]; !namespaceFields[k.Value] {
+			return fmt.Errorf("line %d: unknown field %q in a namespace", k.Line, k.Value)
+		}
+	}
+	type plain Namespace
+	var p plain
+	if err := node.Decode(&p); err != nil {
+		return err
+	}
+	*n = Namespace(p)
+	return nil
+}
+
+// Names returns the namespaces' names.
+func (c *Config) Names() []string {
+	names := []string{}
+	for _, n := range c.Namespaces {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
+// Namespace returns the namespace called name.
+func (c *Config) Namespace(name string) (Namespace, bool) {
+	return byName(c.Namespaces, name, func(n Namespace) string { return n.Name })
+}
+
+// byName returns the item of items whose name is name.
+func byName[T any](items []T, name string, nameOf func(T) string) (T, bool) {
+	if i := slices.IndexFunc(items, func(it T) bool { return nameOf(it) == name }); i >= 0 {
+		return items[i], true
+	}
+	var zero T
+	return zero, false
+}
+
+// Schedule is a namespace's effective settings: its own where it sets
+// them, the repair section's otherwise.
+type Schedule struct {
+	Interval       time.Duration
+	Segments       int
+	RowsPerSegment int64
+	RowsPerSecond  float64
+	Intensity      float64
+	Parallelism    int
+	Window         Window
+	Retention      time.Duration
+}
+
+// override sets *dst to v when v is set (positive).
+func override[T int | int64 | float64 | time.Duration](dst *T, v T) {
+	if v > 0 {
+		*dst = v
+	}
+}
+
+// Schedule returns the effective settings of namespace name (the repair
+// section's for a namespace that is not listed).
+func (c *Config) Schedule(name string) Schedule {
+	r := c.Repair
+	s := Schedule{Interval: r.Interval, Segments: r.Segments, RowsPerSegment: r.RowsPerSegment, RowsPerSecond: r.RowsPerSecond,
+		Intensity: r.Intensity, Parallelism: r.Parallelism, Window: r.Window, Retention: r.Retention}
+	n, _ := c.Namespace(name)
+	override(&s.Interval, n.Interval)
+	if n.Segments > 0 {
+		s.Segments, s.RowsPerSegment = n.Segments, 0
+	}
+	override(&s.RowsPerSegment, n.RowsPerSegment)
+	override(&s.Intensity, n.Intensity)
+	override(&s.Parallelism, n.Parallelism)
+	override(&s.Retention, n.Retention)
+	if n.RowsPerSecond != nil {
+		s.RowsPerSecond = *n.RowsPerSecond
+	}
+	if n.Window != nil {
+		s.Window = *n.Window
+	}
+	if s.Retention <= 0 {
+		s.Retention = DefaultRetention
+	}
+	return s
 }
 
 // Hints configures the hint replayer.
@@ -111,9 +246,13 @@ type Hints struct {
 	// rebalance the others. Default "tidemark-hints" (so
 	// "tidemark-hints-us-east"). Daemons replaying the same region share its
 	// group and divide its topic's partitions.
-	Group       string    `yaml:"group"`
-	HMACKeys    []HMACKey `yaml:"hmac_keys"`
-	RequireHMAC bool      `yaml:"require_hmac"`
+	Group    string    `yaml:"group"`
+	HMACKeys []HMACKey `yaml:"hmac_keys"`
+	// RequireHMAC refuses unsigned hints. Unset, it is true as soon as
+	// hmac_keys are listed: accepting unsigned hints beside keys takes
+	// `require_hmac: false` written out, and the daemon then warns loudly
+	// (log and /status). Use RequiresHMAC.
+	RequireHMAC *bool `yaml:"require_hmac"`
 	// Regions lists the regions whose hint topics this daemon replays
 	// (default: the home region only — run one repaird next to each region).
 	Regions []string `yaml:"regions"`
@@ -124,6 +263,74 @@ type Hints struct {
 	// (0 = unlimited).
 	MaxHintsPerSecond float64 `yaml:"max_hints_per_second"`
 	MaxBytesPerSecond int     `yaml:"max_bytes_per_second"`
+	// TLS, when set, encrypts every connection to the brokers (an SSL or
+	// SASL_SSL listener): ca_file, cert_file/key_file for a client
+	// certificate, server_name.
+	TLS *TLS `yaml:"tls"`
+	// SASL, when set, authenticates every connection to the brokers.
+	SASL *SASL `yaml:"sasl"`
+	// InstanceID names this daemon's replayers in their consumer groups,
+	// stable across restarts, so that a restarted daemon takes its
+	// partitions back at once (hints.ReplayerConfig.InstanceID). Default:
+	// repair.owner, or the host name.
+	InstanceID string `yaml:"instance_id"`
+}
+
+// SASL is the daemon's Kafka credentials. Exactly one of Password,
+// PasswordFile and PasswordEnv is set.
+type SASL struct {
+	// Mechanism is SCRAM-SHA-512 (default), SCRAM-SHA-256 or PLAIN (PLAIN
+	// only with tls: it sends the password itself).
+	Mechanism    string `yaml:"mechanism"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+}
+
+// KafkaTLS returns the TLS configuration of the connections to the
+// brokers, nil without hints.tls.
+func (h *Hints) KafkaTLS() (*tls.Config, error) {
+	if h.TLS == nil {
+		return nil, nil
+	}
+	c, err := h.TLS.config()
+	if err != nil {
+		return nil, invalid("hints.tls: %v", err)
+	}
+	return c, nil
+}
+
+// KafkaSASL returns the Kafka credentials, nil without hints.sasl.
+func (h *Hints) KafkaSASL() (*hints.SASL, error) {
+	if h.SASL == nil {
+		return nil, nil
+	}
+	pw, err := secretValue("hints.sasl password", h.SASL.Password, h.SASL.PasswordFile, h.SASL.PasswordEnv)
+	if err != nil {
+		return nil, err
+	}
+	return &hints.SASL{Mechanism: hints.SASLMechanism(h.SASL.Mechanism), Username: h.SASL.Username, Password: pw}, nil
+}
+
+// RequiresHMAC reports whether unsigned hints are refused: require_hmac
+// as written, or, unset, whether hmac_keys are listed.
+func (h *Hints) RequiresHMAC() bool {
+	if h.RequireHMAC != nil {
+		return *h.RequireHMAC
+	}
+	return len(h.HMACKeys) > 0
+}
+
+// UnsignedWarning is the warning of a configuration whose replayers apply
+// unsigned hints although keys are listed (require_hmac: false): anyone
+// who can write to the hint topics can then write into every region. ""
+// otherwise.
+func (h *Hints) UnsignedWarning() string {
+	if len(h.Brokers) == 0 || len(h.HMACKeys) == 0 || h.RequiresHMAC() {
+		return ""
+	}
+	return "hints.require_hmac is false although hmac_keys are listed: UNSIGNED HINTS ARE ACCEPTED, so anyone who can write to the hint topics can write into every region; remove require_hmac: false once every producer signs"
 }
 
 // GroupFor returns the Kafka consumer group of region's replayer:
@@ -131,7 +338,8 @@ type Hints struct {
 func (h *Hints) GroupFor(region string) string { return h.Group + "-" + region }
 
 // HMACKey is one key hints may be authenticated with. Exactly one of Secret
-// (base64) and SecretFile (a file holding the base64 secret) is set.
+// (base64), SecretFile (a file holding the base64 secret) and SecretEnv
+// (an environment variable holding it) is set.
 //
 // The first key signs (for producers reading this file) and is always
 // accepted; the others are previous keys, accepted until AcceptUntil (zero:
@@ -140,22 +348,97 @@ type HMACKey struct {
 	ID          string    `yaml:"id"`
 	Secret      string    `yaml:"secret"`
 	SecretFile  string    `yaml:"secret_file"`
+	SecretEnv   string    `yaml:"secret_env"`
 	AcceptUntil time.Time `yaml:"accept_until"`
 }
 
-// HTTP configures the daemon's endpoints (/healthz, /readyz, /metrics,
-// /status).
+// HTTP configures the daemon's endpoints: the status page, /healthz,
+// /readyz, /metrics, /status and the control API under /v1/.
 type HTTP struct {
-	// Listen is the host:port to listen on (default ":9190").
+	// Listen is the host:port to listen on (default "127.0.0.1:9190":
+	// this host only).
 	Listen string `yaml:"listen"`
+	// TokenFile or TokenEnv holds the bearer token that the control
+	// API's mutating requests must carry (Authorization: Bearer …).
+	// Without one, those requests are refused (403).
+	TokenFile string `yaml:"token_file"`
+	TokenEnv  string `yaml:"token_env"`
+	// TLS, when set, serves HTTPS with this certificate and key.
+	TLS *ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS is the certificate the daemon's listener presents.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// MinTokenBytes is the shortest bearer token accepted.
+const MinTokenBytes = 16
+
+// Token returns the bearer token ("" when none is configured).
+func (h *HTTP) Token() (string, error) {
+	v, err := secretValue("http token", "", h.TokenFile, h.TokenEnv)
+	if err != nil || v == "" {
+		return "", err
+	}
+	if len(v) < MinTokenBytes {
+		return "", invalid("http token must be at least %d characters (got %d)", MinTokenBytes, len(v))
+	}
+	return v, nil
+}
+
+// ServerTLSConfig returns the listener's TLS configuration, nil without
+// http.tls.
+func (h *HTTP) ServerTLSConfig() (*tls.Config, error) {
+	if h.TLS == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(h.TLS.CertFile, h.TLS.KeyFile)
+	if err != nil {
+		return nil, invalid("http.tls: %v", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// secretValue returns a secret given inline, in a file or in an
+// environment variable (at most one is set; Validate checks), trimmed of
+// surrounding white space; "" when none is set.
+func secretValue(what, inline, file, env string) (string, error) {
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", invalid("%s: %v", what, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok || strings.TrimSpace(v) == "" {
+			return "", invalid("%s: environment variable %s is not set", what, env)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	return inline, nil
+}
+
+// oneOf reports whether at most one of the values is set.
+func oneOf(values ...string) bool {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n <= 1
 }
 
 // Defaults used when a field is zero.
 const (
 	// DefaultInterval is repair.interval's default.
 	DefaultInterval = 24 * time.Hour
-	// DefaultListen is http.listen's default.
-	DefaultListen = ":9190"
+	// DefaultListen is http.listen's default: this host only.
+	DefaultListen = "127.0.0.1:9190"
 	// DefaultTimeout is a region's timeout default (one request).
 	DefaultTimeout = 10 * time.Second
 	// DefaultGroup is hints.group's default.
@@ -184,7 +467,8 @@ var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in typ
 
 var sectionOf = map[string]string{
 	"Config": "at top level", "Region": "in a region", "TLS": "in tls", "Repair": "in repair",
-	"Hints": "in hints", "HMACKey": "in an hmac key", "HTTP": "in http",
+	"Hints": "in hints", "HMACKey": "in an hmac key", "HTTP": "in http", "ServerTLS": "in http.tls", "SASL": "in hints.sasl",
+	"plain": "in a namespace",
 }
 
 // Parse decodes YAML strictly, applies defaults and validates.
@@ -203,7 +487,7 @@ func Parse(data []byte) (*Config, error) {
 				if g := unknownField.FindStringSubmatch(m); g != nil {
 					m = fmt.Sprintf("line %s: unknown field %q %s", g[1], g[2], sectionOf[g[3]])
 				} else if strings.HasSuffix(m, "into time.Duration") {
-					m += " (write durations like 90s, 5m or 24h)"
+					m += " (write durations like 90s, 5m or 24h; zero is 0s)"
 				}
 				msgs[i] = m
 			}
@@ -221,6 +505,9 @@ func Parse(data []byte) (*Config, error) {
 func (c *Config) applyDefaults() {
 	if c.Repair.Interval == 0 {
 		c.Repair.Interval = DefaultInterval
+	}
+	if c.Repair.Retention == 0 {
+		c.Repair.Retention = DefaultRetention
 	}
 	c.Repair.ProgressRegion = c.ProgressRegion()
 	if c.HTTP.Listen == "" {
@@ -244,6 +531,12 @@ func (c *Config) applyDefaults() {
 		if c.Hints.Retention == 0 {
 			c.Hints.Retention = DefaultRetention
 		}
+		if c.Hints.InstanceID == "" {
+			c.Hints.InstanceID = c.Repair.Owner
+		}
+		if c.Hints.InstanceID == "" {
+			c.Hints.InstanceID, _ = os.Hostname()
+		}
 	}
 }
 
@@ -266,8 +559,12 @@ func (c *Config) Validate() error {
 		}
 		return invalid("%v", err)
 	}
-	if len(c.Regions) < 2 {
-		return invalid("repair needs at least 2 regions, the file lists %d: add the other regions under regions:", len(c.Regions))
+	replayOnly := len(c.Namespaces) == 0
+	switch {
+	case len(c.Regions) == 0:
+		return invalid("regions is empty: list this daemon's region (and, to repair, the others)")
+	case !replayOnly && len(c.Regions) < 2:
+		return invalid("repair needs at least 2 regions, the file lists %d: add the other regions under regions: (or list no namespaces for a replay-only daemon)", len(c.Regions))
 	}
 	names := map[string]bool{}
 	for i, r := range c.Regions {
@@ -294,7 +591,13 @@ func (c *Config) Validate() error {
 				}
 			}
 		}
-		if r.Password != "" && r.Username == "" {
+		if r.LocalDC == "" {
+			return invalid("region %q: local_dc is required: the region's data center as Cassandra names it", r.Name)
+		}
+		if !oneOf(r.Password, r.PasswordFile, r.PasswordEnv) {
+			return invalid("region %q: set at most one of password, password_file and password_env", r.Name)
+		}
+		if (r.Password != "" || r.PasswordFile != "" || r.PasswordEnv != "") && r.Username == "" {
 			return invalid("region %q: password without username", r.Name)
 		}
 		if r.ConnectTimeout < 0 || r.Timeout < 0 {
@@ -317,13 +620,16 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, ns := range c.Namespaces {
-		if err := schema.ValidateName("namespace", ns); err != nil {
+		if err := schema.ValidateName("namespace", ns.Name); err != nil {
 			return invalid("%v", err)
 		}
-		if seen[ns] {
-			return invalid("namespace %q is listed twice", ns)
+		if seen[ns.Name] {
+			return invalid("namespace %q is listed twice", ns.Name)
 		}
-		seen[ns] = true
+		seen[ns.Name] = true
+		if err := ns.validate(); err != nil {
+			return err
+		}
 	}
 	r := c.Repair
 	switch {
@@ -343,6 +649,16 @@ func (c *Config) Validate() error {
 		return invalid("repair.interval must be at least 1m (got %v)", r.Interval)
 	case r.MaxRunAge < 0 || (r.MaxRunAge > 0 && r.MaxRunAge < time.Minute):
 		return invalid("repair.max_run_age must be at least 1m, or 0 for half the tombstone retention (got %v)", r.MaxRunAge)
+	case r.Retention < 0:
+		return invalid("repair.retention must not be negative")
+	case r.SegmentTimeout < 0 || (r.SegmentTimeout > 0 && r.SegmentTimeout < time.Second):
+		return invalid("repair.segment_timeout must be at least 1s (got %v)", r.SegmentTimeout)
+	}
+	for _, ns := range c.Namespaces {
+		s := c.Schedule(ns.Name)
+		if err := CycleFits(s.Interval, s.Retention); err != nil {
+			return invalid("namespace %q: %v", ns.Name, err)
+		}
 	}
 	if err := c.Hints.validate(); err != nil {
 		return err
@@ -355,12 +671,53 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		return invalid("http.listen %q must be host:port", c.HTTP.Listen)
 	}
+	if c.HTTP.TokenFile != "" && c.HTTP.TokenEnv != "" {
+		return invalid("http: set at most one of token_file and token_env")
+	}
+	if t := c.HTTP.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		return invalid("http.tls needs cert_file and key_file")
+	}
+	if replayOnly && len(c.Hints.Brokers) == 0 {
+		more := ""
+		if len(c.Regions) < 2 {
+			more = fmt.Sprintf(" (repair needs at least 2 regions, the file lists %d)", len(c.Regions))
+		}
+		return invalid("nothing to do: list the namespaces to repair under namespaces:%s, or configure hints: for a replay-only daemon", more)
+	}
+	return nil
+}
+
+func (n Namespace) validate() error {
+	switch {
+	case n.Interval != 0 && n.Interval < time.Minute:
+		return invalid("namespace %q: interval must be at least 1m (got %v)", n.Name, n.Interval)
+	case n.Segments < 0 || n.Segments > repair.MaxSegments:
+		return invalid("namespace %q: segments must be between 1 and %d", n.Name, repair.MaxSegments)
+	case n.RowsPerSegment < 0 || n.Parallelism < 0 || n.Retention < 0:
+		return invalid("namespace %q: rows_per_segment, parallelism and retention must not be negative", n.Name)
+	case n.RowsPerSecond != nil && *n.RowsPerSecond < 0:
+		return invalid("namespace %q: rows_per_second must not be negative (0 means unlimited)", n.Name)
+	case n.Intensity < 0 || n.Intensity > 1:
+		return invalid("namespace %q: intensity must be in (0, 1] (got %v)", n.Name, n.Intensity)
+	}
+	return nil
+}
+
+// CycleFits refuses an interval that cannot complete a repair cycle
+// inside the tombstone retention: a run must start after a delete and
+// finish before its marker expires, and with runs interval apart the
+// worst case is interval plus a run's duration.
+func CycleFits(interval, retention time.Duration) error {
+	if retention > 0 && interval >= retention {
+		return fmt.Errorf("interval %v cannot complete a repair cycle inside the tombstone retention %v: a delete made just after a run starts reaches every region only by the next run, after its deletion marker expired, so deleted rows may resurrect; set the interval to at most %v (half the retention leaves room for failed runs)",
+			interval, retention, retention/2)
+	}
 	return nil
 }
 
 func (h *Hints) validate() error {
 	if len(h.Brokers) == 0 {
-		if h.TopicPrefix != "" || h.Group != "" || len(h.HMACKeys) > 0 || h.RequireHMAC || len(h.Regions) > 0 {
+		if h.TopicPrefix != "" || h.Group != "" || len(h.HMACKeys) > 0 || h.RequireHMAC != nil || len(h.Regions) > 0 || h.TLS != nil || h.SASL != nil {
 			return invalid("hints: brokers is required when the hints section is used")
 		}
 		return nil
@@ -385,8 +742,8 @@ func (h *Hints) validate() error {
 			return invalid("hints.hmac_keys: id %q is listed twice", k.ID)
 		}
 		ids[k.ID] = true
-		if (k.Secret == "") == (k.SecretFile == "") {
-			return invalid("hints.hmac_keys[%q]: set exactly one of secret and secret_file", k.ID)
+		if k.Secret == "" && k.SecretFile == "" && k.SecretEnv == "" || !oneOf(k.Secret, k.SecretFile, k.SecretEnv) {
+			return invalid("hints.hmac_keys[%q]: set exactly one of secret, secret_file and secret_env", k.ID)
 		}
 		if k.Secret != "" {
 			if _, err := decodeSecret(k.Secret); err != nil {
@@ -397,7 +754,27 @@ func (h *Hints) validate() error {
 	if h.Retention < 0 || h.MaxHintsPerSecond < 0 || h.MaxBytesPerSecond < 0 {
 		return invalid("hints: retention, max_hints_per_second and max_bytes_per_second must not be negative")
 	}
-	if h.RequireHMAC && len(h.HMACKeys) == 0 {
+	if t := h.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		return invalid("hints.tls needs both cert_file and key_file, or neither")
+	}
+	if sa := h.SASL; sa != nil {
+		switch hints.SASLMechanism(sa.Mechanism) {
+		case "", hints.SASLScramSHA512, hints.SASLScramSHA256:
+		case hints.SASLPlain:
+			if h.TLS == nil {
+				return invalid("hints.sasl: mechanism PLAIN sends the password itself: it needs hints.tls")
+			}
+		default:
+			return invalid("hints.sasl: mechanism %q is not supported; use %s, %s or %s", sa.Mechanism, hints.SASLScramSHA512, hints.SASLScramSHA256, hints.SASLPlain)
+		}
+		if sa.Username == "" {
+			return invalid("hints.sasl: username is required")
+		}
+		if sa.Password == "" && sa.PasswordFile == "" && sa.PasswordEnv == "" || !oneOf(sa.Password, sa.PasswordFile, sa.PasswordEnv) {
+			return invalid("hints.sasl: set exactly one of password, password_file and password_env")
+		}
+	}
+	if h.RequiresHMAC() && len(h.HMACKeys) == 0 {
 		return invalid("hints.require_hmac is set but no hmac_keys are configured")
 	}
 	return nil
@@ -422,13 +799,9 @@ func decodeSecret(s string) ([]byte, error) {
 func (h *Hints) Secrets() (map[string][]byte, error) {
 	out := make(map[string][]byte, len(h.HMACKeys))
 	for _, k := range h.HMACKeys {
-		s := k.Secret
-		if k.SecretFile != "" {
-			b, err := os.ReadFile(k.SecretFile)
-			if err != nil {
-				return nil, invalid("hints.hmac_keys[%q]: %v", k.ID, err)
-			}
-			s = string(b)
+		s, err := secretValue(fmt.Sprintf("hints.hmac_keys[%q]", k.ID), k.Secret, k.SecretFile, k.SecretEnv)
+		if err != nil {
+			return nil, err
 		}
 		b, err := decodeSecret(s)
 		if err != nil {
@@ -458,19 +831,18 @@ func (c *Config) ProgressRegion() string {
 
 // Region returns the region called name.
 func (c *Config) Region(name string) (Region, bool) {
-	for _, r := range c.Regions {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return Region{}, false
+	return byName(c.Regions, name, func(r Region) string { return r.Name })
 }
 
 // Cluster returns the cluster.Region to connect with, loading TLS files.
 func (r Region) Cluster() (cluster.Region, error) {
+	password, err := secretValue(fmt.Sprintf("region %q: password", r.Name), r.Password, r.PasswordFile, r.PasswordEnv)
+	if err != nil {
+		return cluster.Region{}, err
+	}
 	cr := cluster.Region{
 		Name: r.Name, ContactPoints: r.ContactPoints, LocalDC: r.LocalDC,
-		Username: r.Username, Password: r.Password, AddressMap: r.AddressMap,
+		Username: r.Username, Password: password, AddressMap: r.AddressMap,
 		ConnectTimeout: r.ConnectTimeout, Timeout: r.Timeout,
 	}
 	if r.TLS != nil {
@@ -486,13 +858,9 @@ func (r Region) Cluster() (cluster.Region, error) {
 func (t *TLS) config() (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := CertPool(t.CAFile)
 		if err != nil {
 			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", t.CAFile)
 		}
 		c.RootCAs = pool
 	}
@@ -506,8 +874,22 @@ func (t *TLS) config() (*tls.Config, error) {
 	return c, nil
 }
 
-// CheckFiles loads every file the configuration names (TLS files, HMAC
-// secret files), so that `repaird validate` finds a missing file before the
+// CertPool reads the PEM certificates of a CA file.
+func CertPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// CheckFiles loads every file and environment variable the
+// configuration names (TLS files, password, secret and token files and
+// variables), so that `repaird validate` finds a missing one before the
 // daemon needs it.
 func (c *Config) CheckFiles() error {
 	for _, r := range c.Regions {
@@ -515,7 +897,19 @@ func (c *Config) CheckFiles() error {
 			return err
 		}
 	}
-	_, err := c.Hints.Secrets()
+	if _, err := c.Hints.Secrets(); err != nil {
+		return err
+	}
+	if _, err := c.Hints.KafkaTLS(); err != nil {
+		return err
+	}
+	if _, err := c.Hints.KafkaSASL(); err != nil {
+		return err
+	}
+	if _, err := c.HTTP.Token(); err != nil {
+		return err
+	}
+	_, err := c.HTTP.ServerTLSConfig()
 	return err
 }
 

@@ -41,9 +41,10 @@ func TestLoadFull(t *testing.T) {
 const base = `
 home: a
 keyspace: ks
+namespaces: [users]
 regions:
-  - {name: a, contact_points: ["127.0.0.1"]}
-  - {name: b, contact_points: ["127.0.0.2"]}
+  - {name: a, contact_points: ["127.0.0.1"], local_dc: a}
+  - {name: b, contact_points: ["127.0.0.2"], local_dc: b}
 `
 
 func TestParseErrors(t *testing.T) {
@@ -51,15 +52,15 @@ func TestParseErrors(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"empty", ``, "the file is empty"},
-		{"unknown top-level field", base + "segmnts: 4\n", `line 7: unknown field "segmnts" at top level`},
+		{"unknown top-level field", base + "segmnts: 4\n", `line 8: unknown field "segmnts" at top level`},
 		{"unknown region field", strings.Replace(base, `name: a,`, `name: a, dc: x,`, 1), `unknown field "dc" in a region`},
 		{"unknown repair field", base + "repair:\n  intensty: 0.5\n", `unknown field "intensty" in repair`},
 		{"unknown hints field", base + "hints:\n  broker: [x:1]\n", `unknown field "broker" in hints`},
 		{"wrong type", base + "repair:\n  segments: many\n", "cannot unmarshal"},
 		{"negative max run age", base + "repair:\n  max_run_age: -1h\n", "repair.max_run_age must be at least 1m, or 0 for half the tombstone retention"},
 		{"tiny max run age", base + "repair:\n  max_run_age: 10s\n", "repair.max_run_age must be at least 1m"},
-		{"bad duration", base + "repair:\n  interval: soon\n", "line 8: cannot unmarshal !!str `soon` into time.Duration (write durations like 90s, 5m or 24h)"},
-		{"one region", "home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h]}\n", "repair needs at least 2 regions, the file lists 1"},
+		{"bad duration", base + "repair:\n  interval: soon\n", "line 9: cannot unmarshal !!str `soon` into time.Duration (write durations like 90s, 5m or 24h; zero is 0s)"},
+		{"one region", "home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h], local_dc: a}\n", "repair needs at least 2 regions, the file lists 1"},
 		{"no keyspace", strings.Replace(base, "keyspace: ks", "", 1), "keyspace is required"},
 		{"bad keyspace", strings.Replace(base, "keyspace: ks", "keyspace: Ks-1", 1), "must match"},
 		{"no home", strings.Replace(base, "home: a", "", 1), "home is required"},
@@ -69,8 +70,23 @@ func TestParseErrors(t *testing.T) {
 		{"bad address map", strings.Replace(base, `name: b,`, `name: b, address_map: {"host:1": "127.0.0.1:2"},`, 1), "must be ip:port"},
 		{"half tls", strings.Replace(base, `name: b,`, `name: b, tls: {cert_file: c.pem},`, 1), "both cert_file and key_file"},
 		{"password without user", strings.Replace(base, `name: b,`, `name: b, password: x,`, 1), "password without username"},
-		{"bad namespace", base + "namespaces: [Users]\n", "must match"},
-		{"duplicate namespace", base + "namespaces: [u, u]\n", `namespace "u" is listed twice`},
+		{"bad namespace", strings.Replace(base, "[users]", "[Users]", 1), "must match"},
+		{"duplicate namespace", strings.Replace(base, "[users]", "[u, u]", 1), `namespace "u" is listed twice`},
+		{"unknown namespace field", strings.Replace(base, "[users]", "[{name: u, intervall: 1h}]", 1), `unknown field "intervall" in a namespace`},
+		{"bad window", base + "repair:\n  window: 1am-6am\n", "must be HH:MM-HH:MM in UTC"},
+		{"empty window", base + "repair:\n  window: \"01:00-01:00\"\n", "is empty"},
+		{"no local_dc", strings.Replace(base, ", local_dc: b", "", 1), `region "b": local_dc is required`},
+		{"interval past retention", base + "repair:\n  interval: 240h\n", "cannot complete a repair cycle inside the tombstone retention 240h0m0s"},
+		{"namespace interval past its retention", strings.Replace(base, "[users]", "[{name: u, interval: 48h, retention: 24h}]", 1), `namespace "u": interval 48h0m0s cannot complete a repair cycle`},
+		{"two passwords", strings.Replace(base, "local_dc: a}", "local_dc: a, username: u, password: p, password_env: P}", 1), "at most one of password, password_file and password_env"},
+		{"sasl without password", base + "hints:\n  brokers: [h:1]\n  sasl: {username: u}\n", "hints.sasl: set exactly one of password, password_file and password_env"},
+		{"sasl without user", base + "hints:\n  brokers: [h:1]\n  sasl: {password: p}\n", "hints.sasl: username is required"},
+		{"sasl plain without tls", base + "hints:\n  brokers: [h:1]\n  sasl: {mechanism: PLAIN, username: u, password: p}\n", "PLAIN sends the password itself: it needs hints.tls"},
+		{"sasl unknown mechanism", base + "hints:\n  brokers: [h:1]\n  sasl: {mechanism: GSSAPI, username: u, password: p}\n", `mechanism "GSSAPI" is not supported`},
+		{"kafka tls half", base + "hints:\n  brokers: [h:1]\n  tls: {cert_file: c}\n", "hints.tls needs both cert_file and key_file"},
+		{"two tokens", base + "http:\n  token_file: /t\n  token_env: T\n", "at most one of token_file and token_env"},
+		{"nothing to do", strings.Replace(base, "namespaces: [users]\n", "", 1), "nothing to do"},
+		{"one region without hints", "home: a\nkeyspace: ks\nnamespaces: [u]\nregions:\n  - {name: a, contact_points: [h], local_dc: a}\n", "repair needs at least 2 regions, the file lists 1"},
 		{"intensity", base + "repair:\n  intensity: 1.5\n", "intensity must be in (0, 1]"},
 		{"interval too short", base + "repair:\n  interval: 10s\n", "interval must be at least 1m"},
 		{"negative rate", base + "repair:\n  rows_per_second: -1\n", "rows_per_second must not be negative"},
@@ -78,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{"hints without brokers", base + "hints:\n  group: g\n", "brokers is required"},
 		{"bad broker", base + "hints:\n  brokers: [nope]\n", `broker "nope" must be host:port`},
 		{"bad topic prefix", base + "hints:\n  brokers: [h:1]\n  topic_prefix: 'a b'\n", "topic_prefix"},
-		{"hmac both", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==, secret_file: f}]\n", "exactly one of secret and secret_file"},
+		{"hmac both", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==, secret_file: f}]\n", "exactly one of secret, secret_file and secret_env"},
 		{"hmac short", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: YWJj}]\n", "at least 16 bytes"},
 		{"hmac not base64", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: '!!'}]\n", "base64"},
 		{"hmac dup", base + "hints:\n  brokers: [h:1]\n  hmac_keys: [{id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==}, {id: k, secret: MDEyMzQ1Njc4OWFiY2RlZg==}]\n", `id "k" is listed twice`},
@@ -130,7 +146,7 @@ func TestProgressRegion(t *testing.T) {
 	}{
 		{"default is the smallest name", base, "a"},
 		{"whatever the home", strings.Replace(base, "home: a", "home: b", 1), "a"},
-		{"whatever the order", "home: z\nkeyspace: ks\nregions:\n  - {name: z, contact_points: [h]}\n  - {name: eu-west, contact_points: [h]}\n  - {name: us-east, contact_points: [h]}\n", "eu-west"},
+		{"whatever the order", "home: z\nkeyspace: ks\nnamespaces: [users]\nregions:\n  - {name: z, contact_points: [h], local_dc: z}\n  - {name: eu-west, contact_points: [h], local_dc: e}\n  - {name: us-east, contact_points: [h], local_dc: u}\n", "eu-west"},
 		{"set", base + "repair:\n  progress_region: b\n", "b"},
 	}
 	for _, tc := range tests {
@@ -209,7 +225,7 @@ func FuzzParse(f *testing.F) {
 		if err := c.Validate(); err != nil {
 			t.Fatalf("accepted config fails Validate: %v", err)
 		}
-		if len(c.Regions) < 2 || c.Repair.Interval <= 0 || c.HTTP.Listen == "" {
+		if len(c.Regions) < 2 && len(c.Namespaces) > 0 || len(c.Regions) == 0 || c.Repair.Interval <= 0 || c.HTTP.Listen == "" {
 			t.Fatalf("accepted config lacks defaults: %+v", c)
 		}
 	})
@@ -236,5 +252,154 @@ func TestHintsGroupFor(t *testing.T) {
 	h := Hints{Group: "g"}
 	if h.GroupFor("a") == h.GroupFor("b") {
 		t.Error("two regions share a consumer group")
+	}
+}
+
+func TestNamespaceSettingsOverrideTheRepairSection(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(base, "[users]", `
+  - users
+  - {name: orders, interval: 12h, segments: 16, rows_per_second: 0, intensity: 0.25, parallelism: 3, window: "22:00-04:00", retention: 72h}`, 1) +
+		"repair:\n  interval: 2h\n  rows_per_second: 500\n  rows_per_segment: 1000\n  window: \"01:00-06:00\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Names(); len(got) != 2 || got[0] != "users" || got[1] != "orders" {
+		t.Fatalf("names %v", got)
+	}
+	u, o := c.Schedule("users"), c.Schedule("orders")
+	if u.Interval != 2*time.Hour || u.RowsPerSecond != 500 || u.RowsPerSegment != 1000 || u.Window.String() != "01:00-06:00" || u.Retention != DefaultRetention {
+		t.Errorf("users = %+v", u)
+	}
+	if o.Interval != 12*time.Hour || o.Segments != 16 || o.RowsPerSegment != 0 || o.RowsPerSecond != 0 || o.Intensity != 0.25 || o.Parallelism != 3 ||
+		o.Window.String() != "22:00-04:00" || o.Retention != 72*time.Hour {
+		t.Errorf("orders = %+v", o)
+	}
+}
+
+func TestWindow(t *testing.T) {
+	day := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	w, err := ParseWindow("01:00-06:00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	night, _ := ParseWindow("22:00-04:00")
+	for _, tc := range []struct {
+		w    Window
+		t    time.Time
+		open bool
+		next time.Time
+	}{
+		{w, at(0, 59), false, at(1, 0)},
+		{w, at(1, 0), true, at(6, 0)},
+		{w, at(5, 59), true, at(6, 0)},
+		{w, at(6, 0), false, at(25, 0)},
+		{night, at(23, 0), true, at(28, 0)},
+		{night, at(3, 0), true, at(4, 0)},
+		{night, at(12, 0), false, at(22, 0)},
+		{Window{}, at(12, 0), true, time.Time{}},
+	} {
+		if got := tc.w.Open(tc.t); got != tc.open {
+			t.Errorf("%q.Open(%v) = %v", tc.w, tc.t, got)
+		}
+		if got := tc.w.Next(tc.t); !got.Equal(tc.next) {
+			t.Errorf("%q.Next(%v) = %v, want %v", tc.w, tc.t, got, tc.next)
+		}
+	}
+	// Not UTC: the window is in UTC whatever the zone of t.
+	if !w.Open(at(2, 0).In(time.FixedZone("x", 5*3600))) {
+		t.Error("window not read in UTC")
+	}
+}
+
+func TestSecretsFromFilesAndEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	tok := filepath.Join(dir, "tok")
+	key := filepath.Join(dir, "key")
+	for p, v := range map[string]string{pw: "s3cret\n", tok: "0123456789abcdef-token\n", key: "MDEyMzQ1Njc4OWFiY2RlZg==\n"} {
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("TM_PW", "from-env")
+	t.Setenv("TM_KEY", "ZmVkY2JhOTg3NjU0MzIxMA==")
+	t.Setenv("TM_TOKEN", "token-from-the-environment")
+	yaml := strings.Replace(strings.Replace(base, "local_dc: a}", "local_dc: a, username: u, password_file: "+pw+"}", 1),
+		"local_dc: b}", "local_dc: b, username: u, password_env: TM_PW}", 1) +
+		"hints:\n  brokers: [h:1]\n  hmac_keys:\n    - {id: f, secret_file: " + key + "}\n    - {id: e, secret_env: TM_KEY}\nhttp:\n  token_file: " + tok + "\n"
+	c, err := Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.Regions[0].Cluster()
+	b, _ := c.Regions[1].Cluster()
+	if a.Password != "s3cret" || b.Password != "from-env" {
+		t.Errorf("passwords %q, %q", a.Password, b.Password)
+	}
+	sec, err := c.Hints.Secrets()
+	if err != nil || string(sec["f"]) != "0123456789abcdef" || string(sec["e"]) != "fedcba9876543210" {
+		t.Errorf("secrets %q %v", sec, err)
+	}
+	if tk, err := c.HTTP.Token(); err != nil || tk != "0123456789abcdef-token" {
+		t.Errorf("token %q %v", tk, err)
+	}
+	c.HTTP.TokenFile, c.HTTP.TokenEnv = "", "TM_TOKEN"
+	if tk, err := c.HTTP.Token(); err != nil || tk != "token-from-the-environment" {
+		t.Errorf("token from env %q %v", tk, err)
+	}
+	c.HTTP.TokenEnv = "TM_UNSET_VARIABLE"
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "TM_UNSET_VARIABLE is not set") {
+		t.Errorf("unset variable: %v", err)
+	}
+	t.Setenv("TM_SHORT", "short")
+	c.HTTP.TokenEnv = "TM_SHORT"
+	if _, err := c.HTTP.Token(); err == nil || !strings.Contains(err.Error(), "at least 16 characters") {
+		t.Errorf("short token: %v", err)
+	}
+}
+
+func TestReplayOnlyConfiguration(t *testing.T) {
+	c, err := Parse([]byte("home: a\nkeyspace: ks\nregions:\n  - {name: a, contact_points: [h], local_dc: a}\nhints:\n  brokers: [k:9092]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Namespaces) != 0 || len(c.Hints.Regions) != 1 || c.Hints.Regions[0] != "a" {
+		t.Errorf("replay-only config %+v", c)
+	}
+	// namespaces: [] is the same as none.
+	if _, err := Parse([]byte("home: a\nkeyspace: ks\nnamespaces: []\nregions:\n  - {name: a, contact_points: [h], local_dc: a}\nhints:\n  brokers: [k:9092]\n")); err != nil {
+		t.Errorf("namespaces: [] refused: %v", err)
+	}
+}
+
+func TestHTTPDefaultsToLocalhost(t *testing.T) {
+	c, err := Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Listen != "127.0.0.1:9190" {
+		t.Errorf("default listen %q", c.HTTP.Listen)
+	}
+}
+
+func TestKafkaSecurity(t *testing.T) {
+	t.Setenv("TM_KAFKA_PW", "kafka-secret")
+	c, err := Parse([]byte(base + "repair: {owner: me}\nhints:\n  brokers: [h:1]\n  sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: TM_KAFKA_PW}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Hints.KafkaSASL()
+	if err != nil || s.Username != "u" || s.Password != "kafka-secret" || s.Mechanism != "SCRAM-SHA-256" {
+		t.Fatalf("sasl %+v %v", s, err)
+	}
+	if tc, err := c.Hints.KafkaTLS(); tc != nil || err != nil {
+		t.Errorf("tls without hints.tls: %v %v", tc, err)
+	}
+	if c.Hints.InstanceID != "me" {
+		t.Errorf("instance id %q, want the owner", c.Hints.InstanceID)
 	}
 }

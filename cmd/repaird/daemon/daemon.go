@@ -6,10 +6,15 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -17,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
+	"github.com/tidemark/tidemark/hints"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/repair"
@@ -149,19 +155,40 @@ type Daemon struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	metrics  *repair.Metrics
+	dmetrics *daemonMetrics
 	sessions *Sessions
 	status   *statusBoard
 	workers  []Worker
 	retry    time.Duration
 	grace    time.Duration
 	runSem   chan struct{}
+	// owner names this process in leases and directives: the configured
+	// owner made unique per process (UniqueOwner).
+	owner string
+	// token is the bearer token of the control API ("" refuses it).
+	token string
+	// runs are the runs this daemon works on; triggers start a
+	// namespace's full run now.
+	runs     *runBoard
+	triggers map[string]chan struct{}
+	hints    *hintBoard
+	// kafkaTLS and kafkaSASL are how the replayers reach the brokers.
+	kafkaTLS  *tls.Config
+	kafkaSASL *hints.SASL
+	// now is the clock of schedules and windows (tests replace it).
+	now func() time.Time
+	// addr is the address Run listens on, once it does.
+	addr atomic.Pointer[string]
 
 	// locator keeps the progress in the one progress region; openProgress
 	// opens the progress store (tests replace them).
 	locator      *ProgressLocator
 	openProgress func(ctx context.Context) (repair.ProgressStore, error)
-	progMu       sync.Mutex
-	progress     repair.ProgressStore
+	// openRegions returns the regions a run repairs (the sessions' CQL
+	// regions; tests replace it).
+	openRegions func(ctx context.Context) ([]repair.Region, error)
+	progMu      sync.Mutex
+	progress    repair.ProgressStore
 }
 
 // New builds a daemon for a validated configuration.
@@ -182,6 +209,10 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.RetryDelay <= 0 {
 		opts.RetryDelay = min(cfg.Repair.Interval, DefaultRetryDelay)
 	}
+	token, err := cfg.HTTP.Token()
+	if err != nil {
+		return nil, err
+	}
 	m := repair.NewMetrics()
 	if err := opts.Registry.Register(m); err != nil {
 		return nil, fmt.Errorf("register repair metrics: %w", err)
@@ -193,20 +224,65 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		retry:    opts.RetryDelay,
 		grace:    opts.ShutdownGrace,
 		runSem:   make(chan struct{}, 1),
+		owner:    UniqueOwner(cfg.Repair.Owner),
+		token:    token,
+		runs:     newRunBoard(),
+		triggers: map[string]chan struct{}{},
+		hints:    newHintBoard(),
+		now:      time.Now,
+	}
+	d.dmetrics = newDaemonMetrics(d)
+	if err := opts.Registry.Register(d.dmetrics); err != nil {
+		return nil, fmt.Errorf("register repaird metrics: %w", err)
 	}
 	d.locator = NewProgressLocator(cfg, SessionRecorder(d.sessions, cfg.Keyspace), opts.Logger)
 	d.openProgress = d.cqlProgress
-	if len(cfg.Namespaces) > 0 {
-		d.workers = append(d.workers, Worker{Name: "restore-last-full-repair", Run: d.restoreLastFullRepairs})
+	d.openRegions = func(ctx context.Context) ([]repair.Region, error) {
+		regions, _, err := d.sessions.Regions(ctx)
+		return regions, err
 	}
-	for _, ns := range cfg.Namespaces {
+	if len(cfg.Namespaces) > 0 {
+		d.workers = append(d.workers, Worker{Name: "restore-last-full-repair", Run: d.restoreLastFullRepairs},
+			Worker{Name: "retention-guard", Run: d.guardRetention})
+	}
+	for _, ns := range cfg.Names() {
+		d.triggers[ns] = make(chan struct{}, 1)
 		d.workers = append(d.workers, Worker{Name: "repair/" + ns, Run: func(ctx context.Context) error { return d.schedule(ctx, ns) }})
 	}
+	d.workers = append(d.workers, Worker{Name: "api-runs", Run: d.runs.wait})
 	if err := d.addReplayers(); err != nil {
 		return nil, err
 	}
+	if w := cfg.Hints.UnsignedWarning(); w != "" {
+		d.log.Warn("repaird: WARNING: " + w)
+	}
 	return d, nil
 }
+
+// UniqueOwner makes a lease owner name unique to this process: the
+// configured name (default the host name) with the process id and 4
+// random bytes, so that two daemons given the same repair.owner never
+// both hold one segment. A restarted daemon is another owner: a crashed
+// one's segments are free again after repair.lease_ttl.
+func UniqueOwner(name string) string {
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d-%s", name, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Addr returns the address Run listens on ("" before it does).
+func (d *Daemon) Addr() string {
+	if a := d.addr.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// Owner returns the name this daemon holds leases under.
+func (d *Daemon) Owner() string { return d.owner }
 
 // AddWorker adds a worker to run under the supervisor (before Run).
 func (d *Daemon) AddWorker(w Worker) { d.workers = append(d.workers, w) }
@@ -230,8 +306,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.sessions.Close()
+	a := srv.addr()
+	d.addr.Store(&a)
 	workers := append([]Worker{{Name: "http", Run: srv.run}}, d.workers...)
-	d.log.Info("repaird: serving", "listen", srv.addr(), "namespaces", d.cfg.Namespaces, "regions", len(d.cfg.Regions))
+	d.log.Info("repaird: serving", "listen", srv.addr(), "tls", srv.tls, "namespaces", d.cfg.Names(), "regions", len(d.cfg.Regions),
+		"owner", d.owner, "control_api", d.token != "")
+	if d.token != "" && !srv.tls && !loopback(srv.addr()) {
+		d.log.Warn("repaird: the control API's bearer token crosses the network in clear text: set http.tls, or listen on localhost", "listen", srv.addr())
+	}
 	err = Supervisor{Grace: d.grace, Logger: d.log}.Run(ctx, workers)
 	d.status.setStopping()
 	d.log.Info("repaird: stopped", "err", err)
@@ -267,7 +349,7 @@ func (d *Daemon) progressStore(ctx context.Context) (repair.ProgressStore, error
 // region, retries until every namespace is read, and then returns; a
 // progress location conflict (ErrProgressLocation) stops the daemon.
 func (d *Daemon) restoreLastFullRepairs(ctx context.Context) error {
-	left := append([]string(nil), d.cfg.Namespaces...)
+	left := d.cfg.Names()
 	for attempt := 0; ; attempt++ {
 		var failed []string
 		var lastErr error
@@ -312,18 +394,41 @@ func (d *Daemon) sleepRetry(ctx context.Context) bool {
 	return wait.Sleep(ctx, min(d.retry, MaxReconnectDelay))
 }
 
-// schedule repairs one namespace at the configured interval (between run
-// starts), retrying sooner after a failure; a progress location conflict
-// (ErrProgressLocation) stops the daemon.
+// schedule repairs one namespace: a full run is due at the start of the
+// last complete run plus the namespace's interval (read back from the
+// progress store, so a daemon that starts does not begin a run when the
+// last one is recent), at once when an unfinished run waits to be resumed,
+// sooner after a failure, and at once when the API asks (trigger). Inside
+// the namespace's window only: outside it no run starts and a running one
+// is paused. After an aborted run the next waits a whole interval. A
+// progress location conflict (ErrProgressLocation) stops the daemon.
 func (d *Daemon) schedule(ctx context.Context, ns string) error {
+	var retryAt time.Time
 	for {
+		due := retryAt
+		if due.IsZero() {
+			due = d.nextDue(ctx, ns)
+		}
+		d.status.setNext(ns, due)
+		manual, ok := d.sleepUntil(ctx, ns, due)
+		if !ok {
+			return nil
+		}
+		win := d.cfg.Schedule(ns).Window
+		for !manual && !win.Open(d.now()) {
+			next := win.Next(d.now())
+			d.status.setNext(ns, next)
+			d.log.Info("repaird: outside the repair window; waiting", "namespace", ns, "window", win.String(), "opens", next)
+			if manual, ok = d.sleepUntil(ctx, ns, next); !ok {
+				return nil
+			}
+		}
 		select {
 		case d.runSem <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		start := time.Now()
-		err := d.RunOnce(ctx, ns)
+		err := d.runFull(ctx, ns, manual)
 		<-d.runSem
 		if ctx.Err() != nil {
 			return nil
@@ -331,57 +436,181 @@ func (d *Daemon) schedule(ctx context.Context, ns string) error {
 		if errors.Is(err, ErrProgressLocation) {
 			return err
 		}
-		next := start.Add(d.cfg.Repair.Interval)
-		if err != nil {
+		retryAt = time.Time{}
+		switch {
+		case errors.Is(err, repair.ErrAborted):
+			// An operator stopped it: the next run waits a whole interval
+			// (`repaird start` begins one sooner).
+			retryAt = d.now().Add(d.cfg.Schedule(ns).Interval)
+			d.log.Warn("repaird: run aborted; the next scheduled run waits a whole interval", "namespace", ns, "next", retryAt, "err", err)
+		case err != nil && !errors.Is(err, errRunActive):
 			d.log.Error("repaird: repair failed", "namespace", ns, "err", err)
-			next = time.Now().Add(d.retry)
-		}
-		d.status.setNext(ns, next)
-		if !wait.Sleep(ctx, time.Until(next)) {
-			return nil
+			retryAt = d.now().Add(d.retry)
 		}
 	}
 }
 
-// RunOnce connects (if needed) and runs one repair of ns, recording it in
-// the status. Every region must record this daemon's progress region
-// first (ProgressLocator.CheckAll): an error wrapping ErrProgressLocation
-// says one records another.
-func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
-	d.status.begin(ns)
-	regions, _, err := d.sessions.Regions(ctx)
-	if err != nil {
-		d.status.fail(ns, err)
-		return err
+// sleepUntil waits until at, or until the API asks for a run of ns now
+// (manual); ok is false when ctx ended.
+func (d *Daemon) sleepUntil(ctx context.Context, ns string, at time.Time) (manual, ok bool) {
+	t := time.NewTimer(max(at.Sub(d.now()), 0))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return false, true
+	case <-d.triggers[ns]:
+		return true, true
+	case <-ctx.Done():
+		return false, false
 	}
+}
+
+// nextDue is when the namespace's next full run is due: now when an
+// unfinished run waits or nothing is known, else the start of the last
+// complete run plus the interval.
+func (d *Daemon) nextDue(ctx context.Context, ns string) time.Time {
+	now := d.now()
 	store, err := d.progressStore(ctx)
-	if err == nil {
-		err = d.locator.CheckAll(ctx)
-	}
 	if err != nil {
-		d.status.fail(ns, err)
+		return now
+	}
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if l, ok := store.(repair.RunLister); ok {
+		if _, unfinished, err := l.Current(bctx, ns); err != nil || unfinished {
+			return now
+		}
+	}
+	last, ok, err := store.LastFinished(bctx, ns)
+	if err != nil || !ok {
+		return now
+	}
+	due := last.StartedAt.Add(d.cfg.Schedule(ns).Interval)
+	if due.Before(now) {
+		return now
+	}
+	return due
+}
+
+// RunOnce connects (if needed) and runs one full repair of ns now,
+// recording it in the status. Every region must record this daemon's
+// progress region first (ProgressLocator.CheckAll): an error wrapping
+// ErrProgressLocation says one records another.
+func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
+	return d.runFull(ctx, ns, true)
+}
+
+// errRunActive reports a run started while this daemon already works on
+// that kind of run of the namespace.
+var errRunActive = errors.New("this daemon already works on a run of that kind of the namespace")
+
+// runFull runs one full repair of ns; manual runs (RunOnce, the API) work
+// whatever the window.
+func (d *Daemon) runFull(ctx context.Context, ns string, manual bool) error {
+	ar, err := d.runs.add(ns, repair.Scope{})
+	if err != nil {
 		return err
 	}
-	opts := RepairOptions(d.cfg)
-	opts.Progress, opts.Metrics, opts.Logger = store, d.metrics, d.log
-	opts.OnProgress = func(p repair.Progress) { d.status.progress(ns, p) }
-	r, err := repair.New(regions, opts)
-	if err != nil {
-		d.status.fail(ns, err)
-		return err
-	}
-	rep, err := r.Run(ctx, ns)
-	d.status.finish(ns, rep, err, config.RetentionWarning(d.cfg.Repair.Interval, rep.Retention))
+	defer d.runs.remove(ar)
+	_, err = d.runRepair(ctx, ar, !manual)
 	return err
 }
 
-// RepairOptions maps the configuration's repair section to repair.Options.
-func RepairOptions(cfg *config.Config) repair.Options {
-	r := cfg.Repair
+// runRepair runs ar (a full or partial run of ar.ns) to its end. With
+// windowed, the namespace's window pauses it outside.
+func (d *Daemon) runRepair(ctx context.Context, ar *activeRun, windowed bool) (*repair.Report, error) {
+	ns, full := ar.ns, !ar.scope.Partial()
+	if full {
+		d.status.begin(ns)
+	}
+	fail := func(err error) (*repair.Report, error) {
+		ar.end(nil, err)
+		if full {
+			d.status.fail(ns, err)
+		}
+		return nil, err
+	}
+	regions, err := d.openRegions(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	store, err := d.progressStore(ctx)
+	if err == nil && d.locator != nil {
+		err = d.locator.CheckAll(ctx)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	sched := d.cfg.Schedule(ns)
+	opts := RepairOptions(d.cfg, ns)
+	opts.Owner, opts.Progress, opts.Metrics, opts.Logger = d.owner, store, d.metrics, d.log
+	opts.Scope, opts.Control = ar.scope, ar.ctl
+	opts.OnRun = func(ri repair.RunInfo) {
+		ar.begin(ri)
+		if full {
+			d.status.runBegun(ns, ri)
+		}
+	}
+	opts.OnProgress = func(p repair.Progress) {
+		ar.progress(p)
+		if full {
+			d.status.progress(ns, p)
+		}
+	}
+	if windowed && sched.Window.IsSet() {
+		stop := d.watchWindow(ar.ctl, sched.Window)
+		defer stop()
+	}
+	r, err := repair.New(regions, opts)
+	if err != nil {
+		return fail(err)
+	}
+	rep, err := r.Run(ctx, ns)
+	ar.end(rep, err)
+	if full {
+		warning := config.RetentionWarning(sched.Interval, rep.Retention)
+		if cerr := config.CycleFits(sched.Interval, rep.Retention); cerr != nil {
+			warning = cerr.Error()
+			d.log.Error("repaird: "+warning, "namespace", ns)
+		}
+		d.status.finish(ns, rep, err, warning)
+	}
+	return rep, err
+}
+
+// watchWindow pauses ctl outside w (repair.HoldWindow) until stop is
+// called.
+func (d *Daemon) watchWindow(ctl *repair.Control, w config.Window) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			if w.Open(d.now()) {
+				ctl.Resume(repair.HoldWindow)
+			} else {
+				ctl.Pause(repair.HoldWindow)
+			}
+			t := time.NewTimer(max(w.Next(d.now()).Sub(d.now()), time.Second))
+			select {
+			case <-done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+// RepairOptions maps the configuration to the repair.Options of namespace
+// ns: the repair section, with the namespace's own settings over it.
+func RepairOptions(cfg *config.Config, ns string) repair.Options {
+	r, s := cfg.Repair, cfg.Schedule(ns)
 	return repair.Options{
-		Segments: r.Segments, RowsPerSegment: r.RowsPerSegment, RowsPerSecond: r.RowsPerSecond,
-		Intensity: r.Intensity, Parallelism: r.Parallelism, Concurrency: r.Concurrency,
+		Segments: s.Segments, RowsPerSegment: s.RowsPerSegment, RowsPerSecond: s.RowsPerSecond,
+		Intensity: s.Intensity, Parallelism: s.Parallelism, Concurrency: r.Concurrency,
 		PageSize: r.PageSize, MaxAttempts: r.MaxAttempts, LeaseTTL: r.LeaseTTL, Owner: r.Owner,
-		MaxRunAge: r.MaxRunAge,
+		MaxRunAge: r.MaxRunAge, SegmentTimeout: r.SegmentTimeout,
 	}
 }

@@ -46,8 +46,8 @@ home: a
 keyspace: ks
 namespaces: [users, orders]
 regions:
-  - {name: a, contact_points: ["127.0.0.1:1"]}
-  - {name: b, contact_points: ["127.0.0.2:1"]}
+  - {name: a, contact_points: ["127.0.0.1:1"], local_dc: a}
+  - {name: b, contact_points: ["127.0.0.2:1"], local_dc: b}
 repair: {interval: 1m}
 http: {listen: "127.0.0.1:0"}
 `

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -14,12 +16,16 @@ import (
 
 // Handler returns the daemon's HTTP endpoints:
 //
+//	/         the status page (HTML, embedded)
 //	/healthz  200 while the process runs
 //	/readyz   200 once every region is connected, 503 (with the reasons) otherwise or while stopping
 //	/metrics  the daemon's registry (Prometheus text format)
-//	/status   JSON: regions, and per namespace the current and last run, warnings
+//	/status   JSON: regions, hint replay, and per namespace the current and last run, warnings
+//	/v1/…     the control API (api.go; docs/operations.md lists every path)
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
+	d.routeAPI(mux)
+	d.routePage(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = fmt.Fprintln(w, "ok")
@@ -66,14 +72,36 @@ const (
 type httpServer struct {
 	ln  net.Listener
 	srv *http.Server
+	tls bool
 }
 
 func (d *Daemon) listen() (*httpServer, error) {
+	tc, err := d.cfg.HTTP.ServerTLSConfig()
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", d.cfg.HTTP.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", d.cfg.HTTP.Listen, err)
 	}
-	return &httpServer{ln: ln, srv: &http.Server{Handler: d.Handler(), ReadHeaderTimeout: httpReadHeaderTimeout}}, nil
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	return &httpServer{ln: ln, tls: tc != nil, srv: &http.Server{Handler: d.Handler(), ReadHeaderTimeout: httpReadHeaderTimeout,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}}, nil
+}
+
+// loopback reports whether addr (host:port) is on this host only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (h *httpServer) addr() string { return h.ln.Addr().String() }

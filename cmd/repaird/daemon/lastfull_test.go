@@ -24,6 +24,9 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, ns string) (float64, bo
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if ns == "" && len(m.GetLabel()) == 0 {
+				return m.GetGauge().GetValue(), true
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "namespace" && l.GetValue() == ns {
 					return m.GetGauge().GetValue(), true

@@ -51,9 +51,9 @@ home: %s
 keyspace: ks
 namespaces: [users]
 regions:
-  - {name: c, contact_points: ["127.0.0.3:1"]}
-  - {name: a, contact_points: ["127.0.0.1:1"]}
-  - {name: b, contact_points: ["127.0.0.2:1"]}
+  - {name: c, contact_points: ["127.0.0.3:1"], local_dc: c}
+  - {name: a, contact_points: ["127.0.0.1:1"], local_dc: a}
+  - {name: b, contact_points: ["127.0.0.2:1"], local_dc: b}
 repair: {interval: 1m%s}
 http: {listen: "127.0.0.1:0"}
 `

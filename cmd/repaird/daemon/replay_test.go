@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"encoding/base64"
+	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +15,7 @@ import (
 func TestKeyringFromConfig(t *testing.T) {
 	cur := []byte("current-secret-0123456789abcdef!")
 	old := []byte("previous-secret-0123456789abcde!")
-	h := config.Hints{RequireHMAC: true, HMACKeys: []config.HMACKey{
+	h := config.Hints{HMACKeys: []config.HMACKey{
 		{ID: "new", Secret: base64.StdEncoding.EncodeToString(cur)},
 		{ID: "old", Secret: base64.StdEncoding.EncodeToString(old), AcceptUntil: time.Now().Add(time.Hour)},
 		{ID: "gone", Secret: base64.StdEncoding.EncodeToString(old), AcceptUntil: time.Now().Add(-time.Hour)},
@@ -51,5 +54,49 @@ func TestKeyringFromConfig(t *testing.T) {
 	}
 	if kr, err := Keyring(config.Hints{}); err != nil || kr != nil {
 		t.Errorf("no keys: got %v, %v; want nil, nil", kr, err)
+	}
+}
+
+// Listing hmac_keys refuses unsigned hints unless require_hmac: false is
+// written out; then the daemon says so loudly (log, /status, a metric).
+func TestHMACKeysImplyRequireHMAC(t *testing.T) {
+	secret := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	hintsYAML := "hints:\n  brokers: [\"127.0.0.1:1\"]\n  hmac_keys: [{id: k1, secret: " + secret + "}]\n"
+	unsigned, err := record.Encode(record.Hint{Target: "a", Namespace: "ns", PK: []byte("k"), Value: []byte("v"), Timestamp: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, extra string
+		accepts     bool
+	}{
+		{"keys alone", "", false},
+		{"require_hmac: true", "  require_hmac: true\n", false},
+		{"require_hmac: false written out", "  require_hmac: false\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			cfg := parseConfig(t, baseYAML+hintsYAML+tc.extra)
+			kr, err := Keyring(cfg.Hints)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = record.Decode(unsigned, kr)
+			if accepted := err == nil; accepted != tc.accepts {
+				t.Fatalf("unsigned hint accepted = %v, want %v (%v)", accepted, tc.accepts, err)
+			}
+			d, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := strings.Contains(logs.String(), "UNSIGNED HINTS ARE ACCEPTED")
+			inStatus := slices.ContainsFunc(d.Status().Warnings, func(w string) bool { return strings.Contains(w, "UNSIGNED HINTS ARE ACCEPTED") })
+			if warned != tc.accepts || inStatus != tc.accepts {
+				t.Errorf("warning in the log %v, in /status %v; want %v", warned, inStatus, tc.accepts)
+			}
+			if v, _ := gauge(t, d.Registry(), "tidemark_repaird_unsigned_hints_accepted", ""); (v == 1) != tc.accepts {
+				t.Errorf("tidemark_repaird_unsigned_hints_accepted = %v", v)
+			}
+		})
 	}
 }

@@ -1,21 +1,34 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
+	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/repair"
 )
 
 // Status is what /status returns.
 type Status struct {
-	StartedAt  time.Time                   `json:"started_at"`
-	Stopping   bool                        `json:"stopping"`
+	StartedAt time.Time `json:"started_at"`
+	Stopping  bool      `json:"stopping"`
+	// Owner is the name this daemon holds leases under; Control is true
+	// when the control API is enabled (a bearer token is configured).
+	Owner      string                      `json:"owner,omitempty"`
+	Control    bool                        `json:"control"`
 	Regions    map[string]RegionStatus     `json:"regions"`
 	Namespaces map[string]*NamespaceStatus `json:"namespaces"`
 	// Replaying lists the regions whose hints this daemon is replaying now.
 	Replaying map[string]bool `json:"replaying,omitempty"`
+	// Hints is the hint replay of every region in hints.regions: lag,
+	// oldest hint's age, rate, dead letters.
+	Hints []HintView `json:"hints,omitempty"`
+	// Warnings need the operator: unsigned hints accepted, a last full
+	// repair close to the retention.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // RegionStatus is one region's connection state.
@@ -41,25 +54,30 @@ type NamespaceStatus struct {
 	LastFullRepairEnded time.Time `json:"last_full_repair_ended,omitzero"`
 	NextRun             time.Time `json:"next_run,omitzero"`
 	Interval            string    `json:"interval"`
-	Retention           string    `json:"retention,omitempty"`
+	// Window is when runs may work ("01:00-06:00" UTC; "" always).
+	Window    string `json:"window,omitempty"`
+	Retention string `json:"retention,omitempty"`
+	// LastFullRepairAge is the age of the last full repair, and
+	// BudgetUsed that age divided by the tombstone retention (a warning
+	// past 0.9).
+	LastFullRepairAge string  `json:"last_full_repair_age,omitempty"`
+	BudgetUsed        float64 `json:"budget_used,omitempty"`
 	// Warning is set when the interval is not comfortably shorter than the
-	// tombstone retention.
+	// tombstone retention, or the last full repair is close to it.
 	Warning string `json:"warning,omitempty"`
+	// retention is the tables' retention read by the last run.
+	retention time.Duration
 }
 
 // RunStatus summarises one run.
 type RunStatus struct {
-	RunID          string    `json:"run_id,omitempty"`
-	StartedAt      time.Time `json:"started_at"`
-	EndedAt        time.Time `json:"ended_at,omitzero"`
-	Complete       bool      `json:"complete"`
-	Segments       int       `json:"segments"`
-	SegmentsDone   int       `json:"segments_done"`
-	SegmentsFailed int       `json:"segments_failed"`
-	RowsScanned    int64     `json:"rows_scanned"`
-	RowsDiffering  int64     `json:"rows_differing"`
-	RowsWritten    int64     `json:"rows_written"`
-	Errors         []string  `json:"errors,omitempty"`
+	RunID     string    `json:"run_id,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+	Complete  bool      `json:"complete"`
+	RunCounts
+	SegmentsFailed int      `json:"segments_failed"`
+	Errors         []string `json:"errors,omitempty"`
 	// RunStarted is when the repair run was created (earlier than
 	// StartedAt when it was resumed); Resumed says this call resumed it.
 	RunStarted time.Time `json:"run_started,omitzero"`
@@ -71,6 +89,20 @@ type RunStatus struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// RunCounts are a run's segments and segments done, and its rows.
+type RunCounts struct {
+	Segments     int `json:"segments"`
+	SegmentsDone int `json:"segments_done"`
+	RowCounts
+}
+
+// RowCounts are the rows a run scanned, found differing and wrote.
+type RowCounts struct {
+	RowsScanned   int64 `json:"rows_scanned"`
+	RowsDiffering int64 `json:"rows_differing"`
+	RowsWritten   int64 `json:"rows_written"`
+}
+
 type statusBoard struct {
 	mu       sync.Mutex
 	interval time.Duration
@@ -79,10 +111,40 @@ type statusBoard struct {
 
 func newStatusBoard(cfg *config.Config) *statusBoard {
 	b := &statusBoard{interval: cfg.Repair.Interval, s: Status{StartedAt: time.Now(), Namespaces: map[string]*NamespaceStatus{}}}
-	for _, ns := range cfg.Namespaces {
-		b.s.Namespaces[ns] = &NamespaceStatus{Interval: cfg.Repair.Interval.String()}
+	for _, ns := range cfg.Names() {
+		sc := cfg.Schedule(ns)
+		b.s.Namespaces[ns] = &NamespaceStatus{Interval: sc.Interval.String(), Window: sc.Window.String()}
+	}
+	if w := cfg.Hints.UnsignedWarning(); w != "" {
+		b.s.Warnings = append(b.s.Warnings, w)
 	}
 	return b
+}
+
+// runBegun records the ID of the run the namespace's current run joined
+// or created.
+func (b *statusBoard) runBegun(name string, ri repair.RunInfo) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.ns(name)
+	if n.Current != nil {
+		n.Current.RunID, n.Current.Segments, n.Current.RunStarted, n.Current.Resumed = ri.ID, ri.Segments, ri.StartedAt, ri.Resumed
+	}
+}
+
+// lastFull returns the namespace's last full repair and the retention its
+// tables recorded at the last run (0 if unknown).
+func (b *statusBoard) lastFull(name string) (time.Time, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.ns(name)
+	return n.LastFullRepair, n.retention
+}
+
+func (b *statusBoard) startedAt() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.s.StartedAt
 }
 
 func (b *statusBoard) ns(name string) *NamespaceStatus {
@@ -137,6 +199,7 @@ func (b *statusBoard) finish(name string, rep *repair.Report, err error, warning
 		c.Warnings = append([]string(nil), rep.Warnings...)
 		if rep.Retention > 0 {
 			n.Retention = rep.Retention.String()
+			n.retention = rep.Retention
 			n.Warning = warning
 		}
 		if rep.Complete && !rep.DryRun {
@@ -182,6 +245,7 @@ func (b *statusBoard) snapshot() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.s
+	out.Warnings = append([]string(nil), b.s.Warnings...)
 	if b.s.Replaying != nil {
 		out.Replaying = make(map[string]bool, len(b.s.Replaying))
 		for k, v := range b.s.Replaying {
@@ -212,7 +276,58 @@ func (b *statusBoard) snapshot() Status {
 func (d *Daemon) Status() Status {
 	s := d.status.snapshot()
 	s.Regions = d.sessions.State()
+	s.Owner, s.Control = d.owner, d.token != ""
+	if len(d.cfg.Hints.Brokers) > 0 {
+		s.Hints = d.hintViews()
+	}
+	for name, n := range s.Namespaces {
+		b := d.budget(name)
+		if b.known {
+			n.LastFullRepairAge = b.age.Round(time.Second).String()
+			n.BudgetUsed = b.ratio
+		}
+		if b.overdue {
+			w := budgetWarning(name, b)
+			n.Warning = w
+			s.Warnings = append(s.Warnings, w)
+		}
+	}
 	return s
+}
+
+// budgetWarning says that the namespace's last full repair is close to
+// its tombstone retention.
+func budgetWarning(ns string, b budgetState) string {
+	if !b.known {
+		return fmt.Sprintf("namespace %q: no full repair is recorded and the daemon has run for more than %.0f%% of the tombstone retention %v: deleted rows may resurrect; check why runs do not complete",
+			ns, 100*BudgetWarning, b.retention)
+	}
+	return fmt.Sprintf("namespace %q: the last full repair started %v ago, %.0f%% of the tombstone retention %v: a full repair must complete before the retention passes or deleted rows may resurrect",
+		ns, b.age.Round(time.Minute), 100*b.ratio, b.retention)
+}
+
+// guardRetention logs, every minute it holds and at most every 6 hours
+// per namespace, a warning when a namespace's last full repair passed 90%
+// of its tombstone retention (also in /status and
+// tidemark_repaird_full_repair_overdue).
+func (d *Daemon) guardRetention(ctx context.Context) error {
+	warned := map[string]time.Time{}
+	for {
+		for _, ns := range d.cfg.Names() {
+			b := d.budget(ns)
+			if !b.overdue {
+				delete(warned, ns)
+				continue
+			}
+			if time.Since(warned[ns]) > 6*time.Hour {
+				warned[ns] = time.Now()
+				d.log.Warn("repaird: WARNING: "+budgetWarning(ns, b), "namespace", ns)
+			}
+		}
+		if !wait.Sleep(ctx, time.Minute) {
+			return nil
+		}
+	}
 }
 
 // replaying records whether region's hint replayer runs.
