@@ -37,16 +37,24 @@ const hintsNS = "items"
 // hintsTable creates the namespace table in each region of ks.
 func hintsTable(t testing.TB, ks string, regions ...string) {
 	t.Helper()
+	createTable(t, ks, hintsNS, regions...)
+}
+
+// createTable creates the namespace table ns in keyspace ks in each of
+// regions directly (as the store's CreateNamespace does), for tests that
+// cannot reach every region through a Store.
+func createTable(t testing.TB, ks, ns string, regions ...string) {
+	t.Helper()
 	for _, name := range regions {
 		s := adminSession(t, region(t, name))
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := s.Query(schema.CreateTable(ks, hintsNS, schema.DefaultRetention)).ExecContext(ctx)
+		err := s.Query(schema.CreateTable(ks, ns, schema.DefaultRetention)).ExecContext(ctx)
 		if err == nil {
 			err = s.AwaitSchemaAgreement(ctx)
 		}
 		cancel()
 		if err != nil {
-			t.Fatalf("create table in region %s: %v", name, err)
+			t.Fatalf("create table %s.%s in region %s: %v", ks, ns, name, err)
 		}
 	}
 }

@@ -65,39 +65,106 @@ func (s *Store) connected(r *region, ex driver.Executor) {
 	}
 }
 
-// connectAll connects every region concurrently, each attempt bounded by
-// Config.ConnectTimeout. It returns the first error that waiting cannot
-// heal (the regions connected so far are left for the caller to close);
-// regions unreachable for availability are left unconnected, and their
-// errors recorded.
+// connectAll starts every region's connection, each attempt bounded by
+// Config.ConnectTimeout, and waits for the home region's first attempt and
+// for every other region that answers (driver.Reach): a region still
+// silent when the home region is done goes on connecting in the
+// background, as does one whose first attempt failed for availability
+// (its error recorded for Health). It returns the first error that
+// waiting cannot heal; the caller then stops the background attempts and
+// closes what was connected.
 func (s *Store) connectAll(ctx context.Context, ordered []RegionConfig) error {
-	errs := make([]error, len(ordered))
-	var wg sync.WaitGroup
+	type attempt struct {
+		reach *driver.Reach
+		done  chan struct{}
+		err   error // the first attempt's, once done is closed
+	}
+	atts := make([]*attempt, len(ordered))
+	var detaches []func() bool
+	defer func() {
+		for _, detach := range detaches {
+			detach()
+		}
+	}()
 	for i, rc := range ordered {
+		a := &attempt{reach: driver.NewReach(), done: make(chan struct{})}
+		atts[i] = a
 		r := s.regions[i]
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-			defer cancel()
-			ex, err := s.connectRegion(cctx, rc)
-			if err != nil {
-				errs[i] = err
-				return
+		// The attempt lives on the Store's lifetime, not Open's context,
+		// so that a region left connecting when Open returns keeps going;
+		// while Open waits, its context cancels the attempt too.
+		actx, cancel := context.WithTimeout(s.lifeCtx, s.cfg.ConnectTimeout)
+		detaches = append(detaches, context.AfterFunc(ctx, cancel))
+		if s.cfg.NewExecutor == nil {
+			a.reach.Watching() // the CQL executor reports the region's first byte
+		}
+		s.reconnectors.Add(1)
+		go func() {
+			defer s.reconnectors.Done()
+			ex, err := s.connectRegion(actx, rc, a.reach)
+			cancel()
+			if err == nil && s.lifeCtx.Err() != nil { // the Store closed, or Open failed
+				s.closeQuietly(r.name, ex)
+				err = s.lifeCtx.Err()
 			}
-			s.connected(r, ex)
-		})
+			if err == nil {
+				s.connected(r, ex)
+			} else {
+				r.conn.mu.Lock()
+				r.conn.lastErr, r.conn.since = err, s.cfg.Now()
+				r.conn.mu.Unlock()
+			}
+			a.err = err
+			close(a.done)
+			if err != nil && s.lifeCtx.Err() == nil {
+				s.reconnectLoop(r, rc)
+			}
+		}()
 	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: open: %w", err)
+	waitFor := func(a *attempt) error {
+		select {
+		case <-a.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("store: open: %w", ctx.Err())
+		}
 	}
-	for i, err := range errs {
+	if err := waitFor(atts[0]); err != nil {
+		return err
+	}
+	// A region is waited for until its attempt is over, unless its
+	// Factory watches (or starts watching) and it is silent at that
+	// moment. A Factory that never watches is waited for.
+	left := make([]bool, len(atts))
+	for i, a := range atts[1:] {
+		select {
+		case <-a.done:
+			continue
+		case <-a.reach.WatchedChan():
+		case <-ctx.Done():
+			return fmt.Errorf("store: open: %w", ctx.Err())
+		}
+		if a.reach.Silent() {
+			left[i+1] = true
+			continue
+		}
+		if err := waitFor(a); err != nil {
+			return err
+		}
+	}
+	for i, a := range atts {
 		r := s.regions[i]
-		switch {
+		if left[i] {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "store: region silent at Open; its requests fail fast and its writes are hinted until it is connected in the background",
+				slog.String("region", r.name), slog.Duration("connect_timeout", s.cfg.ConnectTimeout))
+			r.conn.mu.Lock()
+			r.conn.lastErr, r.conn.since = fmt.Errorf("%w: region %q has not answered yet (still connecting)", ErrUnavailable, r.name), s.cfg.Now()
+			r.conn.mu.Unlock()
+			continue
+		}
+		switch err := a.err; {
 		case err == nil:
 		case isAvailability(err):
-			r.conn.mu.Lock()
-			r.conn.lastErr, r.conn.since = err, s.cfg.Now()
-			r.conn.mu.Unlock()
 			s.log.LogAttrs(ctx, slog.LevelWarn, "store: region unreachable at Open; its requests fail fast and its writes are hinted until it is connected in the background",
 				slog.String("region", r.name), slog.Any("error", err))
 		default:
@@ -110,8 +177,8 @@ func (s *Store) connectAll(ctx context.Context, ordered []RegionConfig) error {
 // connectRegion makes a region's executor and, when CreateKeyspace is
 // set, creates the keyspace there; otherwise it checks that the keyspace
 // exists (when the executor can tell, driver.KeyspaceChecker).
-func (s *Store) connectRegion(ctx context.Context, rc RegionConfig) (driver.Executor, error) {
-	ex, err := s.connect(ctx, rc)
+func (s *Store) connectRegion(ctx context.Context, rc RegionConfig, reach *driver.Reach) (driver.Executor, error) {
+	ex, err := s.connect(ctx, rc, reach)
 	if err != nil {
 		return nil, err
 	}
@@ -146,17 +213,18 @@ func (s *Store) closeQuietly(name string, ex driver.Executor) {
 	}()
 }
 
-// reconnect connects an unconnected region in the background, with
-// back-off, until it is connected or the Store closes.
-func (s *Store) reconnect(r *region, rc RegionConfig) {
-	defer s.reconnectors.Done()
+// reconnectLoop connects an unconnected region in the background, with
+// back-off, until it is connected or the Store closes. A region that
+// answers and refuses (credentials, certificate, keyspace) is logged at
+// error level each time: waiting will not fix it, but an operator may.
+func (s *Store) reconnectLoop(r *region, rc RegionConfig) {
 	b := wait.NewBackoff(reconnectFirst, reconnectCeiling)
-	for attempt := 1; ; attempt++ {
+	for attempt := 2; ; attempt++ {
 		if !b.Sleep(s.lifeCtx) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(s.lifeCtx, s.cfg.ConnectTimeout)
-		ex, err := s.connectRegion(ctx, rc)
+		ex, err := s.connectRegion(ctx, rc, nil)
 		cancel()
 		if err == nil {
 			if s.lifeCtx.Err() != nil { // closing: nobody will close it later

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,4 +203,169 @@ func TestCloseStopsReconnecting(t *testing.T) {
 	if after != before {
 		t.Fatalf("connection attempts went on after Close: %d then %d", before, after)
 	}
+}
+
+// silentFactory is a Factory over memory regions in which the regions
+// named in slow hold their first connection attempt until their gate
+// opens (or the attempt's context ends). A slow region that answers
+// reports it at once (driver.Reach.Answered); a silent one only watches.
+type silentFactory struct {
+	mem      map[string]*driver.MemoryRegion
+	gates    map[string]chan error // closed, or sent an error, to end the attempt
+	answers  map[string]bool
+	mu       sync.Mutex
+	attempts map[string]int
+	held     map[string]bool
+}
+
+func newSilentFactory(answers map[string]bool) *silentFactory {
+	f := &silentFactory{mem: map[string]*driver.MemoryRegion{}, gates: map[string]chan error{}, answers: answers,
+		attempts: map[string]int{}, held: map[string]bool{}}
+	for _, n := range regionNamesABC {
+		f.mem[n] = driver.NewMemoryRegion()
+		_ = f.mem[n].CreateTable(context.Background(), "ks", "ns", time.Hour)
+	}
+	for n := range answers {
+		f.gates[n] = make(chan error, 1)
+	}
+	return f
+}
+
+func (f *silentFactory) factory(ctx context.Context, cfg driver.Config) (driver.Executor, error) {
+	f.mu.Lock()
+	f.attempts[cfg.Region]++
+	first := f.attempts[cfg.Region] == 1
+	gate, slow := f.gates[cfg.Region]
+	answers := f.answers[cfg.Region]
+	f.mu.Unlock()
+	if !slow || !first {
+		return f.mem[cfg.Region], nil
+	}
+	cfg.Reach.Watching()
+	if answers {
+		cfg.Reach.Answered()
+	}
+	f.mu.Lock()
+	f.held[cfg.Region] = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.held[cfg.Region] = false
+		f.mu.Unlock()
+	}()
+	select {
+	case err := <-gate:
+		if err != nil {
+			return nil, err
+		}
+		return f.mem[cfg.Region], nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s timed out (test)", ErrUnavailable, cfg.Region)
+	}
+}
+
+func (f *silentFactory) isHeld(region string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held[region]
+}
+
+func (f *silentFactory) config(sink HintSink) Config {
+	cfg := Config{Home: "a", Keyspace: "ks", HintSink: sink, NewExecutor: f.factory, Timeout: 2 * time.Second,
+		ConnectTimeout: time.Minute}
+	for _, n := range regionNamesABC {
+		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n + ".invalid"}})
+	}
+	return cfg
+}
+
+// TestOpenLeavesSilentRegionConnecting: a remote region that has not
+// answered a byte when the home region is connected does not hold Open
+// for its ConnectTimeout (a minute here; Open used to wait all of it): Open
+// returns with the region still connecting, even once Open's own context
+// is canceled, its writes are hinted meanwhile, and the same attempt
+// connects it once the region answers.
+func TestOpenLeavesSilentRegionConnecting(t *testing.T) {
+	f := newSilentFactory(map[string]bool{"c": false})
+	sink := &recordingSink{}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := Open(ctx, f.config(sink))
+	cancel() // a caller's Open context ends with Open; the attempt must not
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if !f.isHeld("c") {
+		t.Fatal("Open returned after c's attempt ended, want it to return while c is silent")
+	}
+	h := health(st, "c")
+	if h.Connected || !errors.Is(h.LastError, ErrUnavailable) || !strings.Contains(h.LastError.Error(), "has not answered") {
+		t.Fatalf("Health of c: %+v, want unconnected, not answered yet", h)
+	}
+	ns, _ := st.Namespace("ns")
+	if err := ns.Put(context.Background(), []byte("pk"), []byte("1"), []byte("v")); err != nil {
+		t.Fatalf("LocalQuorum Put with c silent: %v", err)
+	}
+	waitFor(t, "the hint for c", func() bool { return len(sink.all()) == 1 })
+	close(f.gates["c"])
+	waitFor(t, "c connected by its first attempt", func() bool { return health(st, "c").Connected })
+	f.mu.Lock()
+	attempts := f.attempts["c"]
+	f.mu.Unlock()
+	if attempts != 1 {
+		t.Fatalf("%d attempts to connect c, want the first to have connected it", attempts)
+	}
+	if err := ns.Put(context.Background(), []byte("pk"), []byte("2"), []byte("v"), WithConsistency(quorum.All)); err != nil {
+		t.Fatalf("All after c connected: %v", err)
+	}
+}
+
+// TestOpenWaitsForAnsweringRegion: a region that answers is waited for,
+// however slow its handshake, and is connected when Open returns; so is a
+// slow home region, silent or not.
+func TestOpenWaitsForAnsweringRegion(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		region  string
+		answers bool
+	}{
+		{"remote answering", "c", true},
+		{"home answering", "a", true},
+		{"home silent", "a", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newSilentFactory(map[string]bool{tc.region: tc.answers})
+			go func() {
+				waitFor(t, "the slow attempt", func() bool { return f.isHeld(tc.region) })
+				time.Sleep(100 * time.Millisecond)
+				close(f.gates[tc.region])
+			}()
+			st, err := Open(context.Background(), f.config(nil))
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer st.Close()
+			for _, h := range st.Health() {
+				if !h.Connected {
+					t.Fatalf("region %s not connected when Open returned: %+v", h.Region, h)
+				}
+			}
+		})
+	}
+}
+
+// TestOpenSilentRegionRefusesLater: a region left connecting that then
+// refuses (a wrong password, say) cannot fail Open any more; Health says
+// so, and the Store keeps trying.
+func TestOpenSilentRegionRefusesLater(t *testing.T) {
+	f := newSilentFactory(map[string]bool{"c": false})
+	st, err := Open(context.Background(), f.config(nil))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer st.Close()
+	refused := errors.New("Provided username tidemark and/or password are incorrect (test)")
+	f.gates["c"] <- refused
+	waitFor(t, "the refusal recorded", func() bool { return errors.Is(health(st, "c").LastError, refused) })
+	waitFor(t, "the retry connects c", func() bool { return health(st, "c").Connected })
 }

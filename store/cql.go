@@ -37,6 +37,7 @@ const driverTimeoutFloor = 30 * time.Second
 // dialCQL makes the default executor of region rc, used when
 // Config.NewExecutor is nil.
 func dialCQL(ctx context.Context, rc RegionConfig, ec driver.Config, configure func(string, *gocql.ClusterConfig)) (driver.Executor, error) {
+	ec.Reach.Watching() // the region's first byte is reported (cluster.Region.Answered); Open also calls it
 	sess, err := cluster.Connect(ctx, cluster.Region{
 		Name:           rc.Name,
 		ContactPoints:  rc.ContactPoints,
@@ -54,6 +55,7 @@ func dialCQL(ctx context.Context, rc RegionConfig, ec driver.Config, configure f
 		NumConns:  rc.NumConns,
 		Logger:    ec.Logger,
 		Configure: configureFor(rc.Name, configure),
+		Answered:  ec.Reach.Answered,
 	}, "")
 	if err != nil {
 		return nil, mapCQLError(ctx, err)

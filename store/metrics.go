@@ -165,6 +165,16 @@ func (m *Metrics) setBreaker(region string, st gobreaker.State) {
 	m.breakerState.WithLabelValues(region).Set(v)
 }
 
+// initRegion creates region's hint series at zero, so that "no write was
+// left to repair" reads 0 from the start instead of being absent.
+func (m *Metrics) initRegion(region string) {
+	m.hinted.WithLabelValues(region)
+	m.hintsUncertain.WithLabelValues(region)
+	for _, reason := range []string{lostSink, lostPoolFull, lostNoSink, lostClosing} {
+		m.hintsFailed.WithLabelValues(region, reason)
+	}
+}
+
 func (m *Metrics) setConnected(region string, ok bool) {
 	v := 0.0
 	if ok {

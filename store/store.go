@@ -146,6 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.metrics.setBreaker(rc.Name, gobreaker.StateOpen)
 		s.metrics.setConnected(rc.Name, false)
+		s.metrics.initRegion(rc.Name)
 		s.regions = append(s.regions, r)
 	}
 	if err := s.connectAll(ctx, ordered); err != nil {
@@ -153,12 +154,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.closeOpened()
 		s.abort(nil)
 		return nil, err
-	}
-	for i, r := range s.regions {
-		if r.exec.Load() == nil {
-			s.reconnectors.Add(1)
-			go s.reconnect(r, ordered[i])
-		}
 	}
 	for range cfg.RemoteConcurrency {
 		s.workers.Add(1)
@@ -173,9 +168,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // connect makes the executor of one region: Config.NewExecutor's, or the
 // default CQL one.
-func (s *Store) connect(ctx context.Context, rc RegionConfig) (driver.Executor, error) {
+func (s *Store) connect(ctx context.Context, rc RegionConfig, reach *driver.Reach) (driver.Executor, error) {
+	if reach == nil {
+		reach = driver.NewReach() // a reconnection: nobody waits on it
+	}
 	dc := driver.Config{Region: rc.Name, Keyspace: s.cfg.Keyspace, Timeout: s.cfg.Timeout,
-		ConnectTimeout: s.cfg.ConnectTimeout, Logger: s.cfg.Logger}
+		ConnectTimeout: s.cfg.ConnectTimeout, Logger: s.cfg.Logger, Reach: reach}
 	if s.cfg.NewExecutor != nil {
 		return s.cfg.NewExecutor(ctx, dc)
 	}

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -49,6 +51,11 @@ type Region struct {
 	// selection policy and host filter alone: they keep the region's
 	// traffic inside its data center.
 	Configure func(*gocql.ClusterConfig)
+	// Answered, when set, is called once a byte arrives on any connection
+	// to the region's nodes (the region answers; see driver.Reach). It is
+	// called at once when Configure sets a HostDialer, whose connections
+	// Tidemark cannot watch.
+	Answered func()
 }
 
 // Connect opens a session to r. The session's default consistency is
@@ -98,6 +105,9 @@ func Connect(ctx context.Context, r Region, keyspace string) (*gocql.Session, er
 	}
 	if r.Configure != nil {
 		r.Configure(c)
+	}
+	if r.Answered != nil {
+		watchAnswers(c, r.Answered)
 	}
 	type result struct {
 		s   *gocql.Session
@@ -179,3 +189,54 @@ func (a slogAdapter) Warning(msg string, fields ...gocql.LogField) {
 }
 func (a slogAdapter) Info(string, ...gocql.LogField)  {}
 func (a slogAdapter) Debug(string, ...gocql.LogField) {}
+
+// watchAnswers makes c's dialer call answered once when the first byte
+// arrives on any of its connections. It wraps the configured Dialer, or
+// the one gocql would make (its ConnectTimeout and SocketKeepalive); a
+// HostDialer cannot be watched, so answered is called at once.
+func watchAnswers(c *gocql.ClusterConfig, answered func()) {
+	if c.HostDialer != nil {
+		answered()
+		return
+	}
+	d := c.Dialer
+	if d == nil {
+		nd := &net.Dialer{Timeout: c.ConnectTimeout}
+		if c.SocketKeepalive > 0 {
+			nd.KeepAlive = c.SocketKeepalive
+		}
+		d = nd
+	}
+	c.Dialer = &answerDialer{next: d, answered: sync.OnceFunc(answered)}
+}
+
+// answerDialer is a gocql.Dialer whose connections report their first
+// byte.
+type answerDialer struct {
+	next     gocql.Dialer
+	answered func()
+	heard    atomic.Bool
+}
+
+func (d *answerDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := d.next.DialContext(ctx, network, addr)
+	if err != nil || d.heard.Load() {
+		return conn, err
+	}
+	return &answerConn{Conn: conn, d: d}, nil
+}
+
+// answerConn reports the first byte read to its dialer.
+type answerConn struct {
+	net.Conn
+	d *answerDialer
+}
+
+func (c *answerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.d.heard.Load() {
+		c.d.heard.Store(true)
+		c.d.answered()
+	}
+	return n, err
+}

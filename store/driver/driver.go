@@ -169,6 +169,10 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Logger receives the executor's warnings.
 	Logger *slog.Logger
+	// Reach, when the Factory uses it, tells Open whether the region
+	// answers while the Factory connects (see Reach). Never nil when
+	// store.Open calls the Factory.
+	Reach *Reach
 }
 
 // KeyspaceChecker is an optional interface of an Executor: store.Open
