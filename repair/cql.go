@@ -9,6 +9,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/conflicts"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -19,6 +20,9 @@ import (
 type CQLRegion struct {
 	s        *gocql.Session
 	keyspace string
+	// conflicts is the keyspace's conflict log (a Repairer's default
+	// ConflictSink).
+	conflicts *conflicts.CQL
 }
 
 // NewCQLRegion returns a region over session s and the tables of keyspace.
@@ -30,7 +34,11 @@ func NewCQLRegion(s *gocql.Session, keyspace string) (*CQLRegion, error) {
 	if s == nil {
 		return nil, errors.New("repair: NewCQLRegion needs a session")
 	}
-	return &CQLRegion{s: s, keyspace: keyspace}, nil
+	log, err := conflicts.NewCQL(s, keyspace)
+	if err != nil {
+		return nil, err
+	}
+	return &CQLRegion{s: s, keyspace: keyspace, conflicts: log}, nil
 }
 
 // Describe reads the table's retention with cluster.ReadRetention (the
@@ -149,6 +157,12 @@ func (c *CQLRegion) WriteRow(ctx context.Context, namespace string, w *Write) er
 		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: schema.InsertValues(w.PK, w.CK, cells, w.Timestamp, ttl), Idempotent: true})
 	}
 	return b.Consistency(gocql.LocalQuorum).ExecContext(ctx)
+}
+
+// ListConflicts returns the conflicts of namespace recorded in this
+// region's keyspace (see the package function ListConflicts).
+func (c *CQLRegion) ListConflicts(ctx context.Context, namespace string, q ConflictQuery) ([]Conflict, error) {
+	return c.conflicts.ListConflicts(ctx, namespace, q)
 }
 
 // EstimateRows sums system.size_estimates' partition counts for the table,

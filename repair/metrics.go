@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tidemark/tidemark/internal/conflicts"
 	"github.com/tidemark/tidemark/internal/metrics"
 )
 
@@ -25,6 +26,7 @@ type Metrics struct {
 	runSegmentsDone *prometheus.GaugeVec
 	runsStarted     *prometheus.CounterVec
 	runsFinished    *prometheus.CounterVec
+	conflicts       *conflicts.Counters
 
 	mu       sync.Mutex
 	lastFull map[string]time.Time
@@ -38,7 +40,10 @@ func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 }
 
-// NewMetrics creates repair's collectors, named tidemark_repair_*.
+// NewMetrics creates repair's collectors, named tidemark_repair_*, and the
+// conflict log's tidemark_conflicts_total and
+// tidemark_conflicts_dropped_total with detected_by="repair" (a Store's
+// Metrics hold detected_by="read_repair": both fit in one registry).
 func NewMetrics() *Metrics {
 	return &Metrics{
 		rowsScanned: counterVec("tidemark_repair_rows_scanned_total",
@@ -68,14 +73,24 @@ func NewMetrics() *Metrics {
 			"Runs this process began or joined, per namespace and kind (full, partial).", "namespace", "kind"),
 		runsFinished: counterVec("tidemark_repair_runs_finished_total",
 			"Runs this process ended, per namespace, kind (full, partial) and outcome (complete, incomplete, aborted, interrupted, failed).", "namespace", "kind", "outcome"),
-		lastFull: map[string]time.Time{},
+		conflicts: conflicts.NewCounters(conflicts.ByRepair),
+		lastFull:  map[string]time.Time{},
 	}
 }
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.rowsScanned, m.rowsDiffering, m.rowsWritten, m.bytesRead,
 		m.valueFetches, m.segmentDuration, m.segmentFailures, m.lastFullRepair,
-		m.runSegments, m.runSegmentsDone, m.runsStarted, m.runsFinished}
+		m.runSegments, m.runSegmentsDone, m.runsStarted, m.runsFinished, m.conflicts.Collectors()}
+}
+
+// conflictCounters returns the conflict log's counters (nil for a nil
+// *Metrics: not counted).
+func (m *Metrics) conflictCounters() *conflicts.Counters {
+	if m == nil {
+		return nil
+	}
+	return m.conflicts
 }
 
 // Describe implements prometheus.Collector.

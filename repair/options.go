@@ -187,6 +187,18 @@ type Options struct {
 	// Attempts that finish a piece do not count towards MaxAttempts.
 	// Default DefaultSplitAfter (2); negative disables splitting.
 	SplitAfter int
+	// Conflicts configures conflict detection (docs/repair.md,
+	// "Conflicts"): a divergent row whose losing live version — a value or
+	// a deletion marker — was written by another writer within
+	// Conflicts.Window of the winner is recorded in the conflict log and
+	// counted (tidemark_conflicts_total). On by default (not in dry
+	// runs); Conflicts.Disabled turns it off. Bad values fail New.
+	Conflicts ConflictConfig
+	// ConflictSink is where conflicts are recorded. Default: the conflict
+	// table (tidemark_conflicts, created on first use) in the keyspace of
+	// the first region whose Writer is a *CQLRegion; with no such region
+	// (in-memory regions) and no sink, nothing is recorded.
+	ConflictSink ConflictSink
 }
 
 func (o *Options) setDefaults() {

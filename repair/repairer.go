@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/tidemark/tidemark/internal/conflicts"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/internal/wait"
 )
@@ -127,6 +129,11 @@ type Report struct {
 	// different digests, or deletion markers beside values (values were
 	// fetched to decide).
 	Ties int64
+	// Conflicts counts the losing versions found conflicting with their
+	// row's winner (Options.Conflicts): written by another writer within
+	// the conflict window. Each is in the conflict log unless the log's
+	// rate limit or a failed write dropped it (see the metrics).
+	Conflicts int64
 	// Regions holds per-region counts, in configuration order.
 	Regions []RegionStats
 	// Pairs counts differing rows per pair of regions.
@@ -161,6 +168,8 @@ type Repairer struct {
 	opts    Options
 	lim     *rate.Limiter // nil: no limit
 	log     *slog.Logger
+	// conflicts records the conflicts repair sees; nil: none.
+	conflicts *conflicts.Log
 }
 
 // New returns a Repairer for regions (at least two, distinct names, each
@@ -179,6 +188,9 @@ func New(regions []Region, opts Options) (*Repairer, error) {
 			return nil, fmt.Errorf("repair: region %q needs a Reader and, unless DryRun, a Writer", r.Name)
 		}
 	}
+	if bad := opts.Conflicts.WithDefaults().Validate(); len(bad) > 0 {
+		return nil, fmt.Errorf("repair: Options.Conflicts: %s", strings.Join(bad, "; "))
+	}
 	opts.setDefaults()
 	return newRepairer(regions, opts), nil
 }
@@ -188,7 +200,9 @@ func newRepairer(regions []Region, opts Options) *Repairer {
 	if lim == nil {
 		lim = rate.NewLimiter(rate.Inf, 1) // retuned by the Control
 	}
-	return &Repairer{regions: append([]Region(nil), regions...), opts: opts, lim: lim, log: opts.Logger}
+	r := &Repairer{regions: append([]Region(nil), regions...), opts: opts, lim: lim, log: opts.Logger}
+	r.conflicts = r.conflictLog()
+	return r
 }
 
 // accum gathers a run's counts from concurrent segment workers.
@@ -1115,6 +1129,7 @@ func (r *Repairer) fix(ctx context.Context, ns string, d *Divergence, acc *accum
 	case ActionTie:
 		acc.do(func(rp *Report) { rp.Ties++ })
 	}
+	r.recordConflicts(ctx, ns, d, p, acc)
 	if r.opts.DryRun {
 		r.reportDry(ns, d, p, acc)
 		return false, nil

@@ -165,6 +165,24 @@ type Config struct {
 	// Breaker configures the per-region circuit breakers.
 	Breaker BreakerConfig
 
+	// Conflicts configures conflict detection in read repair
+	// (docs/repair.md, "Conflicts"): when a multi-region Get finds that a
+	// region's live version — a value or a deletion marker — lost to a
+	// version another writer made within Conflicts.Window of it, the
+	// losing version is recorded in the conflict log and counted
+	// (tidemark_conflicts_total). On by default; Conflicts.Disabled turns
+	// it off. Conflicts.Window defaults to MaxClockDrift; the record TTL
+	// to 7 days; at most Conflicts.PerSecond records a second (default
+	// 20, bursts of Conflicts.Burst, 100) are written by this Store, the
+	// rest counted as dropped.
+	Conflicts ConflictConfig
+
+	// ConflictSink is where read repair records conflicts. Default: the
+	// conflict table (tidemark_conflicts, created on first use) in the
+	// home region's keyspace, through the default CQL executor; with
+	// NewExecutor set and no ConflictSink, nothing is recorded.
+	ConflictSink ConflictSink
+
 	// Logger receives the Store's logs. Default: discard.
 	Logger *slog.Logger
 
@@ -273,6 +291,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxPendingBytes <= 0 {
 		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}
+	if c.Conflicts.Window == 0 {
+		c.Conflicts.Window = c.MaxClockDrift
+	}
+	c.Conflicts = c.Conflicts.WithDefaults()
 	if c.Breaker.ConsecutiveFailures == 0 {
 		c.Breaker.ConsecutiveFailures = DefaultBreakerFailures
 	}
@@ -354,6 +376,9 @@ func (c Config) validate() error {
 	}
 	if c.WriterID < 1 || c.WriterID > MaxWriterID {
 		bad("writer id %d is not in [1, %d] (leave Config.WriterID 0 to draw one)", c.WriterID, MaxWriterID)
+	}
+	for _, msg := range c.Conflicts.Validate() {
+		bad("Config.Conflicts: %s", msg)
 	}
 	return errors.Join(errs...)
 }

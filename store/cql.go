@@ -10,6 +10,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/conflicts"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store/driver"
 )
@@ -24,6 +25,8 @@ type cqlExecutor struct {
 	dc     string
 	sess   *gocql.Session
 	stmts  sync.Map // keyspace.table -> *statements
+	// conflicts is the keyspace's conflict log in this region.
+	conflicts *conflicts.CQL
 }
 
 // statements are the CQL texts of one table, built once.
@@ -60,7 +63,12 @@ func dialCQL(ctx context.Context, rc RegionConfig, ec driver.Config, configure f
 	if err != nil {
 		return nil, mapCQLError(ctx, err)
 	}
-	return &cqlExecutor{region: rc.Name, dc: rc.LocalDC, sess: sess}, nil
+	log, err := conflicts.NewCQL(sess, ec.Keyspace)
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return &cqlExecutor{region: rc.Name, dc: rc.LocalDC, sess: sess, conflicts: log}, nil
 }
 
 func (e *cqlExecutor) statements(keyspace, table string) *statements {

@@ -3,17 +3,20 @@ package store
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/tidemark/tidemark/quorum"
 )
 
 // Writer ids: the lowest WriterIDBits bits of every timestamp a Store
 // issues carry its writer id, so that two Stores with different ids never
 // issue the same timestamp (docs/design.md, "The clock").
 const (
-	// WriterIDBits is how many low bits of a timestamp hold the writer id.
-	WriterIDBits = 6
+	// WriterIDBits is how many low bits of a timestamp hold the writer id
+	// (quorum.WriterIDBits; quorum.WriterOf reads it back).
+	WriterIDBits = quorum.WriterIDBits
 	// MaxWriterID is the largest writer id (63). Ids run from 1 to
 	// MaxWriterID; Config.WriterID 0 draws one at Open.
-	MaxWriterID = 1<<WriterIDBits - 1
+	MaxWriterID = quorum.MaxWriterID
 )
 
 // clock is the hybrid logical clock that gives every mutation its version

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/tidemark/tidemark/internal/conflicts"
 	"github.com/tidemark/tidemark/internal/metrics"
 )
 
@@ -52,6 +53,16 @@ import (
 //     unreachable at Open).
 //   - background_queue_depth: background writes waiting for a worker.
 //   - background_queue_bytes: bytes held by those waiting writes.
+//
+// And the conflict log's, with detected_by="read_repair" (package repair's
+// carry detected_by="repair", so both fit in one registry):
+//
+//   - tidemark_conflicts_total{namespace,detected_by}: conflicts read
+//     repair found (detected_by "read_repair"): a version LWW dropped that
+//     another writer made within Config.Conflicts.Window of the winner.
+//   - tidemark_conflicts_dropped_total{namespace,detected_by,reason}: of
+//     those, the ones not written to the log ("rate_limited",
+//     "write_failed").
 type Metrics struct {
 	callDuration   *prometheus.HistogramVec
 	regionDuration *prometheus.HistogramVec
@@ -65,6 +76,7 @@ type Metrics struct {
 	connected      *prometheus.GaugeVec
 	queueDepth     prometheus.GaugeFunc
 	queueBytes     prometheus.GaugeFunc
+	conflicts      *conflicts.Counters
 }
 
 func newMetrics(depth, bytes func() float64) *Metrics {
@@ -121,12 +133,13 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "background_queue_bytes",
 			Help: "Key and value bytes held by background writes waiting for a worker.",
 		}, bytes),
+		conflicts: conflicts.NewCounters(conflicts.ByReadRepair),
 	}
 }
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
-		m.hintsFailed, m.hintsUncertain, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes}
+		m.hintsFailed, m.hintsUncertain, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes, m.conflicts.Collectors()}
 }
 
 // Describe implements prometheus.Collector.

@@ -241,6 +241,7 @@ func (s *Store) readRepair(ns string, pk []byte, got []readResult, results <-cha
 	if !ok {
 		return
 	}
+	s.readRepairConflicts(ns, pk, winner, got)
 	// The winner carries its absolute expiry: the copy expires when the
 	// original does, however late it is written.
 	m := &mutation{ns: ns, pk: pk, rows: []driver.Row{winner},

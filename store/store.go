@@ -10,6 +10,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 
+	"github.com/tidemark/tidemark/internal/conflicts"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store/driver"
 )
@@ -74,6 +75,10 @@ type Store struct {
 	// retentions holds the namespaces' tombstone retentions, read from
 	// their tables (retention.go).
 	retentions *schema.Retentions
+
+	// conflicts records the conflicts read repair finds (conflict.go);
+	// nil: none.
+	conflicts *conflicts.Log
 }
 
 // region is one region as the Store sees it.
@@ -126,6 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.metrics = newMetrics(
 		func() float64 { n, _ := s.queued.held(); return float64(n) },
 		func() float64 { _, b := s.queued.held(); return float64(b) })
+	s.conflicts = s.newConflictLog()
 
 	// Home first, then the others in Config order.
 	ordered := make([]RegionConfig, 0, len(cfg.Regions))

@@ -124,7 +124,7 @@ func NewCommand(env *Env) *cobra.Command {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRepairCommand(env), newServeCommand(env), newValidateCommand(env))
+	root.AddCommand(newRepairCommand(env), newServeCommand(env), newValidateCommand(env), newConflictsCommand(env))
 	root.AddCommand(clientCommands(env)...)
 	return root
 }

@@ -34,6 +34,9 @@ func WriteSummary(w io.Writer, rep *repair.Report) {
 	_ = tw.Flush()
 	fmt.Fprintf(w, "rows: %d scanned, %d differing, %d written, %d skipped (expired or changed meanwhile), %d timestamp ties\n",
 		rep.RowsScanned, rep.RowsDiffering, rep.RowsWritten, rep.RowsSkipped, rep.Ties)
+	if rep.Conflicts > 0 {
+		fmt.Fprintf(w, "conflicts: %d (versions LWW dropped that another writer made within the conflict window; list them with `repaird conflicts`)\n", rep.Conflicts)
+	}
 	if len(rep.Pairs) > 0 {
 		fmt.Fprintln(w, "rows differing per region pair:")
 		for _, p := range rep.Pairs {

@@ -121,6 +121,29 @@ type Repair struct {
 	// SegmentTimeout abandons a segment that makes no progress for this
 	// long (default repair.DefaultSegmentTimeout, 5m).
 	SegmentTimeout time.Duration `yaml:"segment_timeout"`
+	// Conflicts configures the conflict log (docs/repair.md, "Conflicts"):
+	// on unless disabled.
+	Conflicts Conflicts `yaml:"conflicts"`
+}
+
+// Conflicts is the repair.conflicts section: repair.Options.Conflicts.
+type Conflicts struct {
+	// Disabled turns conflict detection off.
+	Disabled bool `yaml:"disabled"`
+	// Window is how far apart two writers' versions may be and conflict
+	// (default 1m).
+	Window time.Duration `yaml:"window"`
+	// TTL is how long a record is kept (default 7 days).
+	TTL time.Duration `yaml:"ttl"`
+	// PerSecond and Burst bound the records a run writes (default 20/s,
+	// bursts of 100).
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+}
+
+// Options returns the repair.ConflictConfig of the section.
+func (c Conflicts) Options() repair.ConflictConfig {
+	return repair.ConflictConfig{Disabled: c.Disabled, Window: c.Window, TTL: c.TTL, PerSecond: c.PerSecond, Burst: c.Burst}
 }
 
 // Namespace is one namespace repaired by `repaird serve`, with settings
@@ -653,6 +676,9 @@ func (c *Config) Validate() error {
 		return invalid("repair.retention must not be negative")
 	case r.SegmentTimeout < 0 || (r.SegmentTimeout > 0 && r.SegmentTimeout < time.Second):
 		return invalid("repair.segment_timeout must be at least 1s (got %v)", r.SegmentTimeout)
+	}
+	if bad := r.Conflicts.Options().WithDefaults().Validate(); len(bad) > 0 {
+		return invalid("repair.conflicts: %s", strings.Join(bad, "; "))
 	}
 	for _, ns := range c.Namespaces {
 		s := c.Schedule(ns.Name)

@@ -611,6 +611,6 @@ func RepairOptions(cfg *config.Config, ns string) repair.Options {
 		Segments: s.Segments, RowsPerSegment: s.RowsPerSegment, RowsPerSecond: s.RowsPerSecond,
 		Intensity: s.Intensity, Parallelism: s.Parallelism, Concurrency: r.Concurrency,
 		PageSize: r.PageSize, MaxAttempts: r.MaxAttempts, LeaseTTL: r.LeaseTTL, Owner: r.Owner,
-		MaxRunAge: r.MaxRunAge, SegmentTimeout: r.SegmentTimeout,
+		MaxRunAge: r.MaxRunAge, SegmentTimeout: r.SegmentTimeout, Conflicts: r.Conflicts.Options(),
 	}
 }
