@@ -27,6 +27,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/integration/fault"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store"
@@ -35,10 +36,15 @@ import (
 type benchSide struct {
 	name string
 	op   func(ctx context.Context, i int64) error
+	// before and after, when set, run around each of the side's rounds
+	// (the warm-up included), outside the timed part: a fault to set up
+	// and lift, a backlog to drain before the other side runs.
+	before, after func()
 }
 
 type sideStats struct {
 	rounds    []float64 // ops/s per round
+	seconds   []int64   // acknowledged operations in each whole second of the rounds
 	lat       []time.Duration
 	ops       int64
 	mallocs   uint64
@@ -65,6 +71,15 @@ func (s *sideStats) p99() time.Duration {
 	return l[len(l)*99/100]
 }
 
+// slowestSecond is the fewest operations acknowledged in one whole second
+// of the side's rounds (-1 when no round lasted a second).
+func (s *sideStats) slowestSecond() int64 {
+	if len(s.seconds) == 0 {
+		return -1
+	}
+	return slices.Min(s.seconds)
+}
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -83,6 +98,7 @@ func envDur(name string, def time.Duration) time.Duration {
 func runRound(st *sideStats, side benchSide, conc int, d time.Duration, seq *atomic.Int64, record bool) {
 	var wg sync.WaitGroup
 	var n atomic.Int64
+	perSecond := make([]atomic.Int64, int(d/time.Second)+1)
 	lats := make([][]time.Duration, conc)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -103,6 +119,9 @@ func runRound(st *sideStats, side benchSide, conc int, d time.Duration, seq *ato
 					continue
 				}
 				n.Add(1)
+				if sec := int(time.Since(start) / time.Second); sec < len(perSecond) {
+					perSecond[sec].Add(1)
+				}
 			}
 			lats[g] = local
 		})
@@ -114,6 +133,9 @@ func runRound(st *sideStats, side benchSide, conc int, d time.Duration, seq *ato
 		return
 	}
 	st.rounds = append(st.rounds, float64(n.Load())/elapsed.Seconds())
+	for sec := range int(d / time.Second) { // whole seconds only
+		st.seconds = append(st.seconds, perSecond[sec].Load())
+	}
 	for _, l := range lats {
 		st.lat = append(st.lat, l...)
 	}
@@ -121,24 +143,55 @@ func runRound(st *sideStats, side benchSide, conc int, d time.Duration, seq *ato
 	st.mallocs += ms1.Mallocs - ms0.Mallocs
 }
 
+// compareOpts shapes an interleaved comparison.
+type compareOpts struct {
+	rounds int           // recorded rounds of each side (after one warm-up round each)
+	round  time.Duration // one round
+	conc   int           // goroutines running the side's operation
+	// slowestSecond reports each side's fewest acknowledged operations in
+	// one whole second of its rounds.
+	slowestSecond bool
+}
+
+// defaultCompare is the comparison of BenchmarkOverhead: six 3-second
+// rounds a side at concurrency 16, unless TIDEMARK_BENCH_ROUNDS,
+// TIDEMARK_BENCH_ROUND and TIDEMARK_BENCH_CONC say otherwise.
+func defaultCompare() compareOpts {
+	return compareOpts{
+		rounds: envInt("TIDEMARK_BENCH_ROUNDS", 6),
+		round:  envDur("TIDEMARK_BENCH_ROUND", 3*time.Second),
+		conc:   envInt("TIDEMARK_BENCH_CONC", 16),
+	}
+}
+
 // compareSides interleaves a (the Store) and base (raw gocql) and reports
 // both sides and their ratios.
-func compareSides(b *testing.B, a, base benchSide) {
-	rounds := envInt("TIDEMARK_BENCH_ROUNDS", 6)
-	d := envDur("TIDEMARK_BENCH_ROUND", 3*time.Second)
-	conc := envInt("TIDEMARK_BENCH_CONC", 16)
+func compareSides(b *testing.B, a, base benchSide) { compareSidesOpts(b, defaultCompare(), a, base) }
+
+// compareSidesOpts is compareSides shaped by o.
+func compareSidesOpts(b *testing.B, o compareOpts, a, base benchSide) {
+	rounds, d, conc := o.rounds, o.round, o.conc
 	var seq atomic.Int64
 	stats := map[string]*sideStats{a.name: {}, base.name: {}}
+	round := func(s benchSide, record bool) {
+		if s.before != nil {
+			s.before()
+		}
+		runRound(stats[s.name], s, conc, d, &seq, record)
+		if s.after != nil {
+			s.after()
+		}
+	}
 	// Warm-up: both sides, not recorded.
-	runRound(stats[a.name], a, conc, d, &seq, false)
-	runRound(stats[base.name], base, conc, d, &seq, false)
+	round(a, false)
+	round(base, false)
 	for r := 0; r < rounds; r++ {
 		order := []benchSide{a, base}
 		if r%2 == 1 {
 			order = []benchSide{base, a}
 		}
 		for _, s := range order {
-			runRound(stats[s.name], s, conc, d, &seq, true)
+			round(s, true)
 		}
 	}
 	for _, s := range []benchSide{a, base} {
@@ -149,6 +202,9 @@ func compareSides(b *testing.B, a, base benchSide) {
 		b.ReportMetric(st.medianOps(), s.name+"-ops/s")
 		b.ReportMetric(float64(st.p99().Microseconds())/1000, s.name+"-p99-ms")
 		b.ReportMetric(float64(st.mallocs)/float64(max(st.ops, 1)), s.name+"-allocs/op")
+		if o.slowestSecond {
+			b.ReportMetric(float64(st.slowestSecond()), s.name+"-slowest-second-ops")
+		}
 	}
 	sa, sb := stats[a.name], stats[base.name]
 	b.ReportMetric(sa.medianOps()/sb.medianOps(), "ops-ratio")
@@ -157,27 +213,40 @@ func compareSides(b *testing.B, a, base benchSide) {
 		a.name, base.name, rounds, d, conc, sa.medianOps(), sb.medianOps(), sa.medianOps()/sb.medianOps(),
 		sa.p99().Round(10*time.Microsecond), sb.p99().Round(10*time.Microsecond), float64(sa.p99())/float64(sb.p99()),
 		float64(sa.mallocs)/float64(max(sa.ops, 1)), float64(sb.mallocs)/float64(max(sb.ops, 1)))
+	if o.slowestSecond {
+		b.Logf("fewest acknowledged operations in one second: %s %d, %s %d (per second, %s: %v)",
+			a.name, sa.slowestSecond(), base.name, sb.slowestSecond(), a.name, sa.seconds)
+	}
 }
 
 // openBenchStore opens a Store over the named regions, directly (no proxies)
 // unless cut names a region to put behind a refusing proxy.
 func openBenchStore(b *testing.B, ks string, names []string, sink store.HintSink, cut string) *store.Namespace {
 	b.Helper()
+	_, ns := openBench(b, ks, names, sink, cut, nil)
+	return ns
+}
+
+// openBench is openBenchStore that also returns the Store, and lets mut
+// adjust the configuration before Open (home is names[0]). The cut
+// region's proxy refuses once the namespace exists, so the Store starts
+// healthy and then loses the region, as in an outage.
+func openBench(b *testing.B, ks string, names []string, sink store.HintSink, cut string, mut func(*store.Config)) (*store.Store, *store.Namespace) {
+	b.Helper()
 	cfg := store.Config{Home: names[0], Keyspace: ks, HintSink: sink}
+	var cutProxy *fault.Proxy
 	for _, n := range names {
 		r := region(b, n)
 		rc := store.RegionConfig{Name: n, ContactPoints: r.Hosts, LocalDC: r.DC}
 		if n == cut {
-			p := frontRegion(b, n)
-			rc.ContactPoints, rc.AddressMap = p.ContactPoints(), p.AddressMap()
-			b.Cleanup(func() { _ = p.Heal() })
-			defer func() {
-				if err := p.Refuse(); err != nil {
-					b.Fatal(err)
-				}
-			}()
+			cutProxy = frontRegion(b, n)
+			rc.ContactPoints, rc.AddressMap = cutProxy.ContactPoints(), cutProxy.AddressMap()
+			b.Cleanup(func() { _ = cutProxy.Heal() })
 		}
 		cfg.Regions = append(cfg.Regions, rc)
+	}
+	if mut != nil {
+		mut(&cfg)
 	}
 	st, err := store.Open(context.Background(), cfg)
 	if err != nil {
@@ -188,7 +257,12 @@ func openBenchStore(b *testing.B, ks string, names []string, sink store.HintSink
 	if err != nil {
 		b.Fatal(err)
 	}
-	return ns
+	if cutProxy != nil {
+		if err := cutProxy.Refuse(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return st, ns
 }
 
 func BenchmarkOverhead(b *testing.B) {
@@ -197,11 +271,11 @@ func BenchmarkOverhead(b *testing.B) {
 		ns := openBenchStore(b, ks, []string{"a"}, nil, "")
 		raw := rawSession(b, "a", nil)
 		compareSides(b,
-			benchSide{"store", func(ctx context.Context, i int64) error {
+			benchSide{name: "store", op: func(ctx context.Context, i int64) error {
 				pk, ck := benchKeys(i)
 				return ns.Put(ctx, pk, ck, benchValue)
 			}},
-			benchSide{"raw", func(ctx context.Context, i int64) error {
+			benchSide{name: "raw", op: func(ctx context.Context, i int64) error {
 				pk, ck := benchKeys(i)
 				return rawInsert(ctx, raw, ks, pk, ck, time.Now().UnixMicro())
 			}})
@@ -218,12 +292,12 @@ func BenchmarkOverhead(b *testing.B) {
 		}
 		stmt := schema.SelectRow(ks, storeNS)
 		compareSides(b,
-			benchSide{"store", func(ctx context.Context, i int64) error {
+			benchSide{name: "store", op: func(ctx context.Context, i int64) error {
 				pk, ck := benchKeys(i%1000 + 1)
 				_, err := ns.Get(ctx, pk, ck)
 				return err
 			}},
-			benchSide{"raw", func(ctx context.Context, i int64) error {
+			benchSide{name: "raw", op: func(ctx context.Context, i int64) error {
 				pk, ck := benchKeys(i%1000 + 1)
 				var v []byte
 				var del bool
@@ -245,11 +319,11 @@ func BenchmarkOverhead(b *testing.B) {
 		var wg sync.WaitGroup
 		b.Cleanup(wg.Wait)
 		compareSides(b,
-			benchSide{"store", func(ctx context.Context, i int64) error {
+			benchSide{name: "store", op: func(ctx context.Context, i int64) error {
 				pk, ck := benchKeys(i)
 				return ns.Put(ctx, pk, ck, benchValue)
 			}},
-			benchSide{"raw", func(ctx context.Context, i int64) error {
+			benchSide{name: "raw", op: func(ctx context.Context, i int64) error {
 				pk, ck := benchKeys(i)
 				ts := time.Now().UnixMicro()
 				for _, s := range sess[1:] {
@@ -262,27 +336,7 @@ func BenchmarkOverhead(b *testing.B) {
 				return rawInsert(ctx, sess[0], ks, pk, ck, ts)
 			}})
 	})
-	b.Run("put_3_regions_one_cut_vs_healthy", func(b *testing.B) {
-		ks := newKeyspace(b, "a", "b", "c")
-		healthy := openBenchStore(b, ks, []string{"a", "b", "c"}, &discardHints{}, "")
-		// The cut region's writes go to real Kafka through the hint producer.
-		prod := hintsProducer(b, newTopicPrefix(b), nil)
-		sink := &countingSink{next: prod}
-		cut := openBenchStore(b, ks, []string{"a", "b", "c"}, sink, "c")
-		compareSides(b,
-			benchSide{"cut", func(ctx context.Context, i int64) error {
-				pk, ck := benchKeys(i)
-				return cut.Put(ctx, pk, ck, benchValue)
-			}},
-			benchSide{"healthy", func(ctx context.Context, i int64) error {
-				pk, ck := benchKeys(i)
-				return healthy.Put(ctx, pk, ck, benchValue)
-			}})
-		if sink.n.Load() == 0 {
-			b.Fatal("the cut region's writes were not hinted")
-		}
-		b.Logf("hints for the cut region: %d", sink.n.Load())
-	})
+	// One remote region cut vs all healthy: BenchmarkOutage/put_one_cut_vs_healthy.
 }
 
 // benchKeys spreads operations over partitions.

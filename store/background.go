@@ -22,40 +22,44 @@ type job struct {
 }
 
 // enqueue hands j to the workers. It reports false when the queue is at
-// its count or byte bound (Config.MaxPendingWrites, MaxPendingBytes; one
-// job larger than the byte bound still enters an empty queue, so that a big
-// value is not hinted just for its size) and stays there for wait: wait > 0
-// is backpressure, slowing the caller a little instead of turning a write
-// to a healthy region into a hint.
+// its count bound (the channel's capacity, Config.MaxPendingWrites) or its
+// byte bound (MaxPendingBytes; one job larger than the byte bound still
+// enters an empty queue, so that a big value is not hinted just for its
+// size) and stays there for wait: wait > 0 is backpressure, slowing the
+// caller a little instead of turning a write to a healthy region into a
+// hint.
+//
+// Waiting for a slot is a blocking send on the queue, so waiters are served
+// first come, first served: a slot a worker frees goes to the oldest
+// waiter (the runtime hands it the slot as the worker receives), never to a
+// caller that just arrived. With polling instead, new arrivals took the
+// freed slots while the waiters' QueueWait ran out, and a healthy region's
+// writes became hints under a burst (docs/benchmarks.md, "burst").
 func (s *Store) enqueue(j job, wait time.Duration) bool {
-	if s.queued.take(j.bytes) {
+	deadline := time.Now().Add(wait)
+	for poll := time.Millisecond; !s.queued.take(j.bytes); poll = min(2*poll, 10*time.Millisecond) {
+		// The byte bound: rare (MaxPendingBytes of queued values), so a poll.
+		if time.Until(deadline) <= 0 {
+			return false
+		}
+		time.Sleep(min(poll, time.Until(deadline)))
+	}
+	select {
+	case s.queue <- j:
+		return true
+	default:
+	}
+	if wait > 0 {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
 		select {
 		case s.queue <- j:
 			return true
-		default:
-			s.queued.release(j.bytes)
+		case <-t.C:
 		}
 	}
-	if wait <= 0 {
-		return false
-	}
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for poll := time.Millisecond; ; poll = min(2*poll, 10*time.Millisecond) {
-		select {
-		case <-deadline.C:
-			return false
-		case <-time.After(poll):
-		}
-		if s.queued.take(j.bytes) {
-			select {
-			case s.queue <- j:
-				return true
-			default:
-				s.queued.release(j.bytes)
-			}
-		}
-	}
+	s.queued.release(j.bytes)
+	return false
 }
 
 func (s *Store) worker() {

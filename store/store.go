@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -120,7 +121,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		sink:         cfg.HintSink,
 		log:          cfg.Logger,
 		queue:        make(chan job, cfg.MaxPendingWrites),
-		queued:       newBudget(cfg.MaxPendingWrites, cfg.MaxPendingBytes),
+		queued:       newBudget(math.MaxInt, cfg.MaxPendingBytes), // bytes only: the queue's capacity bounds the count
 		hintQueue:    make(chan hintJob, cfg.MaxPendingHints),
 		hintQueued:   newBudget(cfg.MaxPendingHints, cfg.MaxPendingBytes),
 		logSometimes: newLogSometimes(),
@@ -129,7 +130,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
 	s.lifeCtx, s.lifeStop = context.WithCancel(context.Background())
 	s.metrics = newMetrics(
-		func() float64 { n, _ := s.queued.held(); return float64(n) },
+		func() float64 { return float64(len(s.queue)) },
 		func() float64 { _, b := s.queued.held(); return float64(b) })
 	s.conflicts = s.newConflictLog()
 
