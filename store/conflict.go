@@ -141,7 +141,9 @@ func (s *Store) readRepairConflicts(ns string, pk []byte, winner driver.Row, got
 			continue
 		}
 		seen = append(seen, v)
-		ctx, cancel := context.WithTimeout(s.abortCtx, s.cfg.Timeout)
+		// Bounded, and ended by CloseContext's abort; long enough for the
+		// first record, which may create the table.
+		ctx, cancel := context.WithTimeout(s.abortCtx, max(s.cfg.Timeout, conflicts.CreateTimeout))
 		s.conflicts.Observe(ctx, ns, pk, winner.CK, w, v, s.regions[res.idx].name)
 		cancel()
 	}

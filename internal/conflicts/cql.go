@@ -16,6 +16,10 @@ import (
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
+// CreateTimeout is the time a detector allows the first record, which
+// may create the table (CREATE TABLE and the wait for schema agreement).
+const CreateTimeout = 30 * time.Second
+
 // recreateAfter is how long a CQL log waits after a failed CREATE TABLE
 // before it tries again.
 const recreateAfter = time.Minute
@@ -47,8 +51,9 @@ func NewCQL(s *gocql.Session, keyspace string) (*CQL, error) {
 	return &CQL{s: s, ks: keyspace}, nil
 }
 
-// Ensure creates the table if it does not exist (once; after a failure,
-// again only a minute later).
+// Ensure creates the table if it does not exist (once; after a failure
+// that is not ctx's end, again only a minute later). A schema change takes
+// seconds: give it a context that allows them (CreateTimeout).
 func (c *CQL) Ensure(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -63,8 +68,13 @@ func (c *CQL) Ensure(ctx context.Context) error {
 		err = c.s.AwaitSchemaAgreement(ctx)
 	}
 	if err != nil {
-		c.failed, c.lastErr = time.Now(), fmt.Errorf("conflicts: create %s.%s: %w", c.ks, schema.ConflictsTable, err)
-		return c.lastErr
+		err = fmt.Errorf("conflicts: create %s.%s: %w", c.ks, schema.ConflictsTable, err)
+		if ctx.Err() == nil {
+			// Refused (no permission, ...): not again for a while. A
+			// caller's deadline says nothing: the next call tries again.
+			c.failed, c.lastErr = time.Now(), err
+		}
+		return err
 	}
 	c.created = true
 	return nil
@@ -122,10 +132,17 @@ func (c *CQL) ListConflicts(ctx context.Context, namespace string, q Query) ([]R
 	return out, nil
 }
 
-// isNoTable reports an error saying the table does not exist.
+// isNoTable reports an error saying the conflict table does not exist: an
+// invalid request naming it (Cassandra 5.0: "table tidemark_conflicts does
+// not exist"; earlier: "unconfigured table tidemark_conflicts").
 func isNoTable(err error) bool {
 	var re gocql.RequestError
-	return errors.As(err, &re) && strings.Contains(re.Message(), "unconfigured table")
+	if !errors.As(err, &re) || re.Code() != gocql.ErrCodeInvalid {
+		return false
+	}
+	msg := re.Message()
+	return strings.Contains(msg, schema.ConflictsTable) &&
+		(strings.Contains(msg, "does not exist") || strings.Contains(msg, "unconfigured table"))
 }
 
 // in reports whether r's winning write is in q's range.
