@@ -237,7 +237,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		client:    &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
 		writer: &kafka.Writer{
 			Addr:     addr,
-			Balancer: &kafka.Murmur2Balancer{},
+			Balancer: &windowBalancer{window: cfg.BatchTimeout},
 			// Retriable errors (a partition whose leader is moving or
 			// not yet elected, a broker restarting) are retried with
 			// backoff; ProduceTimeout bounds the whole write, retries
@@ -565,4 +565,22 @@ func setDefault[T comparable](v *T, def T) {
 	if *v == zero {
 		*v = def
 	}
+}
+
+// windowBalancer sends every record of one BatchTimeout window to the same
+// partition, and the next window's to the next partition: the hints a
+// burst of writes makes share one produce request instead of one per
+// partition. With 8 partitions and hints keyed by partition key (the
+// Murmur2 balancer), 2,000 hints a second in 5 ms windows took ~1,600
+// produce requests a second — each a Kafka fsync-free but acks=all round
+// trip on the broker's CPU — and cost the writes of a store with a region
+// cut ~15 % of their throughput on a machine where Kafka shares the
+// servers' core (docs/benchmarks.md, "Outages"). Hints need no order (each
+// carries its version; docs/hints.md), so a partition per window is safe.
+type windowBalancer struct{ window time.Duration }
+
+// Balance implements kafka.Balancer.
+func (b *windowBalancer) Balance(_ kafka.Message, partitions ...int) int {
+	w := max(b.window, time.Millisecond)
+	return partitions[int(uint64(time.Now().UnixNano()/int64(w))%uint64(len(partitions)))]
 }

@@ -427,3 +427,27 @@ func TestProducerTakesLargestStoreRow(t *testing.T) {
 		t.Fatalf("largest hint did not round-trip: %v", err)
 	}
 }
+
+// TestWindowBalancerSharesAPartitionPerWindow: the records of one batch
+// window go to one partition (one produce request), and successive windows
+// move on through the partitions.
+func TestWindowBalancerSharesAPartitionPerWindow(t *testing.T) {
+	b := &windowBalancer{window: time.Hour} // one window for the whole test
+	parts := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	first := b.Balance(kafka.Message{Key: []byte("a")}, parts...)
+	for i := range 100 {
+		if got := b.Balance(kafka.Message{Key: fmt.Appendf(nil, "k%d", i)}, parts...); got != first {
+			t.Fatalf("record %d went to partition %d, the window's partition is %d", i, got, first)
+		}
+	}
+	b = &windowBalancer{window: time.Millisecond}
+	seen := map[int]bool{}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(seen) < len(parts) && time.Now().Before(deadline) {
+		seen[b.Balance(kafka.Message{}, parts...)] = true
+		time.Sleep(time.Millisecond)
+	}
+	if len(seen) != len(parts) {
+		t.Errorf("1ms windows over 5s used partitions %v, want all %d", seen, len(parts))
+	}
+}
