@@ -30,7 +30,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -112,7 +111,6 @@ type chaosRun struct {
 	serveDone chan struct{} // closed when serve has exited
 	serves    int
 
-	faults  atomic.Int64
 	applied map[chaos.FaultKind]int
 	mu      sync.Mutex
 }

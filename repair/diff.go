@@ -88,6 +88,17 @@ type Divergence struct {
 	// Regions holds what each region has, indexed like the streams given to
 	// Diff.
 	Regions []Observed
+
+	// fetched, when set, holds each region's row as a point read already
+	// returned it (Repairer.RepairKeys), so that fixing the row reads
+	// nothing again.
+	fetched []fetchedRow
+}
+
+// fetchedRow is one region's answer to a point read.
+type fetchedRow struct {
+	v     RowValue
+	found bool
 }
 
 // String returns a one-line description, for logs and failing tests.

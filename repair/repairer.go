@@ -1239,6 +1239,9 @@ func (r *Repairer) reportDry(ns string, d *Divergence, p Plan, acc *accum) {
 func skipRow(rp *Report) { rp.RowsSkipped++ }
 
 func (r *Repairer) read(ctx context.Context, ns string, idx int, d *Divergence, acc *accum) (RowValue, bool, error) {
+	if d.fetched != nil {
+		return d.fetched[idx].v, d.fetched[idx].found, nil
+	}
 	reg := r.regions[idx]
 	v, ok, err := reg.Reader.ReadRow(ctx, ns, d.PK, d.CK)
 	if err != nil {

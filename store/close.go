@@ -91,6 +91,10 @@ func (s *Store) close(ctx context.Context, connBound time.Duration) error {
 		s.workers.Wait()
 		close(s.hintQueue)
 		s.hinters.Wait()
+		if s.debt != nil {
+			close(s.debt.queue)
+			<-s.debt.done
+		}
 	}()
 	var ctxErr error
 	select {

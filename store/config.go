@@ -40,6 +40,8 @@ const (
 	DefaultHintConcurrency = 64
 	// DefaultMaxPendingHints is the default Config.MaxPendingHints.
 	DefaultMaxPendingHints = 16384
+	// DefaultMaxPendingDebt is the default Config.MaxPendingDebt.
+	DefaultMaxPendingDebt = 16384
 	// DefaultHintTimeout is the default Config.HintTimeout.
 	DefaultHintTimeout = 5 * time.Second
 	// DefaultMaxClockDrift is the default Config.MaxClockDrift.
@@ -148,6 +150,16 @@ type Config struct {
 	// missed write is left to anti-entropy repair at once and counted
 	// (hints_failed_total{reason="pool_full"}), so no caller waits.
 	MaxPendingHints int
+
+	// MaxPendingDebt bounds the repair debt entries waiting to be written
+	// to the home region (docs/repair.md, "Repair debt"): every missed
+	// write that no hint will bring its region — counted in
+	// hints_failed_total or hints_uncertain_total — is recorded there so
+	// that repaird repairs that key within seconds. Default 16384. An
+	// entry that does not fit, or cannot be written, is counted
+	// (debt_overflow_total) and the namespace gets an overflow entry, for
+	// which repaird runs a full repair. Negative: no debt is recorded.
+	MaxPendingDebt int
 
 	// MaxClockDrift is how far ahead of this process's wall clock a version
 	// read from another writer may be and still advance this process's
@@ -285,6 +297,7 @@ func (c Config) withDefaults() Config {
 	c.HintTimeout = orDuration(c.HintTimeout, DefaultHintTimeout)
 	c.HintConcurrency = orInt(c.HintConcurrency, DefaultHintConcurrency)
 	c.MaxPendingHints = orInt(c.MaxPendingHints, DefaultMaxPendingHints)
+	c.MaxPendingDebt = orInt(c.MaxPendingDebt, DefaultMaxPendingDebt)
 	c.MaxClockDrift = orDuration(c.MaxClockDrift, DefaultMaxClockDrift)
 	c.MaxValueSize = orInt(c.MaxValueSize, DefaultMaxValueSize)
 	c.MaxBatchBytes = orInt(c.MaxBatchBytes, DefaultMaxBatchBytes)

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/store/driver"
 )
 
 // Hints of missed writes: a region's share of a write that it missed for
@@ -29,6 +30,9 @@ const (
 	lostPoolFull = "pool_full"  // the hint queue was full: not attempted
 	lostNoSink   = "no_sink"    // no sink configured
 	lostClosing  = "closing"    // CloseContext's drain deadline passed
+	// lostUncertain is the debt reason of a hint the sink did not
+	// acknowledge in time (hints_uncertain_total): it may have landed.
+	lostUncertain = "uncertain"
 )
 
 // hint stores the rows of m that region r missed, one hint per row. It
@@ -51,7 +55,7 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 	for _, row := range m.rows {
 		if base.Err() != nil {
 			ok = false
-			s.leftToRepair(r, m, 1, lostClosing, cause, base.Err())
+			s.leftToRepair(r, m, []driver.Row{row}, lostClosing, cause, base.Err())
 			s.drain.lost.Add(1)
 			continue
 		}
@@ -73,17 +77,20 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 			s.metrics.hinted.WithLabelValues(r.name).Inc()
 			continue
 		case errors.Is(err, ErrNoHintSink):
-			s.leftToRepair(r, m, 1, lostNoSink, cause, err)
+			s.leftToRepair(r, m, []driver.Row{row}, lostNoSink, cause, err)
 		case errors.Is(err, context.DeadlineExceeded):
 			// The sink did not answer in time: the hint may still be
-			// stored (a Kafka produce that timed out often lands).
+			// stored (a Kafka produce that timed out often lands). It is
+			// repair debt all the same: repairing a key that the hint
+			// also brings costs one read per region.
 			s.metrics.hintsUncertain.WithLabelValues(r.name).Inc()
+			s.debt.record(r, m, []driver.Row{row}, lostUncertain)
 			s.logSometimes.Do(func() {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "store: hint not acknowledged in time; it may or may not be stored, anti-entropy repair covers it",
 					slog.String("target", r.name), slog.String("namespace", m.ns), slog.Any("cause", cause), slog.Any("error", err))
 			})
 		default:
-			s.leftToRepair(r, m, 1, lostSink, cause, err)
+			s.leftToRepair(r, m, []driver.Row{row}, lostSink, cause, err)
 		}
 		ok = false
 		if draining {
@@ -94,9 +101,11 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 }
 
 // leftToRepair counts rows of m that region r missed and that no hint will
-// bring it, logging (at most every few seconds) why.
-func (s *Store) leftToRepair(r *region, m *mutation, rows int, reason string, cause, err error) {
-	s.metrics.hintsFailed.WithLabelValues(r.name, reason).Add(float64(rows))
+// bring it, records them as repair debt, and logs (at most every few
+// seconds) why.
+func (s *Store) leftToRepair(r *region, m *mutation, rows []driver.Row, reason string, cause, err error) {
+	s.metrics.hintsFailed.WithLabelValues(r.name, reason).Add(float64(len(rows)))
+	s.debt.record(r, m, rows, reason)
 	if reason == lostNoSink {
 		return // the default sink logs each one itself
 	}
@@ -127,7 +136,7 @@ func (s *Store) hintAsync(r *region, m *mutation, cause error) {
 			s.hintQueued.release(m.size)
 		}
 	}
-	s.leftToRepair(r, m, len(m.rows), lostPoolFull, cause, errHintPoolFull)
+	s.leftToRepair(r, m, m.rows, lostPoolFull, cause, errHintPoolFull)
 }
 
 // hintWorker stores queued hints until the queue is closed (Close, after

@@ -70,6 +70,8 @@ type Metrics struct {
 	hinted         *prometheus.CounterVec
 	hintsFailed    *prometheus.CounterVec
 	hintsUncertain *prometheus.CounterVec
+	debtRecorded   *prometheus.CounterVec
+	debtOverflow   *prometheus.CounterVec
 	writesRejected *prometheus.CounterVec
 	readRepairs    *prometheus.CounterVec
 	breakerState   *prometheus.GaugeVec
@@ -125,6 +127,14 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "region_connected",
 			Help: "1 once the store is connected to the region, 0 while it connects in the background.",
 		}, []string{"region"}),
+		debtRecorded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "debt_recorded_total",
+			Help: "Repair debt entries written to the home region: keys a region missed that no hint will bring it, by that region.",
+		}, []string{"region"}),
+		debtOverflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "debt_overflow_total",
+			Help: "Repair debt entries not recorded (queue_full, write_failed), by the region that missed the write; its namespace gets an overflow entry (a full repair).",
+		}, []string{"region", "reason"}),
 		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "background_queue_depth",
 			Help: "Background region writes waiting for a worker.",
@@ -139,7 +149,7 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
-		m.hintsFailed, m.hintsUncertain, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes, m.conflicts.Collectors()}
+		m.hintsFailed, m.hintsUncertain, m.debtRecorded, m.debtOverflow, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes, m.conflicts.Collectors()}
 }
 
 // Describe implements prometheus.Collector.
@@ -185,6 +195,10 @@ func (m *Metrics) initRegion(region string) {
 	m.hintsUncertain.WithLabelValues(region)
 	for _, reason := range []string{lostSink, lostPoolFull, lostNoSink, lostClosing} {
 		m.hintsFailed.WithLabelValues(region, reason)
+	}
+	m.debtRecorded.WithLabelValues(region)
+	for _, reason := range []string{"queue_full", "write_failed"} {
+		m.debtOverflow.WithLabelValues(region, reason)
 	}
 }
 

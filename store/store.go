@@ -46,6 +46,9 @@ type Store struct {
 	hintQueue  chan hintJob
 	hintQueued *budget
 	hinters    sync.WaitGroup
+	// debt records the writes no hint will bring their region (debt.go);
+	// nil when Config.MaxPendingDebt is negative.
+	debt *debtLog
 	// logSometimes rate-limits the warnings a burst of failures repeats.
 	logSometimes *rate.Sometimes
 
@@ -169,6 +172,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for range cfg.HintConcurrency {
 		s.hinters.Add(1)
 		go s.hintWorker()
+	}
+	if cfg.MaxPendingDebt > 0 {
+		s.debt = newDebtLog(s, cfg.MaxPendingDebt)
+		go s.debt.run()
 	}
 	return s, nil
 }

@@ -124,7 +124,15 @@ type Repair struct {
 	// Conflicts configures the conflict log (docs/repair.md, "Conflicts"):
 	// on unless disabled.
 	Conflicts Conflicts `yaml:"conflicts"`
+	// DebtInterval is how often the daemon drains the repair debt that
+	// the stores whose home is this daemon's home region recorded
+	// (docs/repair.md, "Repair debt"): the keys a region missed and no
+	// hint brings. Default DefaultDebtInterval (2s); negative: never.
+	DebtInterval time.Duration `yaml:"debt_interval"`
 }
+
+// DefaultDebtInterval is the default repair.debt_interval.
+const DefaultDebtInterval = 2 * time.Second
 
 // Conflicts is the repair.conflicts section: repair.Options.Conflicts.
 type Conflicts struct {
@@ -676,6 +684,8 @@ func (c *Config) Validate() error {
 		return invalid("repair.retention must not be negative")
 	case r.SegmentTimeout < 0 || (r.SegmentTimeout > 0 && r.SegmentTimeout < time.Second):
 		return invalid("repair.segment_timeout must be at least 1s (got %v)", r.SegmentTimeout)
+	case r.DebtInterval > 0 && r.DebtInterval < 100*time.Millisecond:
+		return invalid("repair.debt_interval must be at least 100ms, or negative to never drain repair debt (got %v)", r.DebtInterval)
 	}
 	if bad := r.Conflicts.Options().WithDefaults().Validate(); len(bad) > 0 {
 		return invalid("repair.conflicts: %s", strings.Join(bad, "; "))
@@ -703,12 +713,15 @@ func (c *Config) Validate() error {
 	if t := c.HTTP.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
 		return invalid("http.tls needs cert_file and key_file")
 	}
-	if replayOnly && len(c.Hints.Brokers) == 0 {
+	// A daemon that only drains repair debt says so with an explicit
+	// repair.debt_interval.
+	drainOnly := len(c.Regions) >= 2 && c.Repair.DebtInterval > 0
+	if replayOnly && len(c.Hints.Brokers) == 0 && !drainOnly {
 		more := ""
 		if len(c.Regions) < 2 {
 			more = fmt.Sprintf(" (repair needs at least 2 regions, the file lists %d)", len(c.Regions))
 		}
-		return invalid("nothing to do: list the namespaces to repair under namespaces:%s, or configure hints: for a replay-only daemon", more)
+		return invalid("nothing to do: list the namespaces to repair under namespaces:%s, configure hints: for a replay-only daemon, or set repair.debt_interval for a daemon that only drains repair debt", more)
 	}
 	return nil
 }

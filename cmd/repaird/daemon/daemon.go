@@ -172,6 +172,8 @@ type Daemon struct {
 	runs     *runBoard
 	triggers map[string]chan struct{}
 	hints    *hintBoard
+	// debt is the repair debt worker's state (debt.go).
+	debt *debtBoard
 	// kafkaTLS and kafkaSASL are how the replayers reach the brokers.
 	kafkaTLS  *tls.Config
 	kafkaSASL *hints.SASL
@@ -229,6 +231,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		runs:     newRunBoard(),
 		triggers: map[string]chan struct{}{},
 		hints:    newHintBoard(),
+		debt:     newDebtBoard(),
 		now:      time.Now,
 	}
 	d.dmetrics = newDaemonMetrics(d)
@@ -250,6 +253,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		d.workers = append(d.workers, Worker{Name: "repair/" + ns, Run: func(ctx context.Context) error { return d.schedule(ctx, ns) }})
 	}
 	d.workers = append(d.workers, Worker{Name: "api-runs", Run: d.runs.wait})
+	if debtInterval(cfg) > 0 && len(cfg.Regions) >= 2 {
+		d.workers = append(d.workers, Worker{Name: "repair-debt", Run: d.drainDebt})
+	}
 	if err := d.addReplayers(); err != nil {
 		return nil, err
 	}

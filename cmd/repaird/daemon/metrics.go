@@ -22,6 +22,8 @@ type daemonMetrics struct {
 	budget   *prometheus.Desc
 	overdue  *prometheus.Desc
 	unsigned *prometheus.Desc
+	debtKeys *prometheus.Desc
+	debtAge  *prometheus.Desc
 }
 
 // BudgetWarning is the share of the tombstone retention that the last
@@ -46,15 +48,21 @@ func newDaemonMetrics(d *Daemon) *daemonMetrics {
 			"1 when the last full repair's age passed 90% of the tombstone retention (or none is known after 90% of it since the daemon started).", []string{"namespace"}, nil),
 		unsigned: prometheus.NewDesc("tidemark_repaird_unsigned_hints_accepted",
 			"1 when hmac_keys are listed but require_hmac: false lets unsigned hints be applied.", nil, nil),
+		debtKeys: prometheus.NewDesc("tidemark_repaird_debt_keys",
+			"Repair debt entries pending after the last pass (keys the region lacks that no hint brings), by the region that lacks them and namespace.", []string{"region", "namespace"}, nil),
+		debtAge: prometheus.NewDesc("tidemark_repaird_debt_oldest_age_seconds",
+			"Age of the oldest repair debt entry pending after the last pass (0: none), by the region that lacks the key.", []string{"region"}, nil),
 	}
 }
 
-func (m *daemonMetrics) collectors() metrics.Set { return metrics.Set{m.actions} }
+func (m *daemonMetrics) collectors() metrics.Set {
+	return metrics.Set{m.actions, m.d.debt.repaired, m.d.debt.rowsRead}
+}
 
 // Describe implements prometheus.Collector.
 func (m *daemonMetrics) Describe(ch chan<- *prometheus.Desc) {
 	m.collectors().Describe(ch)
-	for _, d := range []*prometheus.Desc{m.regionUp, m.runState, m.budget, m.overdue, m.unsigned} {
+	for _, d := range []*prometheus.Desc{m.regionUp, m.runState, m.budget, m.overdue, m.unsigned, m.debtKeys, m.debtAge} {
 		ch <- d
 	}
 }
@@ -78,6 +86,13 @@ func (m *daemonMetrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.overdue, prometheus.GaugeValue, bool01(b.overdue), ns)
 	}
 	ch <- prometheus.MustNewConstMetric(m.unsigned, prometheus.GaugeValue, bool01(d.cfg.Hints.UnsignedWarning() != ""))
+	now := d.now()
+	for _, v := range d.debt.views(d.cfg, now) {
+		for ns, n := range v.Keys {
+			ch <- prometheus.MustNewConstMetric(m.debtKeys, prometheus.GaugeValue, float64(n), v.Region, ns)
+		}
+		ch <- prometheus.MustNewConstMetric(m.debtAge, prometheus.GaugeValue, v.OldestAgeSeconds, v.Region)
+	}
 }
 
 func (m *daemonMetrics) action(action, result string) {

@@ -26,6 +26,9 @@ type Status struct {
 	// Hints is the hint replay of every region in hints.regions: lag,
 	// oldest hint's age, rate, dead letters.
 	Hints []HintView `json:"hints,omitempty"`
+	// Debt is the repair debt in the home region's keyspace per region
+	// that lacks the keys: pending keys, oldest age, overflows.
+	Debt []DebtView `json:"debt,omitempty"`
 	// Warnings need the operator: unsigned hints accepted, a last full
 	// repair close to the retention.
 	Warnings []string `json:"warnings,omitempty"`
@@ -279,6 +282,9 @@ func (d *Daemon) Status() Status {
 	s.Owner, s.Control = d.owner, d.token != ""
 	if len(d.cfg.Hints.Brokers) > 0 {
 		s.Hints = d.hintViews()
+	}
+	if debtInterval(d.cfg) > 0 && len(d.cfg.Regions) >= 2 {
+		s.Debt = d.debt.views(d.cfg, d.now())
 	}
 	for name, n := range s.Namespaces {
 		b := d.budget(name)

@@ -1,0 +1,234 @@
+package store
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
+)
+
+// Repair debt (docs/repair.md, "Repair debt"): a region's share of a write
+// that no hint will bring it — the hint sink refused it or did not answer
+// in time, the hint pool was full, there is no sink, Close gave up — is
+// recorded as a debt entry in the home region's keyspace
+// (schema.DebtTable), so that repaird repairs exactly that key within
+// seconds instead of at the next full run.
+//
+// Recording never blocks a call: entries wait in a bounded queue
+// (Config.MaxPendingDebt) for one writer goroutine. An entry that does not
+// fit, or whose write fails (the home region down too), is counted
+// (debt_overflow_total) and turns into an overflow entry for its
+// namespace, written as soon as the home region takes it: repaird then
+// runs a full repair of the namespace, the only thing that covers keys it
+// was not told.
+
+// debtEntry is one key a region lacks.
+type debtEntry struct {
+	target, ns string
+	pk, ck     []byte
+	ts         int64 // the lost write's timestamp: the entry's own
+	reason     string
+	at         time.Time
+}
+
+// debtLog is the Store's debt writer.
+type debtLog struct {
+	s     *Store
+	queue chan debtEntry
+	done  chan struct{}
+
+	mu        sync.Mutex
+	overflows map[[2]string]bool // (target, namespace) whose overflow entry is due
+	tableOK   atomic.Bool
+}
+
+func newDebtLog(s *Store, size int) *debtLog {
+	return &debtLog{s: s, queue: make(chan debtEntry, size), done: make(chan struct{}), overflows: map[[2]string]bool{}}
+}
+
+// record queues the debt of the rows of m that region r lacks.
+func (d *debtLog) record(r *region, m *mutation, rows []driver.Row, reason string) {
+	if d == nil {
+		return
+	}
+	now := d.s.cfg.Now()
+	for _, row := range rows {
+		e := debtEntry{target: r.name, ns: m.ns, pk: m.pk, ck: row.CK, ts: row.Timestamp, reason: reason, at: now}
+		select {
+		case d.queue <- e:
+		default:
+			d.overflow(e.target, e.ns, "queue_full")
+		}
+	}
+}
+
+// overflow counts a debt entry that could not be recorded and marks its
+// namespace for a full repair.
+func (d *debtLog) overflow(target, ns, why string) {
+	d.s.metrics.debtOverflow.WithLabelValues(target, why).Inc()
+	d.mu.Lock()
+	d.overflows[[2]string{target, ns}] = true
+	d.mu.Unlock()
+}
+
+// debtBatch bounds the entries one pass of the writer takes from the
+// queue; they are written as one request per debt partition, concurrently.
+const debtBatch = 512
+
+// debtRowsPerWrite bounds one request's rows (~80 bytes each), well under
+// Cassandra's batch size warning (5 KiB) and failure (50 KiB) thresholds.
+const debtRowsPerWrite = 48
+
+// run writes queued entries until the queue is closed, then the overflow
+// entries still due. It takes what is queued (up to debtBatch), keeps the
+// newest entry of each key, and writes each debt partition's entries in
+// one request (a single-partition batch), the partitions concurrently:
+// one entry at a time, a burst of missed writes outran it.
+func (d *debtLog) run() {
+	defer close(d.done)
+	for e := range d.queue {
+		batch := []debtEntry{e}
+	fill:
+		for len(batch) < debtBatch {
+			select {
+			case e, ok := <-d.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, e)
+			default:
+				break fill
+			}
+		}
+		d.writeBatch(batch)
+		if len(d.queue) == 0 {
+			d.flushOverflows()
+		}
+	}
+	d.flushOverflows()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k := range d.overflows {
+		d.s.log.LogAttrs(context.Background(), slog.LevelError,
+			"store: closed with repair debt unrecorded; run a full repair of the namespace",
+			slog.String("target", k[0]), slog.String("namespace", k[1]))
+	}
+}
+
+// writeBatch writes entries grouped by debt partition, the newest entry of
+// each key only.
+func (d *debtLog) writeBatch(entries []debtEntry) {
+	type part struct {
+		target string
+		shard  int
+	}
+	groups := map[part]map[string]debtEntry{}
+	for _, e := range entries {
+		p := part{e.target, schema.DebtShard(e.ns, e.pk, e.ck)}
+		g := groups[p]
+		if g == nil {
+			g = map[string]debtEntry{}
+			groups[p] = g
+		}
+		k := string(schema.EncodeDebtKey(e.ns, e.pk, e.ck))
+		if old, ok := g[k]; !ok || e.ts > old.ts {
+			g[k] = e
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for p, g := range groups {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rows := make([]driver.Row, 0, len(g))
+			var some debtEntry
+			for k, e := range g {
+				rows = append(rows, d.row([]byte(k), e.ts, e.reason, e.at))
+				some = e
+			}
+			var err error
+			for c := range slices.Chunk(rows, debtRowsPerWrite) {
+				if err = d.write(p.target, p.shard, c); err != nil {
+					break
+				}
+			}
+			if err != nil {
+				for _, e := range g {
+					d.overflow(e.target, e.ns, "write_failed")
+				}
+				d.s.logSometimes.Do(func() {
+					d.s.log.LogAttrs(context.Background(), slog.LevelError,
+						"store: repair debt not recorded; the namespace needs a full repair run",
+						slog.String("target", p.target), slog.String("namespace", some.ns), slog.Int("entries", len(rows)), slog.Any("error", err))
+				})
+				return
+			}
+			// Each missed write counts, also those a newer entry of their
+			// key replaced.
+			n := 0
+			for _, e := range entries {
+				if e.target == p.target && schema.DebtShard(e.ns, e.pk, e.ck) == p.shard {
+					n++
+				}
+			}
+			d.s.metrics.debtRecorded.WithLabelValues(p.target).Add(float64(n))
+		})
+	}
+	wg.Wait()
+}
+
+// flushOverflows writes the overflow entries that are due.
+func (d *debtLog) flushOverflows() {
+	d.mu.Lock()
+	due := make([][2]string, 0, len(d.overflows))
+	for k := range d.overflows {
+		due = append(due, k)
+	}
+	d.mu.Unlock()
+	for _, k := range due {
+		row := d.row(schema.EncodeDebtOverflow(k[1]), d.s.clock.Now(), "overflow", d.s.cfg.Now())
+		if err := d.write(k[0], 0, []driver.Row{row}); err != nil {
+			return // the home region is not taking writes: try again later
+		}
+		d.mu.Lock()
+		delete(d.overflows, k)
+		d.mu.Unlock()
+	}
+}
+
+// row is one debt row: key ck, timestamp ts. Debt older than the default
+// retention is covered by the full run that the retention requires
+// anyway, so that is its TTL.
+func (d *debtLog) row(ck []byte, ts int64, reason string, at time.Time) driver.Row {
+	return driver.Row{CK: ck, Value: schema.EncodeDebtValue(reason, at), Timestamp: ts,
+		TTL: schema.TTLSeconds(schema.DefaultRetention), Expires: schema.ExpiryAfter(at, schema.DefaultRetention)}
+}
+
+// write stores rows in target's debt shard of the home region, creating
+// the table first.
+func (d *debtLog) write(target string, shard int, rows []driver.Row) error {
+	ex, err := d.s.regions[0].executor()
+	if err != nil {
+		return err
+	}
+	// Ended by CloseContext's abort: what is left then is counted.
+	ctx, cancel := context.WithTimeout(d.s.abortCtx, max(d.s.cfg.Timeout, 10*time.Second))
+	defer cancel()
+	if !d.tableOK.Load() {
+		if err := ex.CreateTable(ctx, d.s.cfg.Keyspace, schema.DebtTable, schema.DebtRetention); err != nil {
+			return err
+		}
+		d.tableOK.Store(true)
+	}
+	return ex.Write(ctx, driver.WriteRequest{
+		Keyspace: d.s.cfg.Keyspace, Table: schema.DebtTable, PK: schema.DebtPartition(target, shard),
+		Rows: rows, Consistency: quorum.LocalQuorum.RegionConsistency(),
+	})
+}
