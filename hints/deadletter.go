@@ -91,6 +91,11 @@ func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
 	for _, it := range items {
 		r.metrics.deadLettered.WithLabelValues(it.reason).Inc()
 		r.log.Warn("hints: hint dead-lettered", "reason", it.reason, "partition", it.msg.Partition, "offset", it.msg.Offset, "err", it.err)
+		if it.reason == ReasonRejected && r.cfg.Debt != nil {
+			if err := r.cfg.Debt.RecordDebt(ctx, it.hint, "dead_"+it.reason); err != nil {
+				r.log.Warn("hints: dead-lettered hint not recorded as repair debt; a full run covers it", "namespace", it.hint.Namespace, "err", err)
+			}
+		}
 	}
 	return nil
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/hints/record"
 )
 
 // errUnauthorized is a per-hint error that never goes away by itself.
@@ -47,10 +50,12 @@ func TestReplayerGivesUpOnHintThatFailsAlone(t *testing.T) {
 			for i := 5; i < 10; i++ {
 				h.addHint(0, goodHint(i), nil)
 			}
+			debt := &recordingDebt{}
 			r := h.replayer(func(c *ReplayerConfig) {
 				c.Applier = h.applier(mode.probe)
 				c.MaxHintAttempts = 3
 				c.BatchSize = 32
+				c.Debt = debt
 			})
 			stop := start(t, r)
 			waitFor(t, "all offsets committed", h.topic.allCommitted)
@@ -64,6 +69,10 @@ func TestReplayerGivesUpOnHintThatFailsAlone(t *testing.T) {
 			}
 			if n := h.region.triesOf(string(bad.PK)); n != 3 {
 				t.Errorf("the bad hint was tried %d times, want MaxHintAttempts = 3", n)
+			}
+			// The rejected hint's key is repair debt, and only it.
+			if got := debt.all(); len(got) != 1 || string(got[0].PK) != string(bad.PK) || got[0].Timestamp != bad.Timestamp {
+				t.Errorf("repair debt %v, want the rejected hint's key only", got)
 			}
 			msg := header(h.dead.got[0], HeaderError)
 			if !strings.Contains(msg, "3 times") || !strings.Contains(msg, "unauthorized") {
@@ -245,4 +254,26 @@ func TestReplayerReachableWitness(t *testing.T) {
 	if r.reachable(context.Background(), it) || r.witness.Load() != nil {
 		t.Fatal("a witness refused permanently was kept")
 	}
+}
+
+// recordingDebt is a DebtRecorder that keeps what it is given.
+type recordingDebt struct {
+	mu    sync.Mutex
+	hints []record.Hint
+}
+
+func (d *recordingDebt) RecordDebt(_ context.Context, h record.Hint, reason string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if reason != "dead_"+ReasonRejected {
+		return fmt.Errorf("unexpected debt reason %q", reason)
+	}
+	d.hints = append(d.hints, h)
+	return nil
+}
+
+func (d *recordingDebt) all() []record.Hint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]record.Hint(nil), d.hints...)
 }

@@ -122,6 +122,14 @@ type ReplayerConfig struct {
 	// DeadLetterTopic receives records that are never applied. Default
 	// TopicPrefix + "dead".
 	DeadLetterTopic string
+	// Debt, when set, records the key of every hint dead-lettered as
+	// rejected (the region refused it for good) as repair debt
+	// (docs/repair.md, "Repair debt"), once its dead letter is written, so
+	// that repaird keeps trying that key and reports it pending; repaird
+	// sets it. Expired hints are not debt: a hint older than the retention
+	// is covered by the full runs the retention requires, one whose row
+	// expired needs nothing. A failure is logged; the dead letter remains.
+	Debt DebtRecorder
 	// Partitions and ReplicationFactor are used if the replayer has to
 	// create the hint or dead-letter topic. Defaults 8 and -1 (the brokers'
 	// default).
@@ -666,3 +674,10 @@ func (r *Replayer) Describe(ch chan<- *prometheus.Desc) { r.metrics.collectors()
 
 // Collect implements prometheus.Collector.
 func (r *Replayer) Collect(ch chan<- prometheus.Metric) { r.metrics.collectors().Collect(ch) }
+
+// DebtRecorder records a dead-lettered hint's key as repair debt
+// (ReplayerConfig.Debt).
+type DebtRecorder interface {
+	// RecordDebt records that h.Target lacks the row of h, for reason.
+	RecordDebt(ctx context.Context, h record.Hint, reason string) error
+}

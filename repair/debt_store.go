@@ -70,6 +70,29 @@ func (c *CQLDebt) ListDebt(ctx context.Context, target string, limit int) ([]Deb
 	return out, errors.Join(bad...)
 }
 
+// AddDebt records e (built by NewDebtEntry) as the store does — the entry
+// row with e's timestamp and a TTL of the default retention — creating
+// the table first if needed. repaird records the hints its replayer
+// dead-letters as rejected this way.
+func (c *CQLDebt) AddDebt(ctx context.Context, e DebtEntry) error {
+	if !c.exists.Load() {
+		if err := c.s.Query(schema.CreateTable(c.keyspace, schema.DebtTable, schema.DebtRetention)).ExecContext(ctx); err != nil {
+			return fmt.Errorf("create %s.%s: %w", c.keyspace, schema.DebtTable, err)
+		}
+		for _, q := range schema.Upgrade(c.keyspace, schema.DebtTable) {
+			if err := c.s.Query(q).ExecContext(ctx); err != nil && !schema.IsColumnExists(err.Error()) {
+				return fmt.Errorf("upgrade %s.%s: %w", c.keyspace, schema.DebtTable, err)
+			}
+		}
+		c.exists.Store(true)
+	}
+	cells := schema.Cells{Value: schema.EncodeDebtValue(e.Reason, e.At), Expires: schema.ExpiryAfter(e.At, schema.DefaultRetention)}
+	cells.Digest = schema.Digest(false, cells.Value)
+	return c.s.Query(schema.Insert(c.keyspace, schema.DebtTable),
+		schema.InsertValues(e.partition, e.ck, cells, e.Timestamp, schema.TTLSeconds(schema.DefaultRetention))...).
+		Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
+}
+
 // RemoveDebt runs schema.DeleteDebt with the entry's timestamp.
 func (c *CQLDebt) RemoveDebt(ctx context.Context, e DebtEntry) error {
 	return c.s.Query(schema.DeleteDebt(c.keyspace), e.Timestamp, e.partition, e.ck).

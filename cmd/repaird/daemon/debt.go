@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
+	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/repair"
 )
@@ -209,4 +210,21 @@ func (d *Daemon) handleOverflows(ctx context.Context, debt repair.DebtStore, ove
 		default: // a run is already due
 		}
 	}
+}
+
+// debtRecorder records the hints the daemon's replayers dead-letter as
+// rejected as repair debt in the home region's keyspace, where the debt
+// worker drains it (hints.ReplayerConfig.Debt).
+type debtRecorder struct{ d *Daemon }
+
+func (r debtRecorder) RecordDebt(ctx context.Context, h record.Hint, reason string) error {
+	home, err := r.d.sessions.Get(ctx, r.d.cfg.Home)
+	if err != nil {
+		return err
+	}
+	debt, err := repair.NewCQLDebt(home, r.d.cfg.Keyspace)
+	if err != nil {
+		return err
+	}
+	return debt.AddDebt(ctx, repair.NewDebtEntry(h.Target, h.Namespace, h.PK, h.CK, h.Timestamp, reason, r.d.now()))
 }
