@@ -38,7 +38,7 @@ func Example() {
 	v, _, _ := b.Get("users", []byte("carol"), nil)
 	fmt.Println("carol deleted in b:", v.Deleted)
 	// Output:
-	// scanned 3, differing 2, written 2
+	// scanned 2, differing 2, written 2
 	// a: written 0, value fetches 1
 	// b: written 2, value fetches 0
 	// carol deleted in b: true

@@ -227,9 +227,29 @@ func (m *MemRegion) Insert(namespace string, pk, ck []byte, c schema.Cells, ts i
 	m.insert(t, pk, ck, c, ts, ttl, m.now())
 }
 
+// InsertWithoutFingerprint is Insert by a writer from before the fp
+// column existed: every other column is bound, fp is left as it was (for a
+// new row: none, so the row is counted apart by FingerprintRange).
+func (m *MemRegion) InsertWithoutFingerprint(namespace string, pk, ck []byte, c schema.Cells, ts int64, ttl int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tables[namespace]
+	if !ok {
+		t = map[string]*memRow{}
+		m.tables[namespace] = t
+	}
+	m.insertCells(t, pk, ck, c, ts, ttl, m.now(), false)
+}
+
 // insert reconciles the columns InsertValues binds for c into the row's
 // cells, as a node whose clock reads now applies them.
 func (m *MemRegion) insert(t map[string]*memRow, pk, ck []byte, c schema.Cells, ts int64, ttl int, now time.Time) {
+	m.insertCells(t, pk, ck, c, ts, ttl, now, true)
+}
+
+// insertCells is insert; fp false leaves the fp column out of the write,
+// as a writer from before the column existed does.
+func (m *MemRegion) insertCells(t map[string]*memRow, pk, ck []byte, c schema.Cells, ts int64, ttl int, now time.Time, fp bool) {
 	key := string(schema.PartitionKeyBytes(pk, ck))
 	row, ok := t[key]
 	if !ok {
@@ -239,6 +259,9 @@ func (m *MemRegion) insert(t map[string]*memRow, pk, ck []byte, c schema.Cells, 
 	bound := schema.InsertValues(pk, ck, c, ts, ttl)
 	cols := cells.Columns{Value: bytes.Clone(bound[2].([]byte)), Deleted: cells.Bool(bound[3].(bool)),
 		Digest: cells.Bigint(bound[4].(int64)), Expires: cells.Bigint(bound[5].(int64))}
+	if fp {
+		cols.Fingerprint = cells.Bigint(bound[6].(int64))
+	}
 	row.cells.Apply(cols, ts, int64(ttl), now.Unix())
 }
 

@@ -27,6 +27,9 @@ type Metrics struct {
 	runsStarted     *prometheus.CounterVec
 	runsFinished    *prometheus.CounterVec
 	conflicts       *conflicts.Counters
+	fpQueries       *prometheus.CounterVec
+	segmentsInSync  *prometheus.CounterVec
+	rowsInSync      *prometheus.CounterVec
 
 	mu       sync.Mutex
 	lastFull map[string]time.Time
@@ -53,7 +56,7 @@ func NewMetrics() *Metrics {
 		rowsWritten: counterVec("tidemark_repair_rows_written_total",
 			"Rows written by repair, per namespace and region.", "namespace", "region"),
 		bytesRead: counterVec("tidemark_repair_bytes_read_total",
-			"Payload bytes read by repair (digest scans and value fetches), per namespace and region.", "namespace", "region"),
+			"Payload bytes read by repair (digest scans, value fetches and fingerprint answers), per namespace and region.", "namespace", "region"),
 		valueFetches: counterVec("tidemark_repair_value_fetches_total",
 			"Point reads of row values, per namespace and region.", "namespace", "region"),
 		segmentDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -74,14 +77,21 @@ func NewMetrics() *Metrics {
 		runsFinished: counterVec("tidemark_repair_runs_finished_total",
 			"Runs this process ended, per namespace, kind (full, partial) and outcome (complete, incomplete, aborted, interrupted, failed).", "namespace", "kind", "outcome"),
 		conflicts: conflicts.NewCounters(conflicts.ByRepair),
-		lastFull:  map[string]time.Time{},
+		fpQueries: counterVec("tidemark_repair_fingerprint_queries_total",
+			"Aggregate (fingerprint) queries over token ranges, per namespace and region.", "namespace", "region"),
+		segmentsInSync: counterVec("tidemark_repair_segments_in_sync_total",
+			"Segments found in sync by their fingerprints, without a digest scan, per namespace.", "namespace"),
+		rowsInSync: counterVec("tidemark_repair_rows_in_sync_total",
+			"Rows of ranges found in sync by their fingerprints (not scanned), per namespace.", "namespace"),
+		lastFull: map[string]time.Time{},
 	}
 }
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.rowsScanned, m.rowsDiffering, m.rowsWritten, m.bytesRead,
 		m.valueFetches, m.segmentDuration, m.segmentFailures, m.lastFullRepair,
-		m.runSegments, m.runSegmentsDone, m.runsStarted, m.runsFinished, m.conflicts.Collectors()}
+		m.runSegments, m.runSegmentsDone, m.runsStarted, m.runsFinished, m.conflicts.Collectors(),
+		m.fpQueries, m.segmentsInSync, m.rowsInSync}
 }
 
 // conflictCounters returns the conflict log's counters (nil for a nil
@@ -107,6 +117,26 @@ func (m *Metrics) addScanned(ns, region string, rows, bytes int64) {
 	}
 	m.rowsScanned.WithLabelValues(ns, region).Add(float64(rows))
 	m.bytesRead.WithLabelValues(ns, region).Add(float64(bytes))
+}
+
+func (m *Metrics) addFingerprintQuery(ns, region string, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.fpQueries.WithLabelValues(ns, region).Inc()
+	m.bytesRead.WithLabelValues(ns, region).Add(float64(bytes))
+}
+
+func (m *Metrics) addSegmentInSync(ns string) {
+	if m != nil {
+		m.segmentsInSync.WithLabelValues(ns).Inc()
+	}
+}
+
+func (m *Metrics) addInSync(ns string, rows int64) {
+	if m != nil {
+		m.rowsInSync.WithLabelValues(ns).Add(float64(rows))
+	}
 }
 
 func (m *Metrics) addFetch(ns, region string, bytes int64) {

@@ -54,6 +54,15 @@ const (
 	// MaxSplitDepth bounds the splitting: a segment becomes at most
 	// SplitInto^MaxSplitDepth pieces (64).
 	MaxSplitDepth = 3
+	// DefaultFingerprintFanout is how many parts a range whose
+	// fingerprints differ is split into.
+	DefaultFingerprintFanout = 4
+	// DefaultFingerprintLeafRows is the row count at or below which a
+	// differing range is digest-scanned rather than split again.
+	DefaultFingerprintLeafRows = 16
+	// DefaultFingerprintMaxDepth bounds the splitting of a segment by
+	// fingerprints: 16 levels of 4 parts.
+	DefaultFingerprintMaxDepth = 16
 )
 
 // Bounds of repair's own housekeeping, not configurable.
@@ -194,8 +203,24 @@ type Options struct {
 	// counted (tidemark_conflicts_total). On by default (not in dry
 	// runs); Conflicts.Disabled turns it off. Bad values fail New.
 	Conflicts ConflictConfig
+	// DisableFingerprints turns segment fingerprints off: every segment is
+	// digest-scanned, as before they existed. By default, when every
+	// region's Reader is a Fingerprinter, a segment is first compared by
+	// its fingerprints (docs/repair.md, "Fingerprints").
+	DisableFingerprints bool
+	// FingerprintFanout is how many parts a range whose fingerprints differ
+	// is split into. Default DefaultFingerprintFanout (4).
+	FingerprintFanout int
+	// FingerprintLeafRows: a differing range of at most this many rows (in
+	// the region holding most) is digest-scanned, not split. Default
+	// DefaultFingerprintLeafRows (16).
+	FingerprintLeafRows int64
+	// FingerprintMaxDepth bounds the levels of splitting below a segment;
+	// ranges still differing there are digest-scanned. Default
+	// DefaultFingerprintMaxDepth (16).
+	FingerprintMaxDepth int
 	// ConflictSink is where conflicts are recorded. Default: the conflict
-	// table (tidemark_conflicts, created on first use) in the keyspace of
+	// table (tidemark_conflicts, created when a run starts) in the keyspace of
 	// the first region whose Writer is a *CQLRegion; with no such region
 	// (in-memory regions) and no sink, nothing is recorded.
 	ConflictSink ConflictSink
@@ -216,6 +241,12 @@ func (o *Options) setDefaults() {
 	setDefault(&o.Samples, DefaultSamples)
 	setDefault(&o.ControlPoll, DefaultControlPoll)
 	setDefault(&o.SegmentTimeout, DefaultSegmentTimeout)
+	setDefault(&o.FingerprintFanout, DefaultFingerprintFanout)
+	o.FingerprintFanout = max(o.FingerprintFanout, 2)
+	setDefault(&o.FingerprintMaxDepth, DefaultFingerprintMaxDepth)
+	if o.FingerprintLeafRows <= 0 {
+		o.FingerprintLeafRows = DefaultFingerprintLeafRows
+	}
 	if o.SplitAfter == 0 {
 		o.SplitAfter = DefaultSplitAfter
 	}

@@ -72,6 +72,9 @@ type RegionStats struct {
 	BytesRead int64
 	// ValueFetches is point reads of values from the region.
 	ValueFetches int64
+	// FingerprintQueries is aggregate queries (RangeFingerprint) sent to
+	// the region; their answers count in BytesRead.
+	FingerprintQueries int64
 }
 
 // PairStat counts the rows on which two regions differ (dry runs).
@@ -112,8 +115,18 @@ type Report struct {
 	SegmentsRepaired int
 	// SegmentsFailed counts segments this call gave up on.
 	SegmentsFailed int
-	// RowsScanned is the number of distinct rows merged.
+	// RowsScanned is the number of distinct rows merged (by digest scans).
 	RowsScanned int64
+	// SegmentsInSync counts the segments (or pieces) whose fingerprints
+	// were equal in every region: nothing of them was scanned.
+	SegmentsInSync int
+	// RowsInSync counts the rows of ranges found in sync by their
+	// fingerprints (each range counted once, as one region holds it): not
+	// scanned, not in RowsScanned.
+	RowsInSync int64
+	// RangesScanned counts the digest scans (one per region each) of
+	// segments, pieces or the sub-ranges whose fingerprints differed.
+	RangesScanned int64
 	// RowsDiffering is the number of rows not identical in every region.
 	RowsDiffering int64
 	// RowsWritten is the number of rows written (to one region or more).
@@ -447,6 +460,9 @@ func (r *Repairer) run(parent context.Context, namespace string) (*Report, error
 		return rep, err
 	}
 	rep.Retention, rep.Warnings = ret, warnings
+	if err := r.upgrade(parent, namespace); err != nil {
+		return rep, fmt.Errorf("repair: upgrade the tables: %w", err)
+	}
 	for _, w := range warnings {
 		r.log.Warn("repair: "+w, "namespace", namespace)
 	}
@@ -1055,8 +1071,8 @@ func (c *countingStream) Err() error {
 	return &RegionError{Region: c.r.regions[c.idx].Name, Op: "scan", Err: err}
 }
 
-// repairSegment scans, diffs and (unless dry) fixes one segment.
-func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) (segStats, error) {
+// scanRange scans, diffs and (unless dry) fixes one token range.
+func (r *Repairer) scanRange(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) (segStats, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	streams := make([]RowStream, len(r.regions))

@@ -13,8 +13,8 @@
 //     the smaller TTL (written later) wins;
 //  6. then the greater value, compared as unsigned bytes.
 //
-// A Tidemark row has four regular cells — value, deleted, digest and
-// expires — each reconciled on its own. Tidemark writes every cell of a row
+// A Tidemark row has five regular cells — value, deleted, digest, expires
+// and fp (the fingerprint) — each reconciled on its own. Tidemark writes every cell of a row
 // with one timestamp and one TTL, and never binds null for a cell (a
 // deletion marker's value is an empty blob), so that the cells of a row
 // always reconcile alike and a row is always one version; a null bound by
@@ -112,12 +112,18 @@ func pick(first bool, a, b Cell) Cell {
 type Row struct {
 	Present                         bool
 	Value, Deleted, Digest, Expires Cell
+	// Fingerprint is the fp cell; a zero Cell when no write set it (rows
+	// written before the column existed).
+	Fingerprint Cell
 }
 
 // Columns are the values one write binds for a row's regular columns; a nil
-// field binds null.
+// field binds null, except Fingerprint: nil there means the write does not
+// name the column at all (a writer from before it existed), so the row's
+// fp cell is left as it was.
 type Columns struct {
 	Value, Deleted, Digest, Expires []byte
+	Fingerprint                     []byte
 }
 
 // Apply reconciles a write of cols with timestamp ts and ttl (seconds),
@@ -129,9 +135,15 @@ func (r *Row) Apply(cols Columns, ts, ttl, now int64) {
 		Digest:  Write(ts, cols.Digest, ttl, now),
 		Expires: Write(ts, cols.Expires, ttl, now),
 	}
+	if cols.Fingerprint != nil {
+		w.Fingerprint = Write(ts, cols.Fingerprint, ttl, now)
+	}
 	if !r.Present {
 		*r = w
 		return
+	}
+	if cols.Fingerprint != nil {
+		r.Fingerprint = Reconcile(r.Fingerprint, w.Fingerprint)
 	}
 	r.Value = Reconcile(r.Value, w.Value)
 	r.Deleted = Reconcile(r.Deleted, w.Deleted)
@@ -143,7 +155,7 @@ func (r *Row) Apply(cols Columns, ts, ttl, now int64) {
 // regular cell is live. (Tidemark's rows always carry live deleted and
 // digest cells while they exist.)
 func (r *Row) Visible(now int64) bool {
-	return r.Present && (r.Value.Live(now) || r.Deleted.Live(now) || r.Digest.Live(now) || r.Expires.Live(now))
+	return r.Present && (r.Value.Live(now) || r.Deleted.Live(now) || r.Digest.Live(now) || r.Expires.Live(now) || r.Fingerprint.Live(now))
 }
 
 // Bool encodes a CQL boolean as Cassandra stores it.

@@ -6,14 +6,19 @@
 // Table shape, one per namespace:
 //
 //	(pk blob, ck blob, value blob, deleted boolean, digest bigint,
-//	 expires bigint, PRIMARY KEY ((pk), ck))
+//	 expires bigint, fp bigint, PRIMARY KEY ((pk), ck))
 //
 // digest is a 64-bit hash of (deleted, value), written with the same
 // timestamp as the other cells, so repair compares rows by reading
 // writetime(digest) and digest alone. expires is the row's absolute expiry
 // (seconds since the epoch, 0 = never): the instant at which the row stops
 // being visible in every region, whatever a node's apply delay; the
-// Cassandra TTL written with the row only reclaims the space.
+// Cassandra TTL written with the row only reclaims the space. fp is the
+// row's fingerprint (Fingerprint): a 64-bit hash of its whole version
+// (pk, ck, timestamp, deleted, digest, expires), written with the row's
+// timestamp and TTL by every writer (InsertValues computes it), so that
+// repair compares a token range across regions by Cassandra's own
+// aggregates (SelectFingerprintRange) without reading its rows.
 //
 // # Row format 2
 //
@@ -96,6 +101,34 @@ func Digest(deleted bool, value []byte) int64 {
 	return int64(d.Sum64())
 }
 
+// Fingerprint is the 64-bit hash of a row version stored in the fp column:
+// its keys, its timestamp (µs), whether it is a deletion marker, its
+// digest and its absolute expiry (seconds, 0 = never). Two regions that
+// hold the same version of a row hold the same fingerprint, and the sum of
+// a range's fingerprints (modulo 2^64, as Cassandra's sum over bigint
+// wraps) is a hash of the set of versions it holds.
+func Fingerprint(pk, ck []byte, ts int64, deleted bool, digest, expires int64) int64 {
+	var d xxhash.Digest
+	d.Reset()
+	var b [8]byte
+	binary.BigEndian.PutUint32(b[:4], uint32(len(pk)))
+	_, _ = d.Write(b[:4])
+	_, _ = d.Write(pk)
+	binary.BigEndian.PutUint32(b[:4], uint32(len(ck)))
+	_, _ = d.Write(b[:4])
+	_, _ = d.Write(ck)
+	for _, v := range []int64{ts, digest, expires} {
+		binary.BigEndian.PutUint64(b[:], uint64(v))
+		_, _ = d.Write(b[:])
+	}
+	if deleted {
+		_, _ = d.Write([]byte{1})
+	} else {
+		_, _ = d.Write([]byte{0})
+	}
+	return int64(d.Sum64())
+}
+
 // CommentPrefix starts the table comment that records Tidemark's metadata.
 const CommentPrefix = "tidemark:v1"
 
@@ -109,7 +142,7 @@ const CommentPrefix = "tidemark:v1"
 // on one table instead of racing into a schema conflict.
 func CreateTable(keyspace, table string, retention time.Duration) string {
 	secs := int64(retention / time.Second)
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, expires bigint, PRIMARY KEY ((pk), ck)) WITH ID = %s AND comment = '%s retention=%d' AND gc_grace_seconds = %d`,
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, expires bigint, fp bigint, PRIMARY KEY ((pk), ck)) WITH ID = %s AND comment = '%s retention=%d' AND gc_grace_seconds = %d`,
 		keyspace, table, TableID(keyspace, table), CommentPrefix, secs, secs)
 }
 
@@ -118,8 +151,21 @@ func CreateTable(keyspace, table string, retention time.Duration) string {
 // since. Run them after CreateTable; an error saying the column already
 // exists (IsColumnExists) means there was nothing to do.
 func Upgrade(keyspace, table string) []string {
-	return []string{fmt.Sprintf(`ALTER TABLE %s.%s ADD expires bigint`, keyspace, table)}
+	var out []string
+	for _, c := range AddedColumns {
+		out = append(out, fmt.Sprintf(`ALTER TABLE %s.%s ADD %s bigint`, keyspace, table, c))
+	}
+	return out
 }
+
+// AddedColumns are the columns added to the table since its first shape,
+// in the order Upgrade adds them (all bigint): expires (row format 2) and
+// fp (the fingerprint).
+var AddedColumns = []string{"expires", "fp"}
+
+// SelectColumns lists a table's columns from the schema tables. Bind:
+// keyspace, table. Column: column_name.
+const SelectColumns = `SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?`
 
 // IsColumnExists reports whether a message from Cassandra refuses an
 // ALTER TABLE … ADD because the column is already there.
@@ -160,9 +206,9 @@ func CreateKeyspace(keyspace, dc string, rf int) string {
 }
 
 // Insert returns the statement that writes every cell of one row with one
-// timestamp and one TTL. Bind InsertValues.
+// timestamp and one TTL, its fingerprint included. Bind InsertValues.
 func Insert(keyspace, table string) string {
-	return fmt.Sprintf(`INSERT INTO %s.%s (pk, ck, value, deleted, digest, expires) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`, keyspace, table)
+	return fmt.Sprintf(`INSERT INTO %s.%s (pk, ck, value, deleted, digest, expires, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`, keyspace, table)
 }
 
 // Cells are the regular columns of one row as a write sets them.
@@ -190,9 +236,10 @@ func RowCells(deleted bool, value []byte, expires int64) Cells {
 }
 
 // InsertValues returns the values to bind to Insert for the row (pk, ck)
-// with cells c, timestamp ts (µs) and ttl (seconds, 0 = none). No value is
-// ever nil: a live row's nil value and a marker's value bind as an empty
-// blob (a nil clustering key as an empty one).
+// with cells c, timestamp ts (µs) and ttl (seconds, 0 = none): pk, ck,
+// value, deleted, digest, expires, fp (Fingerprint of the version), ts,
+// ttl. No value is ever nil: a live row's nil value and a marker's value
+// bind as an empty blob (a nil clustering key as an empty one).
 func InsertValues(pk, ck []byte, c Cells, ts int64, ttl int) []any {
 	value := c.Value
 	if c.Deleted || value == nil {
@@ -201,7 +248,8 @@ func InsertValues(pk, ck []byte, c Cells, ts int64, ttl int) []any {
 	if ck == nil {
 		ck = []byte{}
 	}
-	return []any{pk, ck, value, c.Deleted, c.Digest, c.Expires, ts, ttl}
+	fp := Fingerprint(pk, ck, ts, c.Deleted, c.Digest, c.Expires)
+	return []any{pk, ck, value, c.Deleted, c.Digest, c.Expires, fp, ts, ttl}
 }
 
 // ExpiryAfter returns the absolute expiry, in whole seconds since the
@@ -284,6 +332,25 @@ func SelectDigestRange(keyspace, table string) string {
 // for the segment that starts at the ring's minimum token. Bind: start, end.
 func SelectDigestRangeFrom(keyspace, table string) string {
 	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest), expires FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
+}
+
+// SelectFingerprintRange aggregates a token range (start, end] on the
+// server: count(*), count(fp), sum(fp), sum(writetime(digest)),
+// sum(digest). Bind: start, end. Sums over bigint wrap modulo 2^64 in
+// Cassandra, so each is a hash of the range's set of rows; count(*) -
+// count(fp) is the rows written before the fp column existed, whose
+// versions the sums do not cover. The two guard sums catch a row whose fp
+// cell is not its version's: a writer that does not set fp (a release
+// before it) moves writetime(digest), and a tie reconciled cell by cell
+// may keep one write's fp beside another's digest.
+func SelectFingerprintRange(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
+}
+
+// SelectFingerprintRangeFrom is SelectFingerprintRange with an inclusive
+// lower bound, for a range that starts at the ring's minimum token.
+func SelectFingerprintRangeFrom(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
 }
 
 // SelectTableComment reads a table's comment from the schema tables. Bind:

@@ -344,10 +344,11 @@ func (m *MemoryRegion) Write(ctx context.Context, w WriteRequest) error {
 func columnsOf(r Row) cells.Columns {
 	v := schema.InsertValues(nil, r.CK, schema.RowCells(r.Deleted, r.Value, r.Expires), r.Timestamp, r.TTL)
 	return cells.Columns{
-		Value:   bytes.Clone(v[2].([]byte)),
-		Deleted: cells.Bool(v[3].(bool)),
-		Digest:  cells.Bigint(v[4].(int64)),
-		Expires: cells.Bigint(v[5].(int64)),
+		Value:       bytes.Clone(v[2].([]byte)),
+		Deleted:     cells.Bool(v[3].(bool)),
+		Digest:      cells.Bigint(v[4].(int64)),
+		Expires:     cells.Bigint(v[5].(int64)),
+		Fingerprint: cells.Bigint(v[6].(int64)),
 	}
 }
 

@@ -34,6 +34,14 @@ func WriteSummary(w io.Writer, rep *repair.Report) {
 	_ = tw.Flush()
 	fmt.Fprintf(w, "rows: %d scanned, %d differing, %d written, %d skipped (expired or changed meanwhile), %d timestamp ties\n",
 		rep.RowsScanned, rep.RowsDiffering, rep.RowsWritten, rep.RowsSkipped, rep.Ties)
+	var fpq int64
+	for _, r := range rep.Regions {
+		fpq += r.FingerprintQueries
+	}
+	if fpq > 0 {
+		fmt.Fprintf(w, "fingerprints: %d rows in sync without a scan, %d segments in sync, %d aggregate queries, %d ranges digest-scanned\n",
+			rep.RowsInSync, rep.SegmentsInSync, fpq, rep.RangesScanned)
+	}
 	if rep.Conflicts > 0 {
 		fmt.Fprintf(w, "conflicts: %d (versions LWW dropped that another writer made within the conflict window; list them with `repaird conflicts`)\n", rep.Conflicts)
 	}

@@ -1,0 +1,392 @@
+package repair
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/tidemark/tidemark/internal/cells"
+	"github.com/tidemark/tidemark/internal/cluster"
+	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/wait"
+)
+
+// RangeFingerprint is what a region's database computes over a token range
+// (schema.SelectFingerprintRange): how many rows it holds, how many of
+// them carry a fingerprint, and three sums modulo 2^64.
+type RangeFingerprint struct {
+	// Rows is count(*): the rows whose cells are there (deletion markers
+	// and rows past their absolute expiry included, as a digest scan
+	// returns them).
+	Rows int64
+	// Fingerprinted is count(fp): the rows that carry a fingerprint. Rows
+	// written before the fp column existed do not; a range holding any is
+	// never judged in sync by its sums.
+	Fingerprinted int64
+	// Sum is sum(fp): the hash of the set of row versions.
+	Sum int64
+	// TimestampSum is sum(writetime(digest)) and DigestSum sum(digest):
+	// guards against a row whose fp cell is not its version's (a writer
+	// that does not set fp, a tie reconciled cell by cell).
+	TimestampSum, DigestSum int64
+}
+
+// Complete reports whether every row of the range carries a fingerprint.
+func (f RangeFingerprint) Complete() bool { return f.Rows == f.Fingerprinted }
+
+// fingerprintBytes is the payload of one aggregate answer: 5 bigint
+// columns with their 4-byte lengths.
+const fingerprintBytes = 5 * (4 + 8)
+
+// Fingerprinter is implemented by readers whose database can aggregate a
+// token range ([CQLRegion], [MemRegion]). When every region's Reader is
+// one (and Options.DisableFingerprints is false), repair compares a
+// segment's fingerprints before it scans anything (docs/repair.md,
+// "Fingerprints").
+type Fingerprinter interface {
+	// FingerprintRange aggregates the rows of r. A table without the fp
+	// column is reported with an error wrapping ErrNoFingerprints.
+	FingerprintRange(ctx context.Context, namespace string, r TokenRange) (RangeFingerprint, error)
+}
+
+// Upgrader is implemented by readers that can bring a namespace's table to
+// the current shape (schema.Upgrade: the expires and fp columns). A run
+// that writes calls it for every region before its first segment, since
+// repair's writes bind every column.
+type Upgrader interface {
+	Upgrade(ctx context.Context, namespace string) error
+}
+
+// ErrNoFingerprints reports a table that has no fp column (not upgraded
+// yet, e.g. in a dry run): repair falls back to digest scans.
+var ErrNoFingerprints = errors.New("repair: the table has no fingerprint column")
+
+// FingerprintRange runs schema.SelectFingerprintRange over r at
+// LOCAL_QUORUM. The coordinator reads every row of the range (paged
+// internally), so a wide range takes a while: an answer that times out
+// makes repair split the range and ask again.
+func (c *CQLRegion) FingerprintRange(ctx context.Context, namespace string, r TokenRange) (RangeFingerprint, error) {
+	stmt := schema.SelectFingerprintRange(c.keyspace, namespace)
+	if r.IncludesStart() {
+		stmt = schema.SelectFingerprintRangeFrom(c.keyspace, namespace)
+	}
+	var f RangeFingerprint
+	err := c.s.Query(stmt, r.Start, r.End).Consistency(gocql.LocalQuorum).Idempotent(true).
+		ScanContext(ctx, &f.Rows, &f.Fingerprinted, &f.Sum, &f.TimestampSum, &f.DigestSum)
+	if err != nil && strings.Contains(err.Error(), "Undefined column name fp") {
+		return RangeFingerprint{}, fmt.Errorf("%w: table %s.%s (run the store or a repair that writes once to add it): %v",
+			ErrNoFingerprints, c.keyspace, namespace, err)
+	}
+	return f, err
+}
+
+// Upgrade adds the columns schema.AddedColumns that the table lacks (read
+// from system_schema.columns, so a role that may not ALTER works on an
+// upgraded table) and waits for schema agreement.
+func (c *CQLRegion) Upgrade(ctx context.Context, namespace string) error {
+	iter := c.s.Query(schema.SelectColumns, c.keyspace, namespace).Consistency(gocql.LocalOne).IterContext(ctx)
+	have := map[string]bool{}
+	var name string
+	for iter.Scan(&name) {
+		have[name] = true
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("read the columns of %s.%s: %w", c.keyspace, namespace, err)
+	}
+	if len(have) == 0 {
+		return nil // no table: Describe reports it
+	}
+	stmts := schema.Upgrade(c.keyspace, namespace)
+	altered := false
+	for i, col := range schema.AddedColumns {
+		if have[col] {
+			continue
+		}
+		if err := c.s.Query(stmts[i]).ExecContext(ctx); err != nil && !schema.IsColumnExists(err.Error()) {
+			return fmt.Errorf("table %s.%s lacks column %s, which repair's writes set, and %q failed: %w",
+				c.keyspace, namespace, col, stmts[i], err)
+		}
+		altered = true
+	}
+	if altered {
+		return c.s.AwaitSchemaAgreement(ctx)
+	}
+	return nil
+}
+
+// FingerprintRange aggregates the rows of r whose cells are there at Now,
+// as Cassandra does: count(*), count(fp) (rows written by
+// InsertWithoutFingerprint have none), and the sums modulo 2^64.
+func (m *MemRegion) FingerprintRange(_ context.Context, namespace string, r TokenRange) (RangeFingerprint, error) {
+	if err := m.fault("fingerprint"); err != nil {
+		return RangeFingerprint{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, err := m.table(namespace)
+	if err != nil {
+		return RangeFingerprint{}, err
+	}
+	now := m.now().Unix()
+	var f RangeFingerprint
+	for _, row := range t {
+		c := &row.cells
+		if !r.Contains(row.token) || !c.Visible(now) {
+			continue
+		}
+		f.Rows++
+		if c.Fingerprint.Live(now) {
+			f.Fingerprinted++
+			f.Sum += cells.AsBigint(c.Fingerprint)
+		}
+		if c.Digest.Live(now) {
+			f.TimestampSum += c.Digest.Timestamp
+			f.DigestSum += cells.AsBigint(c.Digest)
+		}
+	}
+	return f, nil
+}
+
+// fingerprinters returns every region's Fingerprinter, or nil when
+// fingerprints are disabled or some region has none.
+func (r *Repairer) fingerprinters() []Fingerprinter {
+	if r.opts.DisableFingerprints {
+		return nil
+	}
+	out := make([]Fingerprinter, len(r.regions))
+	for i, reg := range r.regions {
+		f, ok := reg.Reader.(Fingerprinter)
+		if !ok {
+			return nil
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// upgrade brings every region's table to the current shape before a run
+// that writes (Upgrader), concurrently.
+func (r *Repairer) upgrade(ctx context.Context, namespace string) error {
+	if r.opts.DryRun {
+		return nil
+	}
+	errs := make([]error, len(r.regions))
+	var wg sync.WaitGroup
+	for i, reg := range r.regions {
+		u, ok := reg.Reader.(Upgrader)
+		if !ok {
+			continue
+		}
+		wg.Go(func() {
+			if err := u.Upgrade(ctx, namespace); err != nil {
+				errs[i] = &RegionError{Region: reg.Name, Op: "upgrade", Err: err}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// verdict is what a range's fingerprints say.
+type verdict int
+
+const (
+	inSync  verdict = iota // equal everywhere, every row fingerprinted
+	scanIt                 // small enough, or mostly without fingerprints: digest scan
+	splitIt                // differs: split and ask again
+)
+
+// judge compares one range's fingerprints across regions.
+func (r *Repairer) judge(fs []RangeFingerprint) verdict {
+	same := true
+	var rows, unprinted int64
+	for _, f := range fs {
+		same = same && f == fs[0] && f.Complete()
+		rows = max(rows, f.Rows)
+		unprinted = max(unprinted, f.Rows-f.Fingerprinted)
+	}
+	switch {
+	case same:
+		return inSync
+	case rows <= r.opts.FingerprintLeafRows:
+		return scanIt
+	case unprinted*int64(r.opts.FingerprintFanout) > rows:
+		// Many rows without fingerprints: splitting would not find
+		// in-sync pieces, the scan reads them anyway.
+		return scanIt
+	}
+	return splitIt
+}
+
+// narrow compares seg's fingerprints across the regions and returns the
+// sub-ranges of seg that need a digest scan, in token order, adjacent ones
+// merged: none when seg is in sync; seg itself when fingerprints cannot be
+// used (a region without them, a table without the column). A range that
+// differs is split into FingerprintFanout parts, level by level, while it
+// holds more than FingerprintLeafRows rows, down to FingerprintMaxDepth
+// levels; a range whose answer timed out is split without comparing.
+func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) ([]TokenRange, error) {
+	fps := r.fingerprinters()
+	if fps == nil {
+		return []TokenRange{seg}, nil
+	}
+	var leaves []TokenRange
+	level := []TokenRange{seg}
+	for depth := 0; len(level) > 0; depth++ {
+		if err := ctl.Wait(ctx); err != nil {
+			return nil, err
+		}
+		answers, timedOut, err := r.askFingerprints(ctx, ns, fps, level, acc, trk)
+		if errors.Is(err, ErrNoFingerprints) {
+			r.log.Debug("repair: no fingerprints, digest scan", "namespace", ns, "segment", seg.String(), "err", err)
+			return mergeRanges(append(leaves, level...)), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var next []TokenRange
+		var synced int64
+		for i, rg := range level {
+			v := splitIt
+			if !timedOut[i] {
+				v = r.judge(answers[i])
+			}
+			switch {
+			case v == inSync:
+				synced += answers[i][0].Rows
+				if depth == 0 {
+					acc.do(func(rp *Report) { rp.SegmentsInSync++ })
+					r.opts.Metrics.addSegmentInSync(ns)
+				}
+			case v == scanIt || depth+1 >= r.opts.FingerprintMaxDepth:
+				leaves = append(leaves, rg)
+			default:
+				parts := SplitRange(rg, r.opts.FingerprintFanout)
+				if len(parts) < 2 {
+					leaves = append(leaves, rg)
+					continue
+				}
+				next = append(next, parts...)
+			}
+		}
+		if synced > 0 {
+			acc.do(func(rp *Report) { rp.RowsInSync += synced })
+			r.opts.Metrics.addInSync(ns, synced)
+			// The database read these rows: they take their share of
+			// the scan rate, as scanned rows do.
+			trk.hold()
+			err := wait.Tokens(ctx, r.lim, int(min(synced, 1<<30)))
+			trk.release()
+			if err != nil {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+		}
+		level = next
+	}
+	return mergeRanges(leaves), nil
+}
+
+// askFingerprints asks every region for the fingerprints of every range,
+// at most Options.Concurrency queries at once. answers[i][j] is range i in
+// region j; timedOut[i] is set when some region did not answer range i in
+// time (cluster.Classify: Timeout), which is not an error.
+func (r *Repairer) askFingerprints(ctx context.Context, ns string, fps []Fingerprinter, ranges []TokenRange, acc *accum, trk *tracker) ([][]RangeFingerprint, []bool, error) {
+	answers := make([][]RangeFingerprint, len(ranges))
+	timedOut := make([]bool, len(ranges))
+	errs := make([]error, len(ranges)*len(fps))
+	var mu sync.Mutex
+	sem := make(chan struct{}, r.opts.Concurrency)
+	var wg sync.WaitGroup
+	for i, rg := range ranges {
+		answers[i] = make([]RangeFingerprint, len(fps))
+		for j, f := range fps {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				fp, err := f.FingerprintRange(ctx, ns, rg)
+				trk.touch()
+				name := r.regions[j].Name
+				acc.do(func(rp *Report) {
+					rp.Regions[j].FingerprintQueries++
+					rp.Regions[j].BytesRead += fingerprintBytes
+				})
+				r.opts.Metrics.addFingerprintQuery(ns, name, fingerprintBytes)
+				switch {
+				case err == nil:
+					answers[i][j] = fp
+				case ctx.Err() == nil && !errors.Is(err, ErrNoFingerprints) && cluster.Classify(ctx, err) == cluster.Timeout:
+					mu.Lock()
+					timedOut[i] = true
+					mu.Unlock()
+				case errors.Is(err, ErrNoFingerprints):
+					errs[i*len(fps)+j] = err
+				default:
+					errs[i*len(fps)+j] = &RegionError{Region: name, Op: "fingerprint", Err: err}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if errors.Is(err, ErrNoFingerprints) {
+			return nil, nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, context.Cause(ctx)
+		}
+		return nil, nil, err
+	}
+	return answers, timedOut, nil
+}
+
+// mergeRanges sorts ranges by token and joins adjacent ones.
+func mergeRanges(rs []TokenRange) []TokenRange {
+	slices.SortFunc(rs, func(a, b TokenRange) int {
+		if a.Start == b.Start {
+			return 0
+		}
+		if a.Start < b.Start {
+			return -1
+		}
+		return 1
+	})
+	var out []TokenRange
+	for _, rg := range rs {
+		if n := len(out); n > 0 && out[n-1].End == rg.Start {
+			out[n-1].End = rg.End
+			continue
+		}
+		out = append(out, rg)
+	}
+	return out
+}
+
+// repairSegment repairs one segment (or piece): its fingerprints first
+// (narrow), then a digest scan, diff and fix of each sub-range that
+// differs.
+func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) (segStats, error) {
+	leaves, err := r.narrow(ctx, ns, seg, acc, ctl, trk)
+	if err != nil {
+		return segStats{}, err
+	}
+	var st segStats
+	for _, lr := range leaves {
+		ps, err := r.scanRange(ctx, ns, lr, acc, ctl, trk)
+		st.rows, st.differing, st.written = st.rows+ps.rows, st.differing+ps.differing, st.written+ps.written
+		if err != nil {
+			return st, err
+		}
+	}
+	if len(leaves) > 0 {
+		acc.do(func(rp *Report) { rp.RangesScanned += int64(len(leaves)) })
+	}
+	return st, nil
+}

@@ -1,0 +1,256 @@
+package repair
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tidemark/tidemark/internal/schema"
+)
+
+// fpRegions returns n in-memory regions with the default (hashed) tokens,
+// counting each region's digest scans and fingerprint queries.
+func fpRegions(n int) ([]*MemRegion, []*atomic.Int64, []*atomic.Int64) {
+	ms := newTestRegions(n)
+	scans := make([]*atomic.Int64, n)
+	aggs := make([]*atomic.Int64, n)
+	for i, m := range ms {
+		m.Token = DefaultMemToken
+		scans[i], aggs[i] = new(atomic.Int64), new(atomic.Int64)
+		m.Fault = func(op string) error {
+			switch op {
+			case "scan":
+				scans[i].Add(1)
+			case "fingerprint":
+				aggs[i].Add(1)
+			}
+			return nil
+		}
+	}
+	return ms, scans, aggs
+}
+
+func fpKey(i int) (pk, ck []byte) {
+	return []byte(fmt.Sprintf("p%07d", i/10)), binary.BigEndian.AppendUint32(nil, uint32(i%10))
+}
+
+// fill writes rows 0..n-1 (10 per partition) into every region, the same
+// version everywhere, half of them with a TTL, every 7th a marker.
+func fill(ms []*MemRegion, n int) {
+	for i := range n {
+		pk, ck := fpKey(i)
+		for _, m := range ms {
+			m.Put(testNS, pk, ck, int64(100+i), i%7 == 0, []byte(fmt.Sprintf("v%d", i)), 0)
+		}
+	}
+}
+
+func total(cs []*atomic.Int64) (n int64) {
+	for _, c := range cs {
+		n += c.Load()
+	}
+	return n
+}
+
+func TestFingerprintsInSyncNoScan(t *testing.T) {
+	ms, scans, aggs := fpRegions(3)
+	fill(ms, 5000)
+	r, err := New(regionsOf(ms), Options{Segments: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(context.Background(), testNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := total(scans); n != 0 {
+		t.Errorf("%d digest scans of regions in sync, want 0", n)
+	}
+	if n := total(aggs); n != 3*8 {
+		t.Errorf("%d fingerprint queries, want one per segment and region (24)", n)
+	}
+	if rep.SegmentsInSync != 8 || rep.RowsInSync != 5000 || rep.RowsScanned != 0 || rep.RowsDiffering != 0 || !rep.Complete {
+		t.Errorf("report %+v: want 8 segments and 5000 rows in sync, nothing scanned", rep)
+	}
+	for _, rs := range rep.Regions {
+		if rs.BytesRead != 8*fingerprintBytes || rs.FingerprintQueries != 8 {
+			t.Errorf("region %s read %d bytes in %d queries, want %d in 8", rs.Region, rs.BytesRead, rs.FingerprintQueries, 8*fingerprintBytes)
+		}
+	}
+}
+
+func TestFingerprintsFindOneRowAmongMany(t *testing.T) {
+	ms, scans, aggs := fpRegions(2)
+	const n = 20000
+	fill(ms, n)
+	pk, ck := fpKey(12345)
+	ms[1].Put(testNS, pk, ck, 1_000_000, false, []byte("newer"), 0)
+	r, _ := New(regionsOf(ms), Options{Segments: 2})
+	rep, err := r.Run(context.Background(), testNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RowsDiffering != 1 || rep.RowsWritten != 1 {
+		t.Fatalf("differing %d written %d, want 1 and 1", rep.RowsDiffering, rep.RowsWritten)
+	}
+	if rep.RowsScanned > DefaultFingerprintLeafRows || rep.SegmentsInSync != 1 || rep.RowsInSync+rep.RowsScanned != n {
+		t.Errorf("scanned %d rows (want <= %d), %d segments in sync (want 1), %d rows in sync",
+			rep.RowsScanned, DefaultFingerprintLeafRows, rep.SegmentsInSync, rep.RowsInSync)
+	}
+	if s := total(scans); s != 2 {
+		t.Errorf("%d digest scans, want one per region", s)
+	}
+	var bytes int64
+	for _, rs := range rep.Regions {
+		bytes += rs.BytesRead
+	}
+	t.Logf("%d fingerprint queries, %d bytes read for %d rows (%.2f B/row)", total(aggs), bytes, n, float64(bytes)/n)
+	if v, _, _ := ms[0].Get(testNS, pk, ck); string(v.Value) != "newer" {
+		t.Errorf("region a holds %q, want the newer value", v.Value)
+	}
+	scans[0].Store(0)
+	rep, err = r.Run(context.Background(), testNS)
+	if err != nil || rep.SegmentsInSync != 2 || scans[0].Load() != 0 {
+		t.Errorf("second run: %d segments in sync, %d scans, %v; want 2, 0", rep.SegmentsInSync, scans[0].Load(), err)
+	}
+}
+
+// Rows written before the fp column existed are never judged in sync by
+// their sums: a range holding them is digest-scanned.
+func TestFingerprintsRowsWithoutFingerprint(t *testing.T) {
+	t.Run("all rows", func(t *testing.T) {
+		ms, scans, _ := fpRegions(2)
+		for i := range 2000 {
+			pk, ck := fpKey(i)
+			for _, m := range ms {
+				m.InsertWithoutFingerprint(testNS, pk, ck, schema.RowCells(false, []byte("v"), 0), int64(10+i), 0)
+			}
+		}
+		r, _ := New(regionsOf(ms), Options{Segments: 4})
+		rep, err := r.Run(context.Background(), testNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.SegmentsInSync != 0 || rep.RowsScanned != 2000 || total(scans) != 8 {
+			t.Errorf("%d segments in sync, %d rows scanned, %d scans; want 0, 2000, 8 (one per segment and region)",
+				rep.SegmentsInSync, rep.RowsScanned, total(scans))
+		}
+	})
+	t.Run("one differing among fingerprinted rows", func(t *testing.T) {
+		ms, _, _ := fpRegions(2)
+		fill(ms, 3000)
+		// The same key without fingerprints in both regions, different
+		// versions: counts and sums of fp agree, count(*) - count(fp)
+		// must keep it from looking in sync.
+		pk, ck := []byte("legacy"), []byte{}
+		ms[0].InsertWithoutFingerprint(testNS, pk, ck, schema.RowCells(false, []byte("old"), 0), 5, 0)
+		ms[1].InsertWithoutFingerprint(testNS, pk, ck, schema.RowCells(false, []byte("new"), 0), 6, 0)
+		r, _ := New(regionsOf(ms), Options{Segments: 1})
+		rep, err := r.Run(context.Background(), testNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.RowsDiffering != 1 || rep.RowsWritten != 1 {
+			t.Fatalf("differing %d written %d, want 1 and 1", rep.RowsDiffering, rep.RowsWritten)
+		}
+		if v, _, _ := ms[0].Get(testNS, pk, ck); string(v.Value) != "new" {
+			t.Errorf("region a holds %q, want the newer value", v.Value)
+		}
+		if rep.RowsScanned > 3001/4 {
+			t.Errorf("scanned %d rows: the fingerprinted rows around the legacy one should be found in sync", rep.RowsScanned)
+		}
+		// Repair wrote the row, with a fingerprint, to region a only;
+		// region b keeps its row without one, so its range is still
+		// scanned, and finds nothing.
+		rep, err = r.Run(context.Background(), testNS)
+		if err != nil || rep.SegmentsInSync != 0 || rep.RowsDiffering != 0 || rep.RowsScanned == 0 {
+			t.Errorf("second run: %d segments in sync, %d differing, %d scanned, %v; want 0, 0, some", rep.SegmentsInSync, rep.RowsDiffering, rep.RowsScanned, err)
+		}
+	})
+	t.Run("stale fingerprint from an old writer", func(t *testing.T) {
+		ms, _, _ := fpRegions(2)
+		fill(ms, 1000)
+		// A writer without the fp column rewrites a row in region a with
+		// a newer timestamp and the same value: its fp cell (and digest)
+		// stay those of the old version; writetime(digest) moves.
+		pk, ck := fpKey(17)
+		v, _, _ := ms[0].Get(testNS, pk, ck)
+		ms[0].InsertWithoutFingerprint(testNS, pk, ck, schema.RowCells(v.Deleted, v.Value, 0), 5_000_000, 0)
+		r, _ := New(regionsOf(ms), Options{Segments: 1})
+		rep, err := r.Run(context.Background(), testNS)
+		if err != nil || rep.RowsDiffering != 1 || rep.RowsWritten != 1 {
+			t.Fatalf("differing %d written %d (%v), want 1 and 1", rep.RowsDiffering, rep.RowsWritten, err)
+		}
+	})
+}
+
+// Rows that share one token cannot be told apart by splitting the range:
+// the descent stops at FingerprintMaxDepth and scans.
+func TestFingerprintsSplitDepthBounded(t *testing.T) {
+	ms, _, aggs := fpRegions(2)
+	for _, m := range ms {
+		m.Token = func([]byte) int64 { return 42 }
+	}
+	fill(ms, 200)
+	pk, ck := fpKey(99)
+	ms[0].Put(testNS, pk, ck, 9_000_000, false, []byte("newer"), 0)
+	r, _ := New(regionsOf(ms), Options{Segments: 1, FingerprintMaxDepth: 5})
+	rep, err := r.Run(context.Background(), testNS)
+	if err != nil || rep.RowsDiffering != 1 || rep.RowsWritten != 1 {
+		t.Fatalf("differing %d written %d (%v), want 1 and 1", rep.RowsDiffering, rep.RowsWritten, err)
+	}
+	// One range differs per level: 1 + 4 x 4 levels, per region.
+	if n := total(aggs); n > 2*(1+4*4) {
+		t.Errorf("%d fingerprint queries, want at most %d (depth 5)", n, 2*(1+4*4))
+	}
+	if rep.RowsScanned != 200 {
+		t.Errorf("scanned %d rows, want the 200 of the token", rep.RowsScanned)
+	}
+}
+
+// A region without fingerprints (its Reader is no Fingerprinter), or
+// DisableFingerprints, means digest scans.
+func TestFingerprintsDisabled(t *testing.T) {
+	ms, scans, aggs := fpRegions(2)
+	fill(ms, 100)
+	r, _ := New(regionsOf(ms), Options{Segments: 2, DisableFingerprints: true})
+	rep, err := r.Run(context.Background(), testNS)
+	if err != nil || rep.RowsScanned != 100 || total(aggs) != 0 || total(scans) != 4 {
+		t.Fatalf("scanned %d rows, %d fingerprint queries, %d scans (%v); want 100, 0, 4", rep.RowsScanned, total(aggs), total(scans), err)
+	}
+	regions := regionsOf(ms)
+	regions[1].Reader = struct{ RegionReader }{ms[1]}
+	r, _ = New(regions, Options{Segments: 2})
+	rep, err = r.Run(context.Background(), testNS)
+	if err != nil || rep.RowsScanned != 100 || total(aggs) != 0 {
+		t.Fatalf("scanned %d rows, %d fingerprint queries (%v); want 100, 0", rep.RowsScanned, total(aggs), err)
+	}
+}
+
+// A failing fingerprint query fails the attempt, which is retried.
+func TestFingerprintQueryFailureRetried(t *testing.T) {
+	ms, _, _ := fpRegions(2)
+	fill(ms, 100)
+	var failed atomic.Bool
+	ms[1].Fault = func(op string) error {
+		if op == "fingerprint" && !failed.Swap(true) {
+			return fmt.Errorf("node down")
+		}
+		return nil
+	}
+	r, _ := New(regionsOf(ms), Options{Segments: 1, RetryBackoff: 1})
+	rep, err := r.Run(context.Background(), testNS)
+	if err != nil || !rep.Complete || rep.SegmentsInSync != 1 {
+		t.Fatalf("run: %+v, %v; want complete, in sync after a retry", rep, err)
+	}
+}
+
+func TestMergeRanges(t *testing.T) {
+	got := mergeRanges([]TokenRange{{Start: 10, End: 20}, {Start: MinToken, End: -5}, {Start: 0, End: 10}, {Start: 30, End: 40}})
+	want := "[#0 [-9223372036854775808, -5] #0 (0, 20] #0 (30, 40]]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("mergeRanges = %v, want %s", got, want)
+	}
+}
