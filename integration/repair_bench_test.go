@@ -135,7 +135,8 @@ func BenchmarkRepair(b *testing.B) {
 								regions[ri] = repair.Region{Name: name, Reader: nr, Writer: cr}
 							}
 						}
-						r, err := repair.New(regions, repair.Options{Segments: max(n/5000, 4), Parallelism: 2, PageSize: 2000})
+						r, err := repair.New(regions, repair.Options{Segments: max(n/5000, 4), Parallelism: 2, PageSize: 2000,
+							DisableFingerprints: true}) // digest scans and the naive baseline; fingerprints: BenchmarkFingerprint
 						if err != nil {
 							b.Fatal(err)
 						}
