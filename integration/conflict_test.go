@@ -9,10 +9,13 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/integration/fault"
 
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/repair"
@@ -31,18 +34,54 @@ const (
 // version and region b only B's; also A writes pk/"only-a", which only
 // region a holds (a divergence without a conflict). It returns both
 // Stores, healed, and the keyspace.
+// openRacingStore is openStore (fault proxies, a hint recorder) for a
+// Store with writer id id, breakers off, that creates the namespace once
+// its regions answer: Open does not wait for a region that is slow to
+// answer (the shared servers may be busy).
+func openRacingStore(t *testing.T, ks string, regions []string, id int) *storeEnv {
+	t.Helper()
+	e := &storeEnv{ks: ks, sink: &hintRecorder{}, proxies: map[string]*fault.Proxy{}}
+	cfg := store.Config{Home: regions[0], Keyspace: ks, Timeout: 2 * time.Second, ConnectTimeout: 20 * time.Second,
+		HintSink: e.sink, WriterID: id}
+	cfg.Breaker.Disabled = true
+	for _, name := range regions {
+		p := frontRegion(t, name)
+		e.proxies[name] = p
+		r := proxiedRegion(t, name, p)
+		cfg.Regions = append(cfg.Regions, store.RegionConfig{Name: name, ContactPoints: r.ContactPoints,
+			LocalDC: r.LocalDC, AddressMap: r.AddressMap})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := st.CloseContext(ctx); err != nil {
+			t.Logf("store close: %v", err)
+		}
+	})
+	t.Cleanup(func() { // runs first: heal before the Store closes
+		for _, p := range e.proxies {
+			_ = p.Heal()
+		}
+	})
+	e.st = st
+	eventually(t, time.Minute, "CreateNamespace in every region", func() error {
+		e.ns, err = st.CreateNamespace(ctx, storeNS)
+		return err
+	})
+	return e
+}
+
 func racingStores(t *testing.T, pk, ck []byte) (a, b *storeEnv, ks string) {
 	t.Helper()
 	ks = newKeyspace(t, "a", "b")
-	opts := func(id int) func(*store.Config) {
-		return func(c *store.Config) {
-			c.WriterID = id
-			c.Breaker.Disabled = true
-			c.Timeout = 2 * time.Second
-		}
-	}
-	a = openStore(t, ks, []string{"a", "b"}, opts(conflictWriterA))
-	b = openStore(t, ks, []string{"b", "a"}, opts(conflictWriterB))
+	a = openRacingStore(t, ks, []string{"a", "b"}, conflictWriterA)
+	b = openRacingStore(t, ks, []string{"b", "a"}, conflictWriterB)
 	if err := a.proxies["b"].Blackhole(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,11 +227,14 @@ func TestConflictRecordedByRepair(t *testing.T) {
 	if gb, err := repair.ListConflicts(ctx, adminSession(t, region(t, "b")), ks, storeNS, repair.ConflictQuery{}); err != nil || len(gb) != 0 {
 		t.Fatalf("region b's log: %v, %v; want empty", gb, err)
 	}
-	// A service reads it through its Store (every connected region).
-	fromStore, err := a.st.Conflicts(ctx, storeNS, store.ConflictQuery{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A service reads it through its Store (every connected region; the
+	// Store's sessions reconnect after the proxies healed).
+	var fromStore []store.Conflict
+	eventually(t, 30*time.Second, "the conflict read through the Store", func() error {
+		var err error
+		fromStore, err = a.st.Conflicts(ctx, storeNS, store.ConflictQuery{})
+		return err
+	})
 	wantConflict(t, fromStore, ks, pk, ck, "repair")
 	labels := map[string]string{"namespace": storeNS, "detected_by": "repair"}
 	if n := counterOf(t, m, "tidemark_conflicts_total", labels); n != 1 {
@@ -200,6 +242,11 @@ func TestConflictRecordedByRepair(t *testing.T) {
 	}
 	if n := counterOf(t, m, "tidemark_conflicts_dropped_total", labels); n != 0 {
 		t.Fatalf("tidemark_conflicts_dropped_total = %v, want 0", n)
+	}
+	// An operator lists it with repaird.
+	code, out, errOut := runCLI("conflicts", "--config", writeRepairConfig(t, ks, []string{"a", "b"}, ""), "--namespace", storeNS)
+	if code != 0 || !strings.Contains(out, "1 conflicts of namespace") || !strings.Contains(out, got[0].String()) {
+		t.Fatalf("repaird conflicts: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	// A second run finds nothing to repair and records nothing new.
 	r2, _ := repair.New(regions, repair.Options{Segments: 8, Metrics: m, Owner: "conflict-test"})

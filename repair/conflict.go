@@ -44,6 +44,7 @@ func (r *Repairer) conflictLog() *conflicts.Log {
 		for _, reg := range r.regions {
 			if c, ok := reg.Writer.(*CQLRegion); ok {
 				sink = c.conflicts
+				c.recordsConflicts.Store(true) // its Describe creates the table
 				break
 			}
 		}

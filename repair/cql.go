@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -21,8 +22,10 @@ type CQLRegion struct {
 	s        *gocql.Session
 	keyspace string
 	// conflicts is the keyspace's conflict log (a Repairer's default
-	// ConflictSink).
-	conflicts *conflicts.CQL
+	// ConflictSink); recordsConflicts is set once a Repairer records
+	// there.
+	conflicts        *conflicts.CQL
+	recordsConflicts atomic.Bool
 }
 
 // NewCQLRegion returns a region over session s and the tables of keyspace.
@@ -45,7 +48,17 @@ func NewCQLRegion(s *gocql.Session, keyspace string) (*CQLRegion, error) {
 // table's comment in system_schema); a missing table is
 // ErrUnknownNamespace. A comment without a readable retention gives
 // Retention 0 and a RetentionErr naming the table and the comment.
+//
+// When a Repairer records its conflicts in this region (its default
+// ConflictSink, not a dry run), Describe also creates the keyspace's
+// conflict log table if it does not exist (once per CQLRegion;
+// docs/repair.md, "Conflicts"), so that a run's first conflict is not the
+// one that waits for a schema change. A failure there is ignored:
+// recording tries again and counts what it cannot write.
 func (c *CQLRegion) Describe(ctx context.Context, namespace string) (TableInfo, error) {
+	if c.recordsConflicts.Load() {
+		_ = c.conflicts.Ensure(ctx)
+	}
 	ret, err := cluster.ReadRetention(ctx, c.s, c.keyspace, namespace)
 	return describeResult(c.keyspace, namespace, ret, err)
 }

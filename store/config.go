@@ -193,7 +193,7 @@ type Config struct {
 	Conflicts ConflictConfig
 
 	// ConflictSink is where read repair records conflicts. Default: the
-	// conflict table (tidemark_conflicts, created on first use) in the
+	// conflict table (tidemark_conflicts, created by CreateNamespace) in the
 	// home region's keyspace, through the default CQL executor; with
 	// NewExecutor set and no ConflictSink, nothing is recorded.
 	ConflictSink ConflictSink

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/conflicts"
@@ -63,6 +64,20 @@ func (r *region) cqlConflicts() *conflicts.CQL {
 		return e.conflicts
 	}
 	return nil
+}
+
+// ensureConflictTable creates the conflict table in region r's keyspace
+// when r's executor is the default CQL one and the Store records there
+// (detection on, no ConflictSink); a failure is logged, not returned.
+func (s *Store) ensureConflictTable(ctx context.Context, r *region, ex driver.Executor) {
+	e, ok := ex.(*cqlExecutor)
+	if !ok || s.conflicts == nil || s.cfg.ConflictSink != nil {
+		return
+	}
+	if err := e.conflicts.Ensure(ctx); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "store: could not create the conflict log table; conflicts are counted, and recorded once it can be created",
+			slog.String("region", r.name), slog.Any("error", err))
+	}
 }
 
 // newConflictLog makes the Store's conflict log from its Config.

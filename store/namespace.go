@@ -71,7 +71,11 @@ func validateNamespace(name string) error {
 // CreateNamespace creates the namespace's table in every region, in
 // parallel, and waits until each region's nodes agree on the schema. It is
 // idempotent (CREATE TABLE IF NOT EXISTS), so every process of a service may
-// call it at start-up. Options: WithRetention (default
+// call it at start-up. With the default executors and conflict detection
+// on, it also creates the keyspace's conflict log table (tidemark_conflicts,
+// docs/repair.md "Conflicts"), so that the first conflict is not the one
+// that waits for a schema change; failing that only logs a warning (the
+// log tries again when it records). Options: WithRetention (default
 // schema.DefaultRetention, 10 days), recorded with the table; an existing
 // table keeps the retention it was created with.
 //
@@ -107,6 +111,9 @@ func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...Namesp
 			ex, err := r.executor()
 			if err == nil {
 				err = s.abortedErr(normalize(ex.CreateTable(cctx, s.cfg.Keyspace, name, o.retention)))
+			}
+			if err == nil {
+				s.ensureConflictTable(cctx, r, ex)
 			}
 			if err != nil {
 				errs[i] = &RegionError{Region: r.name, Op: "create namespace", Err: err}

@@ -26,8 +26,10 @@ const recreateAfter = time.Minute
 
 // CQL is a Sink and a Source over the conflict table (schema.ConflictsTable)
 // of one keyspace, through a session restricted to one region. The table
-// is created on first use (CREATE TABLE IF NOT EXISTS, once per CQL; a
-// failure is retried a minute later), so a role that cannot create tables
+// is created by Ensure (CREATE TABLE IF NOT EXISTS, once per CQL; a refusal
+// is tried again a minute later), which the detectors call up front
+// (Store.CreateNamespace, repair.CQLRegion.Describe) and WriteConflict
+// calls when it has not succeeded yet; a role that cannot create tables
 // needs the table created beforehand (schema.CreateConflictsTable). Writes
 // and reads are LOCAL_QUORUM.
 type CQL struct {
