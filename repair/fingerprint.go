@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -229,7 +230,10 @@ func (r *Repairer) judge(fs []RangeFingerprint) verdict {
 // used (a region without them, a table without the column). A range that
 // differs is split into FingerprintFanout parts, level by level, while it
 // holds more than FingerprintLeafRows rows, down to FingerprintMaxDepth
-// levels; a range whose answer timed out is split without comparing.
+// levels; a range whose answer timed out is split without comparing. The
+// last part of a parent is not asked: its fingerprints are the parent's
+// less its siblings' (a write between the queries can only make a range
+// look different, never hide a difference, short of a 2^-64 collision).
 func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) ([]TokenRange, error) {
 	fps := r.fingerprinters()
 	if fps == nil {
@@ -237,11 +241,15 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 	}
 	var leaves []TokenRange
 	level := []TokenRange{seg}
+	// derived[i], when set, says level[i] is the last part of a parent
+	// whose answers are known: its own are the parent's less its
+	// siblings' (sums and counts are additive), so it is not asked.
+	derived := []*derivation{nil}
 	for depth := 0; len(level) > 0; depth++ {
 		if err := ctl.Wait(ctx); err != nil {
 			return nil, err
 		}
-		answers, timedOut, err := r.askFingerprints(ctx, ns, fps, level, acc, trk)
+		answers, timedOut, err := r.askFingerprints(ctx, ns, fps, level, derived, acc, trk)
 		if errors.Is(err, ErrNoFingerprints) {
 			r.log.Debug("repair: no fingerprints, digest scan", "namespace", ns, "segment", seg.String(), "err", err)
 			return mergeRanges(append(leaves, level...)), nil
@@ -250,11 +258,20 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 			return nil, err
 		}
 		var next []TokenRange
+		var nextDerived []*derivation
 		var synced int64
-		for i, rg := range level {
-			v := splitIt
+		verdicts := make([]verdict, len(level))
+		for i := range level {
+			verdicts[i] = splitIt
 			if !timedOut[i] {
-				v = r.judge(answers[i])
+				verdicts[i] = r.judge(answers[i])
+			}
+		}
+		dense := depth > 0 && !slices.Contains(timedOut, true) && denseLevel(verdicts, answers, r.opts.FingerprintFanout)
+		for i, rg := range level {
+			v := verdicts[i]
+			if dense && v == splitIt {
+				v = scanIt
 			}
 			switch {
 			case v == inSync:
@@ -271,7 +288,16 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 					leaves = append(leaves, rg)
 					continue
 				}
+				first := len(next)
 				next = append(next, parts...)
+				for range parts[1:] {
+					nextDerived = append(nextDerived, nil)
+				}
+				var d *derivation
+				if !timedOut[i] {
+					d = &derivation{parent: answers[i], first: first}
+				}
+				nextDerived = append(nextDerived, d)
 			}
 		}
 		if synced > 0 {
@@ -287,16 +313,63 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 				return nil, ctx.Err()
 			}
 		}
-		level = next
+		level, derived = next, nextDerived
 	}
 	return mergeRanges(leaves), nil
+}
+
+// Dense divergence: when the ranges of a level show that more than
+// denseRowFraction of the rows differ, splitting further costs more round
+// trips than scanning the differing ranges saves, so they are scanned.
+const (
+	// denseRowFraction is the estimated fraction of differing rows above
+	// which differing ranges are scanned, not split: at 1/64 a scan reads
+	// about 64 × 136 bytes per differing row, about what the descent
+	// costs.
+	denseRowFraction = 1.0 / 64
+	// denseMinRanges is how many ranges a level needs for the estimate.
+	denseMinRanges = 16
+)
+
+// denseLevel estimates the fraction of differing rows from a level below
+// the segment, whose ranges are the fanout parts of differing parents:
+// with D differing rows in a parent, 1-(1-1/fanout)^D of its parts differ,
+// so the share q of differing parts gives D, and D over the parent's rows
+// (fanout × the parts' mean) the fraction. It reports a fraction above
+// denseRowFraction. All parts differing counts as q = (k-½)/k.
+func denseLevel(vs []verdict, answers [][]RangeFingerprint, fanout int) bool {
+	if len(vs) < denseMinRanges {
+		return false
+	}
+	var differ, rows int64
+	for i, v := range vs {
+		if v != inSync {
+			differ++
+		}
+		var m int64
+		for _, f := range answers[i] {
+			m = max(m, f.Rows)
+		}
+		rows += m
+	}
+	k := float64(len(vs))
+	parent := float64(fanout) * float64(rows) / k
+	if differ == 0 || parent < 1 {
+		return false
+	}
+	q := float64(differ) / k
+	if q == 1 {
+		q = (k - 0.5) / k
+	}
+	d := math.Log(1-q) / math.Log(1-1/float64(fanout))
+	return d/parent > denseRowFraction
 }
 
 // askFingerprints asks every region for the fingerprints of every range,
 // at most Options.Concurrency queries at once. answers[i][j] is range i in
 // region j; timedOut[i] is set when some region did not answer range i in
 // time (cluster.Classify: Timeout), which is not an error.
-func (r *Repairer) askFingerprints(ctx context.Context, ns string, fps []Fingerprinter, ranges []TokenRange, acc *accum, trk *tracker) ([][]RangeFingerprint, []bool, error) {
+func (r *Repairer) askFingerprints(ctx context.Context, ns string, fps []Fingerprinter, ranges []TokenRange, derived []*derivation, acc *accum, trk *tracker) ([][]RangeFingerprint, []bool, error) {
 	answers := make([][]RangeFingerprint, len(ranges))
 	timedOut := make([]bool, len(ranges))
 	errs := make([]error, len(ranges)*len(fps))
@@ -305,6 +378,9 @@ func (r *Repairer) askFingerprints(ctx context.Context, ns string, fps []Fingerp
 	var wg sync.WaitGroup
 	for i, rg := range ranges {
 		answers[i] = make([]RangeFingerprint, len(fps))
+		if derived[i] != nil {
+			continue
+		}
 		for j, f := range fps {
 			sem <- struct{}{}
 			wg.Go(func() {
@@ -344,7 +420,32 @@ func (r *Repairer) askFingerprints(ctx context.Context, ns string, fps []Fingerp
 		}
 		return nil, nil, err
 	}
+	for i, d := range derived {
+		if d == nil {
+			continue
+		}
+		for j := range fps {
+			f := d.parent[j]
+			for k := d.first; k < i; k++ {
+				timedOut[i] = timedOut[i] || timedOut[k]
+				s := answers[k][j]
+				f.Rows -= s.Rows
+				f.Fingerprinted -= s.Fingerprinted
+				f.Sum -= s.Sum
+				f.TimestampSum -= s.TimestampSum
+				f.DigestSum -= s.DigestSum
+			}
+			answers[i][j] = f
+		}
+	}
 	return answers, timedOut, nil
+}
+
+// derivation is how a range's fingerprints follow from its parent's and
+// its siblings' (level[first:i]), without a query.
+type derivation struct {
+	parent []RangeFingerprint
+	first  int
 }
 
 // mergeRanges sorts ranges by token and joins adjacent ones.
@@ -369,6 +470,10 @@ func mergeRanges(rs []TokenRange) []TokenRange {
 	return out
 }
 
+// leafScans is how many differing sub-ranges of a segment are scanned at
+// once.
+const leafScans = 4
+
 // repairSegment repairs one segment (or piece): its fingerprints first
 // (narrow), then a digest scan, diff and fix of each sub-range that
 // differs.
@@ -377,13 +482,36 @@ func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange,
 	if err != nil {
 		return segStats{}, err
 	}
+	// The ranges are scanned a few at once: at low divergence each is a
+	// handful of rows, and its round trips are the cost.
 	var st segStats
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, leafScans)
+	var wg sync.WaitGroup
 	for _, lr := range leaves {
-		ps, err := r.scanRange(ctx, ns, lr, acc, ctl, trk)
-		st.rows, st.differing, st.written = st.rows+ps.rows, st.differing+ps.differing, st.written+ps.written
-		if err != nil {
-			return st, err
+		sem <- struct{}{}
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop {
+			<-sem
+			break
 		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ps, err := r.scanRange(ctx, ns, lr, acc, ctl, trk)
+			mu.Lock()
+			defer mu.Unlock()
+			st.rows, st.differing, st.written = st.rows+ps.rows, st.differing+ps.differing, st.written+ps.written
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return st, firstErr
 	}
 	if len(leaves) > 0 {
 		acc.do(func(rp *Report) { rp.RangesScanned += int64(len(leaves)) })

@@ -254,3 +254,28 @@ func TestMergeRanges(t *testing.T) {
 		t.Errorf("mergeRanges = %v, want %s", got, want)
 	}
 }
+
+// At dense divergence the descent stops early and scans: few aggregate
+// queries, every differing row found.
+func TestFingerprintsDenseDivergenceScans(t *testing.T) {
+	ms, _, aggs := fpRegions(2)
+	const n = 5000
+	fill(ms, n)
+	for i := 0; i < n; i += 10 { // 10 %
+		pk, ck := fpKey(i)
+		ms[0].Put(testNS, pk, ck, 1_000_000+int64(i), false, []byte("newer"), 0)
+	}
+	r, _ := New(regionsOf(ms), Options{Segments: 1})
+	rep, err := r.Run(context.Background(), testNS)
+	if err != nil || rep.RowsDiffering != n/10 || rep.RowsWritten != n/10 {
+		t.Fatalf("differing %d written %d (%v), want %d", rep.RowsDiffering, rep.RowsWritten, err, n/10)
+	}
+	// 16 ranges of 312 rows all differing only say p > 1.1 %; 64 of 78
+	// say p > 6 %: the pieces of depth 3 are scanned.
+	if q := total(aggs); q > 2*(1+4+16+64) {
+		t.Errorf("%d aggregate queries at 10%% divergence, want at most %d (scan from depth 3)", q, 2*(1+4+16+64))
+	}
+	if rep.RangesScanned != 1 {
+		t.Errorf("%d ranges scanned, want 1 (the differing pieces merged)", rep.RangesScanned)
+	}
+}
