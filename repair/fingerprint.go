@@ -329,6 +329,9 @@ const (
 	denseRowFraction = 1.0 / 64
 	// denseMinRanges is how many ranges a level needs for the estimate.
 	denseMinRanges = 16
+	// denseMinRows is how many differing rows per differing parent the
+	// estimate must find.
+	denseMinRows = 2
 )
 
 // denseLevel estimates the fraction of differing rows from a level below
@@ -362,7 +365,9 @@ func denseLevel(vs []verdict, answers [][]RangeFingerprint, fanout int) bool {
 		q = (k - 0.5) / k
 	}
 	d := math.Log(1-q) / math.Log(1-1/float64(fanout))
-	return d/parent > denseRowFraction
+	// About one differing row per parent is the sparse case the descent
+	// is for, however small the parts: only several count as dense.
+	return d >= denseMinRows && d/parent > denseRowFraction
 }
 
 // askFingerprints asks every region for the fingerprints of every range,
