@@ -8,7 +8,6 @@ package integration
 // run repairs only that range; the CLI's client commands talk to them.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -20,18 +19,16 @@ import (
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
-	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/cmd/repaird/daemon"
 )
 
 const controlToken = "integration-control-token-0123456789"
 
-// controlDaemon is one in-process `repaird serve`.
+// controlDaemon is one in-process `repaird serve` with the control API.
 type controlDaemon struct {
-	d      *daemon.Daemon
-	url    string
-	cancel context.CancelFunc
-	done   chan error
+	*servedDaemon
+	d   *daemon.Daemon
+	url string
 }
 
 // startControlDaemon runs a daemon over the fixture's regions with the
@@ -39,45 +36,17 @@ type controlDaemon struct {
 // the test ends.
 func startControlDaemon(t *testing.T, f *repairFixture, tokenFile, repairYAML string) *controlDaemon {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "home: a\nkeyspace: %s\nnamespaces: [%s]\nregions:\n", f.ks, repairNS)
-	for _, name := range f.regions {
-		r := region(t, name)
-		fmt.Fprintf(&b, "  - name: %s\n    contact_points: [%q]\n    local_dc: %s\n    connect_timeout: 3s\n", name, strings.Join(r.Hosts, `", "`), r.DC)
-	}
-	fmt.Fprintf(&b, "repair:\n%shttp:\n  listen: 127.0.0.1:0\n  token_file: %s\n", repairYAML, tokenFile)
-	path := filepath.Join(t.TempDir(), "repaird.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.New(cfg, daemon.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cd := &controlDaemon{d: d, cancel: cancel, done: make(chan error, 1)}
-	go func() { cd.done <- d.Run(ctx) }()
-	t.Cleanup(cd.stop)
+	sd := serveDaemon(t, fmt.Sprintf("home: a\nkeyspace: %s\nnamespaces: [%s]\n%srepair:\n%shttp:\n  listen: 127.0.0.1:0\n  token_file: %s\n",
+		f.ks, repairNS, regionsYAML(t, f.regions...), repairYAML, tokenFile))
+	cd := &controlDaemon{servedDaemon: sd, d: sd.Daemon}
 	eventually(t, 10*time.Second, "the daemon listens", func() error {
-		if d.Addr() == "" {
+		if sd.Addr() == "" {
 			return fmt.Errorf("not yet")
 		}
 		return nil
 	})
-	cd.url = "http://" + d.Addr()
+	cd.url = "http://" + sd.Addr()
 	return cd
-}
-
-func (cd *controlDaemon) stop() {
-	cd.cancel()
-	select {
-	case <-cd.done:
-	case <-time.After(30 * time.Second):
-	}
 }
 
 // api sends a request to the daemon and decodes its JSON answer.

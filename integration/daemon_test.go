@@ -9,13 +9,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/cmd/repaird/daemon"
 	"github.com/tidemark/tidemark/hints/record"
 )
@@ -55,28 +52,11 @@ func TestRepairdServeReplaysSignedHints(t *testing.T) {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "home: a\nkeyspace: %s\nnamespaces: [%s]\nregions:\n", ks, hintsNS)
-	for _, name := range []string{"a", "c"} {
-		r := region(t, name)
-		fmt.Fprintf(&b, "  - name: %s\n    contact_points: [%q]\n    local_dc: %s\n", name, r.Hosts[0], r.DC)
-	}
+	fmt.Fprintf(&b, "home: a\nkeyspace: %s\nnamespaces: [%s]\n%s", ks, hintsNS, regionsYAML(t, "a", "c"))
 	fmt.Fprintf(&b, "repair:\n  interval: 1h\nhints:\n  brokers: [%q]\n  topic_prefix: %q\n  group: %q\n  regions: [c]\n  require_hmac: true\n  hmac_keys:\n    - id: k1\n      secret: %s\nhttp:\n  listen: 127.0.0.1:0\n",
 		testEnv(t).KafkaBrokers()[0], prefix, strings.TrimSuffix(prefix, ".")+"-repaird", base64.StdEncoding.EncodeToString(secret))
-	path := filepath.Join(t.TempDir(), "repaird.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dm, err := daemon.New(cfg, daemon.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- dm.Run(rctx) }()
+	sd := serveDaemon(t, b.String())
+	dm := sd.Daemon
 	c := directSession(t, "c", ks)
 	eventually(t, 90*time.Second, "region c holds every signed hint", func() error {
 		if got := countRows(t, c, ks); got != n {
@@ -102,14 +82,8 @@ func TestRepairdServeReplaysSignedHints(t *testing.T) {
 	if err := c.Query(fmt.Sprintf(`SELECT value FROM %s.%s WHERE pk = ? AND ck = ?`, ks, hintsNS), []byte("forged"), []byte("ck")).Scan(&v); err == nil {
 		t.Fatalf("a hint signed with an unknown key was applied: %q", v)
 	}
-	rcancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop after cancel")
+	if err := sd.stop(); err != nil {
+		t.Fatalf("serve stopped with %v", err)
 	}
 }
 

@@ -10,16 +10,11 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tidemark/tidemark/cmd/repaird/config"
-	"github.com/tidemark/tidemark/cmd/repaird/daemon"
 	"github.com/tidemark/tidemark/integration/fault"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store"
@@ -27,7 +22,7 @@ import (
 
 // Not parallel: it pauses the shared broker.
 func TestDebtDrainedAfterKafkaOutage(t *testing.T) {
-	l := localEnv(t)
+	localEnv(t)
 	ks := newKeyspace(t, "a", "b", "c")
 	createTable(t, ks, hintsNS, "a", "b", "c")
 	prod := hintsProducer(t, newTopicPrefix(t), nil)
@@ -51,19 +46,7 @@ func TestDebtDrainedAfterKafkaOutage(t *testing.T) {
 	if err := pc.Refuse(); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Broker().Pause(); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := l.Broker().Resume(); err != nil {
-				t.Errorf("resume kafka: %v", err)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := pauseBroker(t)
 
 	// 10 s of LocalQuorum writes, puts and deletes, from 8 goroutines.
 	const outage = 10 * time.Second
@@ -162,36 +145,8 @@ func TestDebtDrainedAfterKafkaOutage(t *testing.T) {
 
 // startDebtDaemon runs `repaird serve` over regions a, b, c of keyspace ks
 // with no namespace and no hints: only the repair debt worker works.
-func startDebtDaemon(t *testing.T, ks string) *daemon.Daemon {
+func startDebtDaemon(t *testing.T, ks string) *servedDaemon {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "home: a\nkeyspace: %s\nregions:\n", ks)
-	for _, name := range []string{"a", "b", "c"} {
-		r := region(t, name)
-		fmt.Fprintf(&b, "  - name: %s\n    contact_points: [%q]\n    local_dc: %s\n    connect_timeout: 3s\n", name, strings.Join(r.Hosts, `", "`), r.DC)
-	}
-	b.WriteString("repair:\n  debt_interval: 1s\nhttp:\n  listen: 127.0.0.1:0\n")
-	path := filepath.Join(t.TempDir(), "repaird.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.New(cfg, daemon.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	})
-	return d
+	return serveDaemon(t, fmt.Sprintf("home: a\nkeyspace: %s\n%srepair:\n  debt_interval: 1s\nhttp:\n  listen: 127.0.0.1:0\n",
+		ks, regionsYAML(t, "a", "b", "c")))
 }

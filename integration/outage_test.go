@@ -183,7 +183,7 @@ func TestOpenThroughOutages(t *testing.T) {
 // write c missed is accounted for: hinted, known not hinted (left to
 // repair), or uncertain. Not parallel: it pauses the shared broker.
 func TestKafkaPausedWhileRegionCut(t *testing.T) {
-	l := localEnv(t)
+	localEnv(t)
 	ks := newKeyspace(t, "a", "b", "c")
 	createTable(t, ks, storeNS, "a", "b", "c")
 	prefix := newTopicPrefix(t)
@@ -241,19 +241,7 @@ func TestKafkaPausedWhileRegionCut(t *testing.T) {
 		})
 	}
 	time.Sleep(before)
-	if err := l.Broker().Pause(); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			if err := l.Broker().Resume(); err != nil {
-				t.Errorf("resume kafka: %v", err)
-			}
-		}
-	}
-	t.Cleanup(resume)
+	resume := pauseBroker(t)
 	time.Sleep(paused)
 	resume()
 	wg.Wait()
