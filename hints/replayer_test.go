@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/internal/schema"
 )
 
 // fakeTopic is an in-memory stand-in for a hint topic and its consumer
@@ -735,8 +736,8 @@ func TestCQLApplierBind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(args) != 8 {
-				t.Fatalf("bind returned %d values, schema.Insert takes 8", len(args))
+			if len(args) != 9 {
+				t.Fatalf("bind returned %d values, schema.Insert takes 9", len(args))
 			}
 			// Row format 2: no null; a marker's value is an empty blob.
 			value, _ := args[2].([]byte)
@@ -747,8 +748,13 @@ func TestCQLApplierBind(t *testing.T) {
 			if !c.h.ExpiresAt.IsZero() {
 				wantExp = expirySeconds(c.h.ExpiresAt)
 			}
-			if args[3] != c.h.Deleted || args[5] != wantExp || args[6] != c.h.Timestamp || args[7] != c.wantTTL {
+			if args[3] != c.h.Deleted || args[5] != wantExp || args[7] != c.h.Timestamp || args[8] != c.wantTTL {
 				t.Errorf("bind = %v, want deleted=%v expires=%d ts=%d ttl=%d", args, c.h.Deleted, wantExp, c.h.Timestamp, c.wantTTL)
+			}
+			// The fingerprint of exactly this version, bound with it.
+			ck, _ := args[1].([]byte)
+			if fp := schema.Fingerprint(c.h.PK, ck, c.h.Timestamp, c.h.Deleted, args[4].(int64), wantExp); args[6] != fp {
+				t.Errorf("fingerprint bound %v, want %d", args[6], fp)
 			}
 			if ck, ok := args[1].([]byte); !ok || ck == nil {
 				t.Error("nil clustering key not bound as an empty blob")
