@@ -51,6 +51,21 @@ func (r *region) executor() (driver.Executor, error) {
 		ErrNotConnected, r.name, r.conn.since.UTC().Format(time.RFC3339), r.conn.lastErr)
 }
 
+// awaitExecutor is executor, waiting up to bound (or ctx, or Close) for a
+// region still connecting in the background.
+func (s *Store) awaitExecutor(ctx context.Context, r *region, bound time.Duration) (driver.Executor, error) {
+	deadline := time.Now().Add(bound)
+	for {
+		ex, err := r.executor()
+		if err == nil || !time.Now().Before(deadline) || s.lifeCtx.Err() != nil {
+			return ex, err
+		}
+		if !wait.Sleep(ctx, 50*time.Millisecond) {
+			return ex, err
+		}
+	}
+}
+
 // connected records that the region's executor is ex.
 func (s *Store) connected(r *region, ex driver.Executor) {
 	r.exec.Store(&execHolder{ex})

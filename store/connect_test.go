@@ -369,3 +369,23 @@ func TestOpenSilentRegionRefusesLater(t *testing.T) {
 	waitFor(t, "the refusal recorded", func() bool { return errors.Is(health(st, "c").LastError, refused) })
 	waitFor(t, "the retry connects c", func() bool { return health(st, "c").Connected })
 }
+
+// TestCreateNamespaceWaitsForConnectingRegion: right after an Open that
+// left a silent region connecting, CreateNamespace waits for it (within
+// ConnectTimeout) instead of failing because it answered after the home
+// region. Before, it failed at once with "not connected yet".
+func TestCreateNamespaceWaitsForConnectingRegion(t *testing.T) {
+	f := newSilentFactory(map[string]bool{"c": false})
+	st, err := Open(context.Background(), f.config(&recordingSink{}))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	if !f.isHeld("c") {
+		t.Fatal("Open waited for silent c; the test needs it still connecting")
+	}
+	time.AfterFunc(100*time.Millisecond, func() { close(f.gates["c"]) })
+	if _, err := st.CreateNamespace(context.Background(), "fresh"); err != nil {
+		t.Fatalf("CreateNamespace while c finishes connecting: %v", err)
+	}
+}

@@ -79,8 +79,11 @@ func validateNamespace(name string) error {
 // schema.DefaultRetention, 10 days), recorded with the table; an existing
 // table keeps the retention it was created with.
 //
-// It fails, naming the regions, if any region cannot create the table; call
-// it again once they are back.
+// A region that Open left connecting in the background is waited for, up
+// to Config.ConnectTimeout (or ctx): a service that creates its namespaces
+// right after Open does not fail because a region answered later than the
+// home region. It fails, naming the regions, if any region cannot create
+// the table; call it again once they are back.
 func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...NamespaceOption) (*Namespace, error) {
 	if err := validateNamespace(name); err != nil {
 		return nil, err
@@ -108,7 +111,7 @@ func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...Namesp
 		wg.Go(func() {
 			cctx, cancel := s.requestCtx(ctx, false, 0)
 			defer cancel()
-			ex, err := r.executor()
+			ex, err := s.awaitExecutor(cctx, r, s.cfg.ConnectTimeout)
 			if err == nil {
 				err = s.abortedErr(normalize(ex.CreateTable(cctx, s.cfg.Keyspace, name, o.retention)))
 			}
