@@ -567,8 +567,13 @@ func TestReplayerDeadLetterOutageBlocksCommit(t *testing.T) {
 	defer stop()
 	waitFor(t, "pause on dead-letter outage", func() bool { return metricValue(r.metrics.paused) == 1 })
 	time.Sleep(50 * time.Millisecond)
-	if c := h.topic.commitCount(); c != 0 {
-		t.Fatalf("committed %d times while the dead letter was not durable", c)
+	// Hint 0 may be committed alone, when a fetch returned it before the
+	// garbage record; nothing at or past the garbage (offset 1) may be.
+	h.topic.mu.Lock()
+	next := h.topic.committed[0]
+	h.topic.mu.Unlock()
+	if next > 1 {
+		t.Fatalf("committed up to offset %d while the dead letter of offset 1 was not durable", next)
 	}
 	h.dead.down.Store(false)
 	waitFor(t, "commit after the dead-letter topic recovered", h.topic.allCommitted)

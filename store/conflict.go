@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"log/slog"
 	"time"
 
@@ -147,6 +148,10 @@ func (s *Store) readRepairConflicts(ns string, pk []byte, winner driver.Row, got
 	now := s.cfg.Now()
 	w := versionOf(winner)
 	var seen []quorum.Version
+	// In region order, not the order the answers came in: a loser held by
+	// several regions is recorded as the first region's.
+	got = slices.Clone(got)
+	slices.SortFunc(got, func(a, b readResult) int { return a.idx - b.idx })
 	for _, res := range got {
 		if !res.found || !schema.Visible(res.row.Expires, now) {
 			continue
