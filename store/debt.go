@@ -129,8 +129,10 @@ func (d *debtLog) writeBatch(entries []debtEntry) {
 		shard  int
 	}
 	groups := map[part]map[string]debtEntry{}
+	missed := map[part]int{} // missed writes per partition, before keeping the newest per key
 	for _, e := range entries {
 		p := part{e.target, schema.DebtShard(e.ns, e.pk, e.ck)}
+		missed[p]++
 		g := groups[p]
 		if g == nil {
 			g = map[string]debtEntry{}
@@ -172,13 +174,7 @@ func (d *debtLog) writeBatch(entries []debtEntry) {
 			}
 			// Each missed write counts, also those a newer entry of their
 			// key replaced.
-			n := 0
-			for _, e := range entries {
-				if e.target == p.target && schema.DebtShard(e.ns, e.pk, e.ck) == p.shard {
-					n++
-				}
-			}
-			d.s.metrics.debtRecorded.WithLabelValues(p.target).Add(float64(n))
+			d.s.metrics.debtRecorded.WithLabelValues(p.target).Add(float64(missed[p]))
 		})
 	}
 	wg.Wait()
