@@ -301,3 +301,26 @@ func counter(t *testing.T, d *Daemon, name string, values ...string) float64 {
 	}
 	return 0
 }
+
+// An abort waits for ended: by then the run must have left the board, or
+// the abort answers while the schedule still sees the run (the flake
+// "the aborted run still works here").
+func TestRunBoardEndedMeansOffTheBoard(t *testing.T) {
+	b := newRunBoard()
+	a, err := b.add("users", repair.Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		a.end(nil, nil)
+		time.Sleep(50 * time.Millisecond) // what runFull does between its run's end and the deferred remove
+		b.remove(a)
+	}()
+	<-a.ended
+	if b.get("users", kindFull) != nil {
+		t.Fatal("ended is closed while the run is still on the board")
+	}
+	if _, err := b.add("users", repair.Scope{}); err != nil {
+		t.Fatalf("the next run cannot start after ended: %v", err)
+	}
+}

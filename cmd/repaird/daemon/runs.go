@@ -30,7 +30,8 @@ type activeRun struct {
 	ctl     *repair.Control
 	started time.Time
 	begun   chan struct{} // closed once the run is joined or created, or ended
-	ended   chan struct{}
+	over    chan struct{} // closed once the run's result is recorded
+	ended   chan struct{} // closed once the run is over and has left the board
 
 	mu    sync.Mutex
 	info  repair.RunInfo
@@ -38,6 +39,7 @@ type activeRun struct {
 	rep   *repair.Report
 	err   error
 	once  sync.Once
+	oonce sync.Once
 	eonce sync.Once
 }
 
@@ -59,7 +61,7 @@ func (a *activeRun) end(rep *repair.Report, err error) {
 	a.rep, a.err = rep, err
 	a.mu.Unlock()
 	a.once.Do(func() { close(a.begun) })
-	a.eonce.Do(func() { close(a.ended) })
+	a.oonce.Do(func() { close(a.over) })
 }
 
 func (a *activeRun) snapshot() (repair.RunInfo, repair.Progress, error) {
@@ -91,7 +93,7 @@ func (b *runBoard) add(ns string, sc repair.Scope) (*activeRun, error) {
 		info, _, _ := old.snapshot()
 		return nil, fmt.Errorf("%w: %s run %s of %q", errRunActive, kindOf(sc), info.ID, ns)
 	}
-	a := &activeRun{ns: ns, scope: sc, ctl: repair.NewControl(), started: time.Now(), begun: make(chan struct{}), ended: make(chan struct{})}
+	a := &activeRun{ns: ns, scope: sc, ctl: repair.NewControl(), started: time.Now(), begun: make(chan struct{}), over: make(chan struct{}), ended: make(chan struct{})}
 	b.runs[k] = a
 	return a, nil
 }
@@ -103,6 +105,11 @@ func (b *runBoard) remove(a *activeRun) {
 	if b.runs[k] == a {
 		delete(b.runs, k)
 	}
+	// Closed here, not in end: whoever waits for the end (an abort)
+	// then finds the board free for the next run.
+	a.once.Do(func() { close(a.begun) })
+	a.oonce.Do(func() { close(a.over) })
+	a.eonce.Do(func() { close(a.ended) })
 }
 
 func (b *runBoard) get(ns, kind string) *activeRun {
@@ -266,7 +273,7 @@ func (d *Daemon) start(ctx context.Context, ns string, req StartRequest) (RunVie
 	} else {
 		if a := d.runs.get(ns, kindFull); a != nil {
 			select {
-			case <-a.ended:
+			case <-a.over:
 				// Ending this very moment: the schedule takes the trigger
 				// once it is done.
 			default:
@@ -285,7 +292,7 @@ func (d *Daemon) start(ctx context.Context, ns string, req StartRequest) (RunVie
 			a := d.runs.get(ns, kindFull)
 			if a != nil {
 				select {
-				case <-a.ended:
+				case <-a.over:
 					return nil
 				default:
 				}
