@@ -108,14 +108,20 @@ func Encode(h Hint, kr *Keyring) ([]byte, error) {
 	b = binary.AppendVarint(b, h.Timestamp)
 	b = binary.AppendVarint(b, unixMicro(h.ExpiresAt))
 	b = binary.AppendVarint(b, unixMicro(h.CreatedAt))
+	return appendAuth(b, kr), nil
+}
+
+// appendAuth ends a record: no MAC without a keyring, else the current
+// key's id and the HMAC-SHA256 of every byte before the MAC.
+func appendAuth(b []byte, kr *Keyring) []byte {
 	if kr == nil {
-		return append(b, authNone), nil
+		return append(b, authNone)
 	}
 	b = append(b, authHMAC)
 	b = appendBytes(b, []byte(kr.current.id))
 	m := kr.current.mac()
 	m.Write(b)
-	return m.Sum(b), nil
+	return m.Sum(b)
 }
 
 // Decode parses a record written by [Encode]. With a non-nil keyring the
@@ -156,24 +162,7 @@ func Decode(b []byte, kr *Keyring) (Hint, error) {
 	h.Timestamp = d.varint("timestamp")
 	expires := d.varint("expires_at")
 	created := d.varint("created_at")
-	bodyEnd := d.off
-	auth := d.byte("auth")
-	var keyID []byte
-	var mac []byte
-	macStart := 0
-	switch {
-	case d.err != nil:
-	case auth == authNone:
-	case auth == authHMAC:
-		keyID = d.field("key id", MaxKeyIDLen)
-		macStart = d.off
-		mac = d.raw("mac", macLen)
-	default:
-		d.fail(bodyEnd, "unknown auth scheme %d", auth)
-	}
-	if d.err == nil && d.off != len(b) {
-		d.fail(d.off, "%d trailing bytes after the record", len(b)-d.off)
-	}
+	sig := d.auth()
 	if d.err != nil {
 		return Hint{}, d.err
 	}
@@ -190,26 +179,9 @@ func Decode(b []byte, kr *Keyring) (Hint, error) {
 		return Hint{}, badFieldf("empty partition key")
 	case expires < 0:
 		return Hint{}, badFieldf("expires_at %d is before the epoch", expires)
-	case auth == authHMAC && (len(keyID) == 0 || !printable(string(keyID))):
-		return Hint{}, badFieldf("key id must be 1 to %d bytes of printable UTF-8", MaxKeyIDLen)
 	}
-
-	if kr != nil {
-		if auth == authNone {
-			if !kr.acceptUnsigned {
-				return Hint{}, fmt.Errorf("%w: record carries no MAC and the keyring requires one; sign hints on the producer (ProducerConfig.Keyring)", ErrUnauthenticated)
-			}
-		} else {
-			key, err := kr.lookup(string(keyID))
-			if err != nil {
-				return Hint{}, err
-			}
-			m := key.mac()
-			m.Write(b[:macStart])
-			if !hmac.Equal(m.Sum(nil), mac) {
-				return Hint{}, fmt.Errorf("%w: MAC does not match (key %q); the record was altered or signed with another secret", ErrUnauthenticated, keyID)
-			}
-		}
+	if err := sig.verify(b, kr); err != nil {
+		return Hint{}, err
 	}
 
 	// One allocation for every byte field, each capped so that appending to
@@ -233,6 +205,61 @@ func Decode(b []byte, kr *Keyring) (Hint, error) {
 	h.ExpiresAt = fromUnixMicro(expires)
 	h.CreatedAt = fromUnixMicro(created)
 	return h, nil
+}
+
+// signature is the end of a record: its auth scheme, key id and MAC.
+type signature struct {
+	auth     byte
+	keyID    []byte
+	mac      []byte
+	macStart int
+}
+
+// auth reads the auth suffix, which must end the record.
+func (d *decoder) auth() signature {
+	bodyEnd := d.off
+	s := signature{auth: d.byte("auth")}
+	switch {
+	case d.err != nil:
+	case s.auth == authNone:
+	case s.auth == authHMAC:
+		s.keyID = d.field("key id", MaxKeyIDLen)
+		s.macStart = d.off
+		s.mac = d.raw("mac", macLen)
+	default:
+		d.fail(bodyEnd, "unknown auth scheme %d", s.auth)
+	}
+	if d.err == nil && d.off != len(d.b) {
+		d.fail(d.off, "%d trailing bytes after the record", len(d.b)-d.off)
+	}
+	return s
+}
+
+// verify checks the signature of record b against kr (nil: any record
+// passes).
+func (s signature) verify(b []byte, kr *Keyring) error {
+	if s.auth == authHMAC && (len(s.keyID) == 0 || !printable(string(s.keyID))) {
+		return badFieldf("key id must be 1 to %d bytes of printable UTF-8", MaxKeyIDLen)
+	}
+	if kr == nil {
+		return nil
+	}
+	if s.auth == authNone {
+		if !kr.acceptUnsigned {
+			return fmt.Errorf("%w: record carries no MAC and the keyring requires one; sign hints on the producer (ProducerConfig.Keyring)", ErrUnauthenticated)
+		}
+		return nil
+	}
+	key, err := kr.lookup(string(s.keyID))
+	if err != nil {
+		return err
+	}
+	m := key.mac()
+	m.Write(b[:s.macStart])
+	if !hmac.Equal(m.Sum(nil), s.mac) {
+		return fmt.Errorf("%w: MAC does not match (key %q); the record was altered or signed with another secret", ErrUnauthenticated, s.keyID)
+	}
+	return nil
 }
 
 // validate applies the rules that make a hint encodable and applicable.

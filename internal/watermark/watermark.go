@@ -1,0 +1,136 @@
+// Package watermark computes a region's convergence watermark: a timestamp
+// T such that the region holds every write that a live store acknowledged
+// with a version below T (docs/design.md, "The convergence watermark").
+//
+// The evidence comes from two places, both kept in Cassandra by the
+// processes that know them:
+//
+//   - every store registers itself (a Producer) in its home region when it
+//     opens, refreshes the registration while it runs and marks it closed
+//     when it closes; its writes all carry versions above Registered;
+//   - every store sends, about once a second, a heartbeat to each partition
+//     of each region's hint topic, saying "every write I acknowledged below
+//     Before has been applied in the region, or is a hint earlier in this
+//     partition, or is repair debt"; the region's replayer records a Mark
+//     for each heartbeat once it has applied every record before it in its
+//     partition.
+//
+// A producer's watermark is the least Before over the marks of all its
+// partitions — or its registration, while some partition has none yet. The
+// region's is the least over live producers, and never above the oldest
+// repair debt still owed to the region. This package is pure: it only
+// combines what it is given.
+package watermark
+
+import (
+	"sort"
+	"time"
+)
+
+// Producer is a store process as its registration row says.
+type Producer struct {
+	// ID names the producer in its heartbeats.
+	ID string
+	// Registered is a version (µs since the epoch) below every write the
+	// producer makes: it registered before issuing any.
+	Registered int64
+	// Closed is set once the producer has closed: it makes no more
+	// writes, and its last heartbeat says Closing.
+	Closed bool
+}
+
+// Mark is one heartbeat applied in one partition of a region's hint
+// topic.
+type Mark struct {
+	// Producer is the heartbeat's producer.
+	Producer string
+	// Partition is the partition the heartbeat was read from, and
+	// Partitions how many partitions the producer sent that round of
+	// heartbeats to.
+	Partition, Partitions int
+	// Before is the heartbeat's promise, a version in µs.
+	Before int64
+	// Closing is set on a closing producer's last heartbeat.
+	Closing bool
+	// SentAt is when the producer sent it.
+	SentAt time.Time
+}
+
+// Result is a region's watermark and how it was found.
+type Result struct {
+	// Before is the watermark, a version in µs: the region holds every
+	// write a live producer acknowledged with a lower version.
+	Before int64
+	// Live is how many producers were taken into account.
+	Live int
+	// Retired is how many closed producers were left out: their last
+	// heartbeat had been applied in every partition.
+	Retired int
+	// Limit names what holds the watermark where it is: a producer id,
+	// "debt", or "" when nothing does (no live producer: Before is the
+	// time of the computation).
+	Limit string
+}
+
+// Compute returns the watermark of one region from the registered
+// producers (only those whose registration is current: a producer whose
+// registration expired — it stopped without closing — is not passed),
+// the marks the region's replayers recorded, the oldest version of repair
+// debt still owed to the region (0: none), and now.
+func Compute(producers []Producer, marks []Mark, debt int64, now time.Time) Result {
+	type cover struct {
+		partitions int
+		before     map[int]int64
+		closing    map[int]bool
+	}
+	byProducer := map[string]*cover{}
+	for _, m := range marks {
+		c := byProducer[m.Producer]
+		if c == nil {
+			c = &cover{before: map[int]int64{}, closing: map[int]bool{}}
+			byProducer[m.Producer] = c
+		}
+		c.partitions = max(c.partitions, m.Partitions)
+		if b, ok := c.before[m.Partition]; !ok || m.Before > b {
+			c.before[m.Partition] = m.Before
+		}
+		c.closing[m.Partition] = c.closing[m.Partition] || m.Closing
+	}
+	res := Result{Before: now.UnixMicro()}
+	sorted := append([]Producer(nil), producers...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
+	for _, p := range sorted {
+		c := byProducer[p.ID]
+		before := p.Registered
+		complete := c != nil && c.partitions > 0
+		if complete {
+			lowest, allClosing := int64(0), true
+			for part := range c.partitions {
+				b, ok := c.before[part]
+				if !ok {
+					complete = false
+					break
+				}
+				if part == 0 || b < lowest {
+					lowest = b
+				}
+				allClosing = allClosing && c.closing[part]
+			}
+			if complete && p.Closed && allClosing {
+				res.Retired++
+				continue
+			}
+			if complete {
+				before = max(lowest, p.Registered)
+			}
+		}
+		res.Live++
+		if before < res.Before {
+			res.Before, res.Limit = before, p.ID
+		}
+	}
+	if debt > 0 && debt < res.Before {
+		res.Before, res.Limit = debt, "debt"
+	}
+	return res
+}
