@@ -29,13 +29,26 @@ type item struct {
 
 // process applies or dead-letters every record of batch. It returns an
 // error only when ctx is done before the batch is finished.
+//
+// Heartbeats are not hints: they are neither applied nor dead-lettered.
+// A valid one becomes a Mark, and the batch's marks are passed to
+// ReplayerConfig.Marks once the whole batch is settled — so every record
+// before a mark in its partition has been applied or dead-lettered, in
+// this batch or an earlier one. Nothing is recorded if ctx is done first.
 func (r *Replayer) process(ctx context.Context, batch []kafka.Message) error {
 	items := make([]item, len(batch))
 	var apply []*item
+	var marks []Mark
 	var oldest int64
 	for i, m := range batch {
 		it := &items[i]
 		it.msg = m
+		if record.IsHeartbeat(m.Value) {
+			if mk, ok := r.heartbeat(m); ok {
+				marks = append(marks, mk)
+			}
+			continue
+		}
 		h, err := record.Decode(m.Value, r.cfg.Keyring)
 		switch {
 		case errors.Is(err, record.ErrUnauthenticated):
@@ -68,7 +81,11 @@ func (r *Replayer) process(ctx context.Context, batch []kafka.Message) error {
 			dead = append(dead, &items[i])
 		}
 	}
-	return r.deadLetter(ctx, dead)
+	if err := r.deadLetter(ctx, dead); err != nil {
+		return err
+	}
+	r.recordMarks(ctx, marks)
+	return nil
 }
 
 // expired reports why h must not be applied any more, or nil.

@@ -49,6 +49,15 @@
 // a hint that could not be stored is not data loss, but it is counted
 // (tidemark_hints_produce_failures_total) and logged.
 //
+// # Heartbeats
+//
+// [Producer.Heartbeat] writes a [record.Heartbeat] — a store's promise
+// about the writes it acknowledged — to every partition of a region's
+// topic. The replayer never applies or dead-letters one: once every
+// record before it in its partition is applied or dead-lettered, it
+// passes it to ReplayerConfig.Marks as a [Mark], from which the region's
+// convergence watermark is computed.
+//
 // # Security
 //
 // ProducerConfig and ReplayerConfig take a *tls.Config (TLS) and [SASL]

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -119,4 +120,68 @@ func ExampleSASL() {
 	if err := r.EnsureTopics(ctx); errors.Is(err, hints.ErrAuthentication) {
 		log.Fatalf("fix the Kafka credentials or CA: %v", err)
 	}
+}
+
+// A store's heartbeat to region "b": one copy to each partition of the
+// region's hint topic, about once a second, promising that every write it
+// acknowledged below Before has reached the region, is a hint earlier in
+// the partition, or is repair debt. (Needs a Kafka broker, so it has no
+// Output.)
+func ExampleProducer_Heartbeat() {
+	p, err := hints.NewProducer(hints.ProducerConfig{Brokers: []string{"127.0.0.1:9092"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	registered := time.Now().UnixMicro()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err = p.Heartbeat(ctx, record.Heartbeat{
+		Producer:   "store-7f3a",           // unique per process
+		Target:     "b",                    // the region the promise is about
+		Before:     time.Now().UnixMicro(), // the oldest version still unsettled for "b"
+		Registered: registered,             // below every write of this store
+	})
+	if err != nil {
+		log.Print(err) // the watermark waits for the next one
+	}
+}
+
+// latestMarks is a MarkRecorder that keeps, in memory, the newest mark
+// per (producer, partition).
+type latestMarks struct {
+	mu    sync.Mutex
+	marks map[string]hints.Mark
+}
+
+func (l *latestMarks) RecordMarks(ctx context.Context, region string, marks []hints.Mark) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range marks {
+		k := fmt.Sprintf("%s/%s/%d", region, m.Producer, m.Partition)
+		if old, ok := l.marks[k]; !ok || m.Offset > old.Offset {
+			l.marks[k] = m
+		}
+	}
+	return nil
+}
+
+// A replayer that passes the heartbeats it has replayed past on to a
+// MarkRecorder: a mark says every record before it in its partition was
+// applied or dead-lettered. (Needs a Kafka broker, so it has no Output.)
+func ExampleMarkRecorder() {
+	marks := &latestMarks{marks: map[string]hints.Mark{}}
+	r, err := hints.NewReplayer(hints.ReplayerConfig{
+		Brokers: []string{"127.0.0.1:9092"},
+		Region:  "b",
+		Applier: hints.ApplierFunc(func(context.Context, record.Hint) error { return nil }),
+		Marks:   marks,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = r.Run(ctx)
 }

@@ -19,6 +19,10 @@ type replayerMetrics struct {
 	lag           prometheus.Gauge
 	oldestAge     prometheus.GaugeFunc
 	paused        prometheus.GaugeFunc
+
+	heartbeatsSkipped *prometheus.CounterVec
+	marksRecorded     prometheus.Counter
+	marksFailed       prometheus.Counter
 }
 
 // newReplayerMetrics creates the collectors of region's replayer. oldest
@@ -51,12 +55,22 @@ func newReplayerMetrics(region string, oldest func() time.Duration, paused func(
 				return 0
 			}),
 	}
+	m.heartbeatsSkipped = prometheus.NewCounterVec(prometheus.CounterOpts(opts("tidemark_hints_heartbeats_skipped_total",
+		"Heartbeat records skipped — neither applied nor dead-lettered, and no mark — by reason (corrupt, unauthenticated, misrouted).")), []string{"reason"})
+	m.marksRecorded = prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_marks_recorded_total",
+		"Marks (heartbeats passed: every record before them in their partition applied or dead-lettered) recorded by ReplayerConfig.Marks.")))
+	m.marksFailed = prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_marks_failed_total",
+		"Marks ReplayerConfig.Marks failed to record; replay went on, and later heartbeats bring newer marks.")))
 	for _, reason := range []string{ReasonCorrupt, ReasonUnauthenticated, ReasonExpired, ReasonMisrouted, ReasonRejected} {
 		m.deadLettered.WithLabelValues(reason)
+	}
+	for _, reason := range heartbeatSkipReasons {
+		m.heartbeatsSkipped.WithLabelValues(reason)
 	}
 	return m
 }
 
 func (m *replayerMetrics) collectors() metrics.Set {
-	return metrics.Set{m.replayed, m.deadLettered, m.applyFailures, m.commitErrors, m.lag, m.oldestAge, m.paused}
+	return metrics.Set{m.replayed, m.deadLettered, m.applyFailures, m.commitErrors, m.lag, m.oldestAge, m.paused,
+		m.heartbeatsSkipped, m.marksRecorded, m.marksFailed}
 }

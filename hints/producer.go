@@ -163,13 +163,23 @@ type Producer struct {
 	cfg       ProducerConfig
 	transport *kafka.Transport
 	client    *kafka.Client
-	writer    messageWriter // *kafka.Writer; a fake in tests
+	writer    messageWriter   // *kafka.Writer; a fake in tests
+	balancer  *windowBalancer // the kafka.Writer's
 	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
 	log       *slog.Logger
 	logEvery  *rate.Sometimes
 
 	topicsMu sync.Mutex
 	topics   map[string]*topicInit // region -> creation, done or under way
+
+	// partCountsMu guards partCounts: per topic, the partition count
+	// heartbeats last learned (see Heartbeat).
+	partCountsMu sync.Mutex
+	partCounts   map[string]partitionCount
+	// partCountsTTL is how long a partition count is used before it is
+	// asked again (partitionCountTTL; changed in tests).
+	partCountsTTL time.Duration
+	hbLogEvery    *rate.Sometimes
 
 	buffered atomic.Int64
 
@@ -183,6 +193,8 @@ type Producer struct {
 	failed   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	bufGauge prometheus.GaugeFunc
+
+	heartbeats *prometheus.CounterVec
 }
 
 // Failure reasons used in the tidemark_hints_produce_failures_total metric.
@@ -231,13 +243,15 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	transport.Context = ctx
 	addr := kafka.TCP(cfg.Brokers...)
 	batchBytes := kafkaMessageBytes(cfg.MaxHintBytes, 0)
+	balancer := &windowBalancer{window: cfg.BatchTimeout}
 	p := &Producer{
 		cfg:       cfg,
 		transport: transport,
 		client:    &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
+		balancer:  balancer,
 		writer: &kafka.Writer{
 			Addr:     addr,
-			Balancer: &windowBalancer{window: cfg.BatchTimeout},
+			Balancer: balancer,
 			// Retriable errors (a partition whose leader is moving or
 			// not yet elected, a broker restarting) are retried with
 			// backoff; ProduceTimeout bounds the whole write, retries
@@ -256,8 +270,12 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		topics:   map[string]*topicInit{},
 		log:      log,
 		logEvery: &rate.Sometimes{First: 1, Interval: 10 * time.Second},
-		ctx:      ctx,
-		stop:     stop,
+
+		partCounts:    map[string]partitionCount{},
+		partCountsTTL: partitionCountTTL,
+		hbLogEvery:    &rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		ctx:           ctx,
+		stop:          stop,
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_hints_produced_total",
 			Help: "Hints acknowledged by Kafka (acks=all), by target region.",
@@ -271,6 +289,10 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 			Help:    "Time from Hint to Kafka's acknowledgement, successful hints only, by target region.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"region"}),
+		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_hints_heartbeats_total",
+			Help: "Heartbeat rounds (one copy of the heartbeat to every partition of the region's hint topic), by target region and result: ok once Kafka acknowledged every copy (acks=all), error otherwise.",
+		}, []string{"region", "result"}),
 	}
 	p.bufGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tidemark_hints_producer_buffered_bytes",
@@ -557,7 +579,7 @@ func (p *Producer) Describe(ch chan<- *prometheus.Desc) { p.collectors().Describ
 func (p *Producer) Collect(ch chan<- prometheus.Metric) { p.collectors().Collect(ch) }
 
 func (p *Producer) collectors() metrics.Set {
-	return metrics.Set{p.produced, p.failed, p.latency, p.bufGauge}
+	return metrics.Set{p.produced, p.failed, p.latency, p.bufGauge, p.heartbeats}
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -577,10 +599,54 @@ func setDefault[T comparable](v *T, def T) {
 // cut ~15 % of their throughput on a machine where Kafka shares the
 // servers' core (docs/benchmarks.md, "Outages"). Hints need no order (each
 // carries its version; docs/hints.md), so a partition per window is safe.
-type windowBalancer struct{ window time.Duration }
+//
+// A record that names its partition in a [partitionHeader] header — a
+// heartbeat's copy, which must reach that very partition — goes there
+// when the partition is among those offered (kafka-go's Writer ignores
+// Message.Partition and asks the balancer); otherwise it is balanced like
+// any record.
+//
+// It also remembers, per topic, how many partitions the writer offered
+// last (offered): the writer offers a topic's new partitions before the
+// first hint written to one is acknowledged, and the next Heartbeat then
+// reads the partition count again instead of using the one it keeps.
+type windowBalancer struct {
+	window time.Duration
+
+	mu      sync.Mutex
+	counts  map[string]int // topic -> partitions offered last
+	counted string         // the topic counted last (a hint topic, usually)
+	last    int            // its count
+}
 
 // Balance implements kafka.Balancer.
-func (b *windowBalancer) Balance(_ kafka.Message, partitions ...int) int {
+func (b *windowBalancer) Balance(m kafka.Message, partitions ...int) int {
+	b.observe(m.Topic, len(partitions))
+	if p, ok := headerPartition(m, partitions); ok {
+		return p
+	}
 	w := max(b.window, time.Millisecond)
 	return partitions[int(uint64(time.Now().UnixNano()/int64(w))%uint64(len(partitions)))]
+}
+
+// observe records that the writer offered n partitions of topic.
+func (b *windowBalancer) observe(topic string, n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if topic == b.counted && n == b.last {
+		return // the common case: no map access
+	}
+	if b.counts == nil {
+		b.counts = map[string]int{}
+	}
+	b.counts[topic] = n
+	b.counted, b.last = topic, n
+}
+
+// offered returns how many partitions of topic the writer offered last,
+// or 0 if it has balanced no record of topic yet.
+func (b *windowBalancer) offered(topic string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.counts[topic]
 }

@@ -130,6 +130,13 @@ type ReplayerConfig struct {
 	// is covered by the full runs the retention requires, one whose row
 	// expired needs nothing. A failure is logged; the dead letter remains.
 	Debt DebtRecorder
+	// Marks, when set, receives the heartbeats (record.Heartbeat) the
+	// replayer has passed, as Marks: once per batch, after every record
+	// of the batch was applied or dead-lettered (see [MarkRecorder]).
+	// Heartbeats are never applied or dead-lettered; one that does not
+	// decode, authenticate (Keyring) or name this Region is skipped and
+	// counted. Nil: heartbeats are read, checked and ignored.
+	Marks MarkRecorder
 	// Partitions and ReplicationFactor are used if the replayer has to
 	// create the hint or dead-letter topic. Defaults 8 and -1 (the brokers'
 	// default).
@@ -201,7 +208,10 @@ type Replayer struct {
 	topic  string
 	log    *slog.Logger
 	logErr *rate.Sometimes
-	now    func() time.Time
+	// logSkip and logMarks limit the logs of skipped heartbeats and of
+	// marks not recorded.
+	logSkip, logMarks *rate.Sometimes
+	now               func() time.Time
 
 	// I/O edges, replaced in tests.
 	newFetcher   func() fetcher
@@ -291,6 +301,9 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 		log:    log,
 		logErr: &rate.Sometimes{First: 1, Interval: 10 * time.Second},
 		now:    time.Now,
+
+		logSkip:  &rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		logMarks: &rate.Sometimes{First: 1, Interval: 10 * time.Second},
 
 		closeTimeout: ReplayerCloseTimeout,
 	}
