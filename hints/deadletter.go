@@ -92,10 +92,38 @@ func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
 		r.metrics.deadLettered.WithLabelValues(it.reason).Inc()
 		r.log.Warn("hints: hint dead-lettered", "reason", it.reason, "partition", it.msg.Partition, "offset", it.msg.Offset, "err", it.err)
 		if it.reason == ReasonRejected && r.cfg.Debt != nil {
-			if err := r.cfg.Debt.RecordDebt(ctx, it.hint, "dead_"+it.reason); err != nil {
-				r.log.Warn("hints: dead-lettered hint not recorded as repair debt; a full run covers it", "namespace", it.hint.Namespace, "err", err)
+			if err := r.recordDebt(ctx, it); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// recordDebt records a rejected hint as repair debt. Without a
+// MarkRecorder a failure is logged and a full run covers the key. With one,
+// the batch's marks would promise the key to the watermark: the replayer
+// retries (paused, as for the dead-letter topic) until the debt is
+// recorded or ctx ends — then the batch is not committed, and is replayed.
+func (r *Replayer) recordDebt(ctx context.Context, it *item) error {
+	for b := r.backoff(); ; {
+		err := r.cfg.Debt.RecordDebt(ctx, it.hint, "dead_"+it.reason)
+		switch {
+		case err == nil:
+			r.paused.Store(false)
+			return nil
+		case r.cfg.Marks == nil:
+			r.log.Warn("hints: dead-lettered hint not recorded as repair debt; a full run covers it", "namespace", it.hint.Namespace, "err", err)
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		r.paused.Store(true)
+		r.logErr.Do(func() {
+			r.log.Warn("hints: cannot record a rejected hint as repair debt; replay paused (the watermark's marks depend on it)", "namespace", it.hint.Namespace, "err", err)
+		})
+		if !b.Sleep(ctx) {
+			return ctx.Err()
+		}
+	}
 }

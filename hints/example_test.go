@@ -166,6 +166,15 @@ func (l *latestMarks) RecordMarks(ctx context.Context, region string, marks []hi
 	return nil
 }
 
+// debtLog is a DebtRecorder that only logs (repaird records debt in its
+// home region's keyspace).
+type debtLog struct{}
+
+func (debtLog) RecordDebt(_ context.Context, h record.Hint, reason string) error {
+	log.Printf("repair debt: %s lacks %s/%x (%s)", h.Target, h.Namespace, h.PK, reason)
+	return nil
+}
+
 // A replayer that passes the heartbeats it has replayed past on to a
 // MarkRecorder: a mark says every record before it in its partition was
 // applied or dead-lettered. (Needs a Kafka broker, so it has no Output.)
@@ -176,6 +185,7 @@ func ExampleMarkRecorder() {
 		Region:  "b",
 		Applier: hints.ApplierFunc(func(context.Context, record.Hint) error { return nil }),
 		Marks:   marks,
+		Debt:    debtLog{}, // marks need the rejected hints recorded as repair debt
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/tidemark/tidemark/hints/record"
 )
@@ -77,8 +79,11 @@ const (
 //
 // Heartbeat shares Hint's bounds: it never blocks past ctx's deadline or
 // ProduceTimeout, its bytes count against MaxBufferedBytes until Kafka is
-// done with them, and it goes through, and counts for, the producer's
-// circuit breaker. Errors: [record.ErrInvalidHint] (hb cannot be
+// done with them. It is refused at once while the producer's circuit
+// breaker is open, but its outcome does not count for the breaker (the
+// hints' do), it is written by a kafka-go writer of its own (hints never
+// wait behind heartbeats), and while one heartbeat for a region waits for
+// Kafka the next fails at once with ErrUnavailable. Errors: [record.ErrInvalidHint] (hb cannot be
 // encoded), [ErrBufferFull], [ErrUnavailable] (Kafka did not take every
 // copy, including a ctx deadline that passed first; [ErrAuthentication]
 // when Kafka refused the TLS or SASL of ProducerConfig), [ErrClosed], or
@@ -111,18 +116,32 @@ func (p *Producer) Heartbeat(ctx context.Context, hb record.Heartbeat) error {
 	if err := ctx.Err(); err != nil {
 		return p.heartbeatFailed(region, fmt.Errorf("hints: heartbeat for region %q not sent: %w", region, err))
 	}
-	done, err := p.breaker.Allow()
-	if err != nil {
-		return p.heartbeatFailed(region, fmt.Errorf("%w: region %q: Kafka failed recently, not retrying for up to %v (%v)", ErrUnavailable, region, p.cfg.BreakerOpenFor, err))
+	// Heartbeats respect the breaker but do not count for it: they are
+	// the most frequent writes, and a slow heartbeat round (every
+	// partition of the topic) must neither trip it nor take the one probe
+	// a half-open breaker lets through — the hints' outcomes decide.
+	if st := p.breaker.State(); st == gobreaker.StateOpen {
+		return p.heartbeatFailed(region, fmt.Errorf("%w: region %q: Kafka failed recently, not retrying for up to %v", ErrUnavailable, region, p.cfg.BreakerOpenFor))
 	}
+	// One heartbeat per topic in flight: one that Kafka has not answered
+	// yet is not joined by the next round.
+	busy, _ := p.hbInFlight.LoadOrStore(region, new(atomic.Bool))
+	if !busy.(*atomic.Bool).CompareAndSwap(false, true) {
+		return p.heartbeatFailed(region, fmt.Errorf("%w: region %q: the previous heartbeat is still waiting for Kafka", ErrUnavailable, region))
+	}
+	inFlight := busy.(*atomic.Bool)
+	handed := false // to the writing goroutine, which clears the flag when Kafka answers
+	defer func() {
+		if !handed {
+			inFlight.Store(false)
+		}
+	}()
 	if err := p.ensureTopic(ctx, region); err != nil {
-		done(err)
 		return p.heartbeatFailed(region, err)
 	}
 	topic := p.Topic(region)
 	n, err := p.partitionsOf(ctx, region)
 	if err != nil {
-		done(err)
 		return p.heartbeatFailed(region, err)
 	}
 	msgs := make([]kafka.Message, n)
@@ -132,7 +151,6 @@ func (p *Producer) Heartbeat(ctx context.Context, hb record.Heartbeat) error {
 		rec, err := record.EncodeHeartbeat(hb, p.cfg.Keyring)
 		if err != nil { // n out of the record's range
 			err = fmt.Errorf("hints: heartbeat for topic %q of %d partitions: %w", topic, n, err)
-			done(err) // neutral: not Kafka's failure
 			return p.heartbeatFailed(region, err)
 		}
 		msgs[i] = kafka.Message{
@@ -146,7 +164,6 @@ func (p *Producer) Heartbeat(ctx context.Context, hb record.Heartbeat) error {
 	if p.buffered.Add(size) > p.cfg.MaxBufferedBytes {
 		p.buffered.Add(-size)
 		err := fmt.Errorf("%w: region %q: %d bytes waiting for Kafka, limit %d", ErrBufferFull, region, p.buffered.Load(), p.cfg.MaxBufferedBytes)
-		done(err) // neutral: Kafka was not tried
 		return p.heartbeatFailed(region, err)
 	}
 
@@ -155,16 +172,17 @@ func (p *Producer) Heartbeat(ctx context.Context, hb record.Heartbeat) error {
 	// with it.
 	result := make(chan error, 1)
 	p.wg.Add(1)
+	handed = true
 	go func() {
 		defer p.wg.Done()
 		wctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProduceTimeout)
 		defer cancel()
-		err := p.writer.WriteMessages(wctx, msgs...)
+		err := p.hbWriter.WriteMessages(wctx, msgs...)
 		p.buffered.Add(-size)
 		if err != nil {
 			err = classifyCopies(region, err, n)
 		}
-		done(err)
+		inFlight.Store(false) // before the answer: the caller's next heartbeat may follow at once
 		result <- err
 	}()
 	select {
@@ -231,7 +249,7 @@ func (p *Producer) partitionsOf(ctx context.Context, region string) (int, error)
 	}
 	mctx, cancel := context.WithTimeout(ctx, p.cfg.ProduceTimeout)
 	defer cancel()
-	md, err := p.client.Metadata(mctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	md, err := p.hbClient.Metadata(mctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return 0, classify(region, fmt.Errorf("read the partitions of topic %q: %w", topic, err))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go/protocol"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 	produceAPI "github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/tidemark/tidemark/hints/record"
 )
@@ -139,8 +141,12 @@ func fakeBrokerProducer(t *testing.T, cfg ProducerConfig, b *fakeBroker) (p *Pro
 	kw.Transport = &brokerView{b: b}
 	client = &brokerView{b: b}
 	p.client = &kafka.Client{Addr: kw.Addr, Transport: client, Timeout: time.Second}
-	w = &countingWriter{messageWriter: kw}
-	p.writer = w
+	p.hbClient = p.client
+	hw := p.hbWriter.(*kafka.Writer)
+	hw.Transport = kw.Transport
+	// w counts the heartbeats' writes (their writer of their own).
+	w = &countingWriter{messageWriter: hw}
+	p.hbWriter = w
 	ti := &topicInit{done: make(chan struct{})}
 	close(ti.done)
 	p.topics["b"] = ti
@@ -282,6 +288,7 @@ func TestProducerHeartbeatFailure(t *testing.T) {
 	b := &fakeBroker{topic: p.Topic("b"), partitions: 2}
 	client := &brokerView{b: b}
 	p.client = &kafka.Client{Addr: kafka.TCP("fake:1"), Transport: client, Timeout: time.Second}
+	p.hbClient = p.client
 	ctx := context.Background()
 	hb := record.Heartbeat{Producer: "s", Target: "b", Before: 10}
 
@@ -331,6 +338,7 @@ func TestProducerHeartbeatRefusals(t *testing.T) {
 	b := &fakeBroker{topic: p.Topic("b"), partitions: 2}
 	client := &brokerView{b: b}
 	p.client = &kafka.Client{Addr: kafka.TCP("fake:1"), Transport: client, Timeout: time.Second}
+	p.hbClient = p.client
 
 	if err := p.Heartbeat(context.Background(), record.Heartbeat{Target: "b"}); !errors.Is(err, record.ErrInvalidHint) {
 		t.Fatalf("Heartbeat without Producer = %v, want record.ErrInvalidHint", err)
@@ -391,5 +399,70 @@ func TestWindowBalancerHonoursPartitionHeader(t *testing.T) {
 	}
 	if n := b.offered("x"); n != 3 {
 		t.Errorf("offered(x) = %d, want 3", n)
+	}
+}
+
+// TestProducerHeartbeatsAndTheBreaker: heartbeats that fail do not open
+// the breaker (they are the most frequent writes; in the chaos suite a
+// Kafka restart left every half-open probe to a heartbeat round and hints
+// failed for a minute), they write through a writer of their own, and an
+// open breaker refuses them at once; one heartbeat per region at a time.
+func TestProducerHeartbeatsAndTheBreaker(t *testing.T) {
+	down := errors.New("broker down")
+	hbw := &fakeWriter{fail: func(int) error { return down }}
+	hw := &fakeWriter{fail: func(int) error { return nil }}
+	p := fakeWriterProducer(t, ProducerConfig{}, hw)
+	p.hbWriter = hbw
+	b := &fakeBroker{topic: p.Topic("b"), partitions: 2}
+	p.client = &kafka.Client{Addr: kafka.TCP("fake:1"), Transport: &brokerView{b: b}, Timeout: time.Second}
+	p.hbClient = p.client
+	ctx := context.Background()
+	hb := record.Heartbeat{Producer: "s", Target: "b", Before: 10}
+	for range 5 {
+		if err := p.Heartbeat(ctx, hb); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("failing heartbeat = %v", err)
+		}
+	}
+	if st := p.breaker.State(); st != gobreaker.StateClosed {
+		t.Fatalf("breaker %v after failed heartbeats, want closed", st)
+	}
+	if hw.calls.Load() != 0 || hbw.calls.Load() != 5 {
+		t.Fatalf("hint writer %d calls, heartbeat writer %d: heartbeats must use their own", hw.calls.Load(), hbw.calls.Load())
+	}
+	// Hints that fail open it; then heartbeats are refused without a write.
+	hw.fail = func(int) error { return down }
+	for i := range 3 {
+		_ = p.Hint(ctx, smallHint(i))
+	}
+	if st := p.breaker.State(); st != gobreaker.StateOpen {
+		t.Fatalf("breaker %v after 3 failed hints, want open", st)
+	}
+	if err := p.Heartbeat(ctx, hb); !errors.Is(err, ErrUnavailable) || hbw.calls.Load() != 5 {
+		t.Fatalf("heartbeat with the breaker open = %v after %d writes", err, hbw.calls.Load())
+	}
+}
+
+// A heartbeat Kafka has not answered is not joined by the next round.
+func TestProducerOneHeartbeatInFlight(t *testing.T) {
+	slow := &fakeWriter{delay: 300 * time.Millisecond, fail: func(int) error { return nil }}
+	p := fakeWriterProducer(t, ProducerConfig{}, slow)
+	b := &fakeBroker{topic: p.Topic("b"), partitions: 2}
+	p.client = &kafka.Client{Addr: kafka.TCP("fake:1"), Transport: &brokerView{b: b}, Timeout: time.Second}
+	p.hbClient = p.client
+	hb := record.Heartbeat{Producer: "s", Target: "b", Before: 10}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := p.Heartbeat(ctx, hb); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("heartbeat past its deadline = %v", err)
+	}
+	if err := p.Heartbeat(context.Background(), hb); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "still waiting") {
+		t.Fatalf("heartbeat while the last is in flight = %v", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if err := p.Heartbeat(context.Background(), hb); err != nil {
+		t.Fatalf("heartbeat once the last was answered = %v", err)
+	}
+	if n := slow.calls.Load(); n != 2 {
+		t.Fatalf("%d writes, want 2", n)
 	}
 }

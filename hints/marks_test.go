@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,7 +122,7 @@ func TestReplayerMarksAfterTheBatch(t *testing.T) {
 	var r *Replayer
 	marks := &fakeMarks{onRecord: func([]Mark) { log.add("marks") }}
 	r = h.replayer(func(c *ReplayerConfig) {
-		c.Marks = marks
+		c.Marks, c.Debt = marks, &recordingDebt{}
 		c.Applier = ApplierFunc(func(ctx context.Context, x record.Hint) error {
 			if age := r.oldestAge(); age > time.Hour {
 				t.Errorf("oldest unreplayed age %v while applying: the heartbeat's SentAt counted", age)
@@ -187,7 +188,7 @@ func TestReplayerNoMarkBeforeAnUnappliedHint(t *testing.T) {
 	started := make(chan struct{})
 	var once sync.Once
 	r := h.replayer(func(c *ReplayerConfig) {
-		c.Marks = marks
+		c.Marks, c.Debt = marks, &recordingDebt{}
 		c.Applier = ApplierFunc(func(ctx context.Context, x record.Hint) error {
 			once.Do(func() { close(started) })
 			<-ctx.Done()
@@ -231,7 +232,7 @@ func TestReplayerSkipsBadHeartbeats(t *testing.T) {
 	h.addHint(0, goodHint(0), kr)
 
 	marks := &fakeMarks{}
-	r := h.replayer(func(c *ReplayerConfig) { c.Keyring = kr; c.Marks = marks })
+	r := h.replayer(func(c *ReplayerConfig) { c.Keyring = kr; c.Marks, c.Debt = marks, &recordingDebt{} })
 	if err := r.process(context.Background(), h.batch()); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestReplayerKeepsNewestMarks(t *testing.T) {
 	slices.Reverse(batch)
 
 	marks := &fakeMarks{}
-	r := h.replayer(func(c *ReplayerConfig) { c.Marks = marks })
+	r := h.replayer(func(c *ReplayerConfig) { c.Marks, c.Debt = marks, &recordingDebt{} })
 	if err := r.process(context.Background(), batch); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +306,7 @@ func TestReplayerMarksThroughRun(t *testing.T) {
 		}
 	}
 	marks := &fakeMarks{fail: errors.New("marks table unreachable")}
-	r := h.replayer(func(c *ReplayerConfig) { c.Marks = marks; c.BatchSize = 4 })
+	r := h.replayer(func(c *ReplayerConfig) { c.Marks, c.Debt = marks, &recordingDebt{}; c.BatchSize = 4 })
 	stop := start(t, r)
 	waitFor(t, "all offsets committed", h.topic.allCommitted)
 	stop()
@@ -336,7 +337,7 @@ func TestReplayerMarksThroughRun(t *testing.T) {
 	h.topic.mu.Lock()
 	h.topic.committed = map[int]int64{}
 	h.topic.mu.Unlock()
-	r2 := h.replayer(func(c *ReplayerConfig) { c.Marks = marks })
+	r2 := h.replayer(func(c *ReplayerConfig) { c.Marks, c.Debt = marks, &recordingDebt{} })
 	stop = start(t, r2)
 	waitFor(t, "all offsets committed again", h.topic.allCommitted)
 	stop()
@@ -358,5 +359,76 @@ func TestReplayerWithoutMarkRecorder(t *testing.T) {
 	stop()
 	if h.region.rowCount() != 2 || len(h.dead.got) != 0 {
 		t.Fatalf("%d rows, %d dead letters; want 2 and 0", h.region.rowCount(), len(h.dead.got))
+	}
+}
+
+// flakyDebt fails its first n calls.
+type flakyDebt struct {
+	recordingDebt
+	fail atomic.Int32
+}
+
+func (d *flakyDebt) RecordDebt(ctx context.Context, h record.Hint, reason string) error {
+	if d.fail.Add(-1) >= 0 {
+		return errors.New("home region down")
+	}
+	return d.recordingDebt.RecordDebt(ctx, h, reason)
+}
+
+// TestReplayerMarksWaitForTheDebt: with marks, a rejected hint that cannot
+// be recorded as repair debt yet holds the batch (replay paused) until it
+// is; a mark recorded before would promise a key the region lacks.
+func TestReplayerMarksWaitForTheDebt(t *testing.T) {
+	h := newHarness(t)
+	bad := goodHint(99)
+	h.region.poison = map[string]error{string(bad.PK): errUnauthorized}
+	h.addHint(0, goodHint(1), nil) // the region answers: the bad hint fails alone
+	h.addHint(0, bad, nil)
+	h.addHint(0, goodHint(2), nil)
+	h.addHeartbeat(0, "hb", heartbeatOf("s1", 100), nil)
+	debt := &flakyDebt{}
+	debt.fail.Store(3)
+	marks := &fakeMarks{}
+	var recorded atomic.Int32
+	marks.onRecord = func([]Mark) {
+		if len(debt.all()) == 0 {
+			t.Error("a mark was recorded before the rejected hint became debt")
+		}
+		recorded.Add(1)
+	}
+	r := h.replayer(func(c *ReplayerConfig) {
+		c.MaxHintAttempts = 1
+		c.Marks, c.Debt = marks, debt
+		c.BackoffMin, c.BackoffMax = time.Millisecond, 5*time.Millisecond
+	})
+	if err := r.process(context.Background(), h.batch()); err != nil {
+		t.Fatal(err)
+	}
+	if recorded.Load() != 1 || len(debt.all()) != 1 {
+		t.Fatalf("marks recorded %d times, debt %v", recorded.Load(), debt.all())
+	}
+
+	// A debt that never gets recorded: no mark, and process ends with ctx.
+	h2 := newHarness(t)
+	h2.region.poison = map[string]error{string(bad.PK): errUnauthorized}
+	h2.addHint(0, goodHint(1), nil)
+	h2.addHint(0, bad, nil)
+	h2.addHint(0, goodHint(2), nil)
+	h2.addHeartbeat(0, "hb", heartbeatOf("s1", 100), nil)
+	never := &flakyDebt{}
+	never.fail.Store(1 << 30)
+	marks2 := &fakeMarks{onRecord: func([]Mark) { t.Error("a mark was recorded for a batch whose rejected hint is not debt") }}
+	r2 := h2.replayer(func(c *ReplayerConfig) {
+		c.MaxHintAttempts = 1
+		c.Marks, c.Debt = marks2, never
+		c.BackoffMin, c.BackoffMax = time.Millisecond, 5*time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := r2.process(ctx, h2.batch()); err == nil {
+		t.Fatal("process finished a batch whose rejected hint could not become debt")
+	}
+	if _, err := NewReplayer(ReplayerConfig{Brokers: []string{"x:1"}, Region: "b", Applier: h.region, Marks: marks}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Marks without Debt: %v", err)
 	}
 }

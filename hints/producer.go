@@ -163,11 +163,20 @@ type Producer struct {
 	cfg       ProducerConfig
 	transport *kafka.Transport
 	client    *kafka.Client
-	writer    messageWriter   // *kafka.Writer; a fake in tests
-	balancer  *windowBalancer // the kafka.Writer's
-	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
-	log       *slog.Logger
-	logEvery  *rate.Sometimes
+	writer    messageWriter // *kafka.Writer; a fake in tests
+	// hbWriter writes the heartbeats: a writer of its own, so that hints
+	// never queue behind heartbeats in kafka-go's per-partition batches
+	// (a heartbeat goes to every partition of every region's topic).
+	hbWriter messageWriter
+	// hbClient reads the topics' partition counts, over hbTransport.
+	hbClient    *kafka.Client
+	hbTransport *kafka.Transport
+	// hbInFlight holds, per region, whether a heartbeat is being written.
+	hbInFlight sync.Map
+	balancer   *windowBalancer // the kafka.Writer's
+	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}]
+	log        *slog.Logger
+	logEvery   *rate.Sometimes
 
 	topicsMu sync.Mutex
 	topics   map[string]*topicInit // region -> creation, done or under way
@@ -239,37 +248,31 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The heartbeats have a transport of their own (connections and
+	// metadata cache): a heartbeat round goes to every partition of every
+	// region's topic, and sharing kafka-go's connections with the hints
+	// kept hints failing for up to a minute after a Kafka restart in the
+	// chaos suite.
+	hbTransport, _, err := kafkaDialing("tidemark-hints-heartbeats", min(cfg.ProduceTimeout, 5*time.Second), cfg.TLS, cfg.SASL)
+	if err != nil {
+		return nil, err
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	transport.Context = ctx
+	transport.Context, hbTransport.Context = ctx, ctx
 	addr := kafka.TCP(cfg.Brokers...)
-	batchBytes := kafkaMessageBytes(cfg.MaxHintBytes, 0)
 	balancer := &windowBalancer{window: cfg.BatchTimeout}
 	p := &Producer{
-		cfg:       cfg,
-		transport: transport,
-		client:    &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
-		balancer:  balancer,
-		writer: &kafka.Writer{
-			Addr:     addr,
-			Balancer: balancer,
-			// Retriable errors (a partition whose leader is moving or
-			// not yet elected, a broker restarting) are retried with
-			// backoff; ProduceTimeout bounds the whole write, retries
-			// included, so more attempts only use that budget better.
-			MaxAttempts:     10,
-			WriteBackoffMin: 50 * time.Millisecond,
-			WriteBackoffMax: time.Second,
-			BatchSize:       cfg.BatchSize,
-			BatchBytes:      batchBytes, // at least one record of MaxHintBytes with its key
-			BatchTimeout:    cfg.BatchTimeout,
-			ReadTimeout:     cfg.ProduceTimeout,
-			WriteTimeout:    cfg.ProduceTimeout,
-			RequiredAcks:    kafka.RequireAll,
-			Transport:       transport,
-		},
-		topics:   map[string]*topicInit{},
-		log:      log,
-		logEvery: &rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		cfg:         cfg,
+		transport:   transport,
+		client:      &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
+		balancer:    balancer,
+		writer:      newHintWriter(addr, balancer, cfg, transport),
+		hbWriter:    newHintWriter(addr, balancer, cfg, hbTransport),
+		hbClient:    &kafka.Client{Addr: addr, Transport: hbTransport, Timeout: cfg.ProduceTimeout},
+		hbTransport: hbTransport,
+		topics:      map[string]*topicInit{},
+		log:         log,
+		logEvery:    &rate.Sometimes{First: 1, Interval: 10 * time.Second},
 
 		partCounts:    map[string]partitionCount{},
 		partCountsTTL: partitionCountTTL,
@@ -559,6 +562,7 @@ func (p *Producer) Close() error {
 	p.closed = true
 	p.mu.Unlock()
 	defer p.transport.CloseIdleConnections()
+	defer p.hbTransport.CloseIdleConnections()
 	defer p.stop()
 
 	const what = "hints: producer"
@@ -568,7 +572,8 @@ func (p *Producer) Close() error {
 		// Cancel them now, so that they stop holding the writer.
 		p.stop()
 	}
-	errWriter := wait.Within(p.cfg.ProduceTimeout, what, wait.Closer{Name: "the Kafka writer", Close: p.writer.Close})
+	errWriter := errors.Join(wait.Within(p.cfg.ProduceTimeout, what, wait.Closer{Name: "the Kafka writer", Close: p.writer.Close}),
+		wait.Within(p.cfg.ProduceTimeout, what, wait.Closer{Name: "the Kafka heartbeat writer", Close: p.hbWriter.Close}))
 	return errors.Join(errInFlight, errWriter)
 }
 
@@ -586,6 +591,29 @@ func setDefault[T comparable](v *T, def T) {
 	var zero T
 	if *v == zero {
 		*v = def
+	}
+}
+
+// newHintWriter is the kafka-go writer of hints (and, on a transport of
+// their own, of heartbeats).
+func newHintWriter(addr net.Addr, balancer kafka.Balancer, cfg ProducerConfig, transport *kafka.Transport) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:     addr,
+		Balancer: balancer,
+		// Retriable errors (a partition whose leader is moving or not yet
+		// elected, a broker restarting) are retried with backoff;
+		// ProduceTimeout bounds the whole write, retries included, so
+		// more attempts only use that budget better.
+		MaxAttempts:     10,
+		WriteBackoffMin: 50 * time.Millisecond,
+		WriteBackoffMax: time.Second,
+		BatchSize:       cfg.BatchSize,
+		BatchBytes:      kafkaMessageBytes(cfg.MaxHintBytes, 0), // at least one record of MaxHintBytes with its key
+		BatchTimeout:    cfg.BatchTimeout,
+		ReadTimeout:     cfg.ProduceTimeout,
+		WriteTimeout:    cfg.ProduceTimeout,
+		RequiredAcks:    kafka.RequireAll,
+		Transport:       transport,
 	}
 }
 

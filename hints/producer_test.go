@@ -228,7 +228,7 @@ func fakeWriterProducer(t *testing.T, cfg ProducerConfig, w *fakeWriter) *Produc
 	t.Helper()
 	cfg.Brokers = []string{refused(t)}
 	p := newTestProducer(t, cfg)
-	p.writer = w
+	p.writer, p.hbWriter = w, w
 	ti := &topicInit{done: make(chan struct{})}
 	close(ti.done)
 	p.topics["b"] = ti

@@ -135,7 +135,9 @@ type ReplayerConfig struct {
 	// of the batch was applied or dead-lettered (see [MarkRecorder]).
 	// Heartbeats are never applied or dead-lettered; one that does not
 	// decode, authenticate (Keyring) or name this Region is skipped and
-	// counted. Nil: heartbeats are read, checked and ignored.
+	// counted. Nil: heartbeats are read, checked and ignored. Marks needs
+	// Debt, and with Marks a rejected hint is retried into Debt until it
+	// is recorded (replay pauses meanwhile).
 	Marks MarkRecorder
 	// Partitions and ReplicationFactor are used if the replayer has to
 	// create the hint or dead-letter topic. Defaults 8 and -1 (the brokers'
@@ -264,6 +266,8 @@ func NewReplayer(cfg ReplayerConfig) (*Replayer, error) {
 		return nil, fmt.Errorf("%w: ReplayerConfig.Region is empty; name the region this replayer writes to", ErrInvalidConfig)
 	case cfg.Applier == nil:
 		return nil, fmt.Errorf("%w: ReplayerConfig.Applier is nil; use NewCQLApplier with a session of region %q", ErrInvalidConfig, cfg.Region)
+	case cfg.Marks != nil && cfg.Debt == nil:
+		return nil, fmt.Errorf("%w: ReplayerConfig.Marks needs ReplayerConfig.Debt: a mark promises that every hint before it was applied, or rejected and recorded as repair debt", ErrInvalidConfig)
 	case cfg.MaxHintsPerSecond < 0 || cfg.MaxBytesPerSecond < 0:
 		return nil, fmt.Errorf("%w: negative throttle", ErrInvalidConfig)
 	}
