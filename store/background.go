@@ -84,10 +84,12 @@ func (s *Store) runJob(j job) {
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "store: read repair failed; left to anti-entropy repair",
 			slog.String("region", j.region.name), slog.Any("error", err))
 	case err == nil:
+		j.m.wm.settle(j.region.idx, len(j.m.rows))
 	case hintable(err):
 		s.hintAsync(j.region, j.m, err)
 	default:
 		s.rejected(j.region, j.m, err, true)
+		j.m.wm.stick(j.region.idx, len(j.m.rows))
 	}
 }
 

@@ -15,9 +15,13 @@ import (
 // ConnectionCloseTimeout bounds how long Close waits for the regions'
 // connections to close once the background work has finished. Closing a
 // region's driver session can block for tens of seconds when the region is
-// unreachable (the driver waits for its control connection's last request or
-// reconnection attempt); the regions are closed concurrently, and those not
-// closed in this time go on closing in the background.
+// unreachable: gocql's Session.Close waits, uncancellably, for a schema
+// refresh in flight (one starts a second after any schema change in the
+// region and waits up to 10 s for schema agreement, each request up to the
+// driver's request timeout) and for a control-connection heartbeat in
+// flight (up to the request timeout when the region is a black hole). The
+// regions are closed concurrently, and those not closed in this time go on
+// closing in the background.
 const ConnectionCloseTimeout = 10 * time.Second
 
 // Close closes the Store like CloseContext with a context that never ends,
@@ -111,7 +115,8 @@ func (s *Store) close(ctx context.Context, connBound time.Duration) error {
 			<-drained
 		}
 	}
-	s.abort(nil) // every request has ended; release the abort context
+	s.abort(nil)    // every request has ended; release the abort context
+	s.wm.close(ctx) // every write has settled or never will: retire the Store from the watermark
 	var errs []error
 	if ctxErr != nil {
 		if n := s.drain.lost.Load(); n > 0 {

@@ -192,6 +192,14 @@ type Config struct {
 	// rest counted as dropped.
 	Conflicts ConflictConfig
 
+	// Watermark configures the Store's part in the convergence watermark
+	// (docs/design.md, "The convergence watermark"): with a HintSink that
+	// is also a HeartbeatSink (hints.Producer), the Store registers itself
+	// in every region and heartbeats each region's hint topic every
+	// Watermark.Interval (default 500ms), so that repaird can say up to
+	// which version each region holds every write. See WatermarkConfig.
+	Watermark WatermarkConfig
+
 	// ConflictSink is where read repair records conflicts. Default: the
 	// conflict table (tidemark_conflicts, created by CreateNamespace) in the
 	// home region's keyspace, through the default CQL executor; with
@@ -307,6 +315,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxPendingBytes <= 0 {
 		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}
+	c.Watermark.Interval = orDuration(c.Watermark.Interval, DefaultHeartbeatInterval)
+	c.Watermark.RegistrationTTL = orDuration(c.Watermark.RegistrationTTL, DefaultRegistrationTTL)
 	if c.Conflicts.Window == 0 {
 		c.Conflicts.Window = c.MaxClockDrift
 	}

@@ -35,6 +35,11 @@ type debtEntry struct {
 	ts         int64 // the lost write's timestamp: the entry's own
 	reason     string
 	at         time.Time
+	// wm settles the row in the watermark's tracker once the entry is
+	// durable (or its overflow holds the region's watermark); region is
+	// the target's index.
+	wm     *pendingWrite
+	region int
 }
 
 // debtLog is the Store's debt writer.
@@ -44,37 +49,58 @@ type debtLog struct {
 	done  chan struct{}
 
 	mu        sync.Mutex
-	overflows map[[2]string]bool // (target, namespace) whose overflow entry is due
+	overflows map[[2]string]overflowDue // (target, namespace) whose overflow entry is due
+	gen       uint64                    // counts overflows, so a flush releases only what it wrote
 	tableOK   atomic.Bool
 }
 
+// overflowDue is a namespace's overflow entry waiting to be written: the
+// region it is for and the overflow that last asked for it.
+type overflowDue struct {
+	region int
+	gen    uint64
+}
+
+// overflowKey is the watermark tracker's hold for an overflow of ns:
+// until the overflow entry is durable the region's heartbeats stay below
+// the oldest write it covers.
+func overflowKey(ns string) string { return "overflow/" + ns }
+
 func newDebtLog(s *Store, size int) *debtLog {
-	return &debtLog{s: s, queue: make(chan debtEntry, size), done: make(chan struct{}), overflows: map[[2]string]bool{}}
+	return &debtLog{s: s, queue: make(chan debtEntry, size), done: make(chan struct{}), overflows: map[[2]string]overflowDue{}}
 }
 
 // record queues the debt of the rows of m that region r lacks.
+// Without a debt log (Config.MaxPendingDebt negative) nothing records
+// them: the region never gets them from the Store, and the watermark's
+// tracker keeps its heartbeats below them.
 func (d *debtLog) record(r *region, m *mutation, rows []driver.Row, reason string) {
 	if d == nil {
+		m.wm.stick(r.idx, len(rows))
 		return
 	}
 	now := d.s.cfg.Now()
 	for _, row := range rows {
-		e := debtEntry{target: r.name, ns: m.ns, pk: m.pk, ck: row.CK, ts: row.Timestamp, reason: reason, at: now}
+		e := debtEntry{target: r.name, ns: m.ns, pk: m.pk, ck: row.CK, ts: row.Timestamp, reason: reason, at: now, wm: m.wm, region: r.idx}
 		select {
 		case d.queue <- e:
 		default:
-			d.overflow(e.target, e.ns, "queue_full")
+			d.overflow(e, "queue_full")
 		}
 	}
 }
 
 // overflow counts a debt entry that could not be recorded and marks its
-// namespace for a full repair.
-func (d *debtLog) overflow(target, ns, why string) {
-	d.s.metrics.debtOverflow.WithLabelValues(target, why).Inc()
+// namespace for a full repair. The entry's write is settled into a hold of
+// the watermark tracker, released once the overflow entry is durable.
+func (d *debtLog) overflow(e debtEntry, why string) {
+	d.s.metrics.debtOverflow.WithLabelValues(e.target, why).Inc()
+	d.s.track.hold(e.region, overflowKey(e.ns), e.ts)
 	d.mu.Lock()
-	d.overflows[[2]string{target, ns}] = true
+	d.gen++
+	d.overflows[[2]string{e.target, e.ns}] = overflowDue{region: e.region, gen: d.gen}
 	d.mu.Unlock()
+	e.wm.settle(e.region, 1)
 }
 
 // debtBatch bounds the entries one pass of the writer takes from the
@@ -89,10 +115,26 @@ const debtRowsPerWrite = 48
 // entries still due. It takes what is queued (up to debtBatch), keeps the
 // newest entry of each key, and writes each debt partition's entries in
 // one request (a single-partition batch), the partitions concurrently:
-// one entry at a time, a burst of missed writes outran it.
+// one entry at a time, a burst of missed writes outran it. Overflow
+// entries still due are tried again every overflowRetry, also when no new
+// debt comes.
 func (d *debtLog) run() {
 	defer close(d.done)
-	for e := range d.queue {
+	retry := time.NewTicker(overflowRetry)
+	defer retry.Stop()
+	for {
+		var e debtEntry
+		select {
+		case <-retry.C:
+			d.flushOverflows()
+			continue
+		case next, ok := <-d.queue:
+			if !ok {
+				d.finish()
+				return
+			}
+			e = next
+		}
 		batch := []debtEntry{e}
 	fill:
 		for len(batch) < debtBatch {
@@ -111,6 +153,15 @@ func (d *debtLog) run() {
 			d.flushOverflows()
 		}
 	}
+}
+
+// overflowRetry is how often the writer tries again to write the overflow
+// entries that are due.
+const overflowRetry = time.Second
+
+// finish writes the overflow entries still due once the queue is closed,
+// and logs those it cannot.
+func (d *debtLog) finish() {
 	d.flushOverflows()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -129,10 +180,10 @@ func (d *debtLog) writeBatch(entries []debtEntry) {
 		shard  int
 	}
 	groups := map[part]map[string]debtEntry{}
-	missed := map[part]int{} // missed writes per partition, before keeping the newest per key
+	missed := map[part][]debtEntry{} // every missed write per partition, before keeping the newest per key
 	for _, e := range entries {
 		p := part{e.target, schema.DebtShard(e.ns, e.pk, e.ck)}
-		missed[p]++
+		missed[p] = append(missed[p], e)
 		g := groups[p]
 		if g == nil {
 			g = map[string]debtEntry{}
@@ -162,8 +213,8 @@ func (d *debtLog) writeBatch(entries []debtEntry) {
 				}
 			}
 			if err != nil {
-				for _, e := range g {
-					d.overflow(e.target, e.ns, "write_failed")
+				for _, e := range missed[p] {
+					d.overflow(e, "write_failed")
 				}
 				d.s.logSometimes.Do(func() {
 					d.s.log.LogAttrs(context.Background(), slog.LevelError,
@@ -173,8 +224,11 @@ func (d *debtLog) writeBatch(entries []debtEntry) {
 				return
 			}
 			// Each missed write counts, also those a newer entry of their
-			// key replaced.
-			d.s.metrics.debtRecorded.WithLabelValues(p.target).Add(float64(missed[p]))
+			// key replaced (that entry repairs them too).
+			d.s.metrics.debtRecorded.WithLabelValues(p.target).Add(float64(len(missed[p])))
+			for _, e := range missed[p] {
+				e.wm.settle(e.region, 1)
+			}
 		})
 	}
 	wg.Wait()
@@ -183,18 +237,27 @@ func (d *debtLog) writeBatch(entries []debtEntry) {
 // flushOverflows writes the overflow entries that are due.
 func (d *debtLog) flushOverflows() {
 	d.mu.Lock()
-	due := make([][2]string, 0, len(d.overflows))
-	for k := range d.overflows {
-		due = append(due, k)
+	type flush struct {
+		k   [2]string
+		due overflowDue
+	}
+	due := make([]flush, 0, len(d.overflows))
+	for k, o := range d.overflows {
+		due = append(due, flush{k, o})
 	}
 	d.mu.Unlock()
-	for _, k := range due {
-		row := d.row(schema.EncodeDebtOverflow(k[1]), d.s.clock.Now(), "overflow", d.s.cfg.Now())
-		if err := d.write(k[0], 0, []driver.Row{row}); err != nil {
+	for _, f := range due {
+		row := d.row(schema.EncodeDebtOverflow(f.k[1]), d.s.clock.Now(), "overflow", d.s.cfg.Now())
+		if err := d.write(f.k[0], 0, []driver.Row{row}); err != nil {
 			return // the home region is not taking writes: try again later
 		}
+		// An overflow since the snapshot may have come after the entry's
+		// time: it stays due, and its hold stays.
 		d.mu.Lock()
-		delete(d.overflows, k)
+		if d.overflows[f.k].gen == f.due.gen {
+			delete(d.overflows, f.k)
+			d.s.track.release(f.due.region, overflowKey(f.k[1]))
+		}
 		d.mu.Unlock()
 	}
 }

@@ -75,6 +75,7 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 		switch {
 		case err == nil:
 			s.metrics.hinted.WithLabelValues(r.name).Inc()
+			m.wm.settle(r.idx, 1)
 			continue
 		case errors.Is(err, ErrNoHintSink):
 			s.leftToRepair(r, m, []driver.Row{row}, lostNoSink, cause, err)

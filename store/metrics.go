@@ -54,6 +54,15 @@ import (
 //   - background_queue_depth: background writes waiting for a worker.
 //   - background_queue_bytes: bytes held by those waiting writes.
 //
+// When the Store takes part in the convergence watermark
+// (WatermarkConfig):
+//
+//   - heartbeats_total{region,result}: heartbeats sent ("ok", "error").
+//   - watermark_registered_regions: regions that took the last
+//     registration (repaird needs a majority to see the Store).
+//   - unsettled_writes{region}: writes not yet applied, hinted or recorded
+//     as debt for the region; what holds its heartbeats back.
+//
 // And the conflict log's, with detected_by="read_repair" (package repair's
 // carry detected_by="repair", so both fit in one registry):
 //
@@ -79,6 +88,7 @@ type Metrics struct {
 	queueDepth     prometheus.GaugeFunc
 	queueBytes     prometheus.GaugeFunc
 	conflicts      *conflicts.Counters
+	extra          metrics.Set // the watermark's (watermark.go), when the Store takes part
 }
 
 func newMetrics(depth, bytes func() float64) *Metrics {
@@ -149,7 +159,7 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
-		m.hintsFailed, m.hintsUncertain, m.debtRecorded, m.debtOverflow, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes, m.conflicts.Collectors()}
+		m.hintsFailed, m.hintsUncertain, m.debtRecorded, m.debtOverflow, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes, m.conflicts.Collectors(), m.extra}
 }
 
 // Describe implements prometheus.Collector.

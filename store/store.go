@@ -83,6 +83,12 @@ type Store struct {
 	// conflicts records the conflicts read repair finds (conflict.go);
 	// nil: none.
 	conflicts *conflicts.Log
+
+	// track holds the writes not yet settled in each region, and wm sends
+	// the heartbeats built from it (watermark.go); both nil when the Store
+	// takes no part in the convergence watermark.
+	track *tracker
+	wm    *watermarker
 }
 
 // region is one region as the Store sees it.
@@ -177,6 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.debt = newDebtLog(s, cfg.MaxPendingDebt)
 		go s.debt.run()
 	}
+	s.wm = newWatermarker(s)
 	return s, nil
 }
 

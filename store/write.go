@@ -32,6 +32,10 @@ type mutation struct {
 	level quorum.Level
 	op    string
 	size  int64 // keys and values, for the background byte bound
+	// wm settles the write region by region in the watermark's tracker
+	// (watermark.go); nil for read repairs and when the Store takes no
+	// part.
+	wm *pendingWrite
 }
 
 // request makes the region request for m at time now: each row carries its
@@ -229,7 +233,7 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 			break
 		}
 	}
-	ts := s.clock.Now()
+	ts, pw := s.track.issue(s.clock, len(entries))
 	if o.version != nil {
 		*o.version = ts
 	}
@@ -241,6 +245,7 @@ func (n *Namespace) mutation(ctx context.Context, op string, pk []byte, entries 
 		level: o.level,
 		op:    op,
 		size:  int64(len(pk)),
+		wm:    pw,
 	}
 	for i, e := range entries {
 		r := driver.Row{CK: bytes.Clone(e.CK), Deleted: e.Delete, Timestamp: ts}
@@ -289,6 +294,7 @@ func (s *Store) write(ctx context.Context, m *mutation, timeout time.Duration) e
 			res := regionResult{idx: i, err: err}
 			switch {
 			case err == nil:
+				m.wm.settle(r.idx, len(m.rows))
 			case hintable(err):
 				res.hinted = s.hint(r, m, err)
 			default:
@@ -296,6 +302,7 @@ func (s *Store) write(ctx context.Context, m *mutation, timeout time.Duration) e
 				// refused too); the waiter counts the region Failed and
 				// the error reaches the caller if it decides the call.
 				s.rejected(r, m, err, false)
+				m.wm.stick(r.idx, len(m.rows))
 			}
 			results <- res
 		})

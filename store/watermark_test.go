@@ -1,0 +1,288 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store/driver"
+)
+
+// beatSink is a HintSink and HeartbeatSink: hints wait on gate (when set)
+// before they are durable, and every heartbeat is kept.
+type beatSink struct {
+	mu    sync.Mutex
+	gate  chan struct{}
+	err   error
+	beats []record.Heartbeat
+	hints []record.Hint
+}
+
+func (b *beatSink) Hint(ctx context.Context, h record.Hint) error {
+	b.mu.Lock()
+	gate, err := b.gate, b.err
+	b.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hints = append(b.hints, h)
+	return err
+}
+
+func (b *beatSink) Heartbeat(_ context.Context, hb record.Heartbeat) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.beats = append(b.beats, hb)
+	return nil
+}
+
+// last is the newest heartbeat to target (ok false before the first).
+func (b *beatSink) last(target string) (record.Heartbeat, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.beats) - 1; i >= 0; i-- {
+		if b.beats[i].Target == target {
+			return b.beats[i], true
+		}
+	}
+	return record.Heartbeat{}, false
+}
+
+func newBeatEnv(t *testing.T, sink *beatSink, mut func(*Config)) *memEnv {
+	return openMemEnv(t, func(c *Config) {
+		c.HintSink = sink
+		c.Breaker.Disabled = true
+		c.Watermark.Interval = 5 * time.Millisecond
+		if mut != nil {
+			mut(c)
+		}
+	}, WithRetention(DefaultRetentionForTests))
+}
+
+// passes waits until target's heartbeat promises a version above v.
+func passes(t *testing.T, sink *beatSink, target string, v int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("a heartbeat to %s above %d", target, v), func() bool {
+		hb, ok := sink.last(target)
+		return ok && hb.Before > v
+	})
+}
+
+// holdsBelow checks that target's heartbeats stay at or below v for a
+// while.
+func holdsBelow(t *testing.T, sink *beatSink, target string, v int64) {
+	t.Helper()
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if hb, ok := sink.last(target); ok && hb.Before > v {
+			t.Fatalf("heartbeat to %s promises %d, above the unsettled write %d", target, hb.Before, v)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHeartbeatsFollowSettledWrites(t *testing.T) {
+	sink := &beatSink{}
+	e := newBeatEnv(t, sink, nil)
+	if e.st.ProducerID() == "" {
+		t.Fatal("a store with a heartbeat sink takes no part in the watermark")
+	}
+	var v int64
+	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v"), WithVersionReport(&v)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		passes(t, sink, r, v)
+	}
+	// The registration is in every region, below the write.
+	for _, r := range []string{"a", "b", "c"} {
+		row, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(e.st.ProducerID()))
+		if !ok {
+			t.Fatalf("no registration in %s", r)
+		}
+		p, err := schema.DecodeProducer(row.Value)
+		if err != nil || p.Registered >= v || p.Closed || p.Home != "a" {
+			t.Fatalf("registration in %s: %+v %v (write %d)", r, p, err, v)
+		}
+	}
+}
+
+// A region that is down: its share waits for the hint, and the
+// heartbeats to that region stay below the write until the hint is
+// durable; the other regions' pass at once.
+func TestHeartbeatsWaitForTheHint(t *testing.T) {
+	sink := &beatSink{gate: make(chan struct{})}
+	e := newBeatEnv(t, sink, func(c *Config) { c.HintTimeout = time.Minute })
+	e.mem["c"].SetFault(driver.Outage())
+	var v int64
+	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v"), WithVersionReport(&v)); err != nil {
+		t.Fatal(err)
+	}
+	passes(t, sink, "a", v)
+	passes(t, sink, "b", v)
+	holdsBelow(t, sink, "c", v)
+	close(sink.gate)
+	passes(t, sink, "c", v)
+}
+
+// A hint the sink refuses becomes debt: settled once the debt entry is
+// durable. Without a debt log nothing holds it, and the heartbeats of that
+// region stop below it for good.
+func TestHeartbeatsAndDebt(t *testing.T) {
+	t.Run("debt recorded", func(t *testing.T) {
+		sink := &beatSink{err: errors.New("kafka is down")}
+		e := newBeatEnv(t, sink, func(c *Config) { c.MaxPendingDebt = 100 })
+		e.mem["c"].SetFault(driver.Outage())
+		var v int64
+		if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v"), WithVersionReport(&v)); err != nil {
+			t.Fatal(err)
+		}
+		passes(t, sink, "c", v)
+		if _, ok := e.mem["a"].Lookup("ks", schema.DebtTable, schema.DebtPartition("c", schema.DebtShard("ns", []byte("p"), []byte("c"))),
+			schema.EncodeDebtKey("ns", []byte("p"), []byte("c"))); !ok {
+			t.Fatal("the heartbeat passed the write before its debt entry was stored")
+		}
+	})
+	t.Run("no debt log", func(t *testing.T) {
+		sink := &beatSink{err: errors.New("kafka is down")}
+		e := newBeatEnv(t, sink, nil) // MaxPendingDebt -1
+		e.mem["c"].SetFault(driver.Outage())
+		var v int64
+		if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v"), WithVersionReport(&v)); err != nil {
+			t.Fatal(err)
+		}
+		passes(t, sink, "b", v)
+		holdsBelow(t, sink, "c", v)
+		// Closing with a write unsettled retires nothing: no closing beat.
+		_ = e.st.Close()
+		if hb, _ := sink.last("c"); hb.Closing {
+			t.Fatal("a store with an unsettled write sent a closing heartbeat")
+		}
+	})
+	t.Run("debt overflow", func(t *testing.T) {
+		sink := &beatSink{err: errors.New("kafka is down")}
+		e := newBeatEnv(t, sink, func(c *Config) { c.MaxPendingDebt = 100 })
+		e.mem["c"].SetFault(driver.Outage())
+		e.mem["a"].SetFault(driver.Fault{Err: fmt.Errorf("%w: home down for debt", driver.ErrUnavailable), Ops: []string{driver.OpWrite}, After: 0})
+		var v int64
+		// Any: the call may fail (a down, the hint refused); only the region c share matters here.
+		_ = e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v"), WithVersionReport(&v), WithConsistency(quorum.Any))
+		holdsBelow(t, sink, "c", v)
+		e.mem["a"].SetFault(driver.Fault{})
+		passes(t, sink, "c", v) // the overflow entry was written: its hold released
+		found := false
+		for shard := range schema.DebtShards {
+			if _, ok := e.mem["a"].Lookup("ks", schema.DebtTable, schema.DebtPartition("c", shard), schema.EncodeDebtOverflow("ns")); ok {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("the heartbeat passed the write without an overflow entry")
+		}
+	})
+}
+
+// A write a region refuses (not an availability failure) is never
+// hinted: the region's heartbeats stay below it.
+func TestHeartbeatsStopAtARefusedWrite(t *testing.T) {
+	sink := &beatSink{}
+	e := newBeatEnv(t, sink, nil)
+	e.mem["b"].SetFault(driver.Fault{Err: errors.New("table does not exist"), Ops: []string{driver.OpWrite}})
+	var v int64
+	_ = e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v"), WithVersionReport(&v))
+	passes(t, sink, "c", v)
+	holdsBelow(t, sink, "b", v)
+}
+
+// Closing with everything settled sends a closing heartbeat to every
+// region and marks the registration closed.
+func TestCloseRetiresTheProducer(t *testing.T) {
+	sink := &beatSink{}
+	e := newBeatEnv(t, sink, nil)
+	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	id := e.st.ProducerID()
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		if hb, _ := sink.last(r); !hb.Closing || hb.Producer != id {
+			t.Fatalf("last heartbeat to %s: %+v", r, hb)
+		}
+		row, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(id))
+		if p, err := schema.DecodeProducer(row.Value); !ok || err != nil || !p.Closed {
+			t.Fatalf("registration in %s after Close: %+v %v", r, p, err)
+		}
+	}
+}
+
+func TestConvergedBefore(t *testing.T) {
+	sink := &beatSink{}
+	e := newBeatEnv(t, sink, nil)
+	ctx := context.Background()
+	if _, err := e.st.ConvergedBefore(ctx, "b"); !errors.Is(err, ErrNoWatermark) {
+		t.Fatalf("before any is published: %v", err)
+	}
+	if _, err := e.st.ConvergedBefore(ctx, "x"); !errors.Is(err, ErrUnknownRegion) {
+		t.Fatalf("unknown region: %v", err)
+	}
+	at := time.Now().Truncate(time.Microsecond)
+	publish := func(region string, before time.Time) {
+		t.Helper()
+		for _, m := range e.mem {
+			if err := m.CreateTable(ctx, "ks", schema.WatermarksTable, schema.WatermarkRetention); err != nil {
+				t.Fatal(err)
+			}
+		}
+		row := driver.Row{CK: []byte(region), Value: schema.EncodeWatermark(schema.Watermark{Before: before.UnixMicro(), ComputedAt: before}), Timestamp: before.UnixMicro()}
+		if err := e.mem["a"].Write(ctx, driver.WriteRequest{Keyspace: "ks", Table: schema.WatermarksTable, PK: schema.WatermarksPartition, Rows: []driver.Row{row}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("b", at)
+	got, err := e.st.ConvergedBefore(ctx, "b")
+	if err != nil || !got.Equal(at) {
+		t.Fatalf("ConvergedBefore = %v, %v; want %v", got, err, at)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := e.st.WaitConverged(wctx, "b", at.Add(time.Second), 5*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitConverged past the watermark: %v", err)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		publish("b", at.Add(2*time.Second))
+	}()
+	if err := e.st.WaitConverged(ctx, "b", at.Add(time.Second), 5*time.Millisecond); err != nil {
+		t.Fatalf("WaitConverged: %v", err)
+	}
+}
+
+// Without a heartbeat sink, or with Watermark.Disabled, the Store takes no
+// part: no registration, no tracker.
+func TestNoWatermarkWithoutHeartbeatSink(t *testing.T) {
+	e := newFaultEnv(t, nil)
+	if e.st.ProducerID() != "" || e.st.track != nil {
+		t.Fatal("a store without a heartbeat sink takes part")
+	}
+	e2 := newBeatEnv(t, &beatSink{}, func(c *Config) { c.Watermark.Disabled = true })
+	if e2.st.ProducerID() != "" {
+		t.Fatal("Watermark.Disabled takes part")
+	}
+	if n := e2.mem["a"].Calls(driver.OpCreateTable); n > 1 {
+		t.Fatalf("%d tables created", n)
+	}
+}
