@@ -7,7 +7,9 @@ import (
 
 func TestCompute(t *testing.T) {
 	now := time.UnixMicro(10_000)
-	p := func(id string, reg int64, closed bool) Producer { return Producer{ID: id, Registered: reg, Closed: closed} }
+	p := func(id string, reg int64, closed bool) Producer {
+		return Producer{ID: id, Registered: reg, Closed: closed}
+	}
 	m := func(id string, part, parts int, before int64, closing bool) Mark {
 		return Mark{Producer: id, Partition: part, Partitions: parts, Before: before, Closing: closing}
 	}

@@ -77,20 +77,20 @@ func describe(t *testing.T, cs ...prometheus.Collector) map[string]registered {
 // and a daemon (its repair and own metrics).
 func everyCollector(t *testing.T) []prometheus.Collector {
 	t.Helper()
+	p, err := hints.NewProducer(hints.ProducerConfig{Brokers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
 	st, err := store.Open(context.Background(), store.Config{
 		Regions: []store.RegionConfig{{Name: "us", ContactPoints: []string{"memory"}}, {Name: "eu", ContactPoints: []string{"memory"}}},
-		Home:    "us", Keyspace: "app",
+		Home:    "us", Keyspace: "app", HintSink: p, // a heartbeat sink: the watermark's metrics too
 		NewExecutor: driver.MemoryFactory(map[string]*driver.MemoryRegion{"us": driver.NewMemoryRegion(), "eu": driver.NewMemoryRegion()}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	p, err := hints.NewProducer(hints.ProducerConfig{Brokers: []string{"127.0.0.1:1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
 	r, err := hints.NewReplayer(hints.ReplayerConfig{Brokers: []string{"127.0.0.1:1"}, Region: "eu",
 		Applier: hints.ApplierFunc(func(context.Context, record.Hint) error { return nil })})
 	if err != nil {

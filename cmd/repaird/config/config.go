@@ -53,6 +53,9 @@ type Config struct {
 	Hints Hints `yaml:"hints"`
 	// HTTP configures the daemon's HTTP endpoints.
 	HTTP HTTP `yaml:"http"`
+	// Watermark configures the convergence watermark worker
+	// (docs/operations.md, "The convergence watermark").
+	Watermark Watermark `yaml:"watermark"`
 }
 
 // Region is one region's Cassandra cluster.
@@ -129,6 +132,11 @@ type Repair struct {
 	// (docs/repair.md, "Repair debt"): the keys a region missed and no
 	// hint brings. Default DefaultDebtInterval (2s); negative: never.
 	DebtInterval time.Duration `yaml:"debt_interval"`
+	// DisableFingerprints makes repair scan every segment's digests
+	// instead of comparing its fingerprints first (docs/repair.md,
+	// "Fingerprints"): for a table whose rows were written before the
+	// fingerprint column and not rewritten since, or to compare the two.
+	DisableFingerprints bool `yaml:"disable_fingerprints"`
 }
 
 // DefaultDebtInterval is the default repair.debt_interval.
@@ -498,7 +506,7 @@ var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in typ
 
 var sectionOf = map[string]string{
 	"Config": "at top level", "Region": "in a region", "TLS": "in tls", "Repair": "in repair",
-	"Hints": "in hints", "HMACKey": "in an hmac key", "HTTP": "in http", "ServerTLS": "in http.tls", "SASL": "in hints.sasl",
+	"Hints": "in hints", "HMACKey": "in an hmac key", "HTTP": "in http", "ServerTLS": "in http.tls", "SASL": "in hints.sasl", "Watermark": "in watermark",
 	"plain": "in a namespace",
 }
 
@@ -695,6 +703,9 @@ func (c *Config) Validate() error {
 		if err := CycleFits(s.Interval, s.Retention); err != nil {
 			return invalid("namespace %q: %v", ns.Name, err)
 		}
+	}
+	if err := c.Watermark.validate(); err != nil {
+		return err
 	}
 	if err := c.Hints.validate(); err != nil {
 		return err

@@ -73,6 +73,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad namespace", strings.Replace(base, "[users]", "[Users]", 1), "must match"},
 		{"duplicate namespace", strings.Replace(base, "[users]", "[u, u]", 1), `namespace "u" is listed twice`},
 		{"unknown namespace field", strings.Replace(base, "[users]", "[{name: u, intervall: 1h}]", 1), `unknown field "intervall" in a namespace`},
+		{"tiny watermark interval", base + "watermark:\n  interval: 10ms\n", "watermark.interval must be at least 50ms"},
+		{"negative clock skew", base + "watermark:\n  clock_skew: -1s\n", "watermark.clock_skew must not be negative"},
+		{"unknown watermark field", base + "watermark:\n  skew: 1s\n", `unknown field "skew" in watermark`},
 		{"bad window", base + "repair:\n  window: 1am-6am\n", "must be HH:MM-HH:MM in UTC"},
 		{"empty window", base + "repair:\n  window: \"01:00-01:00\"\n", "is empty"},
 		{"no local_dc", strings.Replace(base, ", local_dc: b", "", 1), `region "b": local_dc is required`},
@@ -121,6 +124,23 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error is not one line: %q", err)
 			}
 		})
+	}
+}
+
+func TestWatermarkAndFingerprintSettings(t *testing.T) {
+	c, err := Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Watermark.Every() != DefaultWatermarkInterval || c.Watermark.Skew() != DefaultClockSkew || c.Repair.DisableFingerprints {
+		t.Errorf("defaults: watermark every %v, skew %v, fingerprints disabled %v", c.Watermark.Every(), c.Watermark.Skew(), c.Repair.DisableFingerprints)
+	}
+	c, err = Parse([]byte(base + "watermark:\n  interval: -1s\n  clock_skew: 2s\nrepair:\n  disable_fingerprints: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Watermark.Every() != 0 || c.Watermark.Skew() != 2*time.Second || !c.Repair.DisableFingerprints {
+		t.Errorf("set: watermark every %v, skew %v, fingerprints disabled %v", c.Watermark.Every(), c.Watermark.Skew(), c.Repair.DisableFingerprints)
 	}
 }
 

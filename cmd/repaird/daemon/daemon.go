@@ -174,6 +174,8 @@ type Daemon struct {
 	hints    *hintBoard
 	// debt is the repair debt worker's state (debt.go).
 	debt *debtBoard
+	// wm is the convergence watermark worker's state (watermark.go).
+	wm *watermarks
 	// kafkaTLS and kafkaSASL are how the replayers reach the brokers.
 	kafkaTLS  *tls.Config
 	kafkaSASL *hints.SASL
@@ -232,6 +234,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		triggers: map[string]chan struct{}{},
 		hints:    newHintBoard(),
 		debt:     newDebtBoard(),
+		wm:       newWatermarks(),
 		now:      time.Now,
 	}
 	d.dmetrics = newDaemonMetrics(d)
@@ -255,6 +258,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	d.workers = append(d.workers, Worker{Name: "api-runs", Run: d.runs.wait})
 	if debtInterval(cfg) > 0 && len(cfg.Regions) >= 2 {
 		d.workers = append(d.workers, Worker{Name: "repair-debt", Run: d.drainDebt})
+	}
+	if cfg.Watermark.Every() > 0 {
+		d.workers = append(d.workers, Worker{Name: "watermark", Run: d.runWatermarks})
 	}
 	if err := d.addReplayers(); err != nil {
 		return nil, err
@@ -618,5 +624,6 @@ func RepairOptions(cfg *config.Config, ns string) repair.Options {
 		Intensity: s.Intensity, Parallelism: s.Parallelism, Concurrency: r.Concurrency,
 		PageSize: r.PageSize, MaxAttempts: r.MaxAttempts, LeaseTTL: r.LeaseTTL, Owner: r.Owner,
 		MaxRunAge: r.MaxRunAge, SegmentTimeout: r.SegmentTimeout, Conflicts: r.Conflicts.Options(),
+		DisableFingerprints: r.DisableFingerprints,
 	}
 }

@@ -72,7 +72,7 @@ func (d *Daemon) replayerConfig(region string, a hints.Applier, kr *record.Keyri
 	return hints.ReplayerConfig{
 		Brokers: h.Brokers, TopicPrefix: h.TopicPrefix, Region: region, GroupID: h.GroupFor(region),
 		TLS: d.kafkaTLS, SASL: d.kafkaSASL, InstanceID: h.InstanceID,
-		Applier: a, Keyring: kr, Retention: h.Retention, Debt: debtRecorder{d},
+		Applier: a, Keyring: kr, Retention: h.Retention, Debt: debtRecorder{d}, Marks: markRecorder{d},
 		MaxHintsPerSecond: h.MaxHintsPerSecond, MaxBytesPerSecond: h.MaxBytesPerSecond,
 		Logger: d.log.With("region", region),
 	}

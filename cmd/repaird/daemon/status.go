@@ -29,6 +29,9 @@ type Status struct {
 	// Debt is the repair debt in the home region's keyspace per region
 	// that lacks the keys: pending keys, oldest age, overflows.
 	Debt []DebtView `json:"debt,omitempty"`
+	// Watermarks is each region's convergence watermark (docs/design.md,
+	// "The convergence watermark"), when the daemon computes them.
+	Watermarks []WatermarkView `json:"watermarks,omitempty"`
 	// Warnings need the operator: unsigned hints accepted, a last full
 	// repair close to the retention.
 	Warnings []string `json:"warnings,omitempty"`
@@ -285,6 +288,9 @@ func (d *Daemon) Status() Status {
 	}
 	if debtInterval(d.cfg) > 0 && len(d.cfg.Regions) >= 2 {
 		s.Debt = d.debt.views(d.cfg, d.now())
+	}
+	if d.cfg.Watermark.Every() > 0 {
+		s.Watermarks = d.wm.snapshot(d.regionNames())
 	}
 	for name, n := range s.Namespaces {
 		b := d.budget(name)
