@@ -42,6 +42,7 @@ import (
 	"github.com/tidemark/tidemark/integration/chaos"
 	"github.com/tidemark/tidemark/integration/env"
 	"github.com/tidemark/tidemark/integration/fault"
+	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store"
@@ -114,6 +115,7 @@ type chaosRun struct {
 
 	applied map[chaos.FaultKind]int
 	mu      sync.Mutex
+	admin   map[string]*gocql.Session // direct sessions to the regions, set before the workload
 }
 
 func newChaosRun(t *testing.T, l *env.Local, seed uint64, d time.Duration) *chaosRun {
@@ -130,7 +132,7 @@ func newChaosRun(t *testing.T, l *env.Local, seed uint64, d time.Duration) *chao
 		_ = os.RemoveAll(logDir)
 	})
 	c := &chaosRun{seed: seed, d: d, l: l, regions: []string{"a", "b", "c"}, proxies: map[string]*proxyState{},
-		applied: map[chaos.FaultKind]int{}, logDir: logDir}
+		applied: map[chaos.FaultKind]int{}, logDir: logDir, admin: map[string]*gocql.Session{}}
 	c.ks = newKeyspace(t, c.regions...)
 	c.prefix = newTopicPrefix(t)
 	deleteTopicsAtCleanup(t, c.prefix+"a", c.prefix+"b", c.prefix+"c", c.prefix+"dead")
@@ -238,6 +240,9 @@ func (c *chaosRun) buildRepaird(t *testing.T) {
 	fmt.Fprintf(&b, "hints:\n  brokers: [%q]\n  topic_prefix: %s\n  group: %s\n  regions: [a, b, c]\n  retention: 48h\n",
 		testEnv(t).KafkaBrokers()[0], c.prefix, strings.TrimSuffix(c.prefix, "."))
 	fmt.Fprintf(&b, "http:\n  listen: %s\n", c.httpAddr)
+	// Writer 2's clock is up to 2s off (chaos.Skew): the watermark's
+	// clock-skew bound must cover it.
+	fmt.Fprintf(&b, "watermark:\n  clock_skew: 2500ms\n")
 	c.config = filepath.Join(dir, "repaird.yaml")
 	if err := os.WriteFile(c.config, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -341,6 +346,12 @@ func (c *chaosRun) run(t *testing.T) {
 	for i, f := range schedule {
 		fwg.Go(func() { c.inject(t, start, i, f) })
 	}
+	for _, r := range c.regions {
+		c.admin[r] = adminSession(t, region(t, r))
+	}
+	wmCtx, stopSampling := context.WithCancel(context.Background())
+	wmDone := make(chan watermarkSamples, 1)
+	go func() { wmDone <- c.sampleWatermarks(wmCtx) }()
 	wg.Wait()
 	fwg.Wait()
 	t.Logf("chaos: writer 1 %v; writer 2 %v; faults applied %v", counts[0], counts[1], c.applied)
@@ -349,6 +360,74 @@ func (c *chaosRun) run(t *testing.T) {
 	}
 
 	c.converge(t)
+	stopSampling()
+	ws := <-wmDone
+	t.Logf("chaos: watermark: %d samples (%d with a watermark), %d advances, %d violations, %d reads failed",
+		ws.samples, ws.with, ws.advances, len(ws.violations), ws.failed)
+	for _, v := range ws.violations {
+		t.Errorf("chaos: watermark broke its promise (seed %d): %s", c.seed, v)
+	}
+	if ws.advances == 0 {
+		t.Errorf("chaos: no region's watermark advanced during the run")
+	}
+}
+
+// watermarkSamples is what sampleWatermarks saw.
+type watermarkSamples struct {
+	samples, with, advances, failed int
+	violations                      []string
+}
+
+// sampleWatermarks checks the watermarks' promise until ctx ends: every
+// two seconds, for each region, it reads the watermark repaird published
+// (directly from region a), then that region's rows (directly), and checks
+// the acknowledged writes below the watermark against them
+// (chaos.CheckWatermark).
+func (c *chaosRun) sampleWatermarks(ctx context.Context) watermarkSamples {
+	var out watermarkSamples
+	last := map[string]int64{}
+	sa := c.admin["a"]
+	for ctx.Err() == nil {
+		for _, r := range c.regions {
+			out.samples++
+			var value []byte
+			err := sa.Query(fmt.Sprintf(`SELECT value FROM %s.%s WHERE pk = ? AND ck = ?`, c.ks, schema.WatermarksTable),
+				schema.WatermarksPartition, []byte(r)).Consistency(gocql.LocalQuorum).WithContext(ctx).Scan(&value)
+			if err != nil {
+				if !errors.Is(err, gocql.ErrNotFound) && ctx.Err() == nil {
+					out.failed++
+				}
+				continue
+			}
+			w, err := schema.DecodeWatermark(value)
+			if err != nil {
+				out.violations = append(out.violations, fmt.Sprintf("region %s: %v", r, err))
+				continue
+			}
+			out.with++
+			if w.Before > last[r] && last[r] != 0 {
+				out.advances++
+			}
+			last[r] = w.Before
+			states, err := c.statesOf(ctx, r)
+			if err != nil {
+				if ctx.Err() == nil {
+					out.failed++
+				}
+				continue
+			}
+			for _, v := range chaos.CheckWatermark(c.history.Writes(), w.Before, states, time.Now()) {
+				if len(out.violations) < 20 {
+					out.violations = append(out.violations, fmt.Sprintf("region %s, watermark %s: %s", r, time.UnixMicro(w.Before).UTC().Format(time.RFC3339Nano), v))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return out
 }
 
 // write runs one writer's workload until ctx ends.
@@ -679,9 +758,18 @@ func summaryLine(out string) string {
 // readStates reads every row of the namespace in a region, directly.
 func (c *chaosRun) readStates(t *testing.T, regionName string) map[chaos.Key]chaos.State {
 	t.Helper()
-	s := adminSession(t, region(t, regionName))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	out, err := c.statesOf(ctx, regionName) // c.admin is filled before the workload
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// statesOf reads every row of the namespace in a region, directly.
+func (c *chaosRun) statesOf(ctx context.Context, regionName string) (map[chaos.Key]chaos.State, error) {
+	s := c.admin[regionName]
 	out := map[chaos.Key]chaos.State{}
 	it := s.Query(fmt.Sprintf(`SELECT pk, ck, value, deleted, writetime(digest), expires FROM %s.%s`, c.ks, chaosNS)).
 		Consistency(gocql.LocalQuorum).PageSize(1000).IterContext(ctx)
@@ -699,9 +787,9 @@ func (c *chaosRun) readStates(t *testing.T, regionName string) map[chaos.Key]cha
 		out[chaos.Key{PK: string(pk), CK: string(ck)}] = chaos.State{Present: true, V: v}
 	}
 	if err := it.Close(); err != nil {
-		t.Fatalf("read region %s: %v", regionName, err)
+		return nil, fmt.Errorf("read region %s: %w", regionName, err)
 	}
-	return out
+	return out, nil
 }
 
 // awaitReplay waits until every hint topic's consumer group has committed

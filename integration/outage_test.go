@@ -24,7 +24,7 @@ import (
 
 // outageStore opens a Store over a, b, c with a and c behind the given
 // proxies (nil: direct), hints to sink.
-func outageStore(t *testing.T, ctx context.Context, ks string, proxies map[string]*fault.Proxy, sink store.HintSink, mut func(*store.Config)) (*store.Store, error) {
+func outageStore(t testing.TB, ctx context.Context, ks string, proxies map[string]*fault.Proxy, sink store.HintSink, mut func(*store.Config)) (*store.Store, error) {
 	t.Helper()
 	cfg := store.Config{Home: "a", Keyspace: ks, Timeout: 3 * time.Second, ConnectTimeout: 30 * time.Second, HintSink: sink,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}

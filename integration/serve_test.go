@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/cmd/repaird/daemon"
+	"github.com/tidemark/tidemark/integration/fault"
 )
 
 // servedDaemon is one in-process `repaird serve` of a test.
@@ -66,11 +67,28 @@ func (sd *servedDaemon) stop() error {
 // environment's regions of the given names.
 func regionsYAML(t testing.TB, names ...string) string {
 	t.Helper()
+	return regionsYAMLVia(t, nil, names...)
+}
+
+// regionsYAMLVia is regionsYAML with the regions that have a proxy in
+// proxies reached through it (contact points and address map).
+func regionsYAMLVia(t testing.TB, proxies map[string]*fault.Proxy, names ...string) string {
+	t.Helper()
 	var b strings.Builder
 	b.WriteString("regions:\n")
 	for _, name := range names {
 		r := region(t, name)
-		fmt.Fprintf(&b, "  - name: %s\n    contact_points: [%q]\n    local_dc: %s\n    connect_timeout: 3s\n", name, strings.Join(r.Hosts, `", "`), r.DC)
+		hosts := r.Hosts
+		var addrMap string
+		if p := proxies[name]; p != nil {
+			hosts = p.ContactPoints()
+			var m []string
+			for from, to := range p.AddressMap() {
+				m = append(m, fmt.Sprintf("%q: %q", from, to))
+			}
+			addrMap = "    address_map: {" + strings.Join(m, ", ") + "}\n"
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    contact_points: [%q]\n    local_dc: %s\n    connect_timeout: 3s\n%s", name, strings.Join(hosts, `", "`), r.DC, addrMap)
 	}
 	return b.String()
 }

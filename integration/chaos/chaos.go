@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tidemark/tidemark/quorum"
 )
@@ -287,4 +288,40 @@ func written(ws []Write, x quorum.Version) bool {
 		}
 	}
 	return false
+}
+
+// CheckWatermark checks a convergence watermark's promise (docs/design.md,
+// "The convergence watermark") against one region's rows, read after the
+// watermark was: the region holds every acknowledged write with a version
+// below w (µs) — its version of the key is that write's or newer. A key
+// with a write at or above the needed version that has expired by now is
+// left out: an expired row is absent whatever the region received, so
+// absence proves nothing there. It returns a description of each key that
+// breaks the promise.
+func CheckWatermark(writes []Write, w int64, states map[Key]State, now time.Time) []string {
+	need := map[Key]int64{}
+	for _, wr := range writes {
+		if wr.Acked && wr.V.Timestamp < w && wr.V.Timestamp > need[wr.Key] {
+			need[wr.Key] = wr.V.Timestamp
+		}
+	}
+	// Expiry is in seconds; a row expires at the start of its second, and
+	// regions apply it within a second either way.
+	expired := map[Key]bool{}
+	for _, wr := range writes {
+		if v, ok := need[wr.Key]; ok && wr.V.Timestamp >= v && wr.V.Expires > 0 && wr.V.Expires <= now.Unix()+1 {
+			expired[wr.Key] = true
+		}
+	}
+	var out []string
+	for k, v := range need {
+		if expired[k] {
+			continue
+		}
+		if s := states[k]; !s.Present || s.V.Timestamp < v {
+			out = append(out, fmt.Sprintf("%s: an acknowledged write at version %d is below the watermark %d, the region holds %v", k, v, w, s))
+		}
+	}
+	slices.Sort(out)
+	return out
 }

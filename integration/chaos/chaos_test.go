@@ -3,6 +3,7 @@ package chaos
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,5 +183,35 @@ func TestScheduleIsSeededAndBounded(t *testing.T) {
 		if x, y := w1.Next(), w2.Next(); x.Key != y.Key || x.Kind != y.Kind {
 			t.Fatal("one seed drew two workloads")
 		}
+	}
+}
+
+func TestCheckWatermark(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	k1, k2, k3 := Key{PK: "p", CK: "1"}, Key{PK: "p", CK: "2"}, Key{PK: "p", CK: "3"}
+	writes := []Write{
+		{Key: k1, V: quorum.Version{Timestamp: 10}, Acked: true},
+		{Key: k1, V: quorum.Version{Timestamp: 30}, Acked: true},
+		{Key: k2, V: quorum.Version{Timestamp: 20}, Acked: false}, // not acknowledged: promises nothing
+		{Key: k3, V: quorum.Version{Timestamp: 15}, Acked: true},
+		{Key: k3, V: quorum.Version{Timestamp: 25, Expires: now.Unix() - 5}, Acked: true}, // expired: k3 may be absent
+	}
+	held := map[Key]State{k1: {Present: true, V: quorum.Version{Timestamp: 10}}}
+	if v := CheckWatermark(writes, 20, held, now); len(v) != 0 {
+		t.Fatalf("k1 at 10 holds every write below 20: %v", v)
+	}
+	if v := CheckWatermark(writes, 31, held, now); len(v) != 1 || !strings.Contains(v[0], "p/1") {
+		t.Fatalf("k1 lacks version 30, below 31: %v", v)
+	}
+	held[k1] = State{Present: true, V: quorum.Version{Timestamp: 40}} // a newer version covers it
+	if v := CheckWatermark(writes, 31, held, now); len(v) != 0 {
+		t.Fatalf("k1 at 40: %v", v)
+	}
+	delete(held, k1)
+	if v := CheckWatermark(writes, 11, held, now); len(v) != 1 {
+		t.Fatalf("k1 absent with an acknowledged write below the watermark: %v", v)
+	}
+	if v := CheckWatermark(writes[2:], 100, map[Key]State{}, now); len(v) != 0 {
+		t.Fatalf("k3's newest write expired, k2 never acknowledged: %v", v)
 	}
 }
