@@ -392,7 +392,7 @@ func (c *chaosRun) sampleWatermarks(ctx context.Context) watermarkSamples {
 			out.samples++
 			var value []byte
 			err := sa.Query(fmt.Sprintf(`SELECT value FROM %s.%s WHERE pk = ? AND ck = ?`, c.ks, schema.WatermarksTable),
-				schema.WatermarksPartition, []byte(r)).Consistency(gocql.LocalQuorum).WithContext(ctx).Scan(&value)
+				schema.WatermarksPartition, []byte(r)).Consistency(gocql.LocalQuorum).ScanContext(ctx, &value)
 			if err != nil {
 				if !errors.Is(err, gocql.ErrNotFound) && ctx.Err() == nil {
 					out.failed++

@@ -221,11 +221,10 @@ type watermarker struct {
 	registered int64
 	sink       HeartbeatSink
 
-	stop     context.CancelFunc
-	done     chan struct{}
-	tableOK  []atomic.Bool
-	regions  atomic.Int32 // regions that took the last registration
-	closeErr error
+	stop    context.CancelFunc
+	done    chan struct{}
+	tableOK []atomic.Bool
+	regions atomic.Int32 // regions that took the last registration
 
 	heartbeats *prometheus.CounterVec
 	registers  prometheus.GaugeFunc

@@ -7,7 +7,7 @@ import "time"
 // watermark").
 type Watermark struct {
 	// Interval is how often the watermark is computed. Default
-	// DefaultWatermarkInterval (500ms); negative: never (no watermark
+	// DefaultWatermarkInterval (250ms); negative: never (no watermark
 	// worker).
 	Interval time.Duration `yaml:"interval"`
 	// ClockSkew bounds how far behind real time a store's clock may run.
@@ -24,7 +24,7 @@ type Watermark struct {
 // Defaults of the watermark: section.
 const (
 	// DefaultWatermarkInterval is the default watermark.interval.
-	DefaultWatermarkInterval = 500 * time.Millisecond
+	DefaultWatermarkInterval = 250 * time.Millisecond
 	// DefaultClockSkew is the default watermark.clock_skew.
 	DefaultClockSkew = 500 * time.Millisecond
 )
