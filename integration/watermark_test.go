@@ -23,6 +23,7 @@ import (
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/tidemark/tidemark/integration/fault"
+	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -228,7 +229,11 @@ func TestWatermark(t *testing.T) {
 		t.Errorf("/status watermarks during the cut: %+v", v)
 	}
 
-	// Heal: c's hints replay, and its watermark passes the heal time.
+	// Heal: c's hints replay, and its watermark passes the heal time. The
+	// writers stop first: their new versions would otherwise overwrite
+	// c's keys directly and make the replay look faster than it is.
+	stopWriters()
+	wg.Wait()
 	if err := pc.Heal(); err != nil {
 		t.Fatal(err)
 	}
@@ -242,16 +247,17 @@ func TestWatermark(t *testing.T) {
 			replayed = time.Since(healed)
 		}
 		v := d.Status().Watermarks[2]
-		trail = append(trail, fmt.Sprintf("%v: limit %q, unsettled in the store %v, breaker %v", time.Since(healed).Round(10*time.Millisecond), v.Limit,
-			gauge(t, e.st.Metrics(), "tidemark_store_unsettled_writes", "region", "c"), gauge(t, e.st.Metrics(), "tidemark_store_breaker_state", "region", "c")))
+		trail = append(trail, fmt.Sprintf("%v: limit %q, unsettled in the store %v, breaker %v, marks recorded %v failed %v; oldest mark per partition: %s",
+			time.Since(healed).Round(10*time.Millisecond), v.Limit,
+			gauge(t, e.st.Metrics(), "tidemark_store_unsettled_writes", "region", "c"), gauge(t, e.st.Metrics(), "tidemark_store_breaker_state", "region", "c"),
+			gauge(t, d.Registry(), "tidemark_hints_marks_recorded_total", "region", "c"), gauge(t, d.Registry(), "tidemark_hints_marks_failed_total", "region", "c"),
+			markAges(t, sc, ks, healed)))
 		if w := check(); !w.After(healed) {
 			return fmt.Errorf("watermark %s; daemon: %+v", w.Format(time.RFC3339Nano), d.Status().Watermarks[2])
 		}
 		passed = time.Since(healed)
 		return nil
 	})
-	stopWriters()
-	wg.Wait()
 	if replayed == 0 {
 		replayed = passed
 	}
@@ -267,4 +273,25 @@ func TestWatermark(t *testing.T) {
 			t.Errorf("%s at the end: %s", name, v[0])
 		}
 	}
+}
+
+// markAges is, per partition of c's topic, how far c's newest mark is
+// before (−) or after the heal, read from c's marks table.
+func markAges(t testing.TB, s *gocql.Session, ks string, healed time.Time) string {
+	it := s.Query(fmt.Sprintf(`SELECT ck, value FROM %s.%s WHERE pk = ?`, ks, schema.MarksTable), schema.MarksPartition("c")).Iter()
+	var ck, value []byte
+	var parts []string
+	for it.Scan(&ck, &value) {
+		_, p, err1 := schema.DecodeMarkKey(ck)
+		m, err2 := schema.DecodeMark(value)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("p%d %+.1fs", p, time.UnixMicro(m.Before).Sub(healed).Seconds()))
+	}
+	if err := it.Close(); err != nil {
+		return err.Error()
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
 }

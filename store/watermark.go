@@ -181,11 +181,16 @@ func (t *tracker) release(r int, key string) {
 }
 
 // before is region r's heartbeat promise: every version below it that the
-// tracker issued is settled in r.
+// tracker issued is settled in r. With nothing unsettled it is a fresh
+// version from the clock (issued to no write): every later version is
+// above it, and an idle Store's promise keeps up with the wall clock. (The
+// last version issued + 1 would do for the promise, but would stop an
+// idle Store's heartbeats — and so every region's watermark — at its last
+// write.)
 func (t *tracker) before(r int) int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := t.clock.last.Load() + 1
+	b := t.clock.Now()
 	for ts := range t.pending[r] {
 		b = min(b, ts)
 	}
