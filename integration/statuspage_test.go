@@ -89,10 +89,13 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Fatalf("load the status page: %v", err)
 	}
 	// The page refreshes itself: wait for the live run and its progress.
+	// It re-renders its tables every refresh, so a node found by one CDP
+	// call may be gone by the next ("No node with given id found"): the text is
+	// read in one script, and a failed read is only a retry of eventually.
 	text := func(sel string) string {
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.innerText : ""; })()`, sel)))
 		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
+			return fmt.Sprintf("(read %s: %v)", sel, err)
 		}
 		return s
 	}
