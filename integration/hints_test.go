@@ -168,6 +168,40 @@ func gauge(t testing.TB, c prometheus.Collector, name string, labels ...string) 
 	return sum
 }
 
+// histogramSummary describes the histogram name of c: how many
+// observations, their mean, and the bucket bound under which 99% fall.
+func histogramSummary(t testing.TB, c prometheus.Collector, name string) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatalf("register collector: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 || mf.GetMetric()[0].Histogram == nil {
+			continue
+		}
+		h := mf.GetMetric()[0].Histogram
+		n := h.GetSampleCount()
+		if n == 0 {
+			return "no observation"
+		}
+		p99 := "above the largest bucket"
+		for _, b := range h.GetBucket() {
+			if float64(b.GetCumulativeCount()) >= 0.99*float64(n) {
+				p99 = fmt.Sprintf("≤ %gs", b.GetUpperBound())
+				break
+			}
+		}
+		return fmt.Sprintf("%d observations, mean %.3fs, 99%% %s", n, h.GetSampleSum()/float64(n), p99)
+	}
+	t.Fatalf("no histogram %s among the %d families the collector exports", name, len(mfs))
+	return ""
+}
+
 func hasLabel(m *dto.Metric, name, value string) bool {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name && l.GetValue() == value {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -13,6 +14,24 @@ import (
 
 // ErrNoTable reports a namespace whose table does not exist in the region.
 var ErrNoTable = errors.New("table does not exist")
+
+// IsNoTable reports whether err is Cassandra's answer to a request on a
+// table that does not exist (yet): an invalid request whose message names
+// table — Cassandra 5.0 says "table … does not exist", earlier versions
+// "unconfigured table …" — or an error wrapping ErrNoTable. Any other
+// error, an unreachable region's included, is not.
+func IsNoTable(err error, table string) bool {
+	if errors.Is(err, ErrNoTable) {
+		return true
+	}
+	var re gocql.RequestError
+	if !errors.As(err, &re) || codeOf(re) != gocql.ErrCodeInvalid {
+		return false
+	}
+	msg := re.Message()
+	return strings.Contains(msg, table) &&
+		(strings.Contains(msg, "does not exist") || strings.Contains(msg, "unconfigured table"))
+}
 
 // ErrNoRetention reports a table whose comment records no readable
 // tombstone retention (a table not created by Tidemark, or a comment edited

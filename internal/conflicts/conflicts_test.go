@@ -3,11 +3,9 @@ package conflicts
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
-	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -98,33 +96,4 @@ func value(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
-}
-
-// requestError is a gocql.RequestError with a code and a message.
-type requestError struct {
-	code int
-	msg  string
-}
-
-func (e requestError) Code() int       { return e.code }
-func (e requestError) Message() string { return e.msg }
-func (e requestError) Error() string   { return e.msg }
-
-func TestIsNoTable(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want bool
-	}{
-		{requestError{gocql.ErrCodeInvalid, "table tidemark_conflicts does not exist"}, true},
-		{fmt.Errorf("list: %w", requestError{gocql.ErrCodeInvalid, "unconfigured table tidemark_conflicts"}), true},
-		{requestError{gocql.ErrCodeInvalid, "table items does not exist"}, false},
-		{requestError{gocql.ErrCodeUnavailable, "table tidemark_conflicts does not exist"}, false},
-		{&gocql.RequestErrInvalid{}, false},
-		{errors.New("table tidemark_conflicts does not exist"), false},
-		{nil, false},
-	} {
-		if got := isNoTable(c.err); got != c.want {
-			t.Errorf("isNoTable(%v) = %v, want %v", c.err, got, c.want)
-		}
-	}
 }

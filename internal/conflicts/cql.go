@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
+	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 )
 
@@ -120,7 +119,7 @@ func (c *CQL) ListConflicts(ctx context.Context, namespace string, q Query) ([]R
 			r = Record{}
 		}
 		if err := iter.Close(); err != nil {
-			if isNoTable(err) {
+			if cluster.IsNoTable(err, schema.ConflictsTable) {
 				return nil, nil
 			}
 			return out, fmt.Errorf("conflicts: list %s in %s: %w", namespace, c.ks, err)
@@ -132,19 +131,6 @@ func (c *CQL) ListConflicts(ctx context.Context, namespace string, q Query) ([]R
 		out = out[:q.Limit]
 	}
 	return out, nil
-}
-
-// isNoTable reports an error saying the conflict table does not exist: an
-// invalid request naming it (Cassandra 5.0: "table tidemark_conflicts does
-// not exist"; earlier: "unconfigured table tidemark_conflicts").
-func isNoTable(err error) bool {
-	var re gocql.RequestError
-	if !errors.As(err, &re) || re.Code() != gocql.ErrCodeInvalid {
-		return false
-	}
-	msg := re.Message()
-	return strings.Contains(msg, schema.ConflictsTable) &&
-		(strings.Contains(msg, "does not exist") || strings.Contains(msg, "unconfigured table"))
 }
 
 // in reports whether r's winning write is in q's range.

@@ -75,6 +75,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown namespace field", strings.Replace(base, "[users]", "[{name: u, intervall: 1h}]", 1), `unknown field "intervall" in a namespace`},
 		{"tiny watermark interval", base + "watermark:\n  interval: 10ms\n", "watermark.interval must be at least 50ms"},
 		{"negative clock skew", base + "watermark:\n  clock_skew: -1s\n", "watermark.clock_skew must not be negative"},
+		{"watermark timeout too short", base + "watermark:\n  timeout: 1ms\n", "watermark.timeout must be at least 10ms"},
+		{"negative watermark timeout", base + "watermark:\n  timeout: -1s\n", "watermark.timeout must be at least 10ms"},
 		{"unknown watermark field", base + "watermark:\n  skew: 1s\n", `unknown field "skew" in watermark`},
 		{"bad window", base + "repair:\n  window: 1am-6am\n", "must be HH:MM-HH:MM in UTC"},
 		{"empty window", base + "repair:\n  window: \"01:00-01:00\"\n", "is empty"},
@@ -132,15 +134,15 @@ func TestWatermarkAndFingerprintSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Watermark.Every() != DefaultWatermarkInterval || c.Watermark.Skew() != DefaultClockSkew || c.Repair.DisableFingerprints {
-		t.Errorf("defaults: watermark every %v, skew %v, fingerprints disabled %v", c.Watermark.Every(), c.Watermark.Skew(), c.Repair.DisableFingerprints)
+	if c.Watermark.Every() != DefaultWatermarkInterval || c.Watermark.Skew() != DefaultClockSkew || c.Watermark.RequestTimeout() != DefaultWatermarkTimeout || c.Repair.DisableFingerprints {
+		t.Errorf("defaults: watermark every %v, skew %v, timeout %v, fingerprints disabled %v", c.Watermark.Every(), c.Watermark.Skew(), c.Watermark.RequestTimeout(), c.Repair.DisableFingerprints)
 	}
-	c, err = Parse([]byte(base + "watermark:\n  interval: -1s\n  clock_skew: 2s\nrepair:\n  disable_fingerprints: true\n"))
+	c, err = Parse([]byte(base + "watermark:\n  interval: -1s\n  clock_skew: 2s\n  timeout: 300ms\nrepair:\n  disable_fingerprints: true\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Watermark.Every() != 0 || c.Watermark.Skew() != 2*time.Second || !c.Repair.DisableFingerprints {
-		t.Errorf("set: watermark every %v, skew %v, fingerprints disabled %v", c.Watermark.Every(), c.Watermark.Skew(), c.Repair.DisableFingerprints)
+	if c.Watermark.Every() != 0 || c.Watermark.Skew() != 2*time.Second || c.Watermark.RequestTimeout() != 300*time.Millisecond || !c.Repair.DisableFingerprints {
+		t.Errorf("set: watermark every %v, skew %v, timeout %v, fingerprints disabled %v", c.Watermark.Every(), c.Watermark.Skew(), c.Watermark.RequestTimeout(), c.Repair.DisableFingerprints)
 	}
 }
 

@@ -3,15 +3,19 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/internal/watermark"
@@ -27,6 +31,11 @@ import (
 // (internal/watermark). Marks are read before debt: a write settled as
 // debt was recorded before the heartbeat that passed it, so a pass that
 // sees that heartbeat's mark sees the debt too.
+//
+// The regions are read and written concurrently, each request under
+// watermark.timeout: a region that cannot be reached fails its own part
+// of a computation quickly, and delays the others' by about that timeout,
+// not by a request's.
 //
 // The watermark never moves backwards, and while any debt is owed to a
 // region (or cannot be read) it does not move at all: an entry's own
@@ -71,6 +80,7 @@ type watermarks struct {
 
 	converged *prometheus.GaugeVec
 	lag       *prometheus.GaugeVec
+	took      prometheus.Histogram
 }
 
 func newWatermarks() *watermarks {
@@ -83,6 +93,11 @@ func newWatermarks() *watermarks {
 			Name: "tidemark_region_convergence_lag_seconds",
 			Help: "How far the region's convergence watermark trails the time of its last computation.",
 		}, []string{"region"}),
+		took: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidemark_watermark_computation_seconds",
+			Help:    "How long one computation of every region's watermark took (reads, then publication).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 	}
 }
 
@@ -120,6 +135,8 @@ func (d *Daemon) runWatermarks(ctx context.Context) error {
 // watermarkPass computes and publishes every region's watermark once.
 func (d *Daemon) watermarkPass(ctx context.Context) {
 	w := d.wm
+	start := time.Now()
+	defer func() { w.took.Observe(time.Since(start).Seconds()) }()
 	regions := d.regionNames()
 	fail := func(region, msg string) {
 		w.mu.Lock()
@@ -143,47 +160,90 @@ func (d *Daemon) watermarkPass(ctx context.Context) {
 		return
 	}
 	ceiling := readAt.Add(-d.cfg.Watermark.Skew()).UnixMicro()
+	var wg sync.WaitGroup
 	for _, r := range regions {
-		marks, err := d.readMarks(ctx, r)
-		if err != nil {
-			fail(r, fmt.Sprintf("reading the marks: %v", err))
-			continue
-		}
-		owed, err := d.debtOwed(ctx, r, homes)
-		res := watermark.Compute(producers, marks, 0, readAt)
-		before, limit := res.Before, res.Limit
-		if before > ceiling {
-			before, limit = ceiling, "clock skew"
-		}
+		wg.Go(func() { d.regionWatermark(ctx, r, producers, homes, readAt, ceiling) })
+	}
+	wg.Wait()
+}
+
+// regionWatermark computes and publishes region's watermark from the
+// registrations read at readAt.
+func (d *Daemon) regionWatermark(ctx context.Context, region string, producers []watermark.Producer, homes map[string]bool, readAt time.Time, ceiling int64) {
+	w := d.wm
+	marks, err := d.readMarks(ctx, region)
+	if err != nil {
 		w.mu.Lock()
-		last := w.last[r]
+		w.view(region).Error = fmt.Sprintf("reading the marks: %v", err)
 		w.mu.Unlock()
-		if owed || err != nil {
-			before, limit = min(before, last), "debt"
-		}
-		v := WatermarkView{Region: r, Limit: limit, Producers: res.Live, Retired: res.Retired, ComputedAt: readAt}
-		if err != nil {
-			v.Error = fmt.Sprintf("reading the repair debt: %v", err)
-		}
-		if before > last {
-			if perr := d.publish(ctx, r, before, readAt, limit); perr != nil {
-				v.Error = fmt.Sprintf("publishing: %v", perr)
-			}
-			w.mu.Lock()
-			w.last[r] = before
-			w.mu.Unlock()
-			last = before
-		}
-		if last > 0 {
-			v.ConvergedBefore = time.UnixMicro(last).UTC()
-			v.LagSeconds = readAt.Sub(v.ConvergedBefore).Seconds()
-			w.converged.WithLabelValues(r).Set(float64(last) / 1e6)
-			w.lag.WithLabelValues(r).Set(v.LagSeconds)
+		return
+	}
+	owed, err := d.debtOwed(ctx, region, homes)
+	res := watermark.Compute(producers, marks, 0, readAt)
+	before, limit := res.Before, res.Limit
+	if before > ceiling {
+		before, limit = ceiling, "clock skew"
+	}
+	w.mu.Lock()
+	last := w.last[region]
+	w.mu.Unlock()
+	if owed || err != nil {
+		before, limit = min(before, last), "debt"
+	}
+	v := WatermarkView{Region: region, Limit: limit, Producers: res.Live, Retired: res.Retired, ComputedAt: readAt}
+	if err != nil {
+		v.Error = fmt.Sprintf("reading the repair debt: %v", err)
+	}
+	if before > last {
+		if perr := d.publish(ctx, region, before, readAt, limit); perr != nil {
+			v.Error = fmt.Sprintf("publishing: %v", perr)
 		}
 		w.mu.Lock()
-		*w.view(r) = v
+		w.last[region] = max(w.last[region], before)
+		last = w.last[region]
 		w.mu.Unlock()
 	}
+	if last > 0 {
+		v.ConvergedBefore = time.UnixMicro(last).UTC()
+		v.LagSeconds = readAt.Sub(v.ConvergedBefore).Seconds()
+		w.converged.WithLabelValues(region).Set(float64(last) / 1e6)
+		w.lag.WithLabelValues(region).Set(v.LagSeconds)
+	}
+	w.mu.Lock()
+	*w.view(region) = v
+	w.mu.Unlock()
+}
+
+// eachRegion calls f for every region in regions concurrently, each with
+// a context ending after watermark.timeout, and returns f's errors in
+// regions' order.
+func (d *Daemon) eachRegion(ctx context.Context, regions []string, f func(ctx context.Context, region string) error) []error {
+	errs := make([]error, len(regions))
+	var wg sync.WaitGroup
+	for i, r := range regions {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, d.cfg.Watermark.RequestTimeout())
+			defer cancel()
+			errs[i] = f(ctx, r)
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// answeredBy returns how many of errs are nil, and the others named by
+// region.
+func answeredBy(regions []string, errs []error) (int, string) {
+	ok := 0
+	var failed []string
+	for i, err := range errs {
+		if err == nil {
+			ok++
+			continue
+		}
+		failed = append(failed, fmt.Sprintf("%s: %v", regions[i], err))
+	}
+	return ok, strings.Join(failed, "; ")
 }
 
 func (d *Daemon) regionNames() []string {
@@ -199,17 +259,6 @@ func selectValues(keyspace, table string) string {
 	return fmt.Sprintf(`SELECT ck, value, writetime(value) FROM %s.%s WHERE pk = ?`, keyspace, table)
 }
 
-// missingTable reports a read of a table that does not exist (yet):
-// Cassandra 5.0 says "table … does not exist", earlier versions
-// "unconfigured table".
-func missingTable(err error) bool {
-	if err == nil {
-		return false
-	}
-	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "unconfigured table") || (strings.Contains(msg, "table ") && strings.Contains(msg, "does not exist"))
-}
-
 // scanPartition calls f for every row of one partition of table in region.
 func (d *Daemon) scanPartition(ctx context.Context, region, table string, pk []byte, f func(ck, value []byte, ts int64)) error {
 	s, err := d.sessions.Get(ctx, region)
@@ -222,7 +271,7 @@ func (d *Daemon) scanPartition(ctx context.Context, region, table string, pk []b
 	for iter.Scan(&ck, &value, &ts) {
 		f(bytes.Clone(ck), bytes.Clone(value), ts)
 	}
-	if err := iter.Close(); err != nil && !missingTable(err) {
+	if err := iter.Close(); err != nil && !cluster.IsNoTable(err, table) {
 		return err
 	}
 	return nil
@@ -233,36 +282,26 @@ func (d *Daemon) scanPartition(ctx context.Context, region, table string, pk []b
 // regions whose keyspaces may hold repair debt that counts: the stores'
 // home regions, and this daemon's (its replayers record debt there).
 func (d *Daemon) readProducers(ctx context.Context) (_ []watermark.Producer, homes map[string]bool, _ error) {
-	type answer struct {
-		rows map[string]schema.Producer
-		err  error
-	}
 	regions := d.regionNames()
-	answers := make([]answer, len(regions))
-	var wg sync.WaitGroup
-	for i, r := range regions {
-		wg.Go(func() {
-			rows := map[string]schema.Producer{}
-			err := d.scanPartition(ctx, r, schema.ProducersTable, schema.ProducersPartition, func(ck, value []byte, _ int64) {
-				if p, err := schema.DecodeProducer(value); err == nil {
-					rows[string(ck)] = p
-				}
-			})
-			answers[i] = answer{rows, err}
+	answers := make([]map[string]schema.Producer, len(regions))
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+		rows := map[string]schema.Producer{}
+		i := slices.Index(regions, r)
+		err := d.scanPartition(ctx, r, schema.ProducersTable, schema.ProducersPartition, func(ck, value []byte, _ int64) {
+			if p, err := schema.DecodeProducer(value); err == nil {
+				rows[string(ck)] = p
+			}
 		})
-	}
-	wg.Wait()
+		answers[i] = rows
+		return err
+	})
 	merged := map[string]watermark.Producer{}
 	homes = map[string]bool{d.cfg.Home: true}
-	ok := 0
-	var errs []string
-	for i, a := range answers {
-		if a.err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", regions[i], a.err))
+	for i, rows := range answers {
+		if errs[i] != nil {
 			continue
 		}
-		ok++
-		for id, p := range a.rows {
+		for id, p := range rows {
 			m, seen := merged[id]
 			if !seen || p.Registered < m.Registered {
 				m.Registered = p.Registered
@@ -272,9 +311,9 @@ func (d *Daemon) readProducers(ctx context.Context) (_ []watermark.Producer, hom
 			homes[p.Home] = true
 		}
 	}
-	if ok <= len(regions)/2 {
+	if ok, failed := answeredBy(regions, errs); ok <= len(regions)/2 {
 		return nil, nil, fmt.Errorf("reading the store registrations: %d of %d regions answered, a majority is needed: %s",
-			ok, len(regions), strings.Join(errs, "; "))
+			ok, len(regions), failed)
 	}
 	out := make([]watermark.Producer, 0, len(merged))
 	for _, p := range merged {
@@ -285,6 +324,8 @@ func (d *Daemon) readProducers(ctx context.Context) (_ []watermark.Producer, hom
 
 // readMarks reads region's marks from its own keyspace.
 func (d *Daemon) readMarks(ctx context.Context, region string) ([]watermark.Mark, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Watermark.RequestTimeout())
+	defer cancel()
 	var out []watermark.Mark
 	err := d.scanPartition(ctx, region, schema.MarksTable, schema.MarksPartition(region), func(ck, value []byte, _ int64) {
 		producer, partition, err := schema.DecodeMarkKey(ck)
@@ -302,36 +343,52 @@ func (d *Daemon) readMarks(ctx context.Context, region string) ([]watermark.Mark
 }
 
 // debtOwed reports whether the keyspace of any region in homes holds
-// repair debt owed to target. A region whose debt cannot be read counts
-// as owing (the error says why).
+// repair debt owed to target, reading them concurrently. A region whose
+// debt cannot be read counts as owing (the error says why).
 func (d *Daemon) debtOwed(ctx context.Context, target string, homes map[string]bool) (bool, error) {
+	var regions []string
 	for _, r := range d.regionNames() {
-		if !homes[r] {
-			continue
-		}
-		s, err := d.sessions.Get(ctx, r)
-		if err != nil {
-			return true, err
-		}
-		d.wm.mu.Lock()
-		debt := d.wm.debts[s]
-		if debt == nil {
-			if debt, err = repair.NewCQLDebt(s, d.cfg.Keyspace); err != nil {
-				d.wm.mu.Unlock()
-				return true, err
-			}
-			d.wm.debts[s] = debt
-		}
-		d.wm.mu.Unlock()
-		entries, err := debt.ListDebt(ctx, target, 1)
-		if err != nil {
-			return true, fmt.Errorf("region %s: %w", r, err)
-		}
-		if len(entries) > 0 {
-			return true, nil
+		if homes[r] {
+			regions = append(regions, r)
 		}
 	}
-	return false, nil
+	var owed atomic.Bool
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+		debt, err := d.debtIn(ctx, r)
+		if err != nil {
+			return err
+		}
+		entries, err := debt.ListDebt(ctx, target, 1)
+		if err != nil {
+			return err
+		}
+		if len(entries) > 0 {
+			owed.Store(true)
+		}
+		return nil
+	})
+	if ok, failed := answeredBy(regions, errs); ok < len(regions) {
+		return true, errors.New(failed)
+	}
+	return owed.Load(), nil
+}
+
+// debtIn returns the repair debt of region's keyspace.
+func (d *Daemon) debtIn(ctx context.Context, region string) (*repair.CQLDebt, error) {
+	s, err := d.sessions.Get(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	d.wm.mu.Lock()
+	defer d.wm.mu.Unlock()
+	debt := d.wm.debts[s]
+	if debt == nil {
+		if debt, err = repair.NewCQLDebt(s, d.cfg.Keyspace); err != nil {
+			return nil, err
+		}
+		d.wm.debts[s] = debt
+	}
+	return debt, nil
 }
 
 // loadPublished starts the worker from the newest published watermarks,
@@ -339,10 +396,9 @@ func (d *Daemon) debtOwed(ctx context.Context, target string, homes map[string]b
 // while debt is owed.
 func (d *Daemon) loadPublished(ctx context.Context) error {
 	w := d.wm
-	answered := 0
-	var errs []string
-	for _, r := range d.regionNames() {
-		err := d.scanPartition(ctx, r, schema.WatermarksTable, schema.WatermarksPartition, func(ck, value []byte, _ int64) {
+	regions := d.regionNames()
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+		return d.scanPartition(ctx, r, schema.WatermarksTable, schema.WatermarksPartition, func(ck, value []byte, _ int64) {
 			wm, err := schema.DecodeWatermark(value)
 			if err != nil {
 				return
@@ -351,14 +407,9 @@ func (d *Daemon) loadPublished(ctx context.Context) error {
 			w.last[string(ck)] = max(w.last[string(ck)], wm.Before)
 			w.mu.Unlock()
 		})
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", r, err))
-			continue
-		}
-		answered++
-	}
-	if answered <= len(d.cfg.Regions)/2 {
-		return fmt.Errorf("%d of %d regions answered: %s", answered, len(d.cfg.Regions), strings.Join(errs, "; "))
+	})
+	if ok, failed := answeredBy(regions, errs); ok <= len(regions)/2 {
+		return fmt.Errorf("%d of %d regions answered: %s", ok, len(regions), failed)
 	}
 	w.loaded = true
 	return nil
@@ -370,14 +421,12 @@ func (d *Daemon) loadPublished(ctx context.Context) error {
 func (d *Daemon) publish(ctx context.Context, region string, before int64, at time.Time, limit string) error {
 	cells := schema.Cells{Value: schema.EncodeWatermark(schema.Watermark{Before: before, ComputedAt: at, Limit: limit})}
 	cells.Digest = schema.Digest(false, cells.Value)
-	var errs []string
-	for _, r := range d.regionNames() {
-		if err := d.insert(ctx, r, schema.WatermarksTable, schema.WatermarksPartition, []byte(region), cells, before, 0); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", r, err))
-		}
-	}
-	if len(errs) == len(d.cfg.Regions) {
-		return fmt.Errorf("no region took the watermark: %s", strings.Join(errs, "; "))
+	regions := d.regionNames()
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+		return d.insert(ctx, r, schema.WatermarksTable, schema.WatermarksPartition, []byte(region), cells, before, 0)
+	})
+	if ok, failed := answeredBy(regions, errs); ok == 0 {
+		return fmt.Errorf("no region took the watermark: %s", failed)
 	}
 	return nil
 }
@@ -385,6 +434,21 @@ func (d *Daemon) publish(ctx context.Context, region string, before int64, at ti
 // insert writes one row of a watermark table in region, creating the
 // table the first time.
 func (d *Daemon) insert(ctx context.Context, region, table string, pk, ck []byte, cells schema.Cells, ts int64, ttl int) error {
+	return d.insertRows(ctx, region, table, pk, []tableRow{{ck, cells, ts, ttl}})
+}
+
+// tableRow is one row of a watermark table, as insertRows writes it.
+type tableRow struct {
+	ck    []byte
+	cells schema.Cells
+	ts    int64
+	ttl   int
+}
+
+// insertRows writes rows of one partition of a watermark table in region
+// (several as one unlogged batch: one partition, one request), creating
+// the table the first time.
+func (d *Daemon) insertRows(ctx context.Context, region, table string, pk []byte, rows []tableRow) error {
 	s, err := d.sessions.Get(ctx, region)
 	if err != nil {
 		return err
@@ -401,28 +465,47 @@ func (d *Daemon) insert(ctx context.Context, region, table string, pk, ck []byte
 		d.wm.tableOK[key] = true
 		d.wm.mu.Unlock()
 	}
-	return s.Query(schema.Insert(d.cfg.Keyspace, table), schema.InsertValues(pk, ck, cells, ts, ttl)...).
-		Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
+	stmt := schema.Insert(d.cfg.Keyspace, table)
+	if len(rows) == 1 {
+		r := rows[0]
+		return s.Query(stmt, schema.InsertValues(pk, r.ck, r.cells, r.ts, r.ttl)...).
+			Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
+	}
+	b := s.Batch(gocql.UnloggedBatch)
+	for _, r := range rows {
+		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: schema.InsertValues(pk, r.ck, r.cells, r.ts, r.ttl), Idempotent: true})
+	}
+	return b.Consistency(gocql.LocalQuorum).ExecContext(ctx)
 }
 
 // markRecorder records the marks of the daemon's replayers in the region
 // they replay to (hints.ReplayerConfig.Marks), each with its heartbeat's
 // Before as timestamp, so that an older mark never replaces a newer one.
+// A call's marks are rows of one partition, written in batches of
+// marksPerBatch.
 type markRecorder struct{ d *Daemon }
 
 func (m markRecorder) RecordMarks(ctx context.Context, region string, marks []hints.Mark) error {
-	var errs []string
-	for _, mk := range marks {
-		cells := schema.Cells{Value: schema.EncodeMark(schema.Mark{Before: mk.Before, Partitions: mk.Partitions, Closing: mk.Closing, SentAt: mk.SentAt}),
-			Expires: schema.ExpiryAfter(m.d.now(), marksTTL)}
-		cells.Digest = schema.Digest(false, cells.Value)
-		if err := m.d.insert(ctx, region, schema.MarksTable, schema.MarksPartition(region),
-			schema.EncodeMarkKey(mk.Producer, mk.Partition), cells, mk.Before, schema.TTLSeconds(marksTTL)); err != nil {
-			errs = append(errs, err.Error())
-		}
+	if len(marks) == 0 {
+		return nil
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("record %d of %d marks in region %s: %s", len(errs), len(marks), region, errs[0])
+	rows := make([]tableRow, len(marks))
+	now := m.d.now()
+	for i, mk := range marks {
+		cells := schema.Cells{Value: schema.EncodeMark(schema.Mark{Before: mk.Before, Partitions: mk.Partitions, Closing: mk.Closing, SentAt: mk.SentAt}),
+			Expires: schema.ExpiryAfter(now, marksTTL)}
+		cells.Digest = schema.Digest(false, cells.Value)
+		rows[i] = tableRow{schema.EncodeMarkKey(mk.Producer, mk.Partition), cells, mk.Before, schema.TTLSeconds(marksTTL)}
+	}
+	for chunk := range slices.Chunk(rows, marksPerBatch) {
+		if err := m.d.insertRows(ctx, region, schema.MarksTable, schema.MarksPartition(region), chunk); err != nil {
+			return fmt.Errorf("record %d marks in region %s: %w", len(marks), region, err)
+		}
 	}
 	return nil
 }
+
+// marksPerBatch bounds a batch of marks (about 100 bytes each) well below
+// Cassandra's batch_size_warn_threshold (5 KiB per batch by default is
+// the warning; 50 KiB fails).
+const marksPerBatch = 40
