@@ -127,14 +127,7 @@ func runReplayer(t testing.TB, r *hints.Replayer) (stop func()) {
 // misspelt name or label cannot make a "== 0" check pass.
 func gauge(t testing.TB, c prometheus.Collector, name string, labels ...string) float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatalf("register collector: %v", err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
+	mfs := gather(t, c)
 	if len(labels)%2 != 0 {
 		t.Fatalf("gauge(%s): labels %q are not name/value pairs", name, labels)
 	}
@@ -168,9 +161,8 @@ func gauge(t testing.TB, c prometheus.Collector, name string, labels ...string) 
 	return sum
 }
 
-// histogramSummary describes the histogram name of c: how many
-// observations, their mean, and the bucket bound under which 99% fall.
-func histogramSummary(t testing.TB, c prometheus.Collector, name string) string {
+// gather returns the metric families c exports.
+func gather(t testing.TB, c prometheus.Collector) []*dto.MetricFamily {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
@@ -180,6 +172,14 @@ func histogramSummary(t testing.TB, c prometheus.Collector, name string) string 
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
+	return mfs
+}
+
+// histogramSummary describes the histogram name of c: how many
+// observations, their mean, and the bucket bound under which 99% fall.
+func histogramSummary(t testing.TB, c prometheus.Collector, name string) string {
+	t.Helper()
+	mfs := gather(t, c)
 	for _, mf := range mfs {
 		if mf.GetName() != name || len(mf.GetMetric()) == 0 || mf.GetMetric()[0].Histogram == nil {
 			continue
