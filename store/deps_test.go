@@ -2,8 +2,6 @@ package store
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -12,7 +10,7 @@ import (
 // reaches Kafka only through a HintSink a caller passes (hints.Producer),
 // so importing store must not pull in the Kafka client.
 func TestStoreDoesNotDependOnKafka(t *testing.T) {
-	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-deps", ".").CombinedOutput()
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
