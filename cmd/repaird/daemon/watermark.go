@@ -214,17 +214,17 @@ func (d *Daemon) regionWatermark(ctx context.Context, region string, producers [
 	w.mu.Unlock()
 }
 
-// eachRegion calls f for every region in regions concurrently, each with
-// a context ending after watermark.timeout, and returns f's errors in
-// regions' order.
-func (d *Daemon) eachRegion(ctx context.Context, regions []string, f func(ctx context.Context, region string) error) []error {
+// eachRegion calls f for every region in regions concurrently (i is the
+// region's index in regions), each with a context ending after
+// watermark.timeout, and returns f's errors in regions' order.
+func (d *Daemon) eachRegion(ctx context.Context, regions []string, f func(ctx context.Context, i int, region string) error) []error {
 	errs := make([]error, len(regions))
 	var wg sync.WaitGroup
 	for i, r := range regions {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, d.cfg.Watermark.RequestTimeout())
 			defer cancel()
-			errs[i] = f(ctx, r)
+			errs[i] = f(ctx, i, r)
 		})
 	}
 	wg.Wait()
@@ -284,9 +284,8 @@ func (d *Daemon) scanPartition(ctx context.Context, region, table string, pk []b
 func (d *Daemon) readProducers(ctx context.Context) (_ []watermark.Producer, homes map[string]bool, _ error) {
 	regions := d.regionNames()
 	answers := make([]map[string]schema.Producer, len(regions))
-	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, i int, r string) error {
 		rows := map[string]schema.Producer{}
-		i := slices.Index(regions, r)
 		err := d.scanPartition(ctx, r, schema.ProducersTable, schema.ProducersPartition, func(ck, value []byte, _ int64) {
 			if p, err := schema.DecodeProducer(value); err == nil {
 				rows[string(ck)] = p
@@ -353,7 +352,7 @@ func (d *Daemon) debtOwed(ctx context.Context, target string, homes map[string]b
 		}
 	}
 	var owed atomic.Bool
-	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, _ int, r string) error {
 		debt, err := d.debtIn(ctx, r)
 		if err != nil {
 			return err
@@ -397,7 +396,7 @@ func (d *Daemon) debtIn(ctx context.Context, region string) (*repair.CQLDebt, er
 func (d *Daemon) loadPublished(ctx context.Context) error {
 	w := d.wm
 	regions := d.regionNames()
-	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, _ int, r string) error {
 		return d.scanPartition(ctx, r, schema.WatermarksTable, schema.WatermarksPartition, func(ck, value []byte, _ int64) {
 			wm, err := schema.DecodeWatermark(value)
 			if err != nil {
@@ -422,7 +421,7 @@ func (d *Daemon) publish(ctx context.Context, region string, before int64, at ti
 	cells := schema.Cells{Value: schema.EncodeWatermark(schema.Watermark{Before: before, ComputedAt: at, Limit: limit})}
 	cells.Digest = schema.Digest(false, cells.Value)
 	regions := d.regionNames()
-	errs := d.eachRegion(ctx, regions, func(ctx context.Context, r string) error {
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, _ int, r string) error {
 		return d.insert(ctx, r, schema.WatermarksTable, schema.WatermarksPartition, []byte(region), cells, before, 0)
 	})
 	if ok, failed := answeredBy(regions, errs); ok == 0 {
