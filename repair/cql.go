@@ -159,17 +159,12 @@ func (c *CQLRegion) WriteRow(ctx context.Context, namespace string, w *Write) er
 	if expired {
 		return fmt.Errorf("%w: expiry %s passed", ErrExpired, time.Unix(w.Expires, 0).UTC().Format(time.RFC3339))
 	}
-	stmt := schema.Insert(c.keyspace, namespace)
 	cs := w.Cells()
-	if len(cs) == 1 {
-		return c.s.Query(stmt, schema.InsertValues(w.PK, w.CK, cs[0], w.Timestamp, ttl)...).
-			Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
+	rows := make([][]any, len(cs))
+	for i, cells := range cs {
+		rows[i] = schema.InsertValues(w.PK, w.CK, cells, w.Timestamp, ttl)
 	}
-	b := c.s.Batch(gocql.UnloggedBatch)
-	for _, cells := range cs {
-		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: schema.InsertValues(w.PK, w.CK, cells, w.Timestamp, ttl), Idempotent: true})
-	}
-	return b.Consistency(gocql.LocalQuorum).ExecContext(ctx)
+	return cluster.WritePartition(ctx, c.s, gocql.LocalQuorum, schema.Insert(c.keyspace, namespace), rows)
 }
 
 // ListConflicts returns the conflicts of namespace recorded in this

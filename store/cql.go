@@ -153,21 +153,11 @@ func (e *cqlExecutor) TableRetention(ctx context.Context, keyspace, table string
 
 func (e *cqlExecutor) Write(ctx context.Context, w driver.WriteRequest) error {
 	st := e.statements(w.Keyspace, w.Table)
-	cons := gocql.ParseConsistency(w.Consistency)
-	if len(w.Rows) == 1 {
-		r := w.Rows[0]
-		err := e.sess.Query(st.insert, insertValues(w.PK, r)...).
-			Consistency(cons).Idempotent(true).ExecContext(ctx)
-		return mapCQLError(ctx, err)
+	rows := make([][]any, len(w.Rows))
+	for i, r := range w.Rows {
+		rows[i] = insertValues(w.PK, r)
 	}
-	b := e.sess.Batch(gocql.UnloggedBatch)
-	for _, r := range w.Rows {
-		// Each row is written with its own timestamp: idempotent, like a
-		// single INSERT, so the whole batch is.
-		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: st.insert, Args: insertValues(w.PK, r), Idempotent: true})
-	}
-	b.Consistency(cons)
-	return mapCQLError(ctx, b.ExecContext(ctx))
+	return mapCQLError(ctx, cluster.WritePartition(ctx, e.sess, gocql.ParseConsistency(w.Consistency), st.insert, rows))
 }
 
 // insertValues binds one row of a write (row format 2: no null).

@@ -464,17 +464,11 @@ func (d *Daemon) insertRows(ctx context.Context, region, table string, pk []byte
 		d.wm.tableOK[key] = true
 		d.wm.mu.Unlock()
 	}
-	stmt := schema.Insert(d.cfg.Keyspace, table)
-	if len(rows) == 1 {
-		r := rows[0]
-		return s.Query(stmt, schema.InsertValues(pk, r.ck, r.cells, r.ts, r.ttl)...).
-			Consistency(gocql.LocalQuorum).Idempotent(true).ExecContext(ctx)
+	args := make([][]any, len(rows))
+	for i, r := range rows {
+		args[i] = schema.InsertValues(pk, r.ck, r.cells, r.ts, r.ttl)
 	}
-	b := s.Batch(gocql.UnloggedBatch)
-	for _, r := range rows {
-		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: schema.InsertValues(pk, r.ck, r.cells, r.ts, r.ttl), Idempotent: true})
-	}
-	return b.Consistency(gocql.LocalQuorum).ExecContext(ctx)
+	return cluster.WritePartition(ctx, s, gocql.LocalQuorum, schema.Insert(d.cfg.Keyspace, table), args)
 }
 
 // markRecorder records the marks of the daemon's replayers in the region
