@@ -249,3 +249,24 @@ func TestAttachRefusesAnotherTestRunsEnvironment(t *testing.T) {
 		t.Fatalf("Attach = %v, want a refusal naming another test run", err)
 	}
 }
+
+func TestCPUTimeCountsThisProcessesWork(t *testing.T) {
+	self := &Process{pid: os.Getpid()}
+	before := self.CPUTime()
+	// Spin until the kernel has charged at least 50 ms more; a reading
+	// that never moves fails by the deadline.
+	deadline := time.Now().Add(10 * time.Second)
+	x := 0
+	for self.CPUTime()-before < 50*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatalf("CPUTime moved %s in 10 s of spinning", self.CPUTime()-before)
+		}
+		for i := 0; i < 1_000_000; i++ {
+			x += i
+		}
+	}
+	_ = x
+	if got := (&Process{}).CPUTime(); got != 0 {
+		t.Fatalf("CPUTime of a process not running = %s, want 0", got)
+	}
+}
