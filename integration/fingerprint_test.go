@@ -56,8 +56,8 @@ func TestFingerprintInSyncAndOneRowAmong100k(t *testing.T) {
 		t.Fatalf("report: %d segments and %d rows in sync, %d rows scanned in %d ranges, %d differing; want 16, %d, 0, 0, 0",
 			rep.SegmentsInSync, rep.RowsInSync, rep.RowsScanned, rep.RangesScanned, rep.RowsDiffering, n)
 	}
-	if b := bytesRead(rep); b != 2*16*5*12 {
-		t.Errorf("read %d bytes, want %d (one aggregate per segment and region)", b, 2*16*5*12)
+	if b := bytesRead(rep); b != 2*16*6*12 {
+		t.Errorf("read %d bytes, want %d (one aggregate of six bigints per segment and region)", b, 2*16*6*12)
 	}
 
 	// One row differs: region b misses its newest write.
@@ -94,8 +94,9 @@ func TestFingerprintInSyncAndOneRowAmong100k(t *testing.T) {
 
 // A table created before the fp column existed, its rows written without
 // fingerprints: a dry run (which does not alter the table) falls back to
-// digest scans; a repair adds the column and repairs by digest scans the
-// ranges that hold rows without fingerprints.
+// digest scans; a repair adds the column, repairs by digest scans the
+// ranges that hold rows without fingerprints, and backfills them, so that
+// the next run finds them in sync without a scan.
 func TestFingerprintTableWithoutColumn(t *testing.T) {
 	regions := []string{"a", "b"}
 	ks := newKeyspace(t, regions...)
@@ -174,11 +175,17 @@ func TestFingerprintTableWithoutColumn(t *testing.T) {
 	if len(all) != n {
 		t.Fatalf("%d rows after the repair, want %d", len(all), n)
 	}
-	// The rows repair wrote carry fingerprints in region a; nothing else
-	// changed, so the ranges holding rows without one are scanned again,
-	// and agree.
+	// The 20 rows repair wrote carry fingerprints in region a; every other
+	// row, in both regions, got its fingerprint from the backfill.
+	if want := int64(2*n - 20); rep.FingerprintsBackfilled != want {
+		t.Errorf("backfilled %d rows, want %d (all but the 20 repair wrote)", rep.FingerprintsBackfilled, want)
+	}
+	// So the next run finds every segment in sync by its fingerprints and
+	// scans nothing: region a's 20 repaired rows (fp written by repair)
+	// and region b's same versions (fp written by the backfill) sum alike.
 	rep, err = r.Run(ctx, repairNS)
-	if err != nil || rep.RowsDiffering != 0 || rep.RowsScanned == 0 {
-		t.Fatalf("second run: %d differing, %d scanned (%v); want 0, some", rep.RowsDiffering, rep.RowsScanned, err)
+	if err != nil || rep.RowsDiffering != 0 || rep.RowsScanned != 0 || rep.SegmentsInSync != 4 || rep.FingerprintsBackfilled != 0 {
+		t.Fatalf("second run: %d differing, %d scanned, %d segments in sync, %d backfilled (%v); want 0, 0, 4, 0",
+			rep.RowsDiffering, rep.RowsScanned, rep.SegmentsInSync, rep.FingerprintsBackfilled, err)
 	}
 }

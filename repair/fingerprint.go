@@ -35,14 +35,22 @@ type RangeFingerprint struct {
 	// guards against a row whose fp cell is not its version's (a writer
 	// that does not set fp, a tie reconciled cell by cell).
 	TimestampSum, DigestSum int64
+	// FPTimestampSum is sum(writetime(fp)). Every current writer (store,
+	// hints, repair, backfill) writes fp with the row's own timestamp, so
+	// it equals TimestampSum unless some row's fp is older than its
+	// digest: a writer that does not set fp rewrote it.
+	FPTimestampSum int64
 }
 
-// Complete reports whether every row of the range carries a fingerprint.
-func (f RangeFingerprint) Complete() bool { return f.Rows == f.Fingerprinted }
+// Complete reports whether every row of the range carries its version's
+// fingerprint: every row has one, none older than the row's digest.
+func (f RangeFingerprint) Complete() bool {
+	return f.Rows == f.Fingerprinted && f.FPTimestampSum == f.TimestampSum
+}
 
-// fingerprintBytes is the payload of one aggregate answer: 5 bigint
+// fingerprintBytes is the payload of one aggregate answer: 6 bigint
 // columns with their 4-byte lengths.
-const fingerprintBytes = 5 * (4 + 8)
+const fingerprintBytes = 6 * (4 + 8)
 
 // Fingerprinter is implemented by readers whose database can aggregate a
 // token range ([CQLRegion], [MemRegion]). When every region's Reader is
@@ -78,7 +86,7 @@ func (c *CQLRegion) FingerprintRange(ctx context.Context, namespace string, r To
 	}
 	var f RangeFingerprint
 	err := c.s.Query(stmt, r.Start, r.End).Consistency(gocql.LocalQuorum).Idempotent(true).
-		ScanContext(ctx, &f.Rows, &f.Fingerprinted, &f.Sum, &f.TimestampSum, &f.DigestSum)
+		ScanContext(ctx, &f.Rows, &f.Fingerprinted, &f.Sum, &f.TimestampSum, &f.DigestSum, &f.FPTimestampSum)
 	if err != nil && strings.Contains(err.Error(), "Undefined column name fp") {
 		return RangeFingerprint{}, fmt.Errorf("%w: table %s.%s (run the store or a repair that writes once to add it): %v",
 			ErrNoFingerprints, c.keyspace, namespace, err)
@@ -144,6 +152,7 @@ func (m *MemRegion) FingerprintRange(_ context.Context, namespace string, r Toke
 		if c.Fingerprint.Live(now) {
 			f.Fingerprinted++
 			f.Sum += cells.AsBigint(c.Fingerprint)
+			f.FPTimestampSum += c.Fingerprint.Timestamp
 		}
 		if c.Digest.Live(now) {
 			f.TimestampSum += c.Digest.Timestamp
@@ -234,12 +243,32 @@ func (r *Repairer) judge(fs []RangeFingerprint) verdict {
 // last part of a parent is not asked: its fingerprints are the parent's
 // less its siblings' (a write between the queries can only make a range
 // look different, never hide a difference, short of a 2^-64 collision).
-func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) ([]TokenRange, error) {
+//
+// It also returns the scanned ranges whose answers showed, in some
+// regions, rows without fingerprints: once scanned and fixed, they are
+// backfilled (Repairer.backfill).
+func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) ([]TokenRange, []backfillRange, error) {
 	fps := r.fingerprinters()
 	if fps == nil {
-		return []TokenRange{seg}, nil
+		return []TokenRange{seg}, nil, nil
 	}
 	var leaves []TokenRange
+	var unprinted []backfillRange
+	leaf := func(rg TokenRange, answers []RangeFingerprint, answered bool) {
+		leaves = append(leaves, rg)
+		if !answered {
+			return
+		}
+		b := backfillRange{TokenRange: rg, regions: make([]bool, len(answers))}
+		need := false
+		for j, f := range answers {
+			b.regions[j] = !f.Complete()
+			need = need || b.regions[j]
+		}
+		if need {
+			unprinted = append(unprinted, b)
+		}
+	}
 	level := []TokenRange{seg}
 	// derived[i], when set, says level[i] is the last part of a parent
 	// whose answers are known: its own are the parent's less its
@@ -247,15 +276,15 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 	derived := []*derivation{nil}
 	for depth := 0; len(level) > 0; depth++ {
 		if err := ctl.Wait(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		answers, timedOut, err := r.askFingerprints(ctx, ns, fps, level, derived, acc, trk)
 		if errors.Is(err, ErrNoFingerprints) {
 			r.log.Debug("repair: no fingerprints, digest scan", "namespace", ns, "segment", seg.String(), "err", err)
-			return mergeRanges(append(leaves, level...)), nil
+			return mergeRanges(append(leaves, level...)), nil, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var next []TokenRange
 		var nextDerived []*derivation
@@ -281,11 +310,11 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 					r.opts.Metrics.addSegmentInSync(ns)
 				}
 			case v == scanIt || depth+1 >= r.opts.FingerprintMaxDepth:
-				leaves = append(leaves, rg)
+				leaf(rg, answers[i], !timedOut[i])
 			default:
 				parts := SplitRange(rg, r.opts.FingerprintFanout)
 				if len(parts) < 2 {
-					leaves = append(leaves, rg)
+					leaf(rg, answers[i], !timedOut[i])
 					continue
 				}
 				first := len(next)
@@ -310,12 +339,12 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 			trk.release()
 			if err != nil {
 				<-ctx.Done()
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
 		}
 		level, derived = next, nextDerived
 	}
-	return mergeRanges(leaves), nil
+	return mergeRanges(leaves), unprinted, nil
 }
 
 // Dense divergence: when the ranges of a level show that more than
@@ -438,6 +467,7 @@ func (r *Repairer) askFingerprints(ctx context.Context, ns string, fps []Fingerp
 				f.Fingerprinted -= s.Fingerprinted
 				f.Sum -= s.Sum
 				f.TimestampSum -= s.TimestampSum
+				f.FPTimestampSum -= s.FPTimestampSum
 				f.DigestSum -= s.DigestSum
 			}
 			answers[i][j] = f
@@ -481,9 +511,9 @@ const leafScans = 4
 
 // repairSegment repairs one segment (or piece): its fingerprints first
 // (narrow), then a digest scan, diff and fix of each sub-range that
-// differs.
+// differs, then the backfill of the fingerprints those ranges lacked.
 func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) (segStats, error) {
-	leaves, err := r.narrow(ctx, ns, seg, acc, ctl, trk)
+	leaves, unprinted, err := r.narrow(ctx, ns, seg, acc, ctl, trk)
 	if err != nil {
 		return segStats{}, err
 	}
@@ -521,5 +551,7 @@ func (r *Repairer) repairSegment(ctx context.Context, ns string, seg TokenRange,
 	if len(leaves) > 0 {
 		acc.do(func(rp *Report) { rp.RangesScanned += int64(len(leaves)) })
 	}
-	return st, nil
+	// Every region holds the winners now: the fingerprints written are
+	// those of the versions the regions agree on.
+	return st, r.backfill(ctx, ns, unprinted, acc, ctl, trk)
 }

@@ -118,7 +118,8 @@ func TestFingerprintsFindOneRowAmongMany(t *testing.T) {
 }
 
 // Rows written before the fp column existed are never judged in sync by
-// their sums: a range holding them is digest-scanned.
+// their sums: a range holding them is digest-scanned, then backfilled, so
+// that the next run finds it in sync without a scan.
 func TestFingerprintsRowsWithoutFingerprint(t *testing.T) {
 	t.Run("all rows", func(t *testing.T) {
 		ms, scans, _ := fpRegions(2)
@@ -136,6 +137,14 @@ func TestFingerprintsRowsWithoutFingerprint(t *testing.T) {
 		if rep.SegmentsInSync != 0 || rep.RowsScanned != 2000 || total(scans) != 8 {
 			t.Errorf("%d segments in sync, %d rows scanned, %d scans; want 0, 2000, 8 (one per segment and region)",
 				rep.SegmentsInSync, rep.RowsScanned, total(scans))
+		}
+		if rep.FingerprintsBackfilled != 4000 || rep.Regions[0].FingerprintsBackfilled != 2000 {
+			t.Errorf("backfilled %d rows (%d in region a), want 4000 (2000)", rep.FingerprintsBackfilled, rep.Regions[0].FingerprintsBackfilled)
+		}
+		rep, err = r.Run(context.Background(), testNS)
+		if err != nil || rep.SegmentsInSync != 4 || rep.RowsScanned != 0 || rep.FingerprintsBackfilled != 0 {
+			t.Errorf("second run: %d segments in sync, %d scanned, %d backfilled, %v; want 4, 0, 0",
+				rep.SegmentsInSync, rep.RowsScanned, rep.FingerprintsBackfilled, err)
 		}
 	})
 	t.Run("one differing among fingerprinted rows", func(t *testing.T) {
@@ -161,12 +170,15 @@ func TestFingerprintsRowsWithoutFingerprint(t *testing.T) {
 		if rep.RowsScanned > 3001/4 {
 			t.Errorf("scanned %d rows: the fingerprinted rows around the legacy one should be found in sync", rep.RowsScanned)
 		}
-		// Repair wrote the row, with a fingerprint, to region a only;
-		// region b keeps its row without one, so its range is still
-		// scanned, and finds nothing.
+		// Repair wrote the row, with a fingerprint, to region a; region
+		// b's row, the winner already, got its fingerprint from the
+		// backfill, so the next run finds the segment in sync.
+		if rep.FingerprintsBackfilled != 1 || rep.Regions[1].FingerprintsBackfilled != 1 {
+			t.Errorf("backfilled %d rows (%d in region b), want 1 in region b", rep.FingerprintsBackfilled, rep.Regions[1].FingerprintsBackfilled)
+		}
 		rep, err = r.Run(context.Background(), testNS)
-		if err != nil || rep.SegmentsInSync != 0 || rep.RowsDiffering != 0 || rep.RowsScanned == 0 {
-			t.Errorf("second run: %d segments in sync, %d differing, %d scanned, %v; want 0, 0, some", rep.SegmentsInSync, rep.RowsDiffering, rep.RowsScanned, err)
+		if err != nil || rep.SegmentsInSync != 1 || rep.RowsDiffering != 0 || rep.RowsScanned != 0 {
+			t.Errorf("second run: %d segments in sync, %d differing, %d scanned, %v; want 1, 0, 0", rep.SegmentsInSync, rep.RowsDiffering, rep.RowsScanned, err)
 		}
 	})
 	t.Run("stale fingerprint from an old writer", func(t *testing.T) {
@@ -182,6 +194,15 @@ func TestFingerprintsRowsWithoutFingerprint(t *testing.T) {
 		rep, err := r.Run(context.Background(), testNS)
 		if err != nil || rep.RowsDiffering != 1 || rep.RowsWritten != 1 {
 			t.Fatalf("differing %d written %d (%v), want 1 and 1", rep.RowsDiffering, rep.RowsWritten, err)
+		}
+		// Region a's fp cell is older than its digest: the backfill
+		// gives it the version's own, and the next run is in sync.
+		if rep.Regions[0].FingerprintsBackfilled != 1 {
+			t.Errorf("backfilled %d rows in region a, want the stale one", rep.Regions[0].FingerprintsBackfilled)
+		}
+		rep, err = r.Run(context.Background(), testNS)
+		if err != nil || rep.SegmentsInSync != 1 || rep.RowsScanned != 0 {
+			t.Errorf("second run: %d segments in sync, %d scanned, %v; want 1, 0", rep.SegmentsInSync, rep.RowsScanned, err)
 		}
 	})
 }

@@ -30,6 +30,7 @@ type Metrics struct {
 	fpQueries       *prometheus.CounterVec
 	segmentsInSync  *prometheus.CounterVec
 	rowsInSync      *prometheus.CounterVec
+	backfilled      *prometheus.CounterVec
 
 	mu       sync.Mutex
 	lastFull map[string]time.Time
@@ -83,6 +84,8 @@ func NewMetrics() *Metrics {
 			"Segments found in sync by their fingerprints, without a digest scan, per namespace.", "namespace"),
 		rowsInSync: counterVec("tidemark_repair_rows_in_sync_total",
 			"Rows of ranges found in sync by their fingerprints (not scanned), per namespace.", "namespace"),
+		backfilled: counterVec("tidemark_repair_fingerprints_backfilled_total",
+			"Rows given the fingerprint they lacked (written before the fp column), per namespace and region.", "namespace", "region"),
 		lastFull: map[string]time.Time{},
 	}
 }
@@ -91,7 +94,7 @@ func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.rowsScanned, m.rowsDiffering, m.rowsWritten, m.bytesRead,
 		m.valueFetches, m.segmentDuration, m.segmentFailures, m.lastFullRepair,
 		m.runSegments, m.runSegmentsDone, m.runsStarted, m.runsFinished, m.conflicts.Collectors(),
-		m.fpQueries, m.segmentsInSync, m.rowsInSync}
+		m.fpQueries, m.segmentsInSync, m.rowsInSync, m.backfilled}
 }
 
 // conflictCounters returns the conflict log's counters (nil for a nil
@@ -136,6 +139,12 @@ func (m *Metrics) addSegmentInSync(ns string) {
 func (m *Metrics) addInSync(ns string, rows int64) {
 	if m != nil {
 		m.rowsInSync.WithLabelValues(ns).Add(float64(rows))
+	}
+}
+
+func (m *Metrics) addBackfilled(ns, region string, rows int64) {
+	if m != nil && rows > 0 {
+		m.backfilled.WithLabelValues(ns, region).Add(float64(rows))
 	}
 }
 

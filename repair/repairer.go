@@ -74,6 +74,9 @@ type RegionStats struct {
 	// FingerprintQueries is aggregate queries (RangeFingerprint) sent to
 	// the region; their answers count in BytesRead.
 	FingerprintQueries int64
+	// FingerprintsBackfilled is rows of the region given the fingerprint
+	// they lacked (Backfiller); the backfill's reads count in BytesRead.
+	FingerprintsBackfilled int64
 }
 
 // PairStat counts the rows on which two regions differ (dry runs).
@@ -123,6 +126,10 @@ type Report struct {
 	// fingerprints (each range counted once, as one region holds it): not
 	// scanned, not in RowsScanned.
 	RowsInSync int64
+	// FingerprintsBackfilled counts rows given the fingerprint they lacked
+	// (written before the fp column existed), in every region: the ranges
+	// holding them are in sync by fingerprints from the next run on.
+	FingerprintsBackfilled int64
 	// RangesScanned counts the digest scans (one per region each) of
 	// segments, pieces or the sub-ranges whose fingerprints differed.
 	RangesScanned int64

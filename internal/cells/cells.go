@@ -151,6 +151,18 @@ func (r *Row) Apply(cols Columns, ts, ttl, now int64) {
 	r.Expires = Reconcile(r.Expires, w.Expires)
 }
 
+// UpdateFingerprint reconciles an UPDATE of the fp column alone (as
+// schema.UpdateFingerprint writes it) into r: no other cell is touched,
+// and a row that did not exist holds the fp cell only.
+func (r *Row) UpdateFingerprint(fp []byte, ts, ttl, now int64) {
+	w := Write(ts, fp, ttl, now)
+	if !r.Present {
+		*r = Row{Present: true, Fingerprint: w}
+		return
+	}
+	r.Fingerprint = Reconcile(r.Fingerprint, w)
+}
+
 // Visible reports whether a SELECT at now (seconds) returns the row: some
 // regular cell is live. (Tidemark's rows always carry live deleted and
 // digest cells while they exist.)

@@ -114,3 +114,31 @@ func TestVisible(t *testing.T) {
 		t.Fatal("encodings do not round-trip")
 	}
 }
+
+// An UPDATE of fp alone touches no other cell, and loses to a later write
+// of the row as a cell does.
+func TestUpdateFingerprint(t *testing.T) {
+	var r Row
+	r.Apply(Columns{Value: []byte("v"), Deleted: Bool(false), Digest: Bigint(1), Expires: Bigint(0)}, 5, 0, 1000)
+	before := r
+	r.UpdateFingerprint(Bigint(77), 5, 0, 1001)
+	if AsBigint(r.Fingerprint) != 77 || r.Fingerprint.Timestamp != 5 {
+		t.Fatalf("fp cell = %+v, want 77 at timestamp 5", r.Fingerprint)
+	}
+	same := func(a, b Cell) bool {
+		return a.Timestamp == b.Timestamp && bytes.Equal(a.Value, b.Value) && a.TTL == b.TTL && a.LocalDeletion == b.LocalDeletion
+	}
+	if !same(r.Value, before.Value) || !same(r.Deleted, before.Deleted) || !same(r.Digest, before.Digest) || !same(r.Expires, before.Expires) {
+		t.Fatalf("the update changed other cells: %+v, was %+v", r, before)
+	}
+	r.Apply(Columns{Value: []byte("w"), Deleted: Bool(false), Digest: Bigint(2), Expires: Bigint(0), Fingerprint: Bigint(88)}, 9, 0, 1002)
+	r.UpdateFingerprint(Bigint(77), 5, 0, 1003)
+	if AsBigint(r.Fingerprint) != 88 {
+		t.Fatalf("an older fp update replaced a newer write's fp: %d", AsBigint(r.Fingerprint))
+	}
+	var absent Row
+	absent.UpdateFingerprint(Bigint(1), 3, 0, 1000)
+	if !absent.Present || absent.Digest.Live(1000) || !absent.Fingerprint.Live(1000) {
+		t.Fatalf("an update of an absent row = %+v, want the fp cell alone", absent)
+	}
+}

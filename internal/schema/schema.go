@@ -334,23 +334,88 @@ func SelectDigestRangeFrom(keyspace, table string) string {
 	return fmt.Sprintf(`SELECT token(pk), pk, ck, writetime(digest), digest, deleted, ttl(digest), expires FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
 }
 
+// SelectBackfillRange reads what a fingerprint backfill needs of every row
+// of a token range (start, end]: pk, ck, writetime(digest), ttl(digest),
+// digest, deleted, expires, writetime(fp). Bind: start, end. A row whose
+// writetime(fp) is below writetime(digest) (null reads as 0: no fp) lacks
+// its version's fingerprint.
+func SelectBackfillRange(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT pk, ck, writetime(digest), ttl(digest), digest, deleted, expires, writetime(fp) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
+}
+
+// SelectBackfillRangeFrom is SelectBackfillRange with an inclusive lower
+// bound, for a range that starts at the ring's minimum token.
+func SelectBackfillRangeFrom(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT pk, ck, writetime(digest), ttl(digest), digest, deleted, expires, writetime(fp) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
+}
+
+// UpdateFingerprint writes the fp cell alone, at the row's own timestamp
+// so that any later write of the row wins over it. Bind: ts, ttl, fp, pk,
+// ck (BackfillValues).
+func UpdateFingerprint(keyspace, table string) string {
+	return fmt.Sprintf(`UPDATE %s.%s USING TIMESTAMP ? AND TTL ? SET fp = ? WHERE pk = ? AND ck = ?`, keyspace, table)
+}
+
+// BackfillRow is a row as SelectBackfillRange reads it.
+type BackfillRow struct {
+	PK, CK []byte
+	// Timestamp is writetime(digest), TTL ttl(digest) (seconds, 0: none).
+	Timestamp int64
+	TTL       int
+	Digest    int64
+	Deleted   bool
+	// Expires is the expires column (0 when null), FPTimestamp
+	// writetime(fp) (0 when the row has no fp).
+	Expires, FPTimestamp int64
+}
+
+// BackfillValues decides whether a row read by SelectBackfillRange gets
+// its fingerprint written, and returns the values to bind to
+// UpdateFingerprint. It does not when the row's fp is its version's
+// already (written at or after its digest), when its absolute expiry is
+// not recorded (a TTL but no expires column: the regions would compute
+// different expiries from the TTL each reads), when that expiry has
+// passed or is two seconds away, or when the row has no digest. The fp
+// cell gets one second less than the row's remaining TTL, so that it
+// never outlives the row's other cells.
+func BackfillValues(r BackfillRow, now time.Time) ([]any, bool) {
+	switch {
+	case r.Timestamp == 0, r.FPTimestamp >= r.Timestamp:
+		return nil, false
+	case r.TTL > 0 && (r.Expires == 0 || r.TTL <= 2 || !Visible(r.Expires, now.Add(2*time.Second))):
+		return nil, false
+	case r.TTL == 0 && r.Expires != 0 && !Visible(r.Expires, now):
+		return nil, false
+	}
+	ttl := 0
+	if r.TTL > 0 {
+		ttl = r.TTL - 1
+	}
+	ck := r.CK
+	if ck == nil {
+		ck = []byte{}
+	}
+	fp := Fingerprint(r.PK, ck, r.Timestamp, r.Deleted, r.Digest, r.Expires)
+	return []any{r.Timestamp, ttl, fp, r.PK, ck}, true
+}
+
 // SelectFingerprintRange aggregates a token range (start, end] on the
 // server: count(*), count(fp), sum(fp), sum(writetime(digest)),
-// sum(digest). Bind: start, end. Sums over bigint wrap modulo 2^64 in
-// Cassandra, so each is a hash of the range's set of rows; count(*) -
-// count(fp) is the rows written before the fp column existed, whose
-// versions the sums do not cover. The two guard sums catch a row whose fp
-// cell is not its version's: a writer that does not set fp (a release
-// before it) moves writetime(digest), and a tie reconciled cell by cell
-// may keep one write's fp beside another's digest.
+// sum(digest), sum(writetime(fp)). Bind: start, end. Sums over bigint wrap
+// modulo 2^64 in Cassandra, so each is a hash of the range's set of rows;
+// count(*) - count(fp) is the rows written before the fp column existed,
+// whose versions the sums do not cover. The guard sums catch a row whose
+// fp cell is not its version's: a writer that does not set fp (a release
+// before it) moves writetime(digest) but not writetime(fp), and a tie
+// reconciled cell by cell may keep one write's fp beside another's digest.
 func SelectFingerprintRange(keyspace, table string) string {
-	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
+	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest), sum(writetime(fp)) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ?`, keyspace, table)
 }
 
 // SelectFingerprintRangeFrom is SelectFingerprintRange with an inclusive
 // lower bound, for a range that starts at the ring's minimum token.
 func SelectFingerprintRangeFrom(keyspace, table string) string {
-	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
+	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest), sum(writetime(fp)) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
 }
 
 // SelectTableComment reads a table's comment from the schema tables. Bind:

@@ -88,3 +88,44 @@ func TestDigestRangeStatementsDifferOnlyInTheLowerBound(t *testing.T) {
 		t.Fatal("the two statements select different columns")
 	}
 }
+
+// BackfillValues writes exactly the fingerprint the store would have
+// written for the version the row holds, and leaves alone the rows whose
+// fingerprint is current or whose expiry cannot be agreed on.
+func TestBackfillValues(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	pk, ck := []byte("p"), []byte("c")
+	c := RowCells(false, []byte("v"), now.Unix()+100)
+	live := BackfillRow{PK: pk, CK: ck, Timestamp: 42, TTL: 100, Digest: c.Digest, Expires: c.Expires}
+	args, ok := BackfillValues(live, now)
+	if !ok {
+		t.Fatal("a row without fp was not backfilled")
+	}
+	want := InsertValues(pk, ck, c, 42, 100)
+	if args[0] != int64(42) || args[1] != 99 || args[2] != want[6] || string(args[3].([]byte)) != "p" || string(args[4].([]byte)) != "c" {
+		t.Fatalf("BackfillValues = %v, want ts 42, ttl 99, the store's fp %v, pk, ck", args, want[6])
+	}
+	noTTL := BackfillRow{PK: pk, CK: nil, Timestamp: 7, Deleted: true, Digest: Digest(true, nil)}
+	args, ok = BackfillValues(noTTL, now)
+	marker := RowCells(true, nil, 0)
+	if !ok || args[1] != 0 || args[2] != InsertValues(pk, nil, marker, 7, 0)[6] {
+		t.Fatalf("a marker without TTL: %v %v, want ttl 0 and the store's fp", args, ok)
+	}
+	for name, r := range map[string]BackfillRow{
+		"fp current":            {PK: pk, CK: ck, Timestamp: 42, FPTimestamp: 42, Digest: c.Digest},
+		"no digest":             {PK: pk, CK: ck},
+		"TTL without expires":   {PK: pk, CK: ck, Timestamp: 42, TTL: 100, Digest: c.Digest},
+		"TTL about to end":      {PK: pk, CK: ck, Timestamp: 42, TTL: 2, Digest: c.Digest, Expires: now.Unix() + 2},
+		"expiry passed":         {PK: pk, CK: ck, Timestamp: 42, TTL: 50, Digest: c.Digest, Expires: now.Unix() - 1},
+		"expiry passed, no TTL": {PK: pk, CK: ck, Timestamp: 42, Digest: c.Digest, Expires: now.Unix()},
+	} {
+		if args, ok := BackfillValues(r, now); ok {
+			t.Errorf("%s: backfilled with %v, want left alone", name, args)
+		}
+	}
+	stale := live
+	stale.FPTimestamp = 41
+	if _, ok := BackfillValues(stale, now); !ok {
+		t.Error("a row whose fp is older than its digest was not backfilled")
+	}
+}

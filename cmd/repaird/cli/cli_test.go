@@ -127,6 +127,15 @@ func TestSummary(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
 	}
+	if strings.Contains(s, "backfilled") {
+		t.Errorf("a run that backfilled nothing says it did:\n%s", s)
+	}
+	rep.FingerprintsBackfilled = 1980
+	b.Reset()
+	WriteSummary(&b, rep)
+	if !strings.Contains(b.String(), "fingerprints backfilled: 1980 rows") {
+		t.Errorf("summary lacks the backfill:\n%s", b.String())
+	}
 }
 
 func TestOneLine(t *testing.T) {

@@ -42,6 +42,9 @@ func WriteSummary(w io.Writer, rep *repair.Report) {
 		fmt.Fprintf(w, "fingerprints: %d rows in sync without a scan, %d segments in sync, %d aggregate queries, %d ranges digest-scanned\n",
 			rep.RowsInSync, rep.SegmentsInSync, fpq, rep.RangesScanned)
 	}
+	if rep.FingerprintsBackfilled > 0 {
+		fmt.Fprintf(w, "fingerprints backfilled: %d rows written before the fp column (their ranges are in sync by fingerprints from the next run on)\n", rep.FingerprintsBackfilled)
+	}
 	if rep.Conflicts > 0 {
 		fmt.Fprintf(w, "conflicts: %d (versions LWW dropped that another writer made within the conflict window; list them with `repaird conflicts`)\n", rep.Conflicts)
 	}
