@@ -324,3 +324,33 @@ func TestRunBoardEndedMeansOffTheBoard(t *testing.T) {
 		t.Fatalf("the next run cannot start after ended: %v", err)
 	}
 }
+
+// A run the progress store has finished but whose result this daemon has
+// not recorded yet is still running here: listing it as finished while a
+// start is refused as "already running" was the flake of
+// integration/control_test.go ("repaird start: 409 Conflict").
+func TestRunListedFinishedOnlyOnceOver(t *testing.T) {
+	ctx := context.Background()
+	store := repair.NewMemProgress()
+	run, err := store.Begin(ctx, "users", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Finish(ctx, run, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	run, _, _ = store.LastFinished(ctx, "users")
+	d := &Daemon{runs: newRunBoard()}
+	a, err := d.runs.add("users", repair.Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.begin(run)
+	if v := d.runView(ctx, store, "users", run, false); v.State != "running" || !v.Here {
+		t.Fatalf("finished in the store, result not recorded here: state %q here %v, want running here", v.State, v.Here)
+	}
+	a.end(nil, nil)
+	if v := d.runView(ctx, store, "users", run, false); v.State != "finished" {
+		t.Fatalf("once over: state %q, want finished", v.State)
+	}
+}

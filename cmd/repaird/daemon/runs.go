@@ -64,6 +64,16 @@ func (a *activeRun) end(rep *repair.Report, err error) {
 	a.oonce.Do(func() { close(a.over) })
 }
 
+// isOver reports whether the run's result is recorded (over is closed).
+func (a *activeRun) isOver() bool {
+	select {
+	case <-a.over:
+		return true
+	default:
+		return false
+	}
+}
+
 func (a *activeRun) snapshot() (repair.RunInfo, repair.Progress, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

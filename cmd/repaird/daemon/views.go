@@ -86,6 +86,12 @@ func (d *Daemon) runView(ctx context.Context, store repair.ProgressStore, ns str
 				v.State = "aborted"
 			}
 		}
+		if a := d.runs.byID(ns, run.ID); a != nil && v.State == "finished" && !a.isOver() {
+			// Finished in the progress store, but this daemon has not
+			// recorded the run's result yet, and would refuse a start as
+			// a run in progress: it is still running here, for a moment.
+			v.State, v.Here = "running", true
+		}
 		return v
 	}
 	a := d.runs.byID(ns, run.ID)
