@@ -252,13 +252,35 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 	if fps == nil {
 		return []TokenRange{seg}, nil, nil
 	}
+	if !acc.density.descend() {
+		acc.do(func(rp *Report) { rp.SegmentsScannedOutright++ })
+		return []TokenRange{seg}, nil, nil
+	}
 	var leaves []TokenRange
 	var unprinted []backfillRange
+	// segRows is the segment's rows, scanned the rows of the ranges
+	// handed to the digest scan (in the region holding most): their
+	// ratio is what the density estimate learns from this segment.
+	var segRows, scanned int64
+	answeredRows := func(answers []RangeFingerprint) int64 {
+		var n int64
+		for _, f := range answers {
+			n = max(n, f.Rows)
+		}
+		return n
+	}
+	defer func() {
+		if segRows > 0 {
+			acc.density.record(min(scanned, segRows), segRows)
+		}
+	}()
 	leaf := func(rg TokenRange, answers []RangeFingerprint, answered bool) {
 		leaves = append(leaves, rg)
 		if !answered {
+			scanned = segRows // unknown: count it all
 			return
 		}
+		scanned += answeredRows(answers)
 		b := backfillRange{TokenRange: rg, regions: make([]bool, len(answers))}
 		need := false
 		for j, f := range answers {
@@ -285,6 +307,9 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 		}
 		if err != nil {
 			return nil, nil, err
+		}
+		if depth == 0 && !timedOut[0] {
+			segRows = answeredRows(answers[0])
 		}
 		var next []TokenRange
 		var nextDerived []*derivation

@@ -300,3 +300,73 @@ func TestFingerprintsDenseDivergenceScans(t *testing.T) {
 		t.Errorf("%d ranges scanned, want 1 (the differing pieces merged)", rep.RangesScanned)
 	}
 }
+
+// Dense divergence across segments: once the segments descended were
+// mostly scanned anyway, the run scans the next ones outright (probing one
+// in densityProbeEvery), with every differing row still fixed; at sparse
+// divergence every segment is descended.
+func TestFingerprintsDenseRunScansOutright(t *testing.T) {
+	const n, segments = 8000, 32
+	t.Run("dense", func(t *testing.T) {
+		ms, _, aggs := fpRegions(2)
+		fill(ms, n)
+		for i := 0; i < n; i += 5 { // 20 %
+			pk, ck := fpKey(i)
+			ms[0].Put(testNS, pk, ck, 1_000_000+int64(i), false, []byte("newer"), 0)
+		}
+		r, _ := New(regionsOf(ms), Options{Segments: segments, Parallelism: 1})
+		rep, err := r.Run(context.Background(), testNS)
+		if err != nil || rep.RowsDiffering != n/5 || rep.RowsWritten != n/5 {
+			t.Fatalf("differing %d written %d (%v), want %d", rep.RowsDiffering, rep.RowsWritten, err, n/5)
+		}
+		descended := segments - rep.SegmentsScannedOutright
+		if rep.SegmentsScannedOutright < segments/2 || descended < densityMinSegments {
+			t.Errorf("%d of %d segments scanned outright, want most (after %d descended)", rep.SegmentsScannedOutright, segments, densityMinSegments)
+		}
+		t.Logf("%d segments scanned outright, %d aggregate queries", rep.SegmentsScannedOutright, total(aggs))
+		lpk, lck := fpKey(n - 5)
+		if v, _, _ := ms[1].Get(testNS, lpk, lck); string(v.Value) != "newer" {
+			t.Errorf("region b holds %q for the last differing row, want the newer value", v.Value)
+		}
+	})
+	t.Run("sparse", func(t *testing.T) {
+		ms, _, _ := fpRegions(2)
+		fill(ms, n)
+		for i := 0; i < n; i += 1000 {
+			pk, ck := fpKey(i)
+			ms[0].Put(testNS, pk, ck, 1_000_000+int64(i), false, []byte("newer"), 0)
+		}
+		r, _ := New(regionsOf(ms), Options{Segments: segments, Parallelism: 1})
+		rep, err := r.Run(context.Background(), testNS)
+		if err != nil || rep.RowsDiffering != n/1000 || rep.SegmentsScannedOutright != 0 {
+			t.Fatalf("differing %d, %d segments scanned outright (%v); want %d, 0", rep.RowsDiffering, rep.SegmentsScannedOutright, err, n/1000)
+		}
+	})
+}
+
+func TestDensityProbesAndForgets(t *testing.T) {
+	var d density
+	for range densityMinSegments {
+		if !d.descend() {
+			t.Fatal("skipped a descent before the estimate had its segments")
+		}
+		d.record(90, 100)
+	}
+	skipped, probed := 0, 0
+	for range 2 * densityProbeEvery {
+		if d.descend() {
+			probed++
+		} else {
+			skipped++
+		}
+	}
+	if probed != 2 || skipped != 2*densityProbeEvery-2 {
+		t.Fatalf("dense: %d probes, %d skipped of %d; want one probe in %d", probed, skipped, 2*densityProbeEvery, densityProbeEvery)
+	}
+	for range densityWindow {
+		d.record(0, 100) // the probes find segments in sync
+	}
+	if !d.descend() || !d.descend() {
+		t.Fatal("still skipping once the latest segments were in sync")
+	}
+}

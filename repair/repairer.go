@@ -130,6 +130,11 @@ type Report struct {
 	// (written before the fp column existed), in every region: the ranges
 	// holding them are in sync by fingerprints from the next run on.
 	FingerprintsBackfilled int64
+	// SegmentsScannedOutright counts the segments (or pieces) digest-scanned
+	// without asking their fingerprints, because the segments before them
+	// were mostly scanned anyway (dense divergence: see docs/repair.md,
+	// "Fingerprints").
+	SegmentsScannedOutright int
 	// RangesScanned counts the digest scans (one per region each) of
 	// segments, pieces or the sub-ranges whose fingerprints differed.
 	RangesScanned int64
@@ -230,6 +235,7 @@ type accum struct {
 	rep     *Report
 	pairs   []int64
 	samples int
+	density density
 }
 
 func (a *accum) do(f func(r *Report)) {
