@@ -11,7 +11,11 @@ package integration
 // The conflict log is off in both modes (its table is created at a run's
 // start, a fixed cost unrelated to the comparison). B/row and ns/row are
 // per row of the table (bytes read from both regions:
-// aggregate answers, digest scans, value fetches).
+// aggregate answers, digest scans, value fetches); server-ns/row is the CPU
+// the two regions' nodes spent per row. After the load, the servers are
+// left to settle (flushes, compactions) and each mode runs once unmeasured,
+// so that neither the load's aftermath nor the servers' JIT warm-up is
+// charged to whichever mode is measured first.
 
 import (
 	"context"
@@ -31,11 +35,20 @@ func BenchmarkFingerprint(b *testing.B) {
 		f.load(b, "a", rows)
 		f.load(b, "b", rows)
 		b.Logf("loaded %d rows x 2 regions in %s", n, time.Since(start).Round(time.Millisecond))
+		settleServers(b, "a", "b")
+		for _, mode := range []string{"fingerprint", "digest"} {
+			cpu, wall := serverCPU(b, "a", "b"), time.Now()
+			if _, err := f.benchRepairer(b, n, mode).Run(context.Background(), repairNS); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("warm-up, %s: %s, servers' CPU %s", mode, time.Since(wall).Round(time.Millisecond), (serverCPU(b, "a", "b") - cpu).Round(10*time.Millisecond))
+		}
 		version := 10
 		for _, pct := range []float64{0, 0.001, 0.10} {
 			for _, mode := range []string{"fingerprint", "digest"} {
 				b.Run(fmt.Sprintf("rows=%d/div=%g%%/%s", n, pct*100, mode), func(b *testing.B) {
 					var rep *repair.Report
+					var cpuUsed time.Duration
 					k := int(float64(n) * pct)
 					for i := 0; i < b.N; i++ {
 						b.StopTimer()
@@ -47,17 +60,13 @@ func BenchmarkFingerprint(b *testing.B) {
 							div = append(div, repairRow{pk: pk, ck: ck, value: value(idx, version, benchValueSize), ts: ts + int64(version)})
 						}
 						f.load(b, "a", div) // region b misses these writes
-						r, err := repair.New(f.cqlRegions(b), repair.Options{Segments: max(n/5000, 4), Parallelism: 2, PageSize: 2000,
-							DisableFingerprints: mode == "digest",
-							// The conflict log's table is created at a run's
-							// start: a fixed second, the same in both modes.
-							Conflicts: repair.ConflictConfig{Disabled: true}})
-						if err != nil {
-							b.Fatal(err)
-						}
+						r := f.benchRepairer(b, n, mode)
+						cpu := serverCPU(b, "a", "b")
 						b.StartTimer()
+						var err error
 						rep, err = r.Run(context.Background(), repairNS)
 						b.StopTimer()
+						cpuUsed += serverCPU(b, "a", "b") - cpu
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -79,6 +88,7 @@ func BenchmarkFingerprint(b *testing.B) {
 					}
 					b.ReportMetric(float64(bytesRead)/float64(n), "B/row")
 					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/row")
+					b.ReportMetric(float64(cpuUsed.Nanoseconds())/float64(b.N)/float64(n), "server-ns/row")
 					b.ReportMetric(float64(queries), "aggregates/op")
 					b.ReportMetric(float64(rep.RowsScanned), "scanned/op")
 					b.ReportMetric(float64(rep.RowsWritten), "written/op")
@@ -89,4 +99,19 @@ func BenchmarkFingerprint(b *testing.B) {
 			}
 		}
 	}
+}
+
+// benchRepairer is the repair both modes run: fingerprints first, or
+// (mode "digest") today's digest scan of every segment.
+func (f *repairFixture) benchRepairer(b *testing.B, n int, mode string) *repair.Repairer {
+	b.Helper()
+	r, err := repair.New(f.cqlRegions(b), repair.Options{Segments: max(n/5000, 4), Parallelism: 2, PageSize: 2000,
+		DisableFingerprints: mode == "digest",
+		// The conflict log's table is created at a run's start: a fixed
+		// second, the same in both modes.
+		Conflicts: repair.ConflictConfig{Disabled: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
 }

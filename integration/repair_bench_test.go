@@ -174,3 +174,40 @@ func BenchmarkRepair(b *testing.B) {
 		}
 	}
 }
+
+// serverCPU is the CPU time the regions' Cassandra nodes have used so far
+// (env.Process.CPUTime): benchmarks report the servers' share of a mode
+// beside its wall time, since with the servers pinned to one core
+// (bench.sh) the wall time of a server-bound mode is mostly theirs.
+func serverCPU(tb testing.TB, regions ...string) time.Duration {
+	tb.Helper()
+	l := localEnv(tb)
+	var sum time.Duration
+	for _, name := range regions {
+		for _, n := range l.Nodes(name) {
+			sum += n.CPUTime()
+		}
+	}
+	return sum
+}
+
+// settleServers waits until the regions' nodes are quiet (less than a
+// tenth of a core over half a second), so that the flushes and
+// compactions a bulk load starts are not charged to whichever mode is
+// measured first. It gives up after two minutes, saying so.
+func settleServers(tb testing.TB, regions ...string) {
+	tb.Helper()
+	start := time.Now()
+	const window = 500 * time.Millisecond
+	prev := serverCPU(tb, regions...)
+	for time.Since(start) < 2*time.Minute {
+		time.Sleep(window)
+		cur := serverCPU(tb, regions...)
+		if cur-prev < window/10 {
+			tb.Logf("servers of %v quiet after %s", regions, time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		prev = cur
+	}
+	tb.Logf("servers of %v still busy after %s; measuring anyway", regions, time.Since(start).Round(time.Second))
+}
