@@ -129,7 +129,7 @@ func TestOperationsExamplesRun(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(controlToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cd := startControlDaemon(t, f, tokenFile, "  segments: 16\n  rows_per_second: 400\n  interval: 1h\n")
+	cd := startControlDaemon(t, f, tokenFile, "  segments: 16\n  rows_per_second: 100\n  interval: 1h\n")
 	eventually(t, 60*time.Second, "the scheduled run works", func() error {
 		var v daemon.RunView
 		if code := cd.api(t, "GET", "/v1/namespaces/"+repairNS+"/runs/current", "", "", &v); code != 200 || v.State != "running" {

@@ -28,7 +28,8 @@ type countingStream struct {
 	trk     *tracker
 	rows    int64
 	bytes   int64
-	pending int64
+	pending int64 // rows not yet counted in the report
+	unpaid  int64 // rows not yet charged to the rate limit
 	err     error
 }
 
@@ -40,10 +41,17 @@ func (c *countingStream) Next() bool {
 	}
 	if !c.RowStream.Next() {
 		c.flush()
+		// The rows since the last page take their share of the rate
+		// too: a range of fewer than flushEvery rows is charged here.
+		if n := c.unpaid; n > 0 {
+			c.unpaid = 0
+			c.err = c.pay(n)
+		}
 		return false
 	}
 	c.rows++
 	c.pending++
+	c.unpaid++
 	c.bytes += digestRowBytes(c.RowStream.Row())
 	if c.pending >= flushEvery {
 		c.flush()
@@ -52,23 +60,31 @@ func (c *countingStream) Next() bool {
 		c.trk.hold()
 		err := c.ctl.Wait(c.ctx)
 		c.trk.release()
+		if err == nil {
+			n := c.unpaid
+			c.unpaid = 0
+			err = c.pay(n)
+		}
 		if err != nil {
 			c.err = err
 			return false
 		}
-		c.trk.hold()
-		err = wait.Tokens(c.ctx, c.r.lim, flushEvery)
-		c.trk.release()
-		if err != nil {
-			// The rate allows no more rows before ctx ends (rate.Limiter
-			// says so at once when ctx has a deadline): hold the scan
-			// until then, as a sleep would, and end with ctx's error.
-			<-c.ctx.Done()
-			c.err = c.ctx.Err()
-			return false
-		}
 	}
 	return true
+}
+
+// pay takes n rows' share of the rate. When the rate allows no more rows
+// before ctx ends (rate.Limiter says so at once when ctx has a deadline),
+// it holds the scan until then, as a sleep would, and returns ctx's error.
+func (c *countingStream) pay(n int64) error {
+	c.trk.hold()
+	err := wait.Tokens(c.ctx, c.r.lim, int(min(n, 1<<30)))
+	c.trk.release()
+	if err != nil {
+		<-c.ctx.Done()
+		return c.ctx.Err()
+	}
+	return nil
 }
 
 func (c *countingStream) flush() {
