@@ -280,7 +280,6 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 			scanned = segRows // unknown: count it all
 			return
 		}
-		scanned += answeredRows(answers)
 		b := backfillRange{TokenRange: rg, regions: make([]bool, len(answers))}
 		need := false
 		for j, f := range answers {
@@ -288,8 +287,14 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 			need = need || b.regions[j]
 		}
 		if need {
+			// Scanned for want of fingerprints, not for divergence: not
+			// evidence of density (a table written before the column
+			// would otherwise stop descending, and so stop being
+			// backfilled, after its first segments).
 			unprinted = append(unprinted, b)
+			return
 		}
+		scanned += answeredRows(answers)
 	}
 	level := []TokenRange{seg}
 	// derived[i], when set, says level[i] is the last part of a parent

@@ -372,3 +372,27 @@ func TestDensityProbesAndForgets(t *testing.T) {
 		}
 	}
 }
+
+// A table written before the fp column is scanned in full on its first
+// run for want of fingerprints, not for divergence: the run must not take
+// that for dense divergence and stop descending, or only its first
+// segments would be backfilled.
+func TestFingerprintsBackfillWholeLegacyTable(t *testing.T) {
+	ms, _, _ := fpRegions(2)
+	const n = 4000
+	for i := range n {
+		pk, ck := fpKey(i)
+		for _, m := range ms {
+			m.InsertWithoutFingerprint(testNS, pk, ck, schema.RowCells(false, []byte("v"), 0), int64(10+i), 0)
+		}
+	}
+	r, _ := New(regionsOf(ms), Options{Segments: 32, Parallelism: 1})
+	rep, err := r.Run(context.Background(), testNS)
+	if err != nil || rep.SegmentsScannedOutright != 0 || rep.FingerprintsBackfilled != 2*n {
+		t.Fatalf("first run: %d segments scanned outright, %d backfilled (%v); want 0, %d", rep.SegmentsScannedOutright, rep.FingerprintsBackfilled, err, 2*n)
+	}
+	rep, err = r.Run(context.Background(), testNS)
+	if err != nil || rep.SegmentsInSync != 32 || rep.RowsScanned != 0 {
+		t.Fatalf("second run: %d segments in sync, %d scanned (%v); want 32, 0", rep.SegmentsInSync, rep.RowsScanned, err)
+	}
+}
