@@ -10,7 +10,6 @@ import (
 	"github.com/tidemark/tidemark/internal/cells"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
-	"github.com/tidemark/tidemark/internal/wait"
 )
 
 // Backfiller is implemented by readers that can give the rows written
@@ -181,12 +180,8 @@ func (r *Repairer) backfill(ctx context.Context, ns string, bs []backfillRange, 
 				}
 				return &RegionError{Region: name, Op: "backfill", Err: fmt.Errorf("range %s: %w", b.TokenRange, err)}
 			}
-			trk.hold()
-			err = wait.Tokens(ctx, r.lim, int(min(st.Scanned, 1<<30)))
-			trk.release()
-			if err != nil {
-				<-ctx.Done()
-				return ctx.Err()
+			if err := r.charge(ctx, trk, st.Scanned); err != nil {
+				return err
 			}
 		}
 	}

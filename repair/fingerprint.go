@@ -14,7 +14,6 @@ import (
 	"github.com/tidemark/tidemark/internal/cells"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/schema"
-	"github.com/tidemark/tidemark/internal/wait"
 )
 
 // RangeFingerprint is what a region's database computes over a token range
@@ -364,12 +363,8 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 			r.opts.Metrics.addInSync(ns, synced)
 			// The database read these rows: they take their share of
 			// the scan rate, as scanned rows do.
-			trk.hold()
-			err := wait.Tokens(ctx, r.lim, int(min(synced, 1<<30)))
-			trk.release()
-			if err != nil {
-				<-ctx.Done()
-				return nil, nil, ctx.Err()
+			if err := r.charge(ctx, trk, synced); err != nil {
+				return nil, nil, err
 			}
 		}
 		level, derived = next, nextDerived

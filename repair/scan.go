@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-
-	"github.com/tidemark/tidemark/internal/wait"
 )
 
 // segStats is what one range's scan did: rows scanned, rows differing and
@@ -73,19 +71,8 @@ func (c *countingStream) Next() bool {
 	return true
 }
 
-// pay takes n rows' share of the rate. When the rate allows no more rows
-// before ctx ends (rate.Limiter says so at once when ctx has a deadline),
-// it holds the scan until then, as a sleep would, and returns ctx's error.
-func (c *countingStream) pay(n int64) error {
-	c.trk.hold()
-	err := wait.Tokens(c.ctx, c.r.lim, int(min(n, 1<<30)))
-	c.trk.release()
-	if err != nil {
-		<-c.ctx.Done()
-		return c.ctx.Err()
-	}
-	return nil
-}
+// pay takes n rows' share of the rate (Repairer.charge).
+func (c *countingStream) pay(n int64) error { return c.r.charge(c.ctx, c.trk, n) }
 
 func (c *countingStream) flush() {
 	if c.pending == 0 && c.bytes == 0 {

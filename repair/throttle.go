@@ -1,10 +1,13 @@
 package repair
 
 import (
+	"context"
 	"math"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tidemark/tidemark/internal/wait"
 )
 
 // newLimiter returns the scan-rate limiter of a run over regions regions:
@@ -29,6 +32,22 @@ func intensityPause(d time.Duration, intensity float64) time.Duration {
 		return 0
 	}
 	return time.Duration(float64(d) * (1/intensity - 1))
+}
+
+// charge takes n rows' share of the run's rate: the rows a scan, a
+// backfill or an in-sync answer made the database read. The wait is held
+// on trk (not a hang). When the rate allows no more rows before ctx ends
+// (rate.Limiter says so at once when ctx has a deadline), it holds until
+// then, as a sleep would, and returns ctx's error.
+func (r *Repairer) charge(ctx context.Context, trk *tracker, n int64) error {
+	trk.hold()
+	err := wait.Tokens(ctx, r.lim, int(min(n, 1<<30)))
+	trk.release()
+	if err != nil {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
 }
 
 // setRate retunes a run's limiter to rowsPerSecond distinct rows a second
