@@ -36,8 +36,9 @@ type BackfillStats struct {
 }
 
 // backfillRowBytes is the payload of one row of schema.SelectBackfillRange
-// besides its keys: six fixed-size columns with their 4-byte lengths.
-const backfillRowBytes = 5*(4+8) + (4 + 1)
+// besides its keys: four bigints, an int and a boolean, each with its
+// 4-byte length.
+const backfillRowBytes = 4*(4+8) + (4 + 4) + (4 + 1)
 
 // backfillBatch is how many rows of one partition one request writes.
 const backfillBatch = 40
