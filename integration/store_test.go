@@ -806,7 +806,8 @@ func TestStoreThreeNodeRegion(t *testing.T) {
 	for i := range 3 {
 		err := ns.Put(ctx, []byte("p"), fmt.Appendf(nil, "two-down-%d", i), []byte("v"))
 		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrTimeout) {
-			t.Fatalf("LocalQuorum write with two nodes down: %v, want ErrUnavailable or ErrTimeout", err)
+			t.Fatalf("LocalQuorum write %d with two nodes down: %v, want ErrUnavailable or ErrTimeout (nodes stopped: %v %v %v)",
+				i, err, nodes[0].Stopped(), nodes[1].Stopped(), nodes[2].Stopped())
 		}
 	}
 	// LocalOne needs one replica: still accepted (once the driver has

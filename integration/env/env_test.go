@@ -270,3 +270,39 @@ func TestCPUTimeCountsThisProcessesWork(t *testing.T) {
 		t.Fatalf("CPUTime of a process not running = %s, want 0", got)
 	}
 }
+
+// TestPauseReturnsOnceEveryThreadStopped: Pause returns with the process
+// stopped (all its threads), Resume lets it run again.
+func TestPauseReturnsOnceEveryThreadStopped(t *testing.T) {
+	dir := t.TempDir()
+	p := &Process{Name: "sleeper", argv: []string{"sleep", "60"}, dir: dir, outFile: dir + "/out", attached: true}
+	if err := p.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Kill(context.Background()) })
+	if p.Stopped() {
+		t.Fatal("Stopped before Pause")
+	}
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Stopped() {
+		t.Fatal("Pause returned with a thread still running")
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stopped() {
+		if time.Now().After(deadline) {
+			t.Fatal("still stopped 10 s after Resume")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := p.Kill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p.Stopped() {
+		t.Fatal("Stopped after Kill")
+	}
+}

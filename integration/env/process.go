@@ -117,8 +117,70 @@ func (p *Process) signal(sig syscall.Signal) error {
 }
 
 // Pause freezes the process with SIGSTOP: its sockets stay open but nothing
-// answers, as with a hung node or a network partition.
-func (p *Process) Pause() error { return p.signal(syscall.SIGSTOP) }
+// answers, as with a hung node or a network partition. It returns once
+// every thread of the process has stopped, so that what a test does next
+// meets a process that no longer runs (the kernel stops each thread the
+// next time it is scheduled, not when kill returns), or with an error after
+// pauseWait.
+func (p *Process) Pause() error {
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(pauseWait)
+	for {
+		running := runningThreads(p.Pid())
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %d threads still running %s after SIGSTOP", p.Name, running, pauseWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// pauseWait bounds how long Pause waits for the threads to stop.
+const pauseWait = 10 * time.Second
+
+// Stopped reports whether the process runs and every one of its threads is
+// stopped (by Pause).
+func (p *Process) Stopped() bool {
+	pid := p.Pid()
+	return pid != 0 && p.Running() && pidAlive(pid) && runningThreads(pid) == 0
+}
+
+// runningThreads counts the threads of pid that may still run user code
+// (state not T in /proc/<pid>/task/<tid>/stat). A thread in uninterruptible
+// sleep (D: a disk write, an fsync) is not counted: it stops as it leaves
+// the kernel, before it runs any of the process's code, and a slow disk
+// must not make Pause fail. A thread that exits while it is read is not
+// counted; a pid that cannot be read counts 0.
+func runningThreads(pid int) int {
+	if pid <= 0 {
+		return 0
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			continue
+		}
+		switch b[i+2] {
+		case 'T', 't', 'D', 'Z', 'X':
+		default:
+			n++
+		}
+	}
+	return n
+}
 
 // Resume continues a paused process with SIGCONT.
 func (p *Process) Resume() error { return p.signal(syscall.SIGCONT) }
