@@ -47,6 +47,9 @@ type debtLog struct {
 	s     *Store
 	queue chan debtEntry
 	done  chan struct{}
+	// pending counts the entries queued or in the batch being written
+	// (the debt_pending gauge).
+	pending atomic.Int64
 
 	mu        sync.Mutex
 	overflows map[[2]string]overflowDue // (target, namespace) whose overflow entry is due
@@ -82,12 +85,23 @@ func (d *debtLog) record(r *region, m *mutation, rows []driver.Row, reason strin
 	now := d.s.cfg.Now()
 	for _, row := range rows {
 		e := debtEntry{target: r.name, ns: m.ns, pk: m.pk, ck: row.CK, ts: row.Timestamp, reason: reason, at: now, wm: m.wm, region: r.idx}
+		d.pending.Add(1)
 		select {
 		case d.queue <- e:
 		default:
+			d.pending.Add(-1)
 			d.overflow(e, "queue_full")
 		}
 	}
+}
+
+// pendingCount is how many entries are queued or being written; 0
+// without a debt log.
+func (d *debtLog) pendingCount() int64 {
+	if d == nil {
+		return 0
+	}
+	return d.pending.Load()
 }
 
 // overflow counts a debt entry that could not be recorded and marks its
@@ -149,6 +163,7 @@ func (d *debtLog) run() {
 			}
 		}
 		d.writeBatch(batch)
+		d.pending.Add(-int64(len(batch)))
 		if len(d.queue) == 0 {
 			d.flushOverflows()
 		}

@@ -163,6 +163,41 @@ func TestDebtQueueFullCounts(t *testing.T) {
 	}
 }
 
+// TestPendingGaugesCountWorkInFlight: hints_pending counts a hint from the
+// moment it is queued until the sink has answered, debt_pending a debt
+// entry until it is written; both return to 0, and then every missed
+// write is recorded (what the integration tests wait for before they
+// compare the counters).
+func TestPendingGaugesCountWorkInFlight(t *testing.T) {
+	sinkGate, debtGate := make(chan struct{}), make(chan struct{})
+	sink := HintSinkFunc(func(context.Context, record.Hint) error {
+		<-sinkGate
+		return errors.New("no Kafka today")
+	})
+	e := debtEnv(t, func(c *Config) { c.HintSink = sink; c.HintTimeout = time.Minute; c.Regions = c.Regions[:2] })
+	e.mem["b"].SetFault(driver.Fault{Err: fmt.Errorf("%w: down", driver.ErrUnavailable), Ops: []string{driver.OpWrite}})
+	e.mem["a"].SetFault(driver.Fault{Gate: debtGate, Ops: []string{driver.OpCreateTable}})
+	putN(t, e.ns, 3)
+	waitFor(t, "3 hints pending", func() bool { return metricValue(t, e.st.metrics.hintsPending) == 3 })
+	if got := metricValue(t, e.st.metrics.debtPending); got != 0 {
+		t.Errorf("debt_pending = %v before any hint failed, want 0", got)
+	}
+	close(sinkGate)
+	waitFor(t, "3 debt entries pending", func() bool { return metricValue(t, e.st.metrics.debtPending) == 3 })
+	waitFor(t, "no hint pending", func() bool { return metricValue(t, e.st.metrics.hintsPending) == 0 })
+	if got := metricValue(t, e.st.metrics.debtRecorded.WithLabelValues("b")); got != 0 {
+		t.Errorf("debt_recorded_total = %v while the home region holds the writer, want 0", got)
+	}
+	close(debtGate)
+	waitFor(t, "no debt pending", func() bool { return metricValue(t, e.st.metrics.debtPending) == 0 })
+	if got := metricValue(t, e.st.metrics.debtRecorded.WithLabelValues("b")); got != 3 {
+		t.Errorf("debt_recorded_total = %v once nothing is pending, want 3", got)
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestDebtKeyRoundTrip: the debt encodings decode to what was encoded, and
 // malformed rows are errors, not panics.
 func TestDebtKeyRoundTrip(t *testing.T) {

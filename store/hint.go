@@ -130,10 +130,12 @@ type hintJob struct {
 // at once (pool_full).
 func (s *Store) hintAsync(r *region, m *mutation, cause error) {
 	if s.hintQueued.take(m.size) {
+		s.hintsPending.Add(1)
 		select {
 		case s.hintQueue <- hintJob{r: r, m: m, cause: cause}:
 			return
 		default:
+			s.hintsPending.Add(-1)
 			s.hintQueued.release(m.size)
 		}
 	}
@@ -147,6 +149,7 @@ func (s *Store) hintWorker() {
 	for j := range s.hintQueue {
 		s.hintQueued.release(j.m.size)
 		s.hint(j.r, j.m, j.cause)
+		s.hintsPending.Add(-1)
 	}
 }
 

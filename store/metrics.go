@@ -53,6 +53,10 @@ import (
 //     unreachable at Open).
 //   - background_queue_depth: background writes waiting for a worker.
 //   - background_queue_bytes: bytes held by those waiting writes.
+//   - hints_pending: background writes whose hints wait for a hint worker
+//     or are being stored (each ends hinted, failed or uncertain).
+//   - debt_pending: repair debt entries waiting to be written to the home
+//     region or being written (each ends recorded or overflowed).
 //
 // When the Store takes part in the convergence watermark
 // (WatermarkConfig):
@@ -87,11 +91,18 @@ type Metrics struct {
 	connected      *prometheus.GaugeVec
 	queueDepth     prometheus.GaugeFunc
 	queueBytes     prometheus.GaugeFunc
+	hintsPending   prometheus.GaugeFunc
+	debtPending    prometheus.GaugeFunc
 	conflicts      *conflicts.Counters
 	extra          metrics.Set // the watermark's (watermark.go), when the Store takes part
 }
 
-func newMetrics(depth, bytes func() float64) *Metrics {
+// gauges reads the Store's queues for the metrics that are functions.
+type gauges struct {
+	depth, bytes, hints, debt func() float64
+}
+
+func newMetrics(g gauges) *Metrics {
 	const ns, sub = "tidemark", "store"
 	buckets := prometheus.ExponentialBuckets(0.0002, 2, 16) // 0.2ms .. ~6.5s
 	return &Metrics{
@@ -148,18 +159,26 @@ func newMetrics(depth, bytes func() float64) *Metrics {
 		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "background_queue_depth",
 			Help: "Background region writes waiting for a worker.",
-		}, depth),
+		}, g.depth),
 		queueBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "background_queue_bytes",
 			Help: "Key and value bytes held by background writes waiting for a worker.",
-		}, bytes),
+		}, g.bytes),
+		hintsPending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "hints_pending",
+			Help: "Background writes whose hints wait for a hint worker or are being stored.",
+		}, g.hints),
+		debtPending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "debt_pending",
+			Help: "Repair debt entries waiting to be written to the home region or being written.",
+		}, g.debt),
 		conflicts: conflicts.NewCounters(conflicts.ByReadRepair),
 	}
 }
 
 func (m *Metrics) collectors() metrics.Set {
 	return metrics.Set{m.callDuration, m.regionDuration, m.regionErrors, m.hinted,
-		m.hintsFailed, m.hintsUncertain, m.debtRecorded, m.debtOverflow, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes, m.conflicts.Collectors(), m.extra}
+		m.hintsFailed, m.hintsUncertain, m.debtRecorded, m.debtOverflow, m.writesRejected, m.readRepairs, m.breakerState, m.connected, m.queueDepth, m.queueBytes, m.hintsPending, m.debtPending, m.conflicts.Collectors(), m.extra}
 }
 
 // Describe implements prometheus.Collector.

@@ -46,6 +46,9 @@ type Store struct {
 	hintQueue  chan hintJob
 	hintQueued *budget
 	hinters    sync.WaitGroup
+	// hintsPending counts the jobs queued in hintQueue or being stored by
+	// a hint worker (the hints_pending gauge).
+	hintsPending atomic.Int64
 	// debt records the writes no hint will bring their region (debt.go);
 	// nil when Config.MaxPendingDebt is negative.
 	debt *debtLog
@@ -138,9 +141,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.retentions = schema.NewRetentions(s.readRetention, schema.DefaultRetentionRefresh, 0, cfg.Now)
 	s.abortCtx, s.abort = context.WithCancelCause(context.Background())
 	s.lifeCtx, s.lifeStop = context.WithCancel(context.Background())
-	s.metrics = newMetrics(
-		func() float64 { return float64(len(s.queue)) },
-		func() float64 { _, b := s.queued.held(); return float64(b) })
+	s.metrics = newMetrics(gauges{
+		depth: func() float64 { return float64(len(s.queue)) },
+		bytes: func() float64 { _, b := s.queued.held(); return float64(b) },
+		hints: func() float64 { return float64(s.hintsPending.Load()) },
+		debt:  func() float64 { return float64(s.debt.pendingCount()) },
+	})
 	s.conflicts = s.newConflictLog()
 
 	// Home first, then the others in Config order.
