@@ -104,6 +104,9 @@ type gauges struct {
 
 func newMetrics(g gauges) *Metrics {
 	const ns, sub = "tidemark", "store"
+	gaugeFunc := func(name, help string, f func() float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, f)
+	}
 	buckets := prometheus.ExponentialBuckets(0.0002, 2, 16) // 0.2ms .. ~6.5s
 	return &Metrics{
 		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -156,23 +159,11 @@ func newMetrics(g gauges) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "debt_overflow_total",
 			Help: "Repair debt entries not recorded (queue_full, write_failed), by the region that missed the write; its namespace gets an overflow entry (a full repair).",
 		}, []string{"region", "reason"}),
-		queueDepth: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "background_queue_depth",
-			Help: "Background region writes waiting for a worker.",
-		}, g.depth),
-		queueBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "background_queue_bytes",
-			Help: "Key and value bytes held by background writes waiting for a worker.",
-		}, g.bytes),
-		hintsPending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "hints_pending",
-			Help: "Background writes whose hints wait for a hint worker or are being stored.",
-		}, g.hints),
-		debtPending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "debt_pending",
-			Help: "Repair debt entries waiting to be written to the home region or being written.",
-		}, g.debt),
-		conflicts: conflicts.NewCounters(conflicts.ByReadRepair),
+		queueDepth:   gaugeFunc("background_queue_depth", "Background region writes waiting for a worker.", g.depth),
+		queueBytes:   gaugeFunc("background_queue_bytes", "Key and value bytes held by background writes waiting for a worker.", g.bytes),
+		hintsPending: gaugeFunc("hints_pending", "Background writes whose hints wait for a hint worker or are being stored.", g.hints),
+		debtPending:  gaugeFunc("debt_pending", "Repair debt entries waiting to be written to the home region or being written.", g.debt),
+		conflicts:    conflicts.NewCounters(conflicts.ByReadRepair),
 	}
 }
 
