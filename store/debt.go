@@ -21,12 +21,12 @@ import (
 // seconds instead of at the next full run.
 //
 // Recording never blocks a call: entries wait in a bounded queue
-// (Config.MaxPendingDebt) for one writer goroutine. An entry that does not
-// fit, or whose write fails (the home region down too), is counted
-// (debt_overflow_total) and turns into an overflow entry for its
-// namespace, written as soon as the home region takes it: repaird then
-// runs a full repair of the namespace, the only thing that covers keys it
-// was not told.
+// (Config.MaxPendingDebt) for the writer, debtPasses passes at once. An
+// entry that does not fit, or whose write fails (the home region down
+// too), is counted (debt_overflow_total) and turns into an overflow entry
+// for its namespace, written as soon as the home region takes it: repaird
+// then runs a full repair of the namespace, the only thing that covers
+// keys it was not told.
 
 // debtEntry is one key a region lacks.
 type debtEntry struct {
@@ -126,25 +126,48 @@ const debtBatch = 512
 const debtRowsPerWrite = 48
 
 // run writes queued entries until the queue is closed, then the overflow
-// entries still due. It takes what is queued (up to debtBatch), keeps the
-// newest entry of each key, and writes each debt partition's entries in
-// one request (a single-partition batch), the partitions concurrently:
-// one entry at a time, a burst of missed writes outran it. Overflow
-// entries still due are tried again every overflowRetry, also when no new
-// debt comes.
+// entries still due, with debtPasses passes at once.
 func (d *debtLog) run() {
 	defer close(d.done)
-	retry := time.NewTicker(overflowRetry)
-	defer retry.Stop()
+	var wg sync.WaitGroup
+	for i := range debtPasses {
+		wg.Go(func() { d.passes(i == 0) })
+	}
+	wg.Wait()
+	d.finish()
+}
+
+// debtPasses is how many passes of the writer run at once. A pass waits
+// for its slowest request; meanwhile the others go on taking entries, so
+// that one slow write to a loaded home region does not let the queue fill
+// (one pass at a time overflowed 81-106 entries a minute in
+// BenchmarkDebtDrain's unthrottled line, docs/benchmarks.md). At most
+// debtPasses × debtBatch entries are being written besides the queue's.
+const debtPasses = 4
+
+// passes takes what is queued (up to debtBatch), keeps the newest entry of
+// each key, and writes each debt partition's entries in one request (a
+// single-partition batch), the partitions concurrently — one entry at a
+// time, a burst of missed writes outran it — until the queue is closed.
+// Entries of one key in two passes are written in either order: each with
+// its own timestamp, the newest wins. With retries, overflow entries
+// still due are tried again every overflowRetry, also when no new debt
+// comes.
+func (d *debtLog) passes(retries bool) {
+	var tick <-chan time.Time
+	if retries {
+		retry := time.NewTicker(overflowRetry)
+		defer retry.Stop()
+		tick = retry.C
+	}
 	for {
 		var e debtEntry
 		select {
-		case <-retry.C:
+		case <-tick:
 			d.flushOverflows()
 			continue
 		case next, ok := <-d.queue:
 			if !ok {
-				d.finish()
 				return
 			}
 			e = next
