@@ -197,8 +197,23 @@ func debtOutage(t testing.TB, outage time.Duration, perSecond int, allowOverflow
 		}
 		return nil
 	})
-	res.repaired = gauge(t, d.Registry(), "tidemark_repaird_debt_repaired_total", "region", "c")
-	res.read = gauge(t, d.Registry(), "tidemark_repaird_debt_rows_read_total")
+	// The daemon adds a pass's counts once the pass is over, after its
+	// deletes emptied the table: read them once they have stopped moving
+	// for longer than a pass (debt_interval 1s).
+	counts := func() (float64, float64) {
+		return gauge(t, d.Registry(), "tidemark_repaird_debt_repaired_total", "region", "c"),
+			gauge(t, d.Registry(), "tidemark_repaird_debt_rows_read_total")
+	}
+	res.repaired, res.read = counts()
+	eventually(t, 30*time.Second, "the drain's counts settled", func() error {
+		time.Sleep(1500 * time.Millisecond)
+		repaired, read := counts()
+		if repaired != res.repaired || read != res.read || repaired == 0 {
+			res.repaired, res.read = repaired, read
+			return fmt.Errorf("%v keys repaired, %v rows read, still moving", repaired, read)
+		}
+		return nil
+	})
 	for _, v := range seriesOf(t, d.Registry(), "tidemark_repair_runs_started_total", "namespace") {
 		res.runs += v
 	}
