@@ -165,15 +165,11 @@ func runningThreads(pid int) int {
 	}
 	n := 0
 	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
-		if err != nil {
+		f := statFields(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if len(f) == 0 {
 			continue
 		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || i+2 >= len(b) {
-			continue
-		}
-		switch b[i+2] {
+		switch f[0][0] {
 		case 'T', 't', 'D', 'Z', 'X':
 		default:
 			n++
@@ -272,7 +268,14 @@ func procStat(pid int) []string {
 	if pid <= 0 {
 		return nil
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return statFields(fmt.Sprintf("/proc/%d/stat", pid))
+}
+
+// statFields returns the fields of a process's or thread's stat file
+// after the command name (the first is the state), or nil if it cannot be
+// read.
+func statFields(path string) []string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
@@ -347,13 +350,7 @@ func pidAlive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil {
 		return !errors.Is(err, syscall.ESRCH)
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
 	// Field 3 is the state; Z is a zombie.
-	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
-		return b[i+2] != 'Z'
-	}
-	return true
+	f := procStat(pid)
+	return f != nil && (len(f) == 0 || f[0] != "Z")
 }
