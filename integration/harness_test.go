@@ -48,6 +48,9 @@ var shared struct {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(crashingStoreEnv); spec != "" {
+		os.Exit(runCrashingStore(spec)) // the child of TestWatermarkAfterUncleanExit
+	}
 	os.Exit(runMain(m))
 }
 

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -166,4 +167,15 @@ func (m *MemDebt) RemoveDebt(_ context.Context, e DebtEntry) error {
 func NewOverflowEntry(target, namespace string, ts int64) DebtEntry {
 	return DebtEntry{Target: target, Namespace: namespace, Overflow: true, Timestamp: ts, Reason: "overflow",
 		partition: schema.DebtPartition(target, 0), ck: schema.EncodeDebtOverflow(namespace)}
+}
+
+// NewExitEntry builds the overflow entry repaird records, at at, when a
+// store of namespace stopped without closing: its writes that target
+// lacks are covered by no hint or key entry, so only a full run of the
+// namespace that starts after at covers them. It shares the namespace's
+// overflow entry (one full run covers both).
+func NewExitEntry(target, namespace string, at time.Time) DebtEntry {
+	e := NewOverflowEntry(target, namespace, at.UnixMicro())
+	e.Reason, e.At = "unclean_exit", at
+	return e
 }

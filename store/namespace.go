@@ -55,6 +55,7 @@ func (s *Store) Namespace(name string, opts ...NamespaceOption) (*Namespace, err
 		return nil, fmt.Errorf("%w: Namespace(%q, WithRetention(%v)): a namespace's tombstone retention is the one recorded with its table, read by the first Delete; pass WithRetention to CreateNamespace",
 			ErrInvalidOption, name, o.retention)
 	}
+	s.wm.noteNamespace(name)
 	return &Namespace{s: s, name: name}, nil
 }
 
@@ -135,6 +136,7 @@ func (s *Store) CreateNamespace(ctx context.Context, name string, opts ...Namesp
 		s.log.LogAttrs(ctx, slog.LevelWarn, "store: namespace created, but its tombstone retention could not be read back; the first Delete will read it",
 			slog.String("namespace", name), slog.Any("error", err))
 	}
+	s.wm.noteNamespace(name)
 	return &Namespace{s: s, name: name}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,8 +61,10 @@ type WatermarkConfig struct {
 	Interval time.Duration
 	// RegistrationTTL is how long the Store's registration lives without
 	// a refresh (it refreshes it every RegistrationTTL/6): a Store that
-	// stops without closing is retired that long after its last refresh,
-	// and the writes it left unsettled are then the next full repair's.
+	// stops without closing is found gone that long after its last
+	// refresh (from its session, kept 10 days), and repaird then records
+	// full repairs of its namespaces as repair debt, which the watermarks
+	// wait for: the writes it left unsettled are never promised.
 	// Default DefaultRegistrationTTL (1 minute).
 	RegistrationTTL time.Duration
 }
@@ -231,6 +234,12 @@ type watermarker struct {
 	tableOK []atomic.Bool
 	regions atomic.Int32 // regions that took the last registration
 
+	// namespaces are the namespaces opened, listed in the session; a new
+	// one sends on kick, so that the session lists it at once.
+	nsMu       sync.Mutex
+	namespaces []string
+	kick       chan struct{}
+
 	heartbeats *prometheus.CounterVec
 	registers  prometheus.GaugeFunc
 	unsettled  *prometheus.GaugeVec
@@ -246,7 +255,7 @@ func newWatermarker(s *Store) *watermarker {
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	w := &watermarker{s: s, cfg: cfg, sink: hs, done: make(chan struct{}), tableOK: make([]atomic.Bool, len(s.regions)),
+	w := &watermarker{s: s, cfg: cfg, sink: hs, done: make(chan struct{}), tableOK: make([]atomic.Bool, len(s.regions)), kick: make(chan struct{}, 1),
 		id: fmt.Sprintf("%s/w%d/%s", s.regions[0].name, s.clock.id, hex.EncodeToString(rnd[:]))}
 	// Below every version issued from now on: the clock only moves forward.
 	w.registered = s.clock.Now()
@@ -302,26 +311,64 @@ func (w *watermarker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-w.kick:
+			lastReg = time.Time{} // a new namespace: list it now
 		}
 	}
 }
 
-// register writes the Store's registration to every region.
+// noteNamespace adds name to the namespaces the Store's session lists
+// (nothing without a watermark): should the Store stop without closing,
+// repaird runs a full repair of each of them (docs/design.md, "The
+// convergence watermark").
+func (w *watermarker) noteNamespace(name string) {
+	if w == nil {
+		return
+	}
+	w.nsMu.Lock()
+	i, found := slices.BinarySearch(w.namespaces, name)
+	if !found {
+		w.namespaces = slices.Insert(w.namespaces, i, name)
+	}
+	w.nsMu.Unlock()
+	if !found {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// register writes the Store's registration and its session to every
+// region; a region counts as having taken the registration once it took
+// both.
 func (w *watermarker) register(ctx context.Context, closed bool) {
-	ttl := w.cfg.RegistrationTTL
+	ttl, sessionTTL := w.cfg.RegistrationTTL, schema.SessionTTL
 	if closed {
 		// A closed store's row is kept longer: repaird learns from it
-		// which keyspace holds the debt it recorded.
-		ttl = closedRegistrationTTL
+		// which keyspace holds the debt it recorded. Its session has
+		// nothing left to say once the registration is gone.
+		ttl, sessionTTL = closedRegistrationTTL, closedRegistrationTTL
 	}
 	now := w.s.cfg.Now()
-	row := driver.Row{CK: []byte(w.id), Value: schema.EncodeProducer(schema.Producer{Registered: w.registered, Closed: closed, Home: w.s.regions[0].name}),
-		Timestamp: max(now.UnixMicro(), w.registered+1), TTL: schema.TTLSeconds(ttl), Expires: schema.ExpiryAfter(now, ttl)}
+	home := w.s.regions[0].name
+	ts := max(now.UnixMicro(), w.registered+1)
+	row := driver.Row{CK: []byte(w.id), Value: schema.EncodeProducer(schema.Producer{Registered: w.registered, Closed: closed, Home: home}),
+		Timestamp: ts, TTL: schema.TTLSeconds(ttl), Expires: schema.ExpiryAfter(now, ttl)}
+	w.nsMu.Lock()
+	session := schema.Session{Registered: w.registered, Closed: closed, Home: home, RegistrationTTL: w.cfg.RegistrationTTL,
+		Namespaces: slices.Clone(w.namespaces)}
+	w.nsMu.Unlock()
+	sessionRow := driver.Row{CK: []byte(w.id), Value: schema.EncodeSession(session),
+		Timestamp: ts, TTL: schema.TTLSeconds(sessionTTL), Expires: schema.ExpiryAfter(now, sessionTTL)}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
 	for _, r := range w.s.regions {
 		wg.Go(func() {
-			if w.write(ctx, r, schema.ProducersTable, schema.ProducersPartition, row) == nil {
+			// The session first: a registration repaird can see always has
+			// a session that outlives it.
+			if w.write(ctx, r, schema.ProducersTable, schema.SessionsPartition, sessionRow) == nil &&
+				w.write(ctx, r, schema.ProducersTable, schema.ProducersPartition, row) == nil {
 				ok.Add(1)
 			}
 		})
@@ -385,7 +432,7 @@ func (w *watermarker) close(ctx context.Context) {
 	w.stop()
 	<-w.done
 	if !w.s.track.settled() {
-		w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: closed with writes unsettled; the watermark retires this store when its registration expires",
+		w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: closed with writes unsettled; once its registration expires, repaird records full repairs of its namespaces and the watermarks wait for them",
 			slog.String("producer", w.id), slog.Duration("registration_ttl", w.cfg.RegistrationTTL))
 		return
 	}

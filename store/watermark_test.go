@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -225,6 +226,57 @@ func TestCloseRetiresTheProducer(t *testing.T) {
 		row, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(id))
 		if p, err := schema.DecodeProducer(row.Value); !ok || err != nil || !p.Closed {
 			t.Fatalf("registration in %s after Close: %+v %v", r, p, err)
+		}
+	}
+}
+
+// Every region keeps the Store's session beside its registration, with
+// a TTL long enough to outlive the Store, listing the namespaces it
+// opened — also one opened after the first registration — so that
+// repaird can tell a Store that stopped without closing.
+func TestSessionListsTheNamespaces(t *testing.T) {
+	sink := &beatSink{}
+	e := newBeatEnv(t, sink, func(c *Config) {
+		c.Watermark.RegistrationTTL = 10 * time.Minute // refreshed every 100s: only the new namespace writes it sooner
+	})
+	id := e.st.ProducerID()
+	if _, err := e.st.Namespace("orders"); err != nil {
+		t.Fatal(err)
+	}
+	session := func(r string) (schema.Session, driver.Row, bool) {
+		row, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
+		if !ok {
+			return schema.Session{}, row, false
+		}
+		s, err := schema.DecodeSession(row.Value)
+		if err != nil {
+			t.Fatalf("session in %s: %v", r, err)
+		}
+		return s, row, true
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		waitFor(t, "a session in "+r+" listing orders", func() bool {
+			s, _, ok := session(r)
+			return ok && slices.Contains(s.Namespaces, "orders") && slices.Contains(s.Namespaces, e.ns.Name())
+		})
+		s, row, _ := session(r)
+		if s.Closed || s.Exited || s.Home != "a" || s.RegistrationTTL != 10*time.Minute {
+			t.Fatalf("session in %s: %+v", r, s)
+		}
+		reg, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(id))
+		if !ok {
+			t.Fatalf("no registration in %s", r)
+		}
+		if row.TTL != schema.TTLSeconds(schema.SessionTTL) || row.TTL <= reg.TTL {
+			t.Fatalf("session TTL %ds in %s, want %ds (registration: %ds)", row.TTL, r, schema.TTLSeconds(schema.SessionTTL), reg.TTL)
+		}
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		if s, _, ok := session(r); !ok || !s.Closed {
+			t.Fatalf("session in %s after Close: %+v", r, s)
 		}
 	}
 }

@@ -154,3 +154,92 @@ func DecodeWatermark(b []byte) (Watermark, error) {
 	return Watermark{Before: int64(binary.BigEndian.Uint64(b[1:9])),
 		ComputedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[9:17]))), Limit: string(b[17:])}, nil
 }
+
+// SessionsPartition is the partition of ProducersTable that keeps each
+// store's *session*: the registration again, with a TTL long enough to
+// outlive the store (SessionTTL). A registration expires a minute after
+// its store stopped refreshing it; the session says afterwards that the
+// store existed, whether it closed, and which namespaces it wrote, so that
+// repaird can tell a store that stopped without closing — whose
+// unsettled writes no hint or debt covers — from one that never was
+// (docs/design.md, "The convergence watermark").
+var SessionsPartition = []byte("sessions")
+
+// SessionTTL is how long a session lives after its store's last refresh:
+// repaird must notice a store's unclean exit within it. It is the default
+// tombstone retention, within which a full repair must run anyway.
+const SessionTTL = DefaultRetention
+
+// Session is a store's session row.
+type Session struct {
+	// Registered is the store's registration version (µs).
+	Registered int64
+	// Closed is set when the store closed with every write settled.
+	Closed bool
+	// Exited is set by repaird once it found the store gone without
+	// closing and recorded the full repairs that cover its writes.
+	Exited bool
+	// Home is the store's home region.
+	Home string
+	// RegistrationTTL is how long the store's registration lives without
+	// a refresh: once the session is older than that (and the clock-skew
+	// bound), a store whose registration is gone has stopped.
+	RegistrationTTL time.Duration
+	// Namespaces are the namespaces the store opened.
+	Namespaces []string
+}
+
+// EncodeSession is the value of a session: format 1, flags (bit 0
+// closed, bit 1 exited), the registered version, the registration TTL in
+// milliseconds (4 bytes), the home region (1-byte length), then the
+// namespaces (2-byte count, each with a 1-byte length).
+func EncodeSession(s Session) []byte {
+	b := []byte{1, 0}
+	if s.Closed {
+		b[1] |= 1
+	}
+	if s.Exited {
+		b[1] |= 2
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Registered))
+	b = binary.BigEndian.AppendUint32(b, uint32(min(s.RegistrationTTL.Milliseconds(), 1<<32-1)))
+	b = append(b, byte(min(len(s.Home), 255)))
+	b = append(b, s.Home[:min(len(s.Home), 255)]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(min(len(s.Namespaces), 1<<16-1)))
+	for _, ns := range s.Namespaces[:min(len(s.Namespaces), 1<<16-1)] {
+		b = append(b, byte(min(len(ns), 255)))
+		b = append(b, ns[:min(len(ns), 255)]...)
+	}
+	return b
+}
+
+// DecodeSession reads a session's value.
+func DecodeSession(b []byte) (Session, error) {
+	bad := func(what string) (Session, error) {
+		return Session{}, fmt.Errorf("%w: session value %x: %s", ErrBadWatermark, b, what)
+	}
+	if len(b) < 15 || b[0] != 1 || b[1]&^3 != 0 {
+		return bad("bad header")
+	}
+	s := Session{Closed: b[1]&1 != 0, Exited: b[1]&2 != 0, Registered: int64(binary.BigEndian.Uint64(b[2:10])),
+		RegistrationTTL: time.Duration(binary.BigEndian.Uint32(b[10:14])) * time.Millisecond}
+	rest := b[14:]
+	n := int(rest[0])
+	if len(rest) < 1+n+2 {
+		return bad("short home")
+	}
+	s.Home, rest = string(rest[1:1+n]), rest[1+n:]
+	count := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	for range count {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return bad("short namespace")
+		}
+		n := int(rest[0])
+		s.Namespaces, rest = append(s.Namespaces, string(rest[1:1+n])), rest[1+n:]
+	}
+	if len(rest) != 0 {
+		return bad("trailing bytes")
+	}
+	return s, nil
+}

@@ -134,3 +134,57 @@ func Compute(producers []Producer, marks []Mark, debt int64, now time.Time) Resu
 	}
 	return res
 }
+
+// Session is a store's session row as repaird merged it from the
+// regions: its registration, kept long after the store stopped
+// (schema.SessionsPartition).
+type Session struct {
+	// ID is the store's producer id.
+	ID string
+	// Registered is the store's registration version (µs).
+	Registered int64
+	// Home is the store's home region.
+	Home string
+	// Closed is set when the store closed with every write settled;
+	// Exited once repaird recorded the store's unclean exit.
+	Closed, Exited bool
+	// RegistrationTTL is how long the store's registration lives without
+	// a refresh.
+	RegistrationTTL time.Duration
+	// Refreshed is the newest time the store wrote the session (its
+	// row's timestamp): the store refreshes it with its registration.
+	Refreshed time.Time
+	// Namespaces are the namespaces the store opened.
+	Namespaces []string
+}
+
+// Exits sorts out the sessions of stores without a current registration
+// (registered holds the ids of the registrations read), in id order.
+// exits are the stores that stopped without closing: neither closed nor
+// already handled, and not refreshed for longer than their registration
+// lives plus the clock-skew bound. Such a store may have acknowledged
+// writes that no region, hint or repair debt holds: Compute no longer
+// counts it, and only a full repair covers them. waiting are those not yet
+// past that bound — a registration just expired, or missing from a read
+// for a moment: the caller passes them to Compute as live producers
+// (Waiting), so that no watermark passes their writes before their exit
+// is recorded.
+func Exits(sessions []Session, registered map[string]bool, now time.Time, skew time.Duration) (exits, waiting []Session) {
+	for _, s := range sessions {
+		if s.Closed || s.Exited || registered[s.ID] {
+			continue
+		}
+		if now.Sub(s.Refreshed) <= s.RegistrationTTL+skew {
+			waiting = append(waiting, s)
+			continue
+		}
+		exits = append(exits, s)
+	}
+	sort.Slice(exits, func(i, j int) bool { return exits[i].ID < exits[j].ID })
+	sort.Slice(waiting, func(i, j int) bool { return waiting[i].ID < waiting[j].ID })
+	return exits, waiting
+}
+
+// Waiting is the producer Compute counts for a session Exits found
+// waiting.
+func (s Session) Waiting() Producer { return Producer{ID: s.ID, Registered: s.Registered} }

@@ -1,6 +1,7 @@
 package watermark
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -48,5 +49,55 @@ func TestCompute(t *testing.T) {
 				t.Fatalf("Compute = %+v, want before %d limit %q live %d", got, tc.want, tc.limit, tc.live)
 			}
 		})
+	}
+}
+
+func TestExits(t *testing.T) {
+	now := time.Unix(1000, 0)
+	ttl, skew := time.Minute, time.Second
+	s := func(id string, refreshedAgo time.Duration, closed, exited bool) Session {
+		return Session{ID: id, RegistrationTTL: ttl, Refreshed: now.Add(-refreshedAgo), Closed: closed, Exited: exited}
+	}
+	sessions := []Session{
+		s("z-gone", 2*time.Minute, false, false),
+		s("live", 2*time.Minute, false, false),   // its registration is current
+		s("closed", 2*time.Minute, true, false),  // closed cleanly
+		s("handled", 2*time.Minute, false, true), // already recorded
+		s("fresh", 30*time.Second, false, false), // registration missing from one read
+		s("at-bound", ttl+skew, false, false),    // not yet past the bound
+		s("a-gone", ttl+skew+time.Millisecond, false, false),
+	}
+	exits, waiting := Exits(sessions, map[string]bool{"live": true}, now, skew)
+	ids := func(ss []Session) []string {
+		var out []string
+		for _, e := range ss {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	if want := []string{"a-gone", "z-gone"}; !slices.Equal(ids(exits), want) {
+		t.Fatalf("exits = %v, want %v", ids(exits), want)
+	}
+	if want := []string{"at-bound", "fresh"}; !slices.Equal(ids(waiting), want) {
+		t.Fatalf("waiting = %v, want %v", ids(waiting), want)
+	}
+	if e, w := Exits(nil, nil, now, skew); len(e)+len(w) != 0 {
+		t.Fatalf("Exits(nil) = %v, %v", e, w)
+	}
+}
+
+// A store whose registration has expired but whose exit is not yet
+// recorded still holds the watermark at its registration: between the
+// two, no computation may leave it out.
+func TestWaitingSessionHoldsTheWatermark(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := Session{ID: "gone", Registered: 500, RegistrationTTL: time.Minute, Refreshed: now.Add(-time.Minute)}
+	_, waiting := Exits([]Session{s}, nil, now, time.Second)
+	if len(waiting) != 1 {
+		t.Fatalf("waiting = %v", waiting)
+	}
+	res := Compute([]Producer{waiting[0].Waiting()}, []Mark{{Producer: "gone", Partitions: 1, Before: 900}}, 0, now)
+	if res.Before != 900 || res.Limit != "gone" {
+		t.Fatalf("Compute = %+v, want held at the store's mark 900", res)
 	}
 }

@@ -56,7 +56,7 @@ func newDaemonMetrics(d *Daemon) *daemonMetrics {
 }
 
 func (m *daemonMetrics) collectors() metrics.Set {
-	return metrics.Set{m.actions, m.d.debt.repaired, m.d.debt.rowsRead, m.d.wm.converged, m.d.wm.lag, m.d.wm.took}
+	return metrics.Set{m.actions, m.d.debt.repaired, m.d.debt.rowsRead, m.d.wm.converged, m.d.wm.lag, m.d.wm.took, m.d.wm.exits}
 }
 
 // Describe implements prometheus.Collector.

@@ -81,6 +81,7 @@ type watermarks struct {
 	converged *prometheus.GaugeVec
 	lag       *prometheus.GaugeVec
 	took      prometheus.Histogram
+	exits     prometheus.Counter
 }
 
 func newWatermarks() *watermarks {
@@ -97,6 +98,10 @@ func newWatermarks() *watermarks {
 			Name:    "tidemark_watermark_computation_seconds",
 			Help:    "How long one computation of every region's watermark took (reads, then publication).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		exits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_watermark_unclean_exits_total",
+			Help: "Stores this daemon found stopped without closing, whose unsettled writes it recorded as overflow repair debt (full repairs).",
 		}),
 	}
 }
@@ -153,6 +158,9 @@ func (d *Daemon) watermarkPass(ctx context.Context) {
 	}
 	readAt := d.now()
 	producers, homes, err := d.readProducers(ctx)
+	if err == nil {
+		producers, err = d.unclean(ctx, producers, homes, readAt)
+	}
 	if err != nil {
 		for _, r := range regions {
 			fail(r, err.Error())
@@ -165,6 +173,35 @@ func (d *Daemon) watermarkPass(ctx context.Context) {
 		wg.Go(func() { d.regionWatermark(ctx, r, producers, homes, readAt, ceiling) })
 	}
 	wg.Wait()
+}
+
+// unclean reads the stores' sessions and records the exits of those that
+// stopped without closing (exits.go), before any watermark is computed
+// without them, and returns the producers to compute with: producers and
+// the stores whose registration is gone but whose exit is not yet due
+// (they hold the watermarks as if live). The home regions of all sessions
+// join homes, so that the debt recorded for an exit holds the watermarks
+// until it is drained.
+func (d *Daemon) unclean(ctx context.Context, producers []watermark.Producer, homes map[string]bool, readAt time.Time) ([]watermark.Producer, error) {
+	sessions, err := d.readSessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	registered := make(map[string]bool, len(producers))
+	for _, p := range producers {
+		registered[p.ID] = true
+	}
+	for _, s := range sessions {
+		homes[s.Home] = true
+	}
+	exits, waiting := watermark.Exits(sessions, registered, readAt, d.cfg.Watermark.Skew())
+	if err := d.recordExits(ctx, exits); err != nil {
+		return nil, err
+	}
+	for _, s := range waiting {
+		producers = append(producers, s.Waiting())
+	}
+	return producers, nil
 }
 
 // regionWatermark computes and publishes region's watermark from the

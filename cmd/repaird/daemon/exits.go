@@ -1,0 +1,151 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/watermark"
+	"github.com/tidemark/tidemark/repair"
+)
+
+// Unclean exits (docs/design.md, "The convergence watermark"). A store
+// that stops without closing — killed, crashed, or closed with writes
+// unsettled — may have acknowledged writes that some region lacks and
+// that no hint or repair debt covers: they were still in its memory.
+// Its registration expires and the watermark no longer waits for it, so
+// before that happens to the watermark, every pass reads the stores'
+// sessions (the registration again, kept for schema.SessionTTL), and for
+// a store that stopped without closing records an overflow entry per
+// namespace it opened (and per namespace this daemon repairs) and region,
+// in the store's home region's keyspace, where its own debt would have
+// been. The entries hold every region's watermark like any debt; the
+// repaird of that home region runs a full repair of each namespace and
+// removes them once a run that started after them completed. The session
+// is then marked exited, so that the exit is recorded once.
+
+// readSessions reads the stores' sessions from every region and merges
+// them: a majority of the regions must answer, as for the registrations.
+func (d *Daemon) readSessions(ctx context.Context) ([]watermark.Session, error) {
+	regions := d.regionNames()
+	answers := make([]map[string]watermark.Session, len(regions))
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, i int, r string) error {
+		rows := map[string]watermark.Session{}
+		err := d.scanPartition(ctx, r, schema.ProducersTable, schema.SessionsPartition, func(ck, value []byte, ts int64) {
+			s, err := schema.DecodeSession(value)
+			if err != nil {
+				return
+			}
+			rows[string(ck)] = watermark.Session{ID: string(ck), Registered: s.Registered, Home: s.Home, Closed: s.Closed, Exited: s.Exited,
+				RegistrationTTL: s.RegistrationTTL, Refreshed: time.UnixMicro(ts), Namespaces: s.Namespaces}
+		})
+		answers[i] = rows
+		return err
+	})
+	if ok, failed := answeredBy(regions, errs); ok <= len(regions)/2 {
+		return nil, fmt.Errorf("reading the store sessions: %d of %d regions answered, a majority is needed: %s", ok, len(regions), failed)
+	}
+	merged := map[string]watermark.Session{}
+	for i, rows := range answers {
+		if errs[i] != nil {
+			continue
+		}
+		for id, s := range rows {
+			m, seen := merged[id]
+			if !seen {
+				merged[id] = s
+				continue
+			}
+			// The newest row says whether the store is still running (a
+			// refresh after an exit was recorded makes it live again);
+			// closed or exited anywhere at that time counts.
+			if s.Refreshed.After(m.Refreshed) {
+				s.Namespaces = union(s.Namespaces, m.Namespaces)
+				m = s
+			} else {
+				m.Namespaces = union(m.Namespaces, s.Namespaces)
+				if s.Refreshed.Equal(m.Refreshed) {
+					m.Closed, m.Exited = m.Closed || s.Closed, m.Exited || s.Exited
+				}
+			}
+			m.RegistrationTTL = max(m.RegistrationTTL, s.RegistrationTTL)
+			merged[id] = m
+		}
+	}
+	out := make([]watermark.Session, 0, len(merged))
+	for _, s := range merged {
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func union(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// recordExits records the exits of the stores in exits (watermark.Exits),
+// each as overflow entries and then an exited session; the first that
+// fails stops the pass (the watermark does not move without them).
+func (d *Daemon) recordExits(ctx context.Context, exits []watermark.Session) error {
+	for _, e := range exits {
+		if err := d.recordExit(ctx, e); err != nil {
+			return fmt.Errorf("recording that store %s (home %s) stopped without closing: %w", e.ID, e.Home, err)
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
+	if !slices.Contains(d.regionNames(), e.Home) {
+		return fmt.Errorf("its home region %q is not among this daemon's regions", e.Home)
+	}
+	debt, err := d.debtIn(ctx, e.Home)
+	if err != nil {
+		return err
+	}
+	namespaces := union(e.Namespaces, d.repairedNamespaces())
+	at := d.now()
+	for _, ns := range namespaces {
+		for _, r := range d.regionNames() {
+			ctx, cancel := context.WithTimeout(ctx, d.cfg.Watermark.RequestTimeout())
+			err := debt.AddDebt(ctx, repair.NewExitEntry(r, ns, at))
+			cancel()
+			if err != nil {
+				return fmt.Errorf("overflow entry for namespace %s, region %s: %w", ns, r, err)
+			}
+		}
+	}
+	// Marked exited with a timestamp above the store's last refresh, so
+	// that a refresh of a store that was only cut off wins again.
+	ts := max(at.UnixMicro(), e.Refreshed.UnixMicro()+1)
+	cells := schema.Cells{Value: schema.EncodeSession(schema.Session{Registered: e.Registered, Exited: true, Home: e.Home, RegistrationTTL: e.RegistrationTTL, Namespaces: e.Namespaces}),
+		Expires: schema.ExpiryAfter(at, schema.SessionTTL)}
+	cells.Digest = schema.Digest(false, cells.Value)
+	regions := d.regionNames()
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, _ int, r string) error {
+		return d.insert(ctx, r, schema.ProducersTable, schema.SessionsPartition, []byte(e.ID), cells, ts, schema.TTLSeconds(schema.SessionTTL))
+	})
+	if ok, failed := answeredBy(regions, errs); ok <= len(regions)/2 {
+		// The entries are recorded; the next pass records them again
+		// (the same keys) and tries the mark once more.
+		return fmt.Errorf("marking the session exited: %d of %d regions took it: %s", ok, len(regions), failed)
+	}
+	d.wm.exits.Inc()
+	d.log.Warn("repaird: a store stopped without closing: the writes it had not settled are covered by full repairs, and every region's watermark waits for them",
+		"producer", e.ID, "home", e.Home, "last_refresh", e.Refreshed, "namespaces", namespaces)
+	return nil
+}
+
+// repairedNamespaces are the namespaces this daemon runs full repairs of.
+func (d *Daemon) repairedNamespaces() []string {
+	out := make([]string, 0, len(d.triggers))
+	for ns := range d.triggers {
+		out = append(out, ns)
+	}
+	slices.Sort(out)
+	return out
+}

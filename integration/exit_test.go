@@ -1,0 +1,286 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/quorum"
+	"github.com/tidemark/tidemark/store"
+)
+
+// A store that is killed — not closed — takes the writes it had not
+// settled with it: acknowledged in its home region, still on their way
+// to another region as hints, in no region, no hint topic and no repair
+// debt. Its registration expires and the watermark stops waiting for it;
+// the watermark must not then promise those writes.
+//
+// TestWatermarkAfterUncleanExit runs a real store in a child process (the
+// test binary again, crashingStoreEnv) whose region c and Kafka broker
+// accept connections and never answer, so that every write's share for
+// c waits on its hint; the child is killed with SIGKILL while they wait.
+// repaird (home a, repairing the namespace) must find the store's
+// session without a registration, record its exit as overflow debt, run
+// a full repair that gives c the lost writes, and only then let c's
+// watermark pass them: at no sampled moment may c's watermark exceed the
+// version of an acknowledged write c does not hold.
+func TestWatermarkAfterUncleanExit(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ks := newKeyspace(t, "a", "b", "c")
+	createTable(t, ks, hintsNS, "a", "b", "c")
+	prefix := newTopicPrefix(t)
+	prod := hintsProducer(t, prefix, nil)
+	for _, r := range []string{"a", "b", "c"} {
+		if err := prod.EnsureTopic(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := strings.TrimSuffix(prefix, ".") + "-exit"
+	d := serveDaemon(t, fmt.Sprintf("home: a\nkeyspace: %s\nnamespaces: [%s]\n%shints:\n  brokers: [%q]\n  topic_prefix: %q\n  group: %q\n  regions: [a, b, c]\nrepair:\n  interval: 24h\n  debt_interval: 1s\nwatermark:\n  interval: 200ms\n  clock_skew: 100ms\nhttp:\n  listen: 127.0.0.1:0\n",
+		ks, hintsNS, regionsYAML(t, "a", "b", "c"), testEnv(t).KafkaBrokers()[0], prefix, group))
+	wm := func() time.Time {
+		for _, v := range d.Status().Watermarks {
+			if v.Region == "c" {
+				return v.ConvergedBefore
+			}
+		}
+		return time.Time{}
+	}
+	eventually(t, time.Minute, "c's watermark is published", func() error {
+		if wm().IsZero() {
+			return fmt.Errorf("none yet: %+v", d.Status().Watermarks)
+		}
+		return nil
+	})
+	// The daemon's first full run (none is on record) ends before the
+	// store starts: the next is a day away, so only the exit's can give
+	// c the lost writes.
+	eventually(t, 2*time.Minute, "the daemon's first full run ends", func() error {
+		if n := d.Status().Namespaces[hintsNS]; n == nil || n.Running || n.LastFullRepair.IsZero() {
+			return fmt.Errorf("namespace status %+v", n)
+		}
+		return nil
+	})
+
+	// The child: c and Kafka silent, hints waiting 8s each, a
+	// registration living 20s (refreshed between heartbeats, which wait
+	// on the silent broker for up to HintTimeout).
+	silent := silentListener(t)
+	cfg := crashingStore{Keyspace: ks, Namespace: hintsNS, Brokers: []string{silent}, Writes: 200,
+		RegistrationTTL: 20 * time.Second, HintTimeout: 8 * time.Second}
+	for _, name := range []string{"a", "b", "c"} {
+		r := region(t, name)
+		hosts := r.Hosts
+		if name == "c" {
+			hosts = []string{silent}
+		}
+		cfg.Regions = append(cfg.Regions, crashingRegion{Name: name, Hosts: hosts, DC: r.DC})
+	}
+	var log writeLog
+	child, acked := startCrashingStore(t, cfg, &log)
+	select {
+	case <-acked:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the child store did not acknowledge its writes within 2 minutes")
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	killed := time.Now()
+	writes := log.snapshot()
+	t.Logf("child store killed after %d acknowledged writes", len(writes))
+
+	sc := directSession(t, "c", ks)
+	if missing := watermarkViolations(writes, killed.UnixMicro(), readTable(t, sc, ks)); len(missing) == 0 {
+		t.Fatal("c holds every write of the killed store already: the test has not made the loss it is about")
+	}
+	checks := 0
+	check := func() time.Time {
+		t.Helper()
+		w := wm()
+		if v := watermarkViolations(writes, w.UnixMicro(), readTable(t, sc, ks)); len(v) > 0 {
+			t.Fatalf("c's watermark %s promises writes of the killed store that c does not hold (%d), first: %s; daemon: %+v",
+				w.Format(time.RFC3339Nano), len(v), v[0], d.Status().Watermarks)
+		}
+		checks++
+		return w
+	}
+	eventually(t, 3*time.Minute, "c's watermark passes the kill, c holding every write", func() error {
+		if w := check(); !w.After(killed) {
+			return fmt.Errorf("c's watermark %s, killed at %s; daemon: %+v", w.Format(time.RFC3339Nano), killed.Format(time.RFC3339Nano), d.Status().Watermarks)
+		}
+		return nil
+	})
+	passed := time.Since(killed)
+	if n := gauge(t, d.Registry(), "tidemark_watermark_unclean_exits_total"); n != 1 {
+		t.Errorf("tidemark_watermark_unclean_exits_total = %v, want 1", n)
+	}
+	// What let it pass: a full run that started after the kill, and no
+	// overflow left.
+	if last := d.Status().Namespaces[hintsNS].LastFullRepair; !last.After(killed) {
+		t.Errorf("c's watermark passed the kill, but the last full repair started at %s, before the kill at %s", last, killed)
+	}
+	eventually(t, time.Minute, "the exit's overflow entries are removed", func() error {
+		for _, v := range d.Status().Debt {
+			if len(v.Overflows) > 0 {
+				return fmt.Errorf("region %s: overflows %v", v.Region, v.Overflows)
+			}
+		}
+		return nil
+	})
+	t.Logf("c's watermark passed the kill %v after it (registration TTL 20s, then the exit's full repair); %d soundness checks, none failed",
+		passed.Round(10*time.Millisecond), checks)
+}
+
+// crashingStore is the child's configuration, passed as JSON in the
+// environment variable crashingStoreEnv.
+type crashingStore struct {
+	Keyspace, Namespace string
+	Regions             []crashingRegion
+	Brokers             []string
+	Writes              int
+	RegistrationTTL     time.Duration
+	HintTimeout         time.Duration
+}
+
+// crashingRegion is a region of the child's store.
+type crashingRegion struct {
+	Name, DC string
+	Hosts    []string
+}
+
+const crashingStoreEnv = "TIDEMARK_TEST_CRASHING_STORE"
+
+// startCrashingStore starts the child and returns it and a channel closed
+// once it has acknowledged all its writes, each added to log.
+func startCrashingStore(t *testing.T, cfg crashingStore, log *writeLog) (*exec.Cmd, <-chan struct{}) {
+	t.Helper()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashingStoreEnv+"="+string(b))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	done := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 3 && f[0] == "ack":
+				v, _ := strconv.ParseInt(f[2], 10, 64)
+				log.add(f[1], v)
+			case len(f) == 1 && f[0] == "done":
+				close(done)
+			}
+		}
+	}()
+	return cmd, done
+}
+
+// runCrashingStore is the child: it opens a store, writes, reports each
+// acknowledged write on stdout ("ack pk/ck version"), then "done", and
+// waits to be killed. It returns the exit code when it fails.
+func runCrashingStore(spec string) int {
+	var cfg crashingStore
+	if err := json.Unmarshal([]byte(spec), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "crashing store:", err)
+		return 2
+	}
+	ctx := context.Background()
+	prod, err := hints.NewProducer(hints.ProducerConfig{Brokers: cfg.Brokers, TopicPrefix: "tm-crashing.", Partitions: 1,
+		ReplicationFactor: 1, ProduceTimeout: cfg.HintTimeout})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crashing store: producer:", err)
+		return 2
+	}
+	var regions []store.RegionConfig
+	for _, r := range cfg.Regions {
+		regions = append(regions, store.RegionConfig{Name: r.Name, ContactPoints: r.Hosts, LocalDC: r.DC})
+	}
+	st, err := store.Open(ctx, store.Config{Home: "a", Keyspace: cfg.Keyspace, Regions: regions, Timeout: 3 * time.Second,
+		ConnectTimeout: 30 * time.Second, HintSink: prod, HintTimeout: cfg.HintTimeout,
+		Watermark: store.WatermarkConfig{RegistrationTTL: cfg.RegistrationTTL},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crashing store: open:", err)
+		return 2
+	}
+	ns, err := st.Namespace(cfg.Namespace)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crashing store:", err)
+		return 2
+	}
+	// Wait for the registration to be in a majority: before that repaird
+	// does not know the store, which the watermark allows for only within
+	// the clock-skew bound.
+	time.Sleep(2 * time.Second)
+	w := bufio.NewWriter(os.Stdout)
+	for i := range cfg.Writes {
+		pk, ck := fmt.Sprintf("p%d", i%20), fmt.Sprintf("c%d", i)
+		var v int64
+		if err := ns.Put(ctx, []byte(pk), []byte(ck), fmt.Appendf(nil, "v%d", i), store.WithConsistency(quorum.LocalQuorum), store.WithVersionReport(&v)); err == nil {
+			fmt.Fprintf(w, "ack %s/%s %d\n", pk, ck, v)
+		}
+	}
+	fmt.Fprintln(w, "done")
+	_ = w.Flush()
+	select {} // killed here
+}
+
+// silentListener accepts connections and never answers, until the test
+// ends: a Cassandra node or Kafka broker that hangs.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
+}
