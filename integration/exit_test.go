@@ -77,12 +77,11 @@ func TestWatermarkAfterUncleanExit(t *testing.T) {
 		return nil
 	})
 
-	// The child: c and Kafka silent, hints waiting 8s each, a
-	// registration living 20s (refreshed between heartbeats, which wait
-	// on the silent broker for up to HintTimeout).
+	// The child: c and Kafka silent, hints (and heartbeats) waiting 8s
+	// each, a registration living 6s (refreshed every second meanwhile).
 	silent := silentListener(t)
 	cfg := crashingStore{Keyspace: ks, Namespace: hintsNS, Brokers: []string{silent}, Writes: 200,
-		RegistrationTTL: 20 * time.Second, HintTimeout: 8 * time.Second}
+		RegistrationTTL: 6 * time.Second, HintTimeout: 8 * time.Second}
 	for _, name := range []string{"a", "b", "c"} {
 		r := region(t, name)
 		hosts := r.Hosts
@@ -144,7 +143,7 @@ func TestWatermarkAfterUncleanExit(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("c's watermark passed the kill %v after it (registration TTL 20s, then the exit's full repair); %d soundness checks, none failed",
+	t.Logf("c's watermark passed the kill %v after it (registration TTL 6s, then the exit's full repair); %d soundness checks, none failed",
 		passed.Round(10*time.Millisecond), checks)
 }
 

@@ -295,24 +295,44 @@ func (s *Store) ProducerID() string {
 
 func (w *watermarker) run(ctx context.Context) {
 	defer close(w.done)
-	refresh := max(w.cfg.RegistrationTTL/6, time.Second)
-	var lastReg time.Time
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// The registration has its own loop: a heartbeat waits up to
+	// HintTimeout on a broker that hangs, and a registration refreshed
+	// only between heartbeats could expire while the Store runs — repaird
+	// would then take it for gone.
+	wg.Go(func() { w.registerLoop(ctx) })
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for {
-		// Registration first, and again every refresh — sooner while a
-		// majority of regions has not taken it.
-		if time.Since(lastReg) >= refresh || int(w.regions.Load()) <= len(w.s.regions)/2 {
-			w.register(ctx, false)
-			lastReg = time.Now()
-		}
 		w.beat(ctx, false)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-w.kick:
-			lastReg = time.Time{} // a new namespace: list it now
+		}
+	}
+}
+
+// registerLoop writes the registration at once, then every refresh — and
+// every second while a majority of regions has not taken it, and at once
+// when a namespace is opened — until ctx ends.
+func (w *watermarker) registerLoop(ctx context.Context) {
+	refresh := max(w.cfg.RegistrationTTL/6, time.Second)
+	for {
+		w.register(ctx, false)
+		next := refresh
+		if int(w.regions.Load()) <= len(w.s.regions)/2 {
+			next = min(refresh, time.Second)
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-w.kick: // a new namespace: list it now
+			t.Stop()
 		}
 	}
 }

@@ -281,6 +281,53 @@ func TestSessionListsTheNamespaces(t *testing.T) {
 	}
 }
 
+// hangingBeats is a beatSink whose heartbeats wait until their context
+// ends (a broker that accepts and never answers), or release is closed.
+type hangingBeats struct {
+	beatSink
+	release chan struct{}
+}
+
+func (h *hangingBeats) Heartbeat(ctx context.Context, _ record.Heartbeat) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.release:
+		return errors.New("released")
+	}
+}
+
+// A heartbeat that hangs for HintTimeout does not hold the registration
+// back: it is refreshed on its own schedule, so a running Store is never
+// taken for one that stopped.
+func TestRegistrationRefreshedWhileHeartbeatsHang(t *testing.T) {
+	sink := &hangingBeats{release: make(chan struct{})}
+	e := openMemEnv(t, func(c *Config) {
+		c.HintSink = sink
+		c.Breaker.Disabled = true
+		c.HintTimeout = time.Minute
+		c.Watermark.RegistrationTTL = 6 * time.Second // refreshed every second
+	}, WithRetention(DefaultRetentionForTests))
+	t.Cleanup(func() { close(sink.release) }) // before the Store's Close: its closing heartbeat would wait a minute
+	id := []byte(e.st.ProducerID())
+	stamp := func() int64 {
+		row, ok := e.mem["a"].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, id)
+		if !ok {
+			return 0
+		}
+		return row.Timestamp
+	}
+	waitFor(t, "a first registration", func() bool { return stamp() > 0 })
+	first := stamp()
+	deadline := time.Now().Add(4 * time.Second)
+	for stamp() == first {
+		if time.Now().After(deadline) {
+			t.Fatalf("registration not refreshed for 4s (refresh every 1s) while a heartbeat hangs for HintTimeout (1m)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestConvergedBefore(t *testing.T) {
 	sink := &beatSink{}
 	e := newBeatEnv(t, sink, nil)
