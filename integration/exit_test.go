@@ -7,17 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/hints"
+	"github.com/tidemark/tidemark/integration/fault"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store"
 )
@@ -29,14 +28,14 @@ import (
 // the watermark must not then promise those writes.
 //
 // TestWatermarkAfterUncleanExit runs a real store in a child process (the
-// test binary again, crashingStoreEnv) whose region c and Kafka broker
-// accept connections and never answer, so that every write's share for
-// c waits on its hint; the child is killed with SIGKILL while they wait.
-// repaird (home a, repairing the namespace) must find the store's
-// session without a registration, record its exit as overflow debt, run
-// a full repair that gives c the lost writes, and only then let c's
-// watermark pass them: at no sampled moment may c's watermark exceed the
-// version of an acknowledged write c does not hold.
+// test binary again, crashingStoreEnv) whose region c and Kafka broker are
+// blackholed fault proxies (connections accepted, nothing answered), so
+// that every write's share for c waits on its hint; the child is killed
+// with SIGKILL while they wait. repaird (home a, repairing the namespace)
+// must find the store's session without a registration, record its exit
+// as overflow debt, run a full repair that gives c the lost writes, and
+// only then let c's watermark pass them: at no sampled moment may c's
+// watermark exceed the version of an acknowledged write c does not hold.
 func TestWatermarkAfterUncleanExit(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -79,14 +78,26 @@ func TestWatermarkAfterUncleanExit(t *testing.T) {
 
 	// The child: c and Kafka silent, hints (and heartbeats) waiting 8s
 	// each, a registration living 6s (refreshed every second meanwhile).
-	silent := silentListener(t)
-	cfg := crashingStore{Keyspace: ks, Namespace: hintsNS, Brokers: []string{silent}, Writes: 200,
+	// (Blackholed fault proxies: a silent peer answers no request, so the
+	// child never learns another address to go round them by.)
+	pc := frontRegion(t, "c")
+	pk, err := shared.proxies.Front(uniqueName(t, "proxy_kafka"), testEnv(t).KafkaBrokers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pk.Close)
+	for _, p := range []*fault.Proxy{pc, pk} {
+		if err := p.Blackhole(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := crashingStore{Keyspace: ks, Namespace: hintsNS, Brokers: pk.ContactPoints(), Writes: 200,
 		RegistrationTTL: 6 * time.Second, HintTimeout: 8 * time.Second}
 	for _, name := range []string{"a", "b", "c"} {
 		r := region(t, name)
 		hosts := r.Hosts
 		if name == "c" {
-			hosts = []string{silent}
+			hosts = pc.ContactPoints()
 		}
 		cfg.Regions = append(cfg.Regions, crashingRegion{Name: name, Hosts: hosts, DC: r.DC})
 	}
@@ -250,36 +261,4 @@ func runCrashingStore(spec string) int {
 	fmt.Fprintln(w, "done")
 	_ = w.Flush()
 	select {} // killed here
-}
-
-// silentListener accepts connections and never answers, until the test
-// ends: a Cassandra node or Kafka broker that hangs.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return l.Addr().String()
 }
