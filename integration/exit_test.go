@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +40,43 @@ import (
 // watermark exceed the version of an acknowledged write c does not hold.
 func TestWatermarkAfterUncleanExit(t *testing.T) {
 	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("TIDEMARK_EXIT_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("TIDEMARK_EXIT_SEED=%q: %v", v, err)
+		}
+	}
+	r := rand.New(rand.NewPCG(seed, 0))
+	cases := []exitCase{
+		{name: "c and Kafka silent", silentC: true, silentKafka: true, killAfter: 200, lossRequired: true},
+		{name: fmt.Sprintf("seed %d", seed), seed: seed, silentC: r.IntN(2) == 0, silentKafka: r.IntN(2) == 0, killAfter: 20 + r.IntN(280)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if tc.seed != 0 {
+				t.Logf("reproduce with TIDEMARK_EXIT_SEED=%d: c silent %v, Kafka silent %v, killed after %d acknowledged writes",
+					tc.seed, tc.silentC, tc.silentKafka, tc.killAfter)
+			}
+			uncleanExit(t, tc)
+		})
+	}
+}
+
+// exitCase is one run of TestWatermarkAfterUncleanExit: which of the
+// child's peers are silent, after how many acknowledged writes it is
+// killed (it goes on writing until then), and whether c must lack some
+// of them at the kill (the test checks it made the loss it is about).
+type exitCase struct {
+	name                 string
+	seed                 uint64
+	silentC, silentKafka bool
+	killAfter            int
+	lossRequired         bool
+}
+
+func uncleanExit(t *testing.T, tc exitCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ks := newKeyspace(t, "a", "b", "c")
@@ -76,37 +115,41 @@ func TestWatermarkAfterUncleanExit(t *testing.T) {
 		return nil
 	})
 
-	// The child: c and Kafka silent, hints (and heartbeats) waiting 8s
-	// each, a registration living 6s (refreshed every second meanwhile).
-	// (Blackholed fault proxies: a silent peer answers no request, so the
-	// child never learns another address to go round them by.)
+	// The child: hints (and heartbeats) wait up to 8s on a silent broker,
+	// its registration lives 6s (refreshed every second meanwhile). A
+	// silent peer is a blackholed fault proxy: it answers no request, so
+	// the child never learns another address to go round it by. Hints go
+	// to the daemon's topics: with Kafka answering, they are replayed.
 	pc := frontRegion(t, "c")
 	pk, err := shared.proxies.Front(uniqueName(t, "proxy_kafka"), testEnv(t).KafkaBrokers())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pk.Close)
-	for _, p := range []*fault.Proxy{pc, pk} {
+	for p, silent := range map[*fault.Proxy]bool{pc: tc.silentC, pk: tc.silentKafka} {
+		if !silent {
+			continue
+		}
 		if err := p.Blackhole(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg := crashingStore{Keyspace: ks, Namespace: hintsNS, Brokers: pk.ContactPoints(), Writes: 200,
+	cfg := crashingStore{Keyspace: ks, Namespace: hintsNS, Brokers: pk.ContactPoints(), TopicPrefix: prefix, Writes: tc.killAfter + 1000,
 		RegistrationTTL: 6 * time.Second, HintTimeout: 8 * time.Second}
 	for _, name := range []string{"a", "b", "c"} {
 		r := region(t, name)
 		hosts := r.Hosts
-		if name == "c" {
+		if name == "c" && tc.silentC {
 			hosts = pc.ContactPoints()
 		}
 		cfg.Regions = append(cfg.Regions, crashingRegion{Name: name, Hosts: hosts, DC: r.DC})
 	}
 	var log writeLog
-	child, acked := startCrashingStore(t, cfg, &log)
+	child, acked := startCrashingStore(t, cfg, &log, tc.killAfter)
 	select {
 	case <-acked:
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("the child store did not acknowledge its writes within 2 minutes")
+		t.Fatalf("the child store did not acknowledge %d writes within 2 minutes (%d)", tc.killAfter, len(log.snapshot()))
 	}
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -117,9 +160,11 @@ func TestWatermarkAfterUncleanExit(t *testing.T) {
 	t.Logf("child store killed after %d acknowledged writes", len(writes))
 
 	sc := directSession(t, "c", ks)
-	if missing := watermarkViolations(writes, killed.UnixMicro(), readTable(t, sc, ks)); len(missing) == 0 {
+	missing := watermarkViolations(writes, killed.UnixMicro(), readTable(t, sc, ks))
+	if len(missing) == 0 && tc.lossRequired {
 		t.Fatal("c holds every write of the killed store already: the test has not made the loss it is about")
 	}
+	t.Logf("at the kill c lacked %d of them", len(missing))
 	checks := 0
 	check := func() time.Time {
 		t.Helper()
@@ -164,6 +209,7 @@ type crashingStore struct {
 	Keyspace, Namespace string
 	Regions             []crashingRegion
 	Brokers             []string
+	TopicPrefix         string
 	Writes              int
 	RegistrationTTL     time.Duration
 	HintTimeout         time.Duration
@@ -178,8 +224,8 @@ type crashingRegion struct {
 const crashingStoreEnv = "TIDEMARK_TEST_CRASHING_STORE"
 
 // startCrashingStore starts the child and returns it and a channel closed
-// once it has acknowledged all its writes, each added to log.
-func startCrashingStore(t *testing.T, cfg crashingStore, log *writeLog) (*exec.Cmd, <-chan struct{}) {
+// once it has acknowledged n writes (or all of them), each added to log.
+func startCrashingStore(t *testing.T, cfg crashingStore, log *writeLog, n int) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -198,6 +244,8 @@ func startCrashingStore(t *testing.T, cfg crashingStore, log *writeLog) (*exec.C
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	done := make(chan struct{})
 	go func() {
+		var once sync.Once
+		acked := 0
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
@@ -205,8 +253,11 @@ func startCrashingStore(t *testing.T, cfg crashingStore, log *writeLog) (*exec.C
 			case len(f) == 3 && f[0] == "ack":
 				v, _ := strconv.ParseInt(f[2], 10, 64)
 				log.add(f[1], v)
+				if acked++; acked >= n {
+					once.Do(func() { close(done) })
+				}
 			case len(f) == 1 && f[0] == "done":
-				close(done)
+				once.Do(func() { close(done) })
 			}
 		}
 	}()
@@ -223,7 +274,7 @@ func runCrashingStore(spec string) int {
 		return 2
 	}
 	ctx := context.Background()
-	prod, err := hints.NewProducer(hints.ProducerConfig{Brokers: cfg.Brokers, TopicPrefix: "tm-crashing.", Partitions: 1,
+	prod, err := hints.NewProducer(hints.ProducerConfig{Brokers: cfg.Brokers, TopicPrefix: cfg.TopicPrefix, Partitions: 4,
 		ReplicationFactor: 1, ProduceTimeout: cfg.HintTimeout})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crashing store: producer:", err)
@@ -250,15 +301,23 @@ func runCrashingStore(spec string) int {
 	// does not know the store, which the watermark allows for only within
 	// the clock-skew bound.
 	time.Sleep(2 * time.Second)
-	w := bufio.NewWriter(os.Stdout)
+	// Puts and deletes over 20 partitions of 30 rows, each acknowledged
+	// write reported before the next (the parent kills the child after
+	// some number of them).
 	for i := range cfg.Writes {
-		pk, ck := fmt.Sprintf("p%d", i%20), fmt.Sprintf("c%d", i)
+		pk, ck := fmt.Sprintf("p%d", i%20), fmt.Sprintf("c%d", (i/20)%30)
 		var v int64
-		if err := ns.Put(ctx, []byte(pk), []byte(ck), fmt.Appendf(nil, "v%d", i), store.WithConsistency(quorum.LocalQuorum), store.WithVersionReport(&v)); err == nil {
-			fmt.Fprintf(w, "ack %s/%s %d\n", pk, ck, v)
+		opts := []store.CallOption{store.WithConsistency(quorum.LocalQuorum), store.WithVersionReport(&v)}
+		if i%7 == 6 {
+			err = ns.Delete(ctx, []byte(pk), []byte(ck), opts...)
+		} else {
+			err = ns.Put(ctx, []byte(pk), []byte(ck), fmt.Appendf(nil, "v%d", i), opts...)
 		}
+		if err == nil {
+			fmt.Printf("ack %s/%s %d\n", pk, ck, v)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	fmt.Fprintln(w, "done")
-	_ = w.Flush()
+	fmt.Println("done")
 	select {} // killed here
 }
