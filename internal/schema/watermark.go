@@ -179,7 +179,9 @@ type Session struct {
 	// Exited is set by repaird once it found the store gone without
 	// closing and recorded the full repairs that cover its writes.
 	Exited bool
-	// Home is the store's home region.
+	// Home is the store's home region; in an exited session, the region
+	// whose keyspace holds the exit's repair debt (the store's home, or
+	// the recording repaird's when the store's could not take it).
 	Home string
 	// RegistrationTTL is how long the store's registration lives without
 	// a refresh: once the session is older than that (and the clock-skew

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -21,7 +22,8 @@ import (
 // a store that stopped without closing records an overflow entry per
 // namespace it opened (and per namespace this daemon repairs) and region,
 // in the store's home region's keyspace, where its own debt would have
-// been. The entries hold every region's watermark like any debt; the
+// been (or, that region unknown or not answering, in this daemon's home's:
+// exitDebtHomes). The entries hold every region's watermark like any debt; the
 // repaird of that home region runs a full repair of each namespace and
 // removes them once a run that started after them completed. The session
 // is then marked exited, so that the exit is recorded once.
@@ -100,29 +102,30 @@ func (d *Daemon) recordExits(ctx context.Context, exits []watermark.Session) err
 }
 
 func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
-	if !slices.Contains(d.regionNames(), e.Home) {
-		return fmt.Errorf("its home region %q is not among this daemon's regions", e.Home)
-	}
-	debt, err := d.debtIn(ctx, e.Home)
-	if err != nil {
-		return err
-	}
 	namespaces := union(e.Namespaces, d.repairedNamespaces())
 	at := d.now()
-	for _, ns := range namespaces {
-		for _, r := range d.regionNames() {
-			ctx, cancel := context.WithTimeout(ctx, d.cfg.Watermark.RequestTimeout())
-			err := debt.AddDebt(ctx, repair.NewExitEntry(r, ns, at))
-			cancel()
-			if err != nil {
-				return fmt.Errorf("overflow entry for namespace %s, region %s: %w", ns, r, err)
-			}
+	var tried []error
+	recorded := ""
+	for _, home := range exitDebtHomes(e.Home, d.cfg.Home, d.regionNames()) {
+		if err := d.addExitDebt(ctx, home, namespaces, at); err != nil {
+			tried = append(tried, fmt.Errorf("in region %s: %w", home, err))
+			continue
 		}
+		recorded = home
+		break
+	}
+	if recorded == "" {
+		if len(tried) == 0 {
+			return fmt.Errorf("no region to record its debt in")
+		}
+		return errors.Join(tried...)
 	}
 	// Marked exited with a timestamp above the store's last refresh, so
-	// that a refresh of a store that was only cut off wins again.
+	// that a refresh of a store that was only cut off wins again. Its
+	// Home is now the region holding the exit's debt: every daemon counts
+	// the debt of the sessions' homes.
 	ts := max(at.UnixMicro(), e.Refreshed.UnixMicro()+1)
-	cells := schema.Cells{Value: schema.EncodeSession(schema.Session{Registered: e.Registered, Exited: true, Home: e.Home, RegistrationTTL: e.RegistrationTTL, Namespaces: e.Namespaces}),
+	cells := schema.Cells{Value: schema.EncodeSession(schema.Session{Registered: e.Registered, Exited: true, Home: recorded, RegistrationTTL: e.RegistrationTTL, Namespaces: e.Namespaces}),
 		Expires: schema.ExpiryAfter(at, schema.SessionTTL)}
 	cells.Digest = schema.Digest(false, cells.Value)
 	regions := d.regionNames()
@@ -136,7 +139,45 @@ func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
 	}
 	d.wm.exits.Inc()
 	d.log.Warn("repaird: a store stopped without closing: the writes it had not settled are covered by full repairs, and every region's watermark waits for them",
-		"producer", e.ID, "home", e.Home, "last_refresh", e.Refreshed, "namespaces", namespaces)
+		"producer", e.ID, "home", e.Home, "debt_in", recorded, "last_refresh", e.Refreshed, "namespaces", namespaces)
+	return nil
+}
+
+// exitDebtHomes are the regions whose keyspace may take an exit's
+// overflow entries, in order: the store's home, where its own debt would
+// have been and whose repaird drains it, then this daemon's home — when
+// the store's is not among the daemon's regions or does not answer — so
+// that this daemon drains them itself rather than every watermark
+// waiting for a region it cannot write. Either keyspace's debt counts for
+// every watermark (the sessions' homes and the daemon's own join homes).
+func exitDebtHomes(storeHome, daemonHome string, regions []string) []string {
+	var out []string
+	if slices.Contains(regions, storeHome) {
+		out = append(out, storeHome)
+	}
+	if daemonHome != storeHome {
+		out = append(out, daemonHome)
+	}
+	return out
+}
+
+// addExitDebt writes an exit's overflow entries, per namespace and
+// region, in home's keyspace.
+func (d *Daemon) addExitDebt(ctx context.Context, home string, namespaces []string, at time.Time) error {
+	debt, err := d.debtIn(ctx, home)
+	if err != nil {
+		return err
+	}
+	for _, ns := range namespaces {
+		for _, r := range d.regionNames() {
+			ctx, cancel := context.WithTimeout(ctx, d.cfg.Watermark.RequestTimeout())
+			err := debt.AddDebt(ctx, repair.NewExitEntry(r, ns, at))
+			cancel()
+			if err != nil {
+				return fmt.Errorf("overflow entry for namespace %s, region %s: %w", ns, r, err)
+			}
+		}
+	}
 	return nil
 }
 
