@@ -31,27 +31,24 @@ import (
 // readSessions reads the stores' sessions from every region and merges
 // them: a majority of the regions must answer, as for the registrations.
 func (d *Daemon) readSessions(ctx context.Context) ([]watermark.Session, error) {
-	regions := d.regionNames()
-	answers := make([]map[string]watermark.Session, len(regions))
-	errs := d.eachRegion(ctx, regions, func(ctx context.Context, i int, r string) error {
-		rows := map[string]watermark.Session{}
-		err := d.scanPartition(ctx, r, schema.ProducersTable, schema.SessionsPartition, func(ck, value []byte, ts int64) {
-			s, err := schema.DecodeSession(value)
-			if err != nil {
-				return
-			}
-			rows[string(ck)] = watermark.Session{ID: string(ck), Registered: s.Registered, Home: s.Home, Closed: s.Closed, Exited: s.Exited,
-				RegistrationTTL: s.RegistrationTTL, Refreshed: time.UnixMicro(ts), Namespaces: s.Namespaces}
-		})
-		answers[i] = rows
-		return err
+	answers := make([]map[string]watermark.Session, len(d.cfg.Regions))
+	answered, err := d.readMajority(ctx, "the store sessions", schema.SessionsPartition, func(i int, ck, value []byte, ts int64) {
+		s, err := schema.DecodeSession(value)
+		if err != nil {
+			return
+		}
+		if answers[i] == nil {
+			answers[i] = map[string]watermark.Session{}
+		}
+		answers[i][string(ck)] = watermark.Session{ID: string(ck), Registered: s.Registered, Home: s.Home, Closed: s.Closed, Exited: s.Exited,
+			RegistrationTTL: s.RegistrationTTL, Refreshed: time.UnixMicro(ts), Namespaces: s.Namespaces}
 	})
-	if ok, failed := answeredBy(regions, errs); ok <= len(regions)/2 {
-		return nil, fmt.Errorf("reading the store sessions: %d of %d regions answered, a majority is needed: %s", ok, len(regions), failed)
+	if err != nil {
+		return nil, err
 	}
 	merged := map[string]watermark.Session{}
 	for i, rows := range answers {
-		if errs[i] != nil {
+		if !answered[i] {
 			continue
 		}
 		for id, s := range rows {
@@ -102,7 +99,7 @@ func (d *Daemon) recordExits(ctx context.Context, exits []watermark.Session) err
 }
 
 func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
-	namespaces := union(e.Namespaces, d.repairedNamespaces())
+	namespaces := union(e.Namespaces, d.cfg.Names())
 	at := d.now()
 	var tried []error
 	recorded := ""
@@ -179,14 +176,4 @@ func (d *Daemon) addExitDebt(ctx context.Context, home string, namespaces []stri
 		}
 	}
 	return nil
-}
-
-// repairedNamespaces are the namespaces this daemon runs full repairs of.
-func (d *Daemon) repairedNamespaces() []string {
-	out := make([]string, 0, len(d.triggers))
-	for ns := range d.triggers {
-		out = append(out, ns)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -319,22 +319,22 @@ func (d *Daemon) scanPartition(ctx context.Context, region, table string, pk []b
 // regions whose keyspaces may hold repair debt that counts: the stores'
 // home regions, and this daemon's (its replayers record debt there).
 func (d *Daemon) readProducers(ctx context.Context) (_ []watermark.Producer, homes map[string]bool, _ error) {
-	regions := d.regionNames()
-	answers := make([]map[string]schema.Producer, len(regions))
-	errs := d.eachRegion(ctx, regions, func(ctx context.Context, i int, r string) error {
-		rows := map[string]schema.Producer{}
-		err := d.scanPartition(ctx, r, schema.ProducersTable, schema.ProducersPartition, func(ck, value []byte, _ int64) {
-			if p, err := schema.DecodeProducer(value); err == nil {
-				rows[string(ck)] = p
+	answers := make([]map[string]schema.Producer, len(d.cfg.Regions))
+	answered, err := d.readMajority(ctx, "the store registrations", schema.ProducersPartition, func(i int, ck, value []byte, _ int64) {
+		if p, err := schema.DecodeProducer(value); err == nil {
+			if answers[i] == nil {
+				answers[i] = map[string]schema.Producer{}
 			}
-		})
-		answers[i] = rows
-		return err
+			answers[i][string(ck)] = p
+		}
 	})
+	if err != nil {
+		return nil, nil, err
+	}
 	merged := map[string]watermark.Producer{}
 	homes = map[string]bool{d.cfg.Home: true}
 	for i, rows := range answers {
-		if errs[i] != nil {
+		if !answered[i] {
 			continue
 		}
 		for id, p := range rows {
@@ -347,15 +347,32 @@ func (d *Daemon) readProducers(ctx context.Context) (_ []watermark.Producer, hom
 			homes[p.Home] = true
 		}
 	}
-	if ok, failed := answeredBy(regions, errs); ok <= len(regions)/2 {
-		return nil, nil, fmt.Errorf("reading the store registrations: %d of %d regions answered, a majority is needed: %s",
-			ok, len(regions), failed)
-	}
 	out := make([]watermark.Producer, 0, len(merged))
 	for _, p := range merged {
 		out = append(out, p)
 	}
 	return out, homes, nil
+}
+
+// readMajority scans one partition of the producers table (what names
+// it in errors) in every region concurrently, calling row with the
+// region's index for each of its rows (one region's rows from one
+// goroutine), and fails unless a majority of the regions answered: a
+// store registers in every region it can reach, a majority at least
+// before it counts. answered says which regions did.
+func (d *Daemon) readMajority(ctx context.Context, what string, pk []byte, row func(i int, ck, value []byte, ts int64)) (answered []bool, _ error) {
+	regions := d.regionNames()
+	errs := d.eachRegion(ctx, regions, func(ctx context.Context, i int, r string) error {
+		return d.scanPartition(ctx, r, schema.ProducersTable, pk, func(ck, value []byte, ts int64) { row(i, ck, value, ts) })
+	})
+	if ok, failed := answeredBy(regions, errs); ok <= len(regions)/2 {
+		return nil, fmt.Errorf("reading %s: %d of %d regions answered, a majority is needed: %s", what, ok, len(regions), failed)
+	}
+	answered = make([]bool, len(regions))
+	for i, err := range errs {
+		answered[i] = err == nil
+	}
+	return answered, nil
 }
 
 // readMarks reads region's marks from its own keyspace.
