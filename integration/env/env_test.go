@@ -280,6 +280,15 @@ func TestPauseReturnsOnceEveryThreadStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Kill(context.Background()) })
+	// Until sleep sleeps (S), its thread may be in D while the kernel
+	// loads the program: neither stopped nor, for Pause, still running.
+	deadline := time.Now().Add(10 * time.Second)
+	for threadsNotIn(p.Pid(), "S") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("sleep not asleep 10 s after it started")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if p.Stopped() {
 		t.Fatal("Stopped before Pause")
 	}
@@ -292,7 +301,7 @@ func TestPauseReturnsOnceEveryThreadStopped(t *testing.T) {
 	if err := p.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for p.Stopped() {
 		if time.Now().After(deadline) {
 			t.Fatal("still stopped 10 s after Resume")

@@ -128,7 +128,7 @@ func (p *Process) Pause() error {
 	}
 	deadline := time.Now().Add(pauseWait)
 	for {
-		running := runningThreads(p.Pid())
+		running := threadsNotIn(p.Pid(), stoppingStates)
 		if running == 0 {
 			return nil
 		}
@@ -143,19 +143,30 @@ func (p *Process) Pause() error {
 const pauseWait = 10 * time.Second
 
 // Stopped reports whether the process runs and every one of its threads is
-// stopped (by Pause).
+// stopped (by Pause): in state T, or exiting. A thread in uninterruptible
+// sleep is not stopped yet — a process just started is often in D while
+// the kernel loads its program — although Pause may return with one
+// (stoppingStates).
 func (p *Process) Stopped() bool {
 	pid := p.Pid()
-	return pid != 0 && p.Running() && pidAlive(pid) && runningThreads(pid) == 0
+	return pid != 0 && p.Running() && pidAlive(pid) && threadsNotIn(pid, stoppedStates) == 0
 }
 
-// runningThreads counts the threads of pid that may still run user code
-// (state not T in /proc/<pid>/task/<tid>/stat). A thread in uninterruptible
-// sleep (D: a disk write, an fsync) is not counted: it stops as it leaves
-// the kernel, before it runs any of the process's code, and a slow disk
-// must not make Pause fail. A thread that exits while it is read is not
-// counted; a pid that cannot be read counts 0.
-func runningThreads(pid int) int {
+// Thread states (the field after the command name in
+// /proc/<pid>/task/<tid>/stat): stopped (T, t) or exiting (Z, X).
+// stoppingStates adds uninterruptible sleep (D: a disk write, an fsync),
+// which Pause accepts: such a thread stops as it leaves the kernel,
+// before it runs any of the process's code, and a slow disk must not make
+// Pause fail.
+const (
+	stoppedStates  = "TtZX"
+	stoppingStates = stoppedStates + "D"
+)
+
+// threadsNotIn counts the threads of pid whose state is not one of
+// states. A thread that exits while it is read is not counted; a pid that
+// cannot be read counts 0.
+func threadsNotIn(pid int, states string) int {
 	if pid <= 0 {
 		return 0
 	}
@@ -169,9 +180,7 @@ func runningThreads(pid int) int {
 		if len(f) == 0 {
 			continue
 		}
-		switch f[0][0] {
-		case 'T', 't', 'D', 'Z', 'X':
-		default:
+		if !strings.ContainsRune(states, rune(f[0][0])) {
 			n++
 		}
 	}
