@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -22,8 +21,8 @@ import (
 // a store that stopped without closing records an overflow entry per
 // namespace it opened (and per namespace this daemon repairs) and region,
 // in the store's home region's keyspace, where its own debt would have
-// been (or, that region unknown or not answering, in this daemon's home's:
-// exitDebtHomes). The entries hold every region's watermark like any debt; the
+// been (or, that region unknown to this daemon, in this daemon's home's:
+// exitDebtHome). The entries hold every region's watermark like any debt; the
 // repaird of that home region runs a full repair of each namespace and
 // removes them once a run that started after them completed. The session
 // is then marked exited, so that the exit is recorded once.
@@ -101,21 +100,9 @@ func (d *Daemon) recordExits(ctx context.Context, exits []watermark.Session) err
 func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
 	namespaces := union(e.Namespaces, d.cfg.Names())
 	at := d.now()
-	var tried []error
-	recorded := ""
-	for _, home := range exitDebtHomes(e.Home, d.cfg.Home, d.regionNames()) {
-		if err := d.addExitDebt(ctx, home, namespaces, at); err != nil {
-			tried = append(tried, fmt.Errorf("in region %s: %w", home, err))
-			continue
-		}
-		recorded = home
-		break
-	}
-	if recorded == "" {
-		if len(tried) == 0 {
-			return fmt.Errorf("no region to record its debt in")
-		}
-		return errors.Join(tried...)
+	recorded := exitDebtHome(e.Home, d.cfg.Home, d.regionNames())
+	if err := d.addExitDebt(ctx, recorded, namespaces, at); err != nil {
+		return fmt.Errorf("in region %s: %w", recorded, err)
 	}
 	// Marked exited with a timestamp above the store's last refresh, so
 	// that a refresh of a store that was only cut off wins again. Its
@@ -140,22 +127,19 @@ func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
 	return nil
 }
 
-// exitDebtHomes are the regions whose keyspace may take an exit's
-// overflow entries, in order: the store's home, where its own debt would
-// have been and whose repaird drains it, then this daemon's home — when
-// the store's is not among the daemon's regions or does not answer — so
-// that this daemon drains them itself rather than every watermark
-// waiting for a region it cannot write. Either keyspace's debt counts for
-// every watermark (the sessions' homes and the daemon's own join homes).
-func exitDebtHomes(storeHome, daemonHome string, regions []string) []string {
-	var out []string
+// exitDebtHome is the region whose keyspace takes an exit's overflow
+// entries: the store's home, where its own debt would have been
+// and whose repaird drains it; only when that region is not among this
+// daemon's regions, this daemon's home, so that it drains them itself. A
+// known home that does not answer is not replaced: the next pass tries
+// again. (Entries written in another daemon's home could stay there for
+// good — a daemon that repairs no namespace keeps overflow entries it
+// cannot run — and every watermark would wait on them.)
+func exitDebtHome(storeHome, daemonHome string, regions []string) string {
 	if slices.Contains(regions, storeHome) {
-		out = append(out, storeHome)
+		return storeHome
 	}
-	if daemonHome != storeHome {
-		out = append(out, daemonHome)
-	}
-	return out
+	return daemonHome
 }
 
 // addExitDebt writes an exit's overflow entries, per namespace and
