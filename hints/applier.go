@@ -168,8 +168,8 @@ type cqlApplier struct {
 }
 
 func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
-	args, err := a.bind(h)
-	if err != nil {
+	// Bound first for its checks (names, expiry), before anything is read.
+	if _, err := a.bind(h); err != nil {
 		return err
 	}
 	retention, err := a.retention(ctx, h.Namespace)
@@ -179,6 +179,13 @@ func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
 	if birth := h.Birth(); a.now().Sub(birth) > retention {
 		return fmt.Errorf("%w: %w: written %s, more than the tombstone retention %v of %s.%s ago; a deletion marker that superseded it may be gone, repair covers the row",
 			ErrPermanent, ErrExpired, birth.UTC().Format(time.RFC3339), retention, a.keyspace, h.Namespace)
+	}
+	// Bound again right before the write: the TTL is what remains of the
+	// expiry now, not before the retention read (which can take seconds
+	// and would lengthen the copy's cell by as long).
+	args, err := a.bind(h)
+	if err != nil {
+		return err
 	}
 	err = a.write(ctx, schema.Insert(a.keyspace, h.Namespace), args)
 	if err == nil {

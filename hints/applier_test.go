@@ -24,6 +24,8 @@ type fakeCQL struct {
 	readErr  error             // error of every comment read, when set
 	reads    map[string]int    // table -> comment reads
 	writes   []string          // statements written
+	args     [][]any           // their values
+	onRead   func()            // called at every comment read, when set
 	writeErr error             // error of every write, when set
 	probeErr error             // error of every probe read
 }
@@ -37,6 +39,7 @@ func (f *fakeCQL) applier(now *time.Time, opts ...CQLApplierOption) *cqlApplier 
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.writes = append(f.writes, stmt)
+		f.args = append(f.args, args)
 		return f.writeErr
 	}
 	read := func(ctx context.Context, stmt string, args []any) error {
@@ -48,6 +51,9 @@ func (f *fakeCQL) applier(now *time.Time, opts ...CQLApplierOption) *cqlApplier 
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.reads[table]++
+		if f.onRead != nil {
+			f.onRead()
+		}
 		if f.readErr != nil {
 			return 0, f.readErr
 		}
@@ -87,6 +93,32 @@ func (f *fakeCQL) writeCount() int {
 // retentionComment is the comment schema.CreateTable writes.
 func retentionComment(d time.Duration) string {
 	return fmt.Sprintf("%s retention=%d", schema.CommentPrefix, int64(d/time.Second))
+}
+
+// TestCQLApplierTTLAtWrite: the TTL a hint is written with is what remains
+// of its expiry when the write is made, not when the applier began: the
+// retention read between them can take seconds (a region just healed), and
+// a TTL computed before it would make the copy's cell outlive the row's
+// expiry by as long.
+func TestCQLApplierTTLAtWrite(t *testing.T) {
+	now := t0
+	f := newFakeCQL(map[string]string{"t": retentionComment(time.Hour)})
+	f.onRead = func() { now = now.Add(5 * time.Second) } // a slow retention read
+	a := f.applier(&now)
+	expires := t0.Add(time.Minute)
+	h := record.Hint{Target: "b", Namespace: "t", PK: []byte("p"), CK: []byte("c"), Value: []byte("v"),
+		Timestamp: t0.UnixMicro(), CreatedAt: t0, ExpiresAt: expires}
+	if err := a.Apply(context.Background(), h); err != nil {
+		t.Fatalf("Apply = %v", err)
+	}
+	if len(f.args) != 1 {
+		t.Fatalf("%d writes, want 1", len(f.args))
+	}
+	args := f.args[0]
+	want, _ := schema.TTLUntil(expirySeconds(expires), now)
+	if got := args[len(args)-1]; got != want {
+		t.Fatalf("written with TTL %v, want %d (what remains at the write, %v after the start)", got, want, now.Sub(t0))
+	}
 }
 
 // TestCQLApplierTableRetention: a hint older than its table's tombstone
