@@ -218,6 +218,35 @@ type rowState struct {
 	writetime int64
 	ttl       int   // 0: none
 	expires   int64 // the absolute expiry column; 0: never
+	// The instant the cell's TTL ends (seconds since the epoch) lies in
+	// [cellLo, cellHi]: ttl counted from the start of the read and from
+	// the moment its page arrived. 0 without a TTL.
+	cellLo, cellHi int64
+}
+
+// maxApplyLag bounds how long after the computation of its TTL a copy may
+// reach a node in these tests. Cassandra counts a TTL from the moment a
+// node applies the write, so a copy's cell outlives the row's expiry by
+// that delay (docs/design.md "Expiry": reads honour the expires column;
+// the TTL only reclaims space).
+const maxApplyLag = 60
+
+// cellProblem says how r's cell TTL contradicts its expiry, or "": a cell
+// that dies before the row's expiry would drop the row (or the deletion
+// marker) early; one that outlives it by more than maxApplyLag was not
+// written with the TTL that remained (schema.TTLUntil).
+func (r rowState) cellProblem() string {
+	switch {
+	case r.expires == 0 || r.ttl == 0:
+		if (r.expires == 0) != (r.ttl == 0) {
+			return fmt.Sprintf("expires %d with ttl %d", r.expires, r.ttl)
+		}
+	case r.cellHi < r.expires:
+		return fmt.Sprintf("cell ends by %d, before the row's expiry %d", r.cellHi, r.expires)
+	case r.cellLo > r.expires+maxApplyLag:
+		return fmt.Sprintf("cell ends after %d, %d s past the row's expiry %d", r.cellLo, r.cellLo-r.expires, r.expires)
+	}
+	return ""
 }
 
 func (r rowState) String() string {
@@ -230,6 +259,7 @@ func readTable(t testing.TB, s *gocql.Session, ks string) map[string]rowState {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out := map[string]rowState{}
+	start := time.Now().Unix()
 	it := s.Query(fmt.Sprintf(`SELECT pk, ck, value, deleted, writetime(digest), ttl(digest), expires FROM %s.%s`, ks, hintsNS)).
 		PageSize(2000).IterContext(ctx)
 	var (
@@ -242,6 +272,9 @@ func readTable(t testing.TB, s *gocql.Session, ks string) map[string]rowState {
 		r := rowState{value: bytes.Clone(value), deleted: deleted, writetime: wt, expires: expires}
 		if ttl != nil {
 			r.ttl = *ttl
+			// ttl() counts down in whole seconds on the server, somewhere
+			// between the query's start and now.
+			r.cellLo, r.cellHi = start+int64(r.ttl), time.Now().Unix()+int64(r.ttl)+1
 		}
 		out[string(pk)+"/"+string(ck)] = r
 		ttl = nil
@@ -252,7 +285,11 @@ func readTable(t testing.TB, s *gocql.Session, ks string) map[string]rowState {
 	return out
 }
 
-// diffTables returns a description of how b differs from a, or "".
+// diffTables returns a description of how b differs from a, or "". Rows
+// agree when their value, deletion, timestamp and absolute expiry are
+// equal; their remaining TTLs are not compared with each other (each copy's
+// counts from its own apply, and the tables are read at different
+// moments) but each is checked against the expiry (cellProblem).
 func diffTables(a, b map[string]rowState) string {
 	var diffs []string
 	for k, ra := range a {
@@ -261,13 +298,19 @@ func diffTables(a, b map[string]rowState) string {
 		case !ok:
 			diffs = append(diffs, fmt.Sprintf("%s: missing (want %v)", k, ra))
 		case !bytes.Equal(ra.value, rb.value) || ra.deleted != rb.deleted || ra.writetime != rb.writetime ||
-			ra.expires != rb.expires || (ra.ttl == 0) != (rb.ttl == 0) || abs(ra.ttl-rb.ttl) > 1:
+			ra.expires != rb.expires || (ra.ttl == 0) != (rb.ttl == 0):
 			diffs = append(diffs, fmt.Sprintf("%s: %v, want %v", k, rb, ra))
+		}
+		if p := ra.cellProblem(); p != "" {
+			diffs = append(diffs, fmt.Sprintf("%s: first table's %v: %s", k, ra, p))
 		}
 	}
 	for k, rb := range b {
 		if _, ok := a[k]; !ok {
 			diffs = append(diffs, fmt.Sprintf("%s: unexpected %v", k, rb))
+		}
+		if p := rb.cellProblem(); p != "" {
+			diffs = append(diffs, fmt.Sprintf("%s: second table's %v: %s", k, rb, p))
 		}
 	}
 	if len(diffs) == 0 {
@@ -1170,6 +1213,31 @@ func TestHintsGaugeRefusesUnknownMetrics(t *testing.T) {
 			t.Errorf("%s: gauge%q returned %v instead of failing the test", name, args, got)
 		} else {
 			t.Logf("%s: %s", name, rec.msg)
+		}
+	}
+}
+
+// TestCellProblem: diffTables accepts a copy whose cell outlives the row's
+// expiry by its apply delay, and flags one that dies before it or was
+// written with a fresh TTL instead of the one that remained.
+func TestCellProblem(t *testing.T) {
+	const exp = 1_800_000_000
+	cases := []struct {
+		name   string
+		r      rowState
+		flawed bool
+	}{
+		{"no expiry", rowState{}, false},
+		{"cell at the expiry", rowState{expires: exp, ttl: 100, cellLo: exp - 1, cellHi: exp + 1}, false},
+		{"applied 2 s late", rowState{expires: exp, ttl: 100, cellLo: exp + 2, cellHi: exp + 3}, false},
+		{"dies a second early", rowState{expires: exp, ttl: 100, cellLo: exp - 3, cellHi: exp - 1}, true},
+		{"fresh TTL, written 2 minutes later", rowState{expires: exp, ttl: 100, cellLo: exp + 120, cellHi: exp + 121}, true},
+		{"expiry without a TTL", rowState{expires: exp}, true},
+		{"TTL without an expiry", rowState{ttl: 100, cellLo: exp, cellHi: exp + 1}, true},
+	}
+	for _, c := range cases {
+		if p := c.r.cellProblem(); (p != "") != c.flawed {
+			t.Errorf("%s: cellProblem() = %q, want a problem: %v", c.name, p, c.flawed)
 		}
 	}
 }
