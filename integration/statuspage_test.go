@@ -92,9 +92,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Fatalf("load the status page: %v", err)
 	}
 	// The page refreshes itself: wait for the live run and its progress.
-	// It re-renders its tables every refresh, so a node found by one CDP
-	// call may be gone by the next ("No node with given id found"): the text is
-	// read in one script, and a failed read is only a retry of eventually.
+	// The text is read in one script, and a failed read is only a retry of
+	// eventually.
 	text := func(sel string) string {
 		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.innerText : ""; })()`, sel)))
 		if err != nil {
@@ -109,8 +108,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 		}
 		return nil
 	})
-	// The page re-renders its tables every refresh: a read in the middle
-	// of one finds an empty row, so the rows are read until they settle.
+	// A row may still show the state of the page's first render: the rows
+	// are read until they settle.
 	for _, r := range []string{"a", "b"} {
 		eventually(t, 15*time.Second, "region "+r+" shown connected", func() error {
 			if got := text(fmt.Sprintf(`tr[data-region=%q]`, r)); !strings.Contains(got, "connected") || strings.Contains(got, "not connected") {
@@ -132,12 +131,36 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	shot("statuspage-running.png")
 
+	// A refresh updates the page in place: the Pause button found before
+	// the progress moves is the same node after it (a page that replaced
+	// its tables replaced the button, and a click pressed during a refresh
+	// was lost; chromedp's Click failed "Could not find node with given id").
+	pauseSel := nsRow + ` button[data-action="pause"]`
+	before, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(() => { window.tmPause = document.querySelector(%q); return window.tmPause ? document.querySelector(%q).innerText : ""; })()`,
+		pauseSel, nsRow+" .segments")))
+	if err != nil || before == "" {
+		t.Fatalf("find the Pause button: progress %q, %v", before, err)
+	}
+	eventually(t, 30*time.Second, "the progress moves on from "+before, func() error {
+		if p := text(nsRow + " .segments"); p == before || !strings.HasSuffix(p, "/16") {
+			return fmt.Errorf("progress %q", p)
+		}
+		return nil
+	})
+	same, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.contains(window.tmPause) && window.tmPause === document.querySelector(%q)`, pauseSel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !same {
+		t.Fatalf("after the progress moved on from %s the Pause button is another node: the refresh replaced it", before)
+	}
+
 	// Pause with the page's button, the token typed into the page.
 	var cur daemon.RunView
 	cd.api(t, "GET", "/v1/namespaces/"+repairNS+"/runs/current", "", "", &cur)
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("token"), controlToken),
-		chromedp.Click(chromedp.CSS(nsRow+` button[data-action="pause"]`)),
+		chromedp.Click(chromedp.CSS(pauseSel)),
 	); err != nil {
 		t.Fatalf("click Pause: %v", err)
 	}
