@@ -241,10 +241,13 @@ func (f *silentFactory) factory(ctx context.Context, cfg driver.Config) (driver.
 	if !slow || !first {
 		return f.mem[cfg.Region], nil
 	}
-	cfg.Reach.Watching()
+	// An answering region has answered by the time it is watched: Open may
+	// look between the two calls (Answered after Watching made this test
+	// fail once, with c taken for silent).
 	if answers {
 		cfg.Reach.Answered()
 	}
+	cfg.Reach.Watching()
 	f.mu.Lock()
 	f.held[cfg.Region] = true
 	f.mu.Unlock()
