@@ -241,16 +241,18 @@ func (f *silentFactory) factory(ctx context.Context, cfg driver.Config) (driver.
 	if !slow || !first {
 		return f.mem[cfg.Region], nil
 	}
-	// An answering region has answered by the time it is watched: Open may
-	// look between the two calls (Answered after Watching made this test
-	// fail once, with c taken for silent).
+	// Held before Open can learn anything from the Reach, and an answering
+	// region has answered by the time it is watched: Open may return, or
+	// look, between any two of these steps (each order failed once in a
+	// clean-clone run: "Open returned after c's attempt ended", c taken
+	// for silent).
+	f.mu.Lock()
+	f.held[cfg.Region] = true
+	f.mu.Unlock()
 	if answers {
 		cfg.Reach.Answered()
 	}
 	cfg.Reach.Watching()
-	f.mu.Lock()
-	f.held[cfg.Region] = true
-	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		f.held[cfg.Region] = false
