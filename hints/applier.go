@@ -168,8 +168,8 @@ type cqlApplier struct {
 }
 
 func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
-	// Bound first for its checks (names, expiry), before anything is read.
-	if _, err := a.bind(h); err != nil {
+	// Checked (names, expiry) before anything is read.
+	if _, err := a.check(h, a.now()); err != nil {
 		return err
 	}
 	retention, err := a.retention(ctx, h.Namespace)
@@ -180,9 +180,9 @@ func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
 		return fmt.Errorf("%w: %w: written %s, more than the tombstone retention %v of %s.%s ago; a deletion marker that superseded it may be gone, repair covers the row",
 			ErrPermanent, ErrExpired, birth.UTC().Format(time.RFC3339), retention, a.keyspace, h.Namespace)
 	}
-	// Bound again right before the write: the TTL is what remains of the
-	// expiry now, not before the retention read (which can take seconds
-	// and would lengthen the copy's cell by as long).
+	// Bound right before the write: the TTL is what remains of the expiry
+	// now, not before the retention read (which can take seconds and would
+	// lengthen the copy's cell by as long).
 	args, err := a.bind(h)
 	if err != nil {
 		return err
@@ -233,21 +233,30 @@ func (a *cqlApplier) Probe(ctx context.Context, h record.Hint) error {
 
 // bind returns the values for schema.Insert (schema.InsertValues).
 func (a *cqlApplier) bind(h record.Hint) ([]any, error) {
-	if err := schema.ValidateName("keyspace", a.keyspace); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
-	}
-	if err := schema.ValidateName("namespace", h.Namespace); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
-	}
-	now := a.now()
-	expires := expirySeconds(h.ExpiresAt)
-	ttl, expired := schema.TTLUntil(expires, now)
-	if expired || (!h.ExpiresAt.IsZero() && !now.Before(h.ExpiresAt)) {
-		return nil, fmt.Errorf("%w: %w: expired at %s", ErrPermanent, ErrExpired, h.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	ttl, err := a.check(h, a.now())
+	if err != nil {
+		return nil, err
 	}
 	// Row format 2: every column non-null, the absolute expiry carried,
 	// the TTL what remains of it.
-	return schema.InsertValues(h.PK, h.CK, schema.RowCells(h.Deleted, h.Value, expires), h.Timestamp, ttl), nil
+	return schema.InsertValues(h.PK, h.CK, schema.RowCells(h.Deleted, h.Value, expirySeconds(h.ExpiresAt)), h.Timestamp, ttl), nil
+}
+
+// check refuses, as permanent, a hint that cannot be written (a name
+// that is not valid, an expiry passed at now), and returns the TTL that
+// remains of its expiry at now.
+func (a *cqlApplier) check(h record.Hint, now time.Time) (ttl int, _ error) {
+	if err := schema.ValidateName("keyspace", a.keyspace); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	if err := schema.ValidateName("namespace", h.Namespace); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	ttl, expired := schema.TTLUntil(expirySeconds(h.ExpiresAt), now)
+	if expired || (!h.ExpiresAt.IsZero() && !now.Before(h.ExpiresAt)) {
+		return 0, fmt.Errorf("%w: %w: expired at %s", ErrPermanent, ErrExpired, h.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	}
+	return ttl, nil
 }
 
 // expirySeconds is a hint's absolute expiry in whole seconds, as the

@@ -181,7 +181,7 @@ type Session struct {
 	Exited bool
 	// Home is the store's home region; in an exited session, the region
 	// whose keyspace holds the exit's repair debt (the store's home, or
-	// the recording repaird's when the store's could not take it).
+	// the recording repaird's when the store's is not among its regions).
 	Home string
 	// RegistrationTTL is how long the store's registration lives without
 	// a refresh: once the session is older than that (and the clock-skew
