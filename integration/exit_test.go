@@ -112,7 +112,7 @@ func uncleanExit(t *testing.T, tc exitCase) {
 	// The lower of the daemons' (the one a caller reads is either).
 	wm := func() time.Time {
 		w := wmOf(0)
-		for i := range daemons {
+		for i := 1; i < len(daemons); i++ {
 			if wi := wmOf(i); wi.Before(w) {
 				w = wi
 			}

@@ -237,10 +237,9 @@ const maxApplyLag = 60
 // written with the TTL that remained (schema.TTLUntil).
 func (r rowState) cellProblem() string {
 	switch {
-	case r.expires == 0 || r.ttl == 0:
-		if (r.expires == 0) != (r.ttl == 0) {
-			return fmt.Sprintf("expires %d with ttl %d", r.expires, r.ttl)
-		}
+	case (r.expires == 0) != (r.ttl == 0):
+		return fmt.Sprintf("expires %d with ttl %d", r.expires, r.ttl)
+	case r.expires == 0: // neither: the row never expires
 	case r.cellHi < r.expires:
 		return fmt.Sprintf("cell ends by %d, before the row's expiry %d", r.cellHi, r.expires)
 	case r.cellLo > r.expires+maxApplyLag:
