@@ -7,19 +7,30 @@ package integration
 //
 //	make bench BENCH=BenchmarkFingerprint
 //	TIDEMARK_BENCH_ROWS=10000,100000,1000000 make bench BENCH=BenchmarkFingerprint
+//	TIDEMARK_BENCH_ROWS=1000000 TIDEMARK_BENCH_PAIRS=7 make bench BENCH='BenchmarkFingerprint/rows=1000000/div=0%'
 //
-// The conflict log is off in both modes (its table is created at a run's
-// start, a fixed cost unrelated to the comparison). B/row and ns/row are
-// per row of the table (bytes read from both regions:
-// aggregate answers, digest scans, value fetches); server-ns/row is the CPU
-// the two regions' nodes spent per row. After the load, the servers are
-// left to settle (flushes, compactions) and each mode runs once unmeasured,
-// so that neither the load's aftermath nor the servers' JIT warm-up is
+// Each sub-benchmark (rows, divergence) measures the two modes in pairs:
+// one repair of each, the order alternating from pair to pair
+// (TIDEMARK_BENCH_PAIRS pairs, default 1), so that servers warming up or
+// slowing down through the run are charged to both alike — with -count,
+// Go would run every repair of one mode before the other's. The
+// comparison is fp/digest-time and fp/digest-server: the median over the
+// pairs of each pair's ratio of wall time and of the servers' CPU (the
+// upper median for an even number). The per-mode metrics are means per
+// row of the table: B/row (bytes read from both regions: aggregate
+// answers, digest scans, value fetches), ns/row, server-ns/row (the CPU
+// the two regions' nodes spent); ns/op is a whole pair's time, loading
+// the divergence included, and means nothing here. The conflict log is
+// off in both modes (its table is created at a run's start, a fixed cost
+// unrelated to the comparison). After the load, the servers are left to
+// settle (flushes, compactions) and each mode runs once unmeasured, so
+// that neither the load's aftermath nor the servers' JIT warm-up is
 // charged to whichever mode is measured first.
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,14 +55,23 @@ func BenchmarkFingerprint(b *testing.B) {
 			b.Logf("warm-up, %s: %s, servers' CPU %s", mode, time.Since(wall).Round(time.Millisecond), (serverCPU(b, "a", "b") - cpu).Round(10*time.Millisecond))
 		}
 		version := 10
+		pairs := envInt("TIDEMARK_BENCH_PAIRS", 1)
 		for _, pct := range []float64{0, 0.001, 0.10} {
-			for _, mode := range []string{"fingerprint", "digest"} {
-				b.Run(fmt.Sprintf("rows=%d/div=%g%%/%s", n, pct*100, mode), func(b *testing.B) {
-					var rep *repair.Report
-					var cpuUsed time.Duration
-					k := int(float64(n) * pct)
-					for i := 0; i < b.N; i++ {
-						b.StopTimer()
+			b.Run(fmt.Sprintf("rows=%d/div=%g%%", n, pct*100), func(b *testing.B) {
+				k := int(float64(n) * pct)
+				var runs [2]modeRuns
+				var ratios, serverRatios []float64
+				// One repair of each mode, the same divergence injected
+				// before each; the order alternates from pair to pair, so
+				// that a server warming up (or slowing down) through the
+				// benchmark is charged to both modes alike.
+				runPair := func(p int) {
+					order := []int{0, 1}
+					if p%2 == 1 {
+						order = []int{1, 0}
+					}
+					var wall, cpu [2]time.Duration
+					for _, m := range order {
 						version++
 						div := make([]repairRow, 0, k)
 						for j := 0; j < k; j++ {
@@ -60,45 +80,89 @@ func BenchmarkFingerprint(b *testing.B) {
 							div = append(div, repairRow{pk: pk, ck: ck, value: value(idx, version, benchValueSize), ts: ts + int64(version)})
 						}
 						f.load(b, "a", div) // region b misses these writes
-						r := f.benchRepairer(b, n, mode)
-						cpu := serverCPU(b, "a", "b")
-						b.StartTimer()
-						var err error
-						rep, err = r.Run(context.Background(), repairNS)
-						b.StopTimer()
-						cpuUsed += serverCPU(b, "a", "b") - cpu
+						r := f.benchRepairer(b, n, benchModes[m])
+						c0, w0 := serverCPU(b, "a", "b"), time.Now()
+						rep, err := r.Run(context.Background(), repairNS)
+						wall[m], cpu[m] = time.Since(w0), serverCPU(b, "a", "b")-c0
 						if err != nil {
 							b.Fatal(err)
 						}
 						if rep.RowsDiffering != int64(k) || rep.RowsWritten != int64(k) {
-							b.Fatalf("differing %d written %d, injected %d", rep.RowsDiffering, rep.RowsWritten, k)
+							b.Fatalf("%s: differing %d written %d, injected %d", benchModes[m], rep.RowsDiffering, rep.RowsWritten, k)
 						}
 						if rep.RowsScanned+rep.RowsInSync != int64(n) {
-							b.Fatalf("rows scanned %d + in sync %d, want the table's %d", rep.RowsScanned, rep.RowsInSync, n)
+							b.Fatalf("%s: rows scanned %d + in sync %d, want the table's %d", benchModes[m], rep.RowsScanned, rep.RowsInSync, n)
+						}
+						runs[m].add(rep, wall[m], cpu[m])
+						if pct == 0 && runs[m].fetches != 0 {
+							b.Fatalf("%s: repair at 0%% divergence fetched %d values", benchModes[m], runs[m].fetches)
 						}
 					}
-					var bytesRead, fetches, queries int64
-					for _, rs := range rep.Regions {
-						bytesRead += rs.BytesRead
-						fetches += rs.ValueFetches
-						queries += rs.FingerprintQueries
+					ratios = append(ratios, float64(wall[0])/float64(wall[1]))
+					serverRatios = append(serverRatios, float64(cpu[0])/float64(cpu[1]))
+					b.Logf("pair %d (%s first): time %s / %s = %.2fx, servers' CPU %s / %s = %.2fx", p+1, benchModes[order[0]],
+						wall[0].Round(time.Millisecond), wall[1].Round(time.Millisecond), ratios[len(ratios)-1],
+						cpu[0].Round(10*time.Millisecond), cpu[1].Round(10*time.Millisecond), serverRatios[len(serverRatios)-1])
+				}
+				for i := 0; i < b.N; i++ {
+					for p := 0; p < pairs; p++ {
+						runPair(p)
 					}
-					if pct == 0 && fetches != 0 {
-						b.Fatalf("repair at 0%% divergence fetched %d values", fetches)
-					}
-					b.ReportMetric(float64(bytesRead)/float64(n), "B/row")
-					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/row")
-					b.ReportMetric(float64(cpuUsed.Nanoseconds())/float64(b.N)/float64(n), "server-ns/row")
-					b.ReportMetric(float64(queries), "aggregates/op")
-					b.ReportMetric(float64(rep.RowsScanned), "scanned/op")
-					b.ReportMetric(float64(rep.RowsWritten), "written/op")
-					if k > 0 {
-						b.ReportMetric(float64(rep.RowsWritten)/float64(k), "written/differing")
-					}
-				})
-			}
+				}
+				for m, r := range runs {
+					r.report(b, benchModes[m], n)
+				}
+				b.ReportMetric(median(ratios), "fp/digest-time")
+				b.ReportMetric(median(serverRatios), "fp/digest-server")
+				if k > 0 {
+					b.ReportMetric(float64(runs[0].written)/float64(runs[0].n)/float64(k), "written/differing")
+				}
+			})
 		}
 	}
+}
+
+// benchModes are the two repairs BenchmarkFingerprint compares, by index.
+var benchModes = [2]string{"fingerprint", "digest"}
+
+// modeRuns sums one mode's measured repairs.
+type modeRuns struct {
+	n                       int
+	wall, cpu               time.Duration
+	bytes, fetches, queries int64
+	scanned, written        int64
+}
+
+func (r *modeRuns) add(rep *repair.Report, wall, cpu time.Duration) {
+	r.n++
+	r.wall += wall
+	r.cpu += cpu
+	r.scanned += rep.RowsScanned
+	r.written += rep.RowsWritten
+	for _, rs := range rep.Regions {
+		r.bytes += rs.BytesRead
+		r.fetches += rs.ValueFetches
+		r.queries += rs.FingerprintQueries
+	}
+}
+
+// report writes the mode's means per repair and per row of the table
+// (rows), each metric named after the mode.
+func (r modeRuns) report(b *testing.B, mode string, rows int) {
+	per := float64(r.n) * float64(rows)
+	b.ReportMetric(float64(r.bytes)/per, mode+"-B/row")
+	b.ReportMetric(float64(r.wall.Nanoseconds())/per, mode+"-ns/row")
+	b.ReportMetric(float64(r.cpu.Nanoseconds())/per, mode+"-server-ns/row")
+	b.ReportMetric(float64(r.scanned)/float64(r.n), mode+"-scanned/op")
+	if mode != "digest" {
+		b.ReportMetric(float64(r.queries)/float64(r.n), mode+"-aggregates/op")
+	}
+}
+
+// median is the median of xs (which it sorts).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 // benchRepairer is the repair both modes run: fingerprints first, or
