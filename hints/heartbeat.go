@@ -227,16 +227,21 @@ func classifyCopies(region string, err error, n int) error {
 }
 
 // partitionsOf returns the partition count of region's topic: the one
-// learned last if it is younger than partCountsTTL and the writer has
-// not offered the balancer another count since, otherwise read from the
-// metadata (which the producer's transport caches and its writer uses
-// too, so that both see the same partitions).
+// learned last if it is younger than partCountsTTL and the hints' writer
+// has not offered the balancer another count since, otherwise read from
+// the metadata of the heartbeats' transport, whose writer writes the round.
 //
 // The balancer's count matters when a topic gains partitions: a hint can
-// go to a new partition only once the writer offers it, which it does
-// before the hint is acknowledged; the next heartbeat then sees the
+// go to a new partition only once the hints' writer offers it, which it
+// does before the hint is acknowledged; the next heartbeat then sees the
 // change and covers the new partition, instead of promising, for up to
-// partCountsTTL, that fewer partitions are all there is.
+// partCountsTTL, that fewer partitions are all there is. The two writers
+// have a transport each, and each transport refreshes its metadata cache
+// on its own timer (kafka-go: within MetadataTTL), so for a few seconds
+// the heartbeats' metadata can list fewer partitions than the hints'
+// writer offered: the round is then refused (a failed heartbeat promises
+// nothing) until it catches up, since its copies would miss a partition
+// that may already hold an acknowledged hint.
 func (p *Producer) partitionsOf(ctx context.Context, region string) (int, error) {
 	topic := p.Topic(region)
 	p.partCountsMu.Lock()
@@ -247,11 +252,40 @@ func (p *Producer) partitionsOf(ctx context.Context, region string) (int, error)
 			return c.n, nil
 		}
 	}
-	mctx, cancel := context.WithTimeout(ctx, p.cfg.ProduceTimeout)
-	defer cancel()
-	md, err := p.hbClient.Metadata(mctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	n, err := topicPartitions(ctx, p.hbClient, topic, p.cfg.ProduceTimeout)
 	if err != nil {
 		return 0, classify(region, fmt.Errorf("read the partitions of topic %q: %w", topic, err))
+	}
+	if n <= 0 {
+		return 0, fmt.Errorf("%w: region %q: the metadata of topic %q lists no partitions", ErrUnavailable, region, topic)
+	}
+	if seen := p.balancer.offered(topic); seen > n {
+		// The hints' writer offered more. Its own transport's metadata
+		// says whether that is the heartbeats' cache lagging or a topic
+		// re-created with fewer partitions since (the writer's count is
+		// then stale until its next hint, which may be a long way off).
+		m, err := topicPartitions(ctx, p.client, topic, p.cfg.ProduceTimeout)
+		if err != nil {
+			return 0, classify(region, fmt.Errorf("read the partitions of topic %q: %w", topic, err))
+		}
+		if m > n {
+			return 0, fmt.Errorf("hints: region %q: the heartbeats' metadata of topic %q lists %d partitions, the hints' writer offered %d: no round until it catches up", region, topic, n, seen)
+		}
+	}
+	p.partCountsMu.Lock()
+	p.partCounts[topic] = partitionCount{n: n, at: time.Now()}
+	p.partCountsMu.Unlock()
+	return n, nil
+}
+
+// topicPartitions reads topic's partition count from c's metadata (its
+// transport's cache), -1 when the answer does not list the topic.
+func topicPartitions(ctx context.Context, c *kafka.Client, topic string, timeout time.Duration) (int, error) {
+	mctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	md, err := c.Metadata(mctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, err
 	}
 	n := -1
 	for _, t := range md.Topics {
@@ -259,16 +293,10 @@ func (p *Producer) partitionsOf(ctx context.Context, region string) (int, error)
 			continue
 		}
 		if t.Error != nil {
-			return 0, classify(region, fmt.Errorf("read the partitions of topic %q: %w", topic, t.Error))
+			return 0, t.Error
 		}
 		n = len(t.Partitions)
 	}
-	if n <= 0 {
-		return 0, fmt.Errorf("%w: region %q: the metadata of topic %q lists no partitions", ErrUnavailable, region, topic)
-	}
-	p.partCountsMu.Lock()
-	p.partCounts[topic] = partitionCount{n: n, at: time.Now()}
-	p.partCountsMu.Unlock()
 	return n, nil
 }
 

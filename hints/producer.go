@@ -262,12 +262,15 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	addr := kafka.TCP(cfg.Brokers...)
 	balancer := &windowBalancer{window: cfg.BatchTimeout}
 	p := &Producer{
-		cfg:         cfg,
-		transport:   transport,
-		client:      &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
-		balancer:    balancer,
-		writer:      newHintWriter(addr, balancer, cfg, transport),
-		hbWriter:    newHintWriter(addr, balancer, cfg, hbTransport),
+		cfg:       cfg,
+		transport: transport,
+		client:    &kafka.Client{Addr: addr, Transport: transport, Timeout: cfg.ProduceTimeout},
+		balancer:  balancer,
+		writer:    newHintWriter(addr, balancer, cfg, transport),
+		// The heartbeats' writer balances on a balancer of its own: its
+		// copies name their partitions, and what it offers must not stand
+		// for what the hints' writer offers (partitionsOf).
+		hbWriter:    newHintWriter(addr, &windowBalancer{window: cfg.BatchTimeout}, cfg, hbTransport),
 		hbClient:    &kafka.Client{Addr: addr, Transport: hbTransport, Timeout: cfg.ProduceTimeout},
 		hbTransport: hbTransport,
 		topics:      map[string]*topicInit{},
