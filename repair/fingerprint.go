@@ -300,6 +300,12 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 	// whose answers are known: its own are the parent's less its
 	// siblings' (sums and counts are additive), so it is not asked.
 	derived := []*derivation{nil}
+	// timeouts[i] is how many of level[i]'s ancestors in a row timed
+	// out: splitting narrows a range whose aggregate is too wide to
+	// answer in time, but not a region whose every read times out, whose
+	// ranges would otherwise be split (all parts asked, none derived)
+	// down to FingerprintMaxDepth.
+	timeouts := []int{0}
 	for depth := 0; len(level) > 0; depth++ {
 		if err := ctl.Wait(ctx); err != nil {
 			return nil, nil, err
@@ -317,6 +323,7 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 		}
 		var next []TokenRange
 		var nextDerived []*derivation
+		var nextTimeouts []int
 		var synced int64
 		verdicts := make([]verdict, len(level))
 		for i := range level {
@@ -338,7 +345,7 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 					acc.do(func(rp *Report) { rp.SegmentsInSync++ })
 					r.opts.Metrics.addSegmentInSync(ns)
 				}
-			case v == scanIt || depth+1 >= r.opts.FingerprintMaxDepth:
+			case v == scanIt || depth+1 >= r.opts.FingerprintMaxDepth || (timedOut[i] && timeouts[i] >= timeoutSplits):
 				leaf(rg, answers[i], !timedOut[i])
 			default:
 				parts := SplitRange(rg, r.opts.FingerprintFanout)
@@ -348,6 +355,13 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 				}
 				first := len(next)
 				next = append(next, parts...)
+				chain := 0
+				if timedOut[i] {
+					chain = timeouts[i] + 1
+				}
+				for range parts {
+					nextTimeouts = append(nextTimeouts, chain)
+				}
 				for range parts[1:] {
 					nextDerived = append(nextDerived, nil)
 				}
@@ -367,10 +381,15 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 				return nil, nil, err
 			}
 		}
-		level, derived = next, nextDerived
+		level, derived, timeouts = next, nextDerived, nextTimeouts
 	}
 	return mergeRanges(leaves), unprinted, nil
 }
+
+// timeoutSplits is how many times in a row a range whose aggregate timed
+// out is split and asked again (its parts 4^timeoutSplits times narrower
+// at the default fanout) before it is digest-scanned, paged, instead.
+const timeoutSplits = 3
 
 // Dense divergence: when the ranges of a level show that more than
 // denseRowFraction of the rows differ, splitting further costs more round
