@@ -375,9 +375,10 @@ func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *a
 		if synced > 0 {
 			acc.do(func(rp *Report) { rp.RowsInSync += synced })
 			r.opts.Metrics.addInSync(ns, synced)
-			// The database read these rows: they take their share of
-			// the scan rate, as scanned rows do.
-			if err := r.charge(ctx, trk, synced); err != nil {
+			// Every region's database read these rows: they take their
+			// share of the scan rate as scanned rows do, once per region
+			// (a digest scan charges each region's stream).
+			if err := r.charge(ctx, trk, synced*int64(len(r.regions))); err != nil {
 				return nil, nil, err
 			}
 		}

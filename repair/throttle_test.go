@@ -29,3 +29,30 @@ func TestRateLimitChargesShortRanges(t *testing.T) {
 		t.Fatalf("run ended with %v, want the deadline", err)
 	}
 }
+
+// Rows found in sync by their fingerprints are charged to the rate limit
+// as if scanned: once per region, as a digest scan charges each region's
+// rows. 1000 rows in 2 regions at 250 rows/s is 2000 row reads against a
+// limiter of 500 a second (burst 500): at least 3 s. Charged once per run
+// instead (before the fix, found by review), they took 1 s: the servers
+// read an in-sync table twice as fast as rows_per_second allows.
+func TestRateLimitChargesInSyncRowsPerRegion(t *testing.T) {
+	ms, scans, _ := fpRegions(2)
+	fill(ms, 1000)
+	r, err := New(regionsOf(ms), Options{Segments: 1, RowsPerSecond: 250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rep, err := r.Run(ctx, testNS)
+	if err == nil || rep.Complete {
+		t.Fatalf("1000 in-sync rows in 2 regions at 250 rows/s done within 2 s (%d rows in sync): charged once, not per region", rep.RowsInSync)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("run ended with %v, want the deadline", err)
+	}
+	if n := total(scans); n != 0 {
+		t.Fatalf("%d digest scans: the rows were to be found in sync by fingerprints", n)
+	}
+}
