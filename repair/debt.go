@@ -160,7 +160,9 @@ func (r *Repairer) DrainDebt(ctx context.Context, debt DebtStore, target string,
 // KeysReport is what RepairKeys did.
 type KeysReport struct {
 	// Converged[i] reports that every region holds keys[i]'s winner now
-	// (or that the winner has expired, so that no region needs it).
+	// (or that the winner has expired, so that no region needs it). In a
+	// dry run (Options.DryRun) a key that differs is reported, not
+	// written, and not Converged: DrainDebt keeps its entries.
 	Converged []bool
 	// RowsRead is the point reads (one per key and region); RowsWritten
 	// the rows written.
@@ -206,6 +208,9 @@ func (r *Repairer) RepairKeys(ctx context.Context, namespace string, keys []Key)
 				errs = append(errs, err)
 			}
 			continue
+		}
+		if r.opts.DryRun && PlanRow(d).Action != 0 {
+			continue // reported, not written: the regions still differ
 		}
 		out.Converged[i] = true
 	}

@@ -132,3 +132,43 @@ func TestDrainDebtReportsOverflows(t *testing.T) {
 		t.Errorf("%d entries left, want the overflow entry", debt.Len())
 	}
 }
+
+// A dry run reports and writes nothing, so DrainDebt must keep the debt
+// of a key it did not repair: before the fix RepairKeys counted a
+// reported key as converged and the entry was removed while c still
+// lacked the row, the only record of it gone until a full run (found by
+// review).
+func TestDrainDebtDryRunKeepsEntries(t *testing.T) {
+	mems := []*MemRegion{NewMemRegion("ns"), NewMemRegion("ns"), NewMemRegion("ns")}
+	var regions []Region
+	for i, m := range mems {
+		regions = append(regions, Region{Name: string(rune('a' + i)), Reader: m, Writer: m})
+	}
+	r, err := New(regions, Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ts = 1_700_000_000_000_001
+	for _, m := range mems[:2] {
+		m.Put("ns", []byte("p"), []byte("k1"), ts, false, []byte("v1"), 0)
+	}
+	for _, m := range mems {
+		m.Put("ns", []byte("p"), []byte("k2"), ts, false, []byte("v2"), 0)
+	}
+	debt := NewMemDebt()
+	debt.Add(NewDebtEntry("c", "ns", []byte("p"), []byte("k1"), ts, "pool_full", time.Now()))
+	debt.Add(NewDebtEntry("c", "ns", []byte("p"), []byte("k2"), ts, "pool_full", time.Now()))
+	rep, err := r.DrainDebt(context.Background(), debt, "c", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, held := mems[2].Get("ns", []byte("p"), []byte("k1")); held {
+		t.Fatal("a dry run wrote the row to c")
+	}
+	if debt.Len() != 1 {
+		t.Errorf("%d entries left, want k1's (c lacks it; the dry run wrote nothing); k2, held everywhere, removed", debt.Len())
+	}
+	if rep.Repaired != 1 || rep.RowsWritten != 0 {
+		t.Errorf("repaired %d written %d, want 1 (k2, already everywhere) and 0", rep.Repaired, rep.RowsWritten)
+	}
+}
