@@ -305,6 +305,16 @@ func (n *Namespace) Scan(ctx context.Context, pk []byte, opts ...CallOption) (pa
 		return Page{}, fmt.Errorf("store: scan %s: %w", n.name, err)
 	}
 	pk = bytes.Clone(pk)
+	// The first region request has the call's whole timeout: unless that
+	// is a WithTimeout shorter than Config.Timeout or the caller's
+	// deadline comes first, a region that misses it has failed, and its
+	// breaker counts it as it counts a Get's. Later requests have what
+	// the earlier ones left, the call's budget, which the breaker does
+	// not count.
+	regionTimeout := o.timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < o.timeout {
+		regionTimeout = 0
+	}
 	// The whole call is bounded by its timeout, however many region
 	// requests it takes (a run of deletion markers can take several).
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -325,7 +335,11 @@ func (n *Namespace) Scan(ctx context.Context, pk []byte, opts ...CallOption) (pa
 		}
 		req := driver.ScanRequest{Keyspace: s.cfg.Keyspace, Table: n.name, PK: pk, After: after, Limit: want,
 			MaxBytes: maxBytes, Consistency: o.level.RegionConsistency()}
-		rows, boundary, err := s.scanOnce(ctx, plan, req, time.Until(deadline))
+		timeout := time.Until(deadline)
+		if regionTimeout > 0 {
+			timeout, regionTimeout = regionTimeout, 0
+		}
+		rows, boundary, err := s.scanOnce(ctx, plan, req, timeout)
 		if err != nil {
 			return Page{}, err
 		}
