@@ -55,8 +55,12 @@ const (
 	// DefaultBreakerHalfOpenRequests is the default
 	// BreakerConfig.HalfOpenRequests.
 	DefaultBreakerHalfOpenRequests = 1
-	// maxTTL is Cassandra's maximum TTL (20 years).
-	maxTTL = 20 * 365 * 24 * time.Hour
+	// cassandraMaxTTL is Cassandra's maximum TTL (20 years).
+	cassandraMaxTTL = 20 * 365 * 24 * time.Hour
+	// maxTTL is the longest WithTTL: the expiry is rounded up to a whole
+	// second and the region's TTL up again, which can add up to a second
+	// that must stay within Cassandra's maximum.
+	maxTTL = cassandraMaxTTL - time.Second
 )
 
 // Config configures a Store. Only Regions, Home and Keyspace are required;

@@ -63,7 +63,8 @@ var (
 	ErrInvalidNamespace = fmt.Errorf("store: invalid namespace (%w)", schema.ErrInvalidName)
 
 	// ErrInvalidTTL means a TTL was given explicitly but is zero, negative,
-	// longer than Cassandra's maximum (20 years), or given to Delete.
+	// longer than Cassandra's maximum (20 years, less the second that
+	// rounding the expiry up can add), or given to Delete.
 	ErrInvalidTTL = errors.New("store: invalid TTL")
 
 	// ErrInvalidLevel means a consistency level is not valid for the call:

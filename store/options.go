@@ -57,7 +57,8 @@ func WithTimeout(d time.Duration) CallOption {
 // absolute expiry is carried by hints and repair). Default: no expiry. The
 // expiry is rounded up to the next whole second, so a row lives at least d
 // and less than a second more. Zero, negative, or longer than 20
-// years (Cassandra's limit) is ErrInvalidTTL; it does not apply to Delete,
+// years less a second (Cassandra's limit, less what the rounding can add)
+// is ErrInvalidTTL; it does not apply to Delete,
 // whose deletion marker lives for the namespace's tombstone retention.
 //
 // Expired rows become Cassandra tombstones that cost reads until compaction

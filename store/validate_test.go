@@ -38,6 +38,8 @@ func TestValidationDoesNoIO(t *testing.T) {
 		{"put zero TTL", func() error { return ns.Put(bg, pk, ck, v, WithTTL(0)) }, ErrInvalidTTL},
 		{"put negative TTL", func() error { return ns.Put(bg, pk, ck, v, WithTTL(-time.Second)) }, ErrInvalidTTL},
 		{"put TTL over 20y", func() error { return ns.Put(bg, pk, ck, v, WithTTL(21*365*24*time.Hour)) }, ErrInvalidTTL},
+		{"put TTL of 20y", func() error { return ns.Put(bg, pk, ck, v, WithTTL(cassandraMaxTTL)) }, ErrInvalidTTL},
+		{"put TTL just over the max", func() error { return ns.Put(bg, pk, ck, v, WithTTL(maxTTL+time.Nanosecond)) }, ErrInvalidTTL},
 		{"delete with TTL", func() error { return ns.Delete(bg, pk, ck, WithTTL(time.Hour)) }, ErrInvalidTTL},
 		{"put zero level", func() error { return ns.Put(bg, pk, ck, v, WithConsistency(0)) }, ErrInvalidLevel},
 		{"put unknown level", func() error { return ns.Put(bg, pk, ck, v, WithConsistency(42)) }, quorum.ErrUnknownLevel},

@@ -155,7 +155,7 @@ func (n *Namespace) validateWrite(ctx context.Context, op string, pk []byte, ent
 		case o.ttl <= 0:
 			return fmt.Errorf("%w: %s: WithTTL(%v) must be positive (omit WithTTL for no expiry)", ErrInvalidTTL, op, o.ttl)
 		case o.ttl > maxTTL:
-			return fmt.Errorf("%w: %s: WithTTL(%v) exceeds Cassandra's maximum of 20 years", ErrInvalidTTL, op, o.ttl)
+			return fmt.Errorf("%w: %s: WithTTL(%v) exceeds %v, Cassandra's maximum of 20 years less the second that rounding the expiry up can add", ErrInvalidTTL, op, o.ttl, maxTTL)
 		}
 	}
 	if err := checkPK(pk); err != nil {

@@ -343,3 +343,31 @@ func TestPutBatch(t *testing.T) {
 		t.Errorf("distinct timestamps %v, want 1 for the whole batch", ts)
 	}
 }
+
+// The longest TTL WithTTL accepts reaches the regions within Cassandra's
+// maximum, at any fraction of a second: the expiry is rounded up to a
+// whole second and the region's TTL up again. Before, WithTTL(20 years)
+// passed validation and became TTL 630720001 whenever the clock was not on
+// a whole second, which Cassandra refuses (and a refusal is not hinted):
+// found by review.
+func TestMaxTTLWithinCassandra(t *testing.T) {
+	for _, frac := range []time.Duration{0, time.Nanosecond, 500 * time.Millisecond, time.Second - time.Nanosecond} {
+		now := time.Unix(1_800_000_000, 0).Add(frac)
+		e := newFaultEnv(t, func(c *Config) { c.Now = func() time.Time { return now } })
+		if err := e.ns.Put(context.Background(), []byte("pk"), []byte("ck"), []byte("v"), WithTTL(maxTTL)); err != nil {
+			t.Fatalf("Put with WithTTL(%v) at +%v: %v", maxTTL, frac, err)
+		}
+		n := 0
+		for _, w := range e.writes("a") {
+			for _, r := range w.Rows {
+				n++
+				if r.TTL > int(cassandraMaxTTL/time.Second) || r.TTL < int(maxTTL/time.Second) {
+					t.Errorf("at +%v: TTL %d s, want %d..%d", frac, r.TTL, int(maxTTL/time.Second), int(cassandraMaxTTL/time.Second))
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatalf("at +%v: no row written to region a", frac)
+		}
+	}
+}
