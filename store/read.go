@@ -196,12 +196,16 @@ func (n *Namespace) getOne(ctx context.Context, plan quorum.Plan, r *region, idx
 		return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
 	}
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
+		// The caller's context ending is the call's outcome, as in the
+		// waiters of every other plan: the error unwraps to it (and to
+		// ErrTimeout for a deadline).
+		cerr := ctx.Err()
+		if cerr != nil {
 			err = cerr
 		}
 		w := s.newWaiter(plan, opGet, []int{idx})
 		w.record(regionResult{idx: idx, err: err})
-		return Item{}, w.err(nil)
+		return Item{}, w.err(cerr)
 	}
 	s.clock.observe(row.Timestamp) // markers too (see Get)
 	if now := s.cfg.Now(); live(row, now) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -309,5 +310,30 @@ func TestMetamorphicAgainstModel(t *testing.T) {
 		case string(it.Value) != want.value:
 			t.Errorf("key %s = %q, want %q", k, it.Value, want.value)
 		}
+	}
+}
+
+// A Get that waits on one region (LocalOne, LocalQuorum in a one-node
+// home) and meets the caller's deadline fails as every other call does:
+// its ConsistencyError unwraps to the context's error and to ErrTimeout,
+// and says the context ended. Before, the single-region path built the
+// error without the context's, so errors.Is(err, ErrTimeout) was false
+// where a Put's was true (found by review).
+func TestGetCallerDeadlineIsErrTimeout(t *testing.T) {
+	for _, l := range []quorum.Level{quorum.LocalOne, quorum.LocalQuorum} {
+		t.Run(l.String(), func(t *testing.T) {
+			e := newMemEnv(t, nil)
+			e.mem["a"].SetFault(driver.Fault{Delay: 300 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			_, err := e.ns.Get(ctx, []byte("pk"), []byte("ck"), WithConsistency(l))
+			var ce *ConsistencyError
+			if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ce) {
+				t.Fatalf("Get past the caller's deadline: %v; want a ConsistencyError matching ErrTimeout and context.DeadlineExceeded", err)
+			}
+			if !strings.Contains(err.Error(), "context") {
+				t.Errorf("error %q does not say the context ended", err)
+			}
+		})
 	}
 }
