@@ -25,6 +25,7 @@ import (
 	"github.com/tidemark/tidemark/hints"
 	"github.com/tidemark/tidemark/internal/cluster"
 	"github.com/tidemark/tidemark/internal/wait"
+	"github.com/tidemark/tidemark/internal/watermark"
 	"github.com/tidemark/tidemark/repair"
 )
 
@@ -191,8 +192,13 @@ type Daemon struct {
 	// openRegions returns the regions a run repairs (the sessions' CQL
 	// regions; tests replace it).
 	openRegions func(ctx context.Context) ([]repair.Region, error)
-	progMu      sync.Mutex
-	progress    repair.ProgressStore
+	// exitDebt writes an unclean exit's overflow entries and markExited
+	// marks its session exited in every region (exits.go; tests replace
+	// them).
+	exitDebt   func(ctx context.Context, home string, namespaces []string, at time.Time) error
+	markExited func(ctx context.Context, e watermark.Session, recorded string, at time.Time) error
+	progMu     sync.Mutex
+	progress   repair.ProgressStore
 }
 
 // New builds a daemon for a validated configuration.
@@ -241,6 +247,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if err := opts.Registry.Register(d.dmetrics); err != nil {
 		return nil, fmt.Errorf("register repaird metrics: %w", err)
 	}
+	d.exitDebt, d.markExited = d.addExitDebt, d.markSessionExited
 	d.locator = NewProgressLocator(cfg, SessionRecorder(d.sessions, cfg.Keyspace), opts.Logger)
 	d.openProgress = d.cqlProgress
 	d.openRegions = func(ctx context.Context) ([]repair.Region, error) {

@@ -101,9 +101,24 @@ func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
 	namespaces := union(e.Namespaces, d.cfg.Names())
 	at := d.now()
 	recorded := exitDebtHome(e.Home, d.cfg.Home, d.regionNames())
-	if err := d.addExitDebt(ctx, recorded, namespaces, at); err != nil {
+	if err := d.exitDebt(ctx, recorded, namespaces, at); err != nil {
 		return fmt.Errorf("in region %s: %w", recorded, err)
 	}
+	// Counted once the debt is recorded, whatever the mark does: a mark
+	// that only a minority of the regions took is still the newest row of
+	// the session where it landed, so a later pass may read the session as
+	// exited and never come back here.
+	if d.wm.exitRecorded(e.ID) {
+		d.log.Warn("repaird: a store stopped without closing: the writes it had not settled are covered by full repairs, and every region's watermark waits for them",
+			"producer", e.ID, "home", e.Home, "debt_in", recorded, "last_refresh", e.Refreshed, "namespaces", namespaces)
+	}
+	return d.markExited(ctx, e, recorded, at)
+}
+
+// markSessionExited marks e's session exited in every region, its Home
+// now recorded (the region holding the exit's debt); it fails unless a
+// majority took it.
+func (d *Daemon) markSessionExited(ctx context.Context, e watermark.Session, recorded string, at time.Time) error {
 	// Marked exited with a timestamp above the store's last refresh, so
 	// that a refresh of a store that was only cut off wins again. Its
 	// Home is now the region holding the exit's debt: every daemon counts
@@ -121,9 +136,6 @@ func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
 		// (the same keys) and tries the mark once more.
 		return fmt.Errorf("marking the session exited: %d of %d regions took it: %s", ok, len(regions), failed)
 	}
-	d.wm.exits.Inc()
-	d.log.Warn("repaird: a store stopped without closing: the writes it had not settled are covered by full repairs, and every region's watermark waits for them",
-		"producer", e.ID, "home", e.Home, "debt_in", recorded, "last_refresh", e.Refreshed, "namespaces", namespaces)
 	return nil
 }
 

@@ -77,6 +77,9 @@ type watermarks struct {
 	loaded  bool
 	tableOK map[string]bool // regions whose watermark table exists
 	debts   map[*gocql.Session]*repair.CQLDebt
+	// exited holds, by store id, when this daemon first recorded the
+	// store's exit (exitRecorded).
+	exited map[string]time.Time
 
 	converged *prometheus.GaugeVec
 	lag       *prometheus.GaugeVec
@@ -85,7 +88,7 @@ type watermarks struct {
 }
 
 func newWatermarks() *watermarks {
-	return &watermarks{views: map[string]*WatermarkView{}, last: map[string]int64{}, tableOK: map[string]bool{}, debts: map[*gocql.Session]*repair.CQLDebt{},
+	return &watermarks{views: map[string]*WatermarkView{}, last: map[string]int64{}, tableOK: map[string]bool{}, debts: map[*gocql.Session]*repair.CQLDebt{}, exited: map[string]time.Time{},
 		converged: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tidemark_region_converged_timestamp_seconds",
 			Help: "The region's convergence watermark (Unix seconds): it holds every write a live store acknowledged with a version below it.",
@@ -104,6 +107,29 @@ func newWatermarks() *watermarks {
 			Help: "Stores this daemon found stopped without closing, whose unsettled writes it recorded as overflow repair debt (full repairs).",
 		}),
 	}
+}
+
+// exitRecorded notes that this daemon recorded the debt of store id's
+// unclean exit and reports whether it is the first time; the first time
+// is counted in tidemark_watermark_unclean_exits_total. A store's exit is
+// recorded again when its exited mark did not reach a majority of the
+// regions. Notes are kept as long as a session row lives
+// (schema.SessionTTL): after that no region can hold the session.
+func (w *watermarks) exitRecorded(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	for k, at := range w.exited {
+		if now.Sub(at) > schema.SessionTTL {
+			delete(w.exited, k)
+		}
+	}
+	if _, seen := w.exited[id]; seen {
+		return false
+	}
+	w.exited[id] = now
+	w.exits.Inc()
+	return true
 }
 
 func (w *watermarks) view(region string) *WatermarkView {
