@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tidemark/tidemark/integration/fault"
 
 	"github.com/tidemark/tidemark/quorum"
@@ -159,34 +157,6 @@ func wantConflict(t *testing.T, got []store.Conflict, ks string, pk, ck []byte, 
 	}
 }
 
-// counterOf reads a counter with the given labels from collector c.
-func counterOf(t *testing.T, c prometheus.Collector, name string, labels map[string]string) float64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue metric
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
 // TestConflictRecordedByRepair: repair of the two writers' versions
 // records exactly one conflict (the row only one region held is copied,
 // no conflict), in the first region's keyspace, readable by
@@ -236,11 +206,11 @@ func TestConflictRecordedByRepair(t *testing.T) {
 		return err
 	})
 	wantConflict(t, fromStore, ks, pk, ck, "repair")
-	labels := map[string]string{"namespace": storeNS, "detected_by": "repair"}
-	if n := counterOf(t, m, "tidemark_conflicts_total", labels); n != 1 {
+	labels := []string{"namespace", storeNS, "detected_by", "repair"}
+	if n := counter(t, m, "tidemark_conflicts_total", labels...); n != 1 {
 		t.Fatalf("tidemark_conflicts_total = %v, want 1", n)
 	}
-	if n := counterOf(t, m, "tidemark_conflicts_dropped_total", labels); n != 0 {
+	if n := counter(t, m, "tidemark_conflicts_dropped_total", labels...); n != 0 {
 		t.Fatalf("tidemark_conflicts_dropped_total = %v, want 0", n)
 	}
 	// An operator lists it with repaird.
@@ -274,8 +244,8 @@ func TestConflictRecordedByReadRepair(t *testing.T) {
 		got, err = a.st.Conflicts(ctx, storeNS, store.ConflictQuery{Since: time.Now().Add(-time.Hour)})
 		if err == nil && len(got) == 0 {
 			err = fmt.Errorf("no conflict recorded yet (counted %v, dropped %v)",
-				counterOf(t, a.st.Metrics(), "tidemark_conflicts_total", nil),
-				counterOf(t, a.st.Metrics(), "tidemark_conflicts_dropped_total", nil))
+				counter(t, a.st.Metrics(), "tidemark_conflicts_total"),
+				counter(t, a.st.Metrics(), "tidemark_conflicts_dropped_total"))
 		}
 		return err
 	})
@@ -287,7 +257,7 @@ func TestConflictRecordedByReadRepair(t *testing.T) {
 	})
 	wantConflict(t, got, ks, pk, ck, "read_repair")
 	t.Logf("recorded: %s", got[0])
-	if n := counterOf(t, a.st.Metrics(), "tidemark_conflicts_total", map[string]string{"namespace": storeNS, "detected_by": "read_repair"}); n < 1 {
+	if n := counter(t, a.st.Metrics(), "tidemark_conflicts_total", "namespace", storeNS, "detected_by", "read_repair"); n < 1 {
 		t.Fatalf("tidemark_conflicts_total = %v, want at least 1", n)
 	}
 }
