@@ -35,12 +35,15 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
-// secureProducer is a hint producer on the SASL_SSL listener.
+// secureProducer is a hint producer on the SASL_SSL listener. Its hints
+// have 30 s, as the store in TestSecureWriteCutHintReplayRepair gives them (HintTimeout):
+// the producer's ProduceTimeout bounds each hint too, and these tests are
+// about security, not about a loaded CI run's Kafka latency.
 func secureProducer(t testing.TB, sec *env.Secure, prefix string, creds *hints.SASL) *hints.Producer {
 	t.Helper()
 	p, err := hints.NewProducer(hints.ProducerConfig{
 		Brokers: []string{sec.KafkaAddr}, TLS: secureTLS(t, sec, ""), SASL: creds,
-		TopicPrefix: prefix, Partitions: 4, ReplicationFactor: 1, ProduceTimeout: 10 * time.Second,
+		TopicPrefix: prefix, Partitions: 4, ReplicationFactor: 1, ProduceTimeout: 30 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
