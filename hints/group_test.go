@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tidemark/tidemark/internal/syncbuf"
 )
 
 // TestReplayerLagNeverZeroWhilePending: the lag is unknown before Run and
@@ -100,7 +102,7 @@ func TestReplayerEvictsEarlierIncarnationFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.addHint(0, goodHint(1), nil)
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			r := h.replayer(func(c *ReplayerConfig) {
 				c.InstanceID = tc.instance
 				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))

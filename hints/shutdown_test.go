@@ -1,7 +1,6 @@
 package hints
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/internal/syncbuf"
 )
 
 // Shutdown bounds used by these tests instead of ReplayerCloseTimeout and
@@ -55,24 +55,6 @@ func releaseOnCleanup(t *testing.T) <-chan struct{} {
 	return c
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // returnsWithin runs fn and fails the test if it has not returned within
 // giveUp; it returns how long fn took and its error.
 func returnsWithin(t *testing.T, what string, fn func() error) (time.Duration, error) {
@@ -106,7 +88,7 @@ func runInBackground(t *testing.T, ctx context.Context, r *Replayer, fetched <-c
 // stuckReaderReplayer returns a replayer whose Kafka reader never closes
 // (until the test ends) and whose log goes to logs, and a channel closed
 // once Run has created the reader.
-func stuckReaderReplayer(t *testing.T, logs *syncBuffer) (*Replayer, <-chan struct{}) {
+func stuckReaderReplayer(t *testing.T, logs *syncbuf.Buffer) (*Replayer, <-chan struct{}) {
 	h := newHarness(t)
 	r := h.replayer(func(c *ReplayerConfig) {
 		c.GroupID = "group-stuck"
@@ -128,7 +110,7 @@ func stuckReaderReplayer(t *testing.T, logs *syncBuffer) (*Replayer, <-chan stru
 // Run logs a warning naming the topic and group, and Close reports the
 // abandoned reader.
 func TestReplayerRunAbandonsStuckReader(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r, fetched := stuckReaderReplayer(t, &logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := runInBackground(t, ctx, r, fetched)
@@ -166,7 +148,7 @@ func TestReplayerRunAbandonsStuckReader(t *testing.T) {
 // reader never closes returns within its bound, with an error naming the
 // reader; Run returns as well.
 func TestReplayerCloseWithStuckReader(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r, fetched := stuckReaderReplayer(t, &logs)
 	errc := runInBackground(t, context.Background(), r, fetched)
 

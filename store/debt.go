@@ -254,7 +254,7 @@ func (d *debtLog) writeBatch(entries []debtEntry) {
 				for _, e := range missed[p] {
 					d.overflow(e, "write_failed")
 				}
-				d.s.logSometimes.Do(func() {
+				d.s.logs.debt.Do(func() {
 					d.s.log.LogAttrs(context.Background(), slog.LevelError,
 						"store: repair debt not recorded; the namespace needs a full repair run",
 						slog.String("target", p.target), slog.String("namespace", some.ns), slog.Int("entries", len(rows)), slog.Any("error", err))

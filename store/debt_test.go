@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/syncbuf"
 	"github.com/tidemark/tidemark/store/driver"
 )
 
@@ -220,5 +223,51 @@ func TestDebtKeyRoundTrip(t *testing.T) {
 	target, shard, err := schema.ParseDebtPartition(schema.DebtPartition("eu-west", 7))
 	if err != nil || target != "eu-west" || shard != 7 {
 		t.Errorf("partition: %q %d %v", target, shard, err)
+	}
+}
+
+// TestLeftToRepairLoggedAfterAnUncertainHint: the ERROR that a missed
+// write was left to repair is logged even right after the WARN that a
+// hint was not acknowledged in time. They shared one rate limiter, so the
+// frequent warning hid the error for ten seconds: a CI failure whose
+// hints were refused showed nothing at level ERROR.
+func TestLeftToRepairLoggedAfterAnUncertainHint(t *testing.T) {
+	var calls atomic.Int32
+	sink := HintSinkFunc(func(ctx context.Context, _ record.Hint) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // not acknowledged in time: uncertain
+			return ctx.Err()
+		}
+		return errors.New("no Kafka today") // refused: left to repair
+	})
+	var logs syncbuf.Buffer
+	e := debtEnv(t, func(c *Config) {
+		c.HintSink, c.HintTimeout, c.Regions = sink, 20*time.Millisecond, c.Regions[:2]
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	e.mem["b"].SetFault(driver.Fault{Err: fmt.Errorf("%w: down", driver.ErrUnavailable), Ops: []string{driver.OpWrite}})
+	if err := put(t, e.ns, "1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first hint counted uncertain", func() bool {
+		return metricValue(t, e.st.metrics.hintsUncertain.WithLabelValues("b")) == 1
+	})
+	if err := put(t, e.ns, "2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second hint left to repair", func() bool {
+		return metricValue(t, e.st.metrics.hintsFailed.WithLabelValues("b", lostSink)) == 1
+	})
+	// The log follows the count.
+	logged := func(want string) bool { return strings.Contains(logs.String(), want) }
+	const warn, errLine = "level=WARN msg=\"store: hint not acknowledged in time", "level=ERROR msg=\"store: missed write not hinted"
+	deadline := time.Now().Add(5 * time.Second)
+	for !(logged(warn) && logged(errLine)) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for _, want := range []string{warn, errLine} {
+		if !logged(want) {
+			t.Errorf("the log lacks %q; it is:\n%s", want, logs.String())
+		}
 	}
 }

@@ -86,7 +86,7 @@ func (s *Store) hint(r *region, m *mutation, cause error) bool {
 			// also brings costs one read per region.
 			s.metrics.hintsUncertain.WithLabelValues(r.name).Inc()
 			s.debt.record(r, m, []driver.Row{row}, lostUncertain)
-			s.logSometimes.Do(func() {
+			s.logs.uncertain.Do(func() {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "store: hint not acknowledged in time; it may or may not be stored, anti-entropy repair covers it",
 					slog.String("target", r.name), slog.String("namespace", m.ns), slog.Any("cause", cause), slog.Any("error", err))
 			})
@@ -110,7 +110,7 @@ func (s *Store) leftToRepair(r *region, m *mutation, rows []driver.Row, reason s
 	if reason == lostNoSink {
 		return // the default sink logs each one itself
 	}
-	s.logSometimes.Do(func() {
+	s.logs.lost.Do(func() {
 		s.log.LogAttrs(context.Background(), slog.LevelError, "store: missed write not hinted; left to anti-entropy repair",
 			slog.String("target", r.name), slog.String("namespace", m.ns), slog.String("reason", reason),
 			slog.Int64("ts", m.rows[0].Timestamp), slog.Any("cause", cause), slog.Any("error", err))
@@ -154,7 +154,18 @@ func (s *Store) hintWorker() {
 }
 
 // newLogSometimes rate-limits the Store's repeated warnings.
-func newLogSometimes() *rate.Sometimes { return &rate.Sometimes{First: 1, Interval: 10 * time.Second} }
+// logLimits rate-limits the logs that a burst of failures repeats, one
+// limiter per message: a frequent warning (hints not acknowledged in time,
+// heartbeats not sent) must not hide a rarer error (writes left to
+// repair, debt not recorded) for the same interval.
+type logLimits struct {
+	lost, uncertain, debt, heartbeat *rate.Sometimes
+}
+
+func newLogLimits() logLimits {
+	every := func() *rate.Sometimes { return &rate.Sometimes{First: 1, Interval: 10 * time.Second} }
+	return logLimits{lost: every(), uncertain: every(), debt: every(), heartbeat: every()}
+}
 
 // expiresAt is a row's absolute expiry as a hint carries it (the zero time
 // for never).

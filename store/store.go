@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/tidemark/tidemark/internal/conflicts"
 	"github.com/tidemark/tidemark/internal/schema"
@@ -52,8 +51,8 @@ type Store struct {
 	// debt records the writes no hint will bring their region (debt.go);
 	// nil when Config.MaxPendingDebt is negative.
 	debt *debtLog
-	// logSometimes rate-limits the warnings a burst of failures repeats.
-	logSometimes *rate.Sometimes
+	// logs rate-limits the logs a burst of failures repeats.
+	logs logLimits
 
 	// mu guards closed; calls tracks running calls and bg the goroutines
 	// they leave behind (late synchronous region requests).
@@ -128,15 +127,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	s := &Store{
-		cfg:          cfg,
-		clock:        newClock(cfg.Now, cfg.MaxClockDrift, cfg.WriterID),
-		sink:         cfg.HintSink,
-		log:          cfg.Logger,
-		queue:        make(chan job, cfg.MaxPendingWrites),
-		queued:       newBudget(math.MaxInt, cfg.MaxPendingBytes), // bytes only: the queue's capacity bounds the count
-		hintQueue:    make(chan hintJob, cfg.MaxPendingHints),
-		hintQueued:   newBudget(cfg.MaxPendingHints, cfg.MaxPendingBytes),
-		logSometimes: newLogSometimes(),
+		cfg:        cfg,
+		clock:      newClock(cfg.Now, cfg.MaxClockDrift, cfg.WriterID),
+		sink:       cfg.HintSink,
+		log:        cfg.Logger,
+		queue:      make(chan job, cfg.MaxPendingWrites),
+		queued:     newBudget(math.MaxInt, cfg.MaxPendingBytes), // bytes only: the queue's capacity bounds the count
+		hintQueue:  make(chan hintJob, cfg.MaxPendingHints),
+		hintQueued: newBudget(cfg.MaxPendingHints, cfg.MaxPendingBytes),
+		logs:       newLogLimits(),
 	}
 	s.retentions = schema.NewRetentions(s.readRetention, schema.DefaultRetentionRefresh, 0, cfg.Now)
 	s.abortCtx, s.abort = context.WithCancelCause(context.Background())

@@ -429,7 +429,7 @@ func (w *watermarker) beat(ctx context.Context, closing bool) {
 			result := "ok"
 			if err := w.sink.Heartbeat(ctx, hb); err != nil {
 				result = "error"
-				w.s.logSometimes.Do(func() {
+				w.s.logs.heartbeat.Do(func() {
 					w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: watermark heartbeat not sent; the region's watermark waits",
 						slog.String("region", r.name), slog.Any("error", err))
 				})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/hints/record"
+	"github.com/tidemark/tidemark/internal/syncbuf"
 )
 
 func TestKeyringFromConfig(t *testing.T) {
@@ -75,7 +76,7 @@ func TestHMACKeysImplyRequireHMAC(t *testing.T) {
 		{"require_hmac: false written out", "  require_hmac: false\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			cfg := parseConfig(t, baseYAML+hintsYAML+tc.extra)
 			kr, err := Keyring(cfg.Hints)
 			if err != nil {

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/syncbuf"
 )
 
 // testdata/timeout.json is the `go test -json -timeout 3s` output of a
@@ -97,7 +98,7 @@ func TestNoTestsIsAFailure(t *testing.T) {
 }
 
 func TestWatchNamesALongTestWhileItRuns(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	s := newSummary("x", "m", &out)
 	s.handle(event{Action: "run", Package: "p", Test: "TestLong"})
 	s.handle(event{Action: "run", Package: "p", Test: "TestPaused"})
@@ -118,24 +119,6 @@ func TestWatchNamesALongTestWhileItRuns(t *testing.T) {
 	if strings.Contains(out.String(), "TestPaused") {
 		t.Errorf("a paused test was timed:\n%s", out.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the watcher and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestQuietModePrintsOnlyFailedAndSkippedTests(t *testing.T) {
