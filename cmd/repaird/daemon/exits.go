@@ -108,7 +108,7 @@ func (d *Daemon) recordExit(ctx context.Context, e watermark.Session) error {
 	// that only a minority of the regions took is still the newest row of
 	// the session where it landed, so a later pass may read the session as
 	// exited and never come back here.
-	if d.wm.exitRecorded(e.ID) {
+	if d.wm.exitRecorded(e.ID, at) {
 		d.log.Warn("repaird: a store stopped without closing: the writes it had not settled are covered by full repairs, and every region's watermark waits for them",
 			"producer", e.ID, "home", e.Home, "debt_in", recorded, "last_refresh", e.Refreshed, "namespaces", namespaces)
 	}

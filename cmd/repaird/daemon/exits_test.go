@@ -59,14 +59,14 @@ func TestUncleanExitCountedOnceItsDebtIsRecorded(t *testing.T) {
 	if err := d.recordExits(ctx, []watermark.Session{gone}); !errors.Is(err, markErr) {
 		t.Fatalf("recordExits with the mark failing = %v, want it to wrap %v", err, markErr)
 	}
-	if got := uncleanExits(t, d); got != 1 {
+	if got := counter(t, d, "tidemark_watermark_unclean_exits_total"); got != 1 {
 		t.Fatalf("after the debt was recorded and the mark failed: unclean exits = %v, want 1", got)
 	}
 	failMark = false
 	if err := d.recordExits(ctx, []watermark.Session{gone}); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	if got := uncleanExits(t, d); got != 1 {
+	if got := counter(t, d, "tidemark_watermark_unclean_exits_total"); got != 1 {
 		t.Fatalf("after a retry of the same exit: unclean exits = %v, want 1", got)
 	}
 	if want := []string{"a:events,orders,users", "a:events,orders,users"}; !slices.Equal(debts, want) {
@@ -78,7 +78,7 @@ func TestUncleanExitCountedOnceItsDebtIsRecorded(t *testing.T) {
 	if err := d.recordExits(ctx, []watermark.Session{other}); !errors.Is(err, debtErr) {
 		t.Fatalf("recordExits with the debt failing = %v, want it to wrap %v", err, debtErr)
 	}
-	if got := uncleanExits(t, d); got != 1 {
+	if got := counter(t, d, "tidemark_watermark_unclean_exits_total"); got != 1 {
 		t.Errorf("an exit whose debt was not recorded was counted: unclean exits = %v, want 1", got)
 	}
 	if want := []string{"a/w1/x@a", "a/w1/x@a"}; !slices.Equal(marks, want) {
@@ -88,24 +88,7 @@ func TestUncleanExitCountedOnceItsDebtIsRecorded(t *testing.T) {
 	if err := d.recordExits(ctx, []watermark.Session{other}); err != nil {
 		t.Fatal(err)
 	}
-	if got := uncleanExits(t, d); got != 2 {
+	if got := counter(t, d, "tidemark_watermark_unclean_exits_total"); got != 2 {
 		t.Errorf("a second store's exit: unclean exits = %v, want 2", got)
 	}
-}
-
-// uncleanExits reads tidemark_watermark_unclean_exits_total from the
-// daemon's registry.
-func uncleanExits(t *testing.T, d *Daemon) float64 {
-	t.Helper()
-	mfs, err := d.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "tidemark_watermark_unclean_exits_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("tidemark_watermark_unclean_exits_total is not registered")
-	return 0
 }

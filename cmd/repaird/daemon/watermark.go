@@ -114,20 +114,20 @@ func newWatermarks() *watermarks {
 // is counted in tidemark_watermark_unclean_exits_total. A store's exit is
 // recorded again when its exited mark did not reach a majority of the
 // regions. Notes are kept as long as a session row lives
-// (schema.SessionTTL): after that no region can hold the session.
-func (w *watermarks) exitRecorded(id string) bool {
+// (schema.SessionTTL): after that no region can hold the session. at is
+// the time of the recording, on the daemon's clock.
+func (w *watermarks) exitRecorded(id string, at time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := time.Now()
-	for k, at := range w.exited {
-		if now.Sub(at) > schema.SessionTTL {
+	for k, first := range w.exited {
+		if at.Sub(first) > schema.SessionTTL {
 			delete(w.exited, k)
 		}
 	}
 	if _, seen := w.exited[id]; seen {
 		return false
 	}
-	w.exited[id] = now
+	w.exited[id] = at
 	w.exits.Inc()
 	return true
 }
