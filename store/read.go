@@ -181,7 +181,12 @@ func (n *Namespace) Get(ctx context.Context, pk, ck []byte, opts ...CallOption) 
 	// clock is ahead must still win.
 	s.clock.observe(winner.Timestamp)
 	if now := s.cfg.Now(); live(winner, now) {
-		return itemOf(winner, now), nil
+		// The read repair writes the winner's own slices: the caller's
+		// copy must not be them, or what it does with its Item is what
+		// the other regions are sent.
+		it := itemOf(winner, now)
+		it.CK, it.Value = bytes.Clone(it.CK), bytes.Clone(it.Value)
+		return it, nil
 	}
 	return Item{}, fmt.Errorf("get %s: %w", n.name, ErrNotFound)
 }

@@ -337,3 +337,52 @@ func TestGetCallerDeadlineIsErrTimeout(t *testing.T) {
 		})
 	}
 }
+
+// A multi-region Get's Item is the caller's own: reusing its buffer
+// (decoding in place, zeroing it) must not change what read repair writes
+// to the stale regions under the winner's timestamp (the Item shared the
+// read repair's slices: regions then disagreed for good, a different value
+// at one version).
+func TestGetValueIsNotTheReadRepairs(t *testing.T) {
+	e := newFaultEnv(t, nil)
+	ctx := context.Background()
+	pk, ck := []byte("pk"), []byte("ck")
+	ts := e.st.clock.Now()
+	write := func(region, value string, ts int64) {
+		t.Helper()
+		if err := e.mem[region].Write(ctx, driver.WriteRequest{Keyspace: "ks", Table: "ns", PK: pk,
+			Rows: []driver.Row{{CK: ck, Value: []byte(value), Timestamp: ts}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a", "original", ts)
+	write("b", "old", ts-1000)
+	write("c", "old", ts-1000)
+	// c answers late, so the repairs are written after Get has returned.
+	e.mem["c"].SetFault(driver.Fault{Delay: 100 * time.Millisecond, Ops: []string{driver.OpRead}})
+
+	it, err := e.ns.Get(ctx, pk, ck, WithConsistency(quorum.Quorum))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(it.Value) != "original" {
+		t.Fatalf("Get = %q", it.Value)
+	}
+	// The caller owns what it was returned and reuses the buffer.
+	copy(it.Value, "CORRUPT!")
+
+	for _, r := range []string{"b", "c"} {
+		waitFor(t, "read repair of "+r, func() bool {
+			row, ok := e.mem[r].Lookup("ks", "ns", pk, ck)
+			return ok && row.Timestamp == ts
+		})
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		row, _ := e.mem[r].Lookup("ks", "ns", pk, ck)
+		if !bytes.Equal(row.Value, []byte("original")) {
+			t.Errorf("region %s holds %q at the winner's timestamp %d, but the version read (and still in region a) is %q: "+
+				"the caller's change to its Item.Value was replicated (Get returned the read repair's own slice)",
+				r, row.Value, ts, "original")
+		}
+	}
+}
