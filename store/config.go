@@ -56,11 +56,9 @@ const (
 	// BreakerConfig.HalfOpenRequests.
 	DefaultBreakerHalfOpenRequests = 1
 	// cassandraMaxTTL is Cassandra's maximum TTL (20 years).
-	cassandraMaxTTL = 20 * 365 * 24 * time.Hour
-	// maxTTL is the longest WithTTL: the expiry is rounded up to a whole
-	// second and the region's TTL up again, which can add up to a second
-	// that must stay within Cassandra's maximum.
-	maxTTL = cassandraMaxTTL - time.Second
+	cassandraMaxTTL = schema.MaxTTL + time.Second
+	// maxTTL is the longest WithTTL and WithRetention (schema.MaxTTL).
+	maxTTL = schema.MaxTTL
 )
 
 // Config configures a Store. Only Regions, Home and Keyspace are required;
@@ -403,6 +401,18 @@ func (c Config) validate() error {
 	}
 	if c.Timeout < 0 || c.ConnectTimeout < 0 || c.HintTimeout < 0 {
 		bad("negative timeout")
+	}
+	if c.MaxClockDrift < 0 || c.Breaker.OpenTimeout < 0 {
+		bad("negative MaxClockDrift or Breaker.OpenTimeout")
+	}
+	if !c.Watermark.Disabled {
+		if c.Watermark.Interval < 0 {
+			bad("Watermark.Interval %v is negative", c.Watermark.Interval)
+		}
+		if ttl := c.Watermark.RegistrationTTL; ttl < MinRegistrationTTL || ttl > MaxRegistrationTTL {
+			bad("Watermark.RegistrationTTL %v is not in [%v, %v] (refreshed every sixth of it, at least a second apart, the registration must outlive its refreshes)",
+				ttl, MinRegistrationTTL, MaxRegistrationTTL)
+		}
 	}
 	if c.WriterID < 1 || c.WriterID > MaxWriterID {
 		bad("writer id %d is not in [1, %d] (leave Config.WriterID 0 to draw one)", c.WriterID, MaxWriterID)

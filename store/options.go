@@ -159,8 +159,11 @@ type namespaceOptions struct {
 // or deleted rows can come back.
 func WithRetention(d time.Duration) NamespaceOption {
 	return func(o *namespaceOptions) {
-		if d < time.Second {
+		switch {
+		case d < time.Second:
 			o.err = fmt.Errorf("%w: WithRetention(%v): the retention must be at least one second", ErrInvalidOption, d)
+		case d > maxTTL:
+			o.err = fmt.Errorf("%w: WithRetention(%v): a deletion marker lives the retention, and Cassandra refuses a TTL over 20 years: at most %v", ErrInvalidOption, d, maxTTL)
 		}
 		o.retention = d
 	}

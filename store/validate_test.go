@@ -80,6 +80,10 @@ func TestValidationDoesNoIO(t *testing.T) {
 		}, ErrEmptyKey},
 		{"create namespace bad name", func() error { _, err := e.st.CreateNamespace(bg, "x; DROP KEYSPACE ks"); return err }, ErrInvalidNamespace},
 		{"create namespace zero retention", func() error { _, err := e.st.CreateNamespace(bg, "ok", WithRetention(0)); return err }, ErrInvalidOption},
+		{"create namespace retention over 20 years", func() error {
+			_, err := e.st.CreateNamespace(bg, "ok", WithRetention(maxTTL+time.Second))
+			return err
+		}, ErrInvalidOption},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -142,6 +146,15 @@ func TestConfigValidation(t *testing.T) {
 		{"bad level", func(c *Config) { c.DefaultLevel = 77 }, "default level"},
 		{"create keyspace needs dc", func(c *Config) { c.CreateKeyspace = true }, "LocalDC"},
 		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, "negative timeout"},
+		{"negative clock drift", func(c *Config) { c.MaxClockDrift = -time.Second }, "negative MaxClockDrift"},
+		{"negative breaker open timeout", func(c *Config) { c.Breaker.OpenTimeout = -time.Second }, "Breaker.OpenTimeout"},
+		// It reached time.NewTicker, which panicked in a goroutine.
+		{"negative heartbeat interval", func(c *Config) { c.Watermark.Interval = -time.Second }, "Watermark.Interval -1s is negative"},
+		// Written as TTL 0: a registration that never expired, so a store
+		// that stopped without closing held every watermark for good.
+		{"negative registration TTL", func(c *Config) { c.Watermark.RegistrationTTL = -time.Minute }, "Watermark.RegistrationTTL -1m0s is not in"},
+		{"registration TTL shorter than its refreshes", func(c *Config) { c.Watermark.RegistrationTTL = time.Second }, "Watermark.RegistrationTTL 1s is not in"},
+		{"registration TTL over a day", func(c *Config) { c.Watermark.RegistrationTTL = 25 * time.Hour }, "Watermark.RegistrationTTL 25h0m0s is not in"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -44,6 +44,11 @@ const (
 	DefaultHeartbeatInterval = 500 * time.Millisecond
 	// DefaultRegistrationTTL is the default WatermarkConfig.RegistrationTTL.
 	DefaultRegistrationTTL = time.Minute
+	// MinRegistrationTTL and MaxRegistrationTTL bound
+	// WatermarkConfig.RegistrationTTL: it is refreshed every sixth of it,
+	// at least a second apart, and a Store that stops without closing
+	// holds every region's watermark until its registration expires.
+	MinRegistrationTTL, MaxRegistrationTTL = 6 * time.Second, 24 * time.Hour
 )
 
 // WatermarkConfig configures the Store's part in the convergence watermark.
@@ -65,7 +70,8 @@ type WatermarkConfig struct {
 	// refresh (from its session, kept 10 days), and repaird then records
 	// full repairs of its namespaces as repair debt, which the watermarks
 	// wait for: the writes it left unsettled are never promised.
-	// Default DefaultRegistrationTTL (1 minute).
+	// Default DefaultRegistrationTTL (1 minute); MinRegistrationTTL (6s)
+	// to MaxRegistrationTTL (24h).
 	RegistrationTTL time.Duration
 }
 

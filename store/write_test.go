@@ -371,3 +371,38 @@ func TestMaxTTLWithinCassandra(t *testing.T) {
 		}
 	}
 }
+
+// TestLongestRetentionMarkersWithinCassandra: a namespace may keep its
+// deletion markers as long as WithRetention allows, and every marker a
+// Delete sends then has a TTL Cassandra takes (at most 20 years: rounding
+// the expiry up must not push it over).
+func TestLongestRetentionMarkersWithinCassandra(t *testing.T) {
+	e := newFaultEnv(t, nil)
+	ctx := context.Background()
+	ns, err := e.st.CreateNamespace(ctx, "longlived", WithRetention(maxTTL))
+	if err != nil {
+		t.Fatalf("CreateNamespace with WithRetention(%v): %v", maxTTL, err)
+	}
+	e.forget()
+	if err := ns.Delete(ctx, []byte("pk"), []byte("ck")); err != nil {
+		t.Fatal(err)
+	}
+	markers := 0
+	for _, r := range regionNamesABC {
+		for _, w := range e.writes(r) {
+			for _, row := range w.Rows {
+				if !row.Deleted {
+					continue
+				}
+				markers++
+				if row.TTL > int(cassandraMaxTTL/time.Second) || row.TTL < int(maxTTL/time.Second) {
+					t.Errorf("region %s got a deletion marker with TTL %d s, want %d..%d (Cassandra refuses more)",
+						r, row.TTL, int(maxTTL/time.Second), int(cassandraMaxTTL/time.Second))
+				}
+			}
+		}
+	}
+	if markers == 0 {
+		t.Fatal("the Delete sent no deletion marker")
+	}
+}

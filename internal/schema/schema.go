@@ -69,6 +69,11 @@ const (
 // (docs/design.md, "Deletes and resurrection").
 const DefaultRetention = 10 * 24 * time.Hour
 
+// MaxTTL is the longest TTL or tombstone retention a write may carry:
+// Cassandra's maximum TTL (20 years, 630 720 000 s) less the second that
+// rounding an expiry up to a whole second, and the TTL up again, can add.
+const MaxTTL = 20*365*24*time.Hour - time.Second
+
 // ErrInvalidName reports a keyspace or namespace name that is not a safe,
 // unquoted CQL identifier.
 var ErrInvalidName = errors.New("invalid name")
@@ -194,7 +199,11 @@ func ParseRetention(comment string) (time.Duration, error) {
 			if err != nil || n <= 0 {
 				return 0, fmt.Errorf("table comment %q: bad retention", comment)
 			}
-			return time.Duration(n) * time.Second, nil
+			if d := time.Duration(n) * time.Second; n <= int64(MaxTTL/time.Second) {
+				return d, nil
+			}
+			return 0, fmt.Errorf("table comment %q: a retention of %d s is longer than a deletion marker can live (at most %d s: Cassandra refuses a TTL over 20 years)",
+				comment, n, int64(MaxTTL/time.Second))
 		}
 	}
 	return 0, fmt.Errorf("table comment %q has no retention", comment)

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,13 @@ func TestRetentionRoundTrip(t *testing.T) {
 	if err != nil || got != 36*time.Hour {
 		t.Fatalf("ParseRetention(%q) = %v, %v", comment, got, err)
 	}
-	for _, c := range []string{"", "other", "tidemark:v1", "tidemark:v1 retention=x", "tidemark:v1 retention=-5"} {
+	longest := fmt.Sprintf("tidemark:v1 retention=%d", int64(MaxTTL/time.Second))
+	if got, err := ParseRetention(longest); err != nil || got != MaxTTL {
+		t.Fatalf("ParseRetention(%q) = %v, %v, want %v", longest, got, err, MaxTTL)
+	}
+	for _, c := range []string{"", "other", "tidemark:v1", "tidemark:v1 retention=x", "tidemark:v1 retention=-5",
+		// Longer than a deletion marker's TTL can be.
+		fmt.Sprintf("tidemark:v1 retention=%d", int64(MaxTTL/time.Second)+1)} {
 		if _, err := ParseRetention(c); err == nil {
 			t.Errorf("ParseRetention(%q) succeeded", c)
 		}
