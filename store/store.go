@@ -188,7 +188,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.debt = newDebtLog(s, cfg.MaxPendingDebt)
 		go s.debt.run()
 	}
-	s.wm = newWatermarker(s)
+	s.wm = newWatermarker(ctx, s)
 	return s, nil
 }
 

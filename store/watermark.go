@@ -253,7 +253,7 @@ type watermarker struct {
 
 // newWatermarker starts the Store's part in the watermark, or returns nil
 // when it takes none.
-func newWatermarker(s *Store) *watermarker {
+func newWatermarker(ctx context.Context, s *Store) *watermarker {
 	cfg := s.cfg.Watermark
 	hs, ok := s.sink.(HeartbeatSink)
 	if cfg.Disabled || !ok {
@@ -283,9 +283,20 @@ func newWatermarker(s *Store) *watermarker {
 		w.heartbeats.WithLabelValues(r.name, "error")
 	}
 	s.metrics.extra = append(s.metrics.extra, w.heartbeats, w.registers, w.unsettled)
-	ctx, stop := context.WithCancel(context.Background())
+	// Registered in the home region before Open returns: repaird reads
+	// the registrations of every region that answers, so a write the
+	// Store acknowledges is not passed by a watermark computed without
+	// it (the first registration creates the table: seconds on a new
+	// keyspace). registerLoop then registers everywhere at once.
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	if w.register(rctx, false, s.regions[:1]) == 0 {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "store: not registered in the home region at Open; writes acknowledged before the registration reaches the regions repaird reads may be passed by a watermark",
+			slog.String("producer", w.id), slog.String("region", s.regions[0].name))
+	}
+	cancel()
+	bg, stop := context.WithCancel(context.Background())
 	w.stop = stop
-	go w.run(ctx)
+	go w.run(bg)
 	return w
 }
 
@@ -326,7 +337,7 @@ func (w *watermarker) run(ctx context.Context) {
 func (w *watermarker) registerLoop(ctx context.Context) {
 	refresh := max(w.cfg.RegistrationTTL/6, time.Second)
 	for {
-		w.register(ctx, false)
+		w.register(ctx, false, nil)
 		next := refresh
 		if int(w.regions.Load()) <= len(w.s.regions)/2 {
 			next = min(refresh, time.Second)
@@ -366,15 +377,20 @@ func (w *watermarker) noteNamespace(name string) {
 }
 
 // register writes the Store's registration and its session to every
-// region; a region counts as having taken the registration once it took
-// both.
-func (w *watermarker) register(ctx context.Context, closed bool) {
-	ttl, sessionTTL := w.cfg.RegistrationTTL, schema.SessionTTL
+// region of regions (nil: all); a region counts as having taken the
+// registration once it took both. It returns how many took it.
+func (w *watermarker) register(ctx context.Context, closed bool, regions []*region) int {
+	if regions == nil {
+		regions = w.s.regions
+	}
+	ttl := w.cfg.RegistrationTTL
 	if closed {
 		// A closed store's row is kept longer: repaird learns from it
-		// which keyspace holds the debt it recorded. Its session has
-		// nothing left to say once the registration is gone.
-		ttl, sessionTTL = closedRegistrationTTL, closedRegistrationTTL
+		// which keyspace holds the debt it recorded. Its session, kept
+		// as long as any, holds each region's watermark until the
+		// closing heartbeat was applied there: its writes may still be
+		// hints a region has not applied.
+		ttl = closedRegistrationTTL
 	}
 	now := w.s.cfg.Now()
 	home := w.s.regions[0].name
@@ -386,10 +402,10 @@ func (w *watermarker) register(ctx context.Context, closed bool) {
 		Namespaces: slices.Clone(w.namespaces)}
 	w.nsMu.Unlock()
 	sessionRow := driver.Row{CK: []byte(w.id), Value: schema.EncodeSession(session),
-		Timestamp: ts, TTL: schema.TTLSeconds(sessionTTL), Expires: schema.ExpiryAfter(now, sessionTTL)}
+		Timestamp: ts, TTL: schema.TTLSeconds(schema.SessionTTL), Expires: schema.ExpiryAfter(now, schema.SessionTTL)}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
-	for _, r := range w.s.regions {
+	for _, r := range regions {
 		wg.Go(func() {
 			// The session first: a registration repaird can see always has
 			// a session that outlives it.
@@ -401,6 +417,7 @@ func (w *watermarker) register(ctx context.Context, closed bool) {
 	}
 	wg.Wait()
 	w.regions.Store(ok.Load())
+	return int(ok.Load())
 }
 
 // write writes one row of a watermark table in region r, creating the
@@ -422,10 +439,12 @@ func (w *watermarker) write(ctx context.Context, r *region, table string, pk []b
 		Consistency: quorum.LocalQuorum.RegionConsistency()})
 }
 
-// beat sends one heartbeat per region, concurrently.
-func (w *watermarker) beat(ctx context.Context, closing bool) {
+// beat sends one heartbeat per region, concurrently, and returns the
+// regions whose heartbeat was not sent.
+func (w *watermarker) beat(ctx context.Context, closing bool) (failed []string) {
 	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.HintTimeout)
 	defer cancel()
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, r := range w.s.regions {
 		w.unsettled.WithLabelValues(r.name).Set(float64(w.s.track.count[r.idx].Load()))
@@ -435,6 +454,9 @@ func (w *watermarker) beat(ctx context.Context, closing bool) {
 			result := "ok"
 			if err := w.sink.Heartbeat(ctx, hb); err != nil {
 				result = "error"
+				mu.Lock()
+				failed = append(failed, r.name)
+				mu.Unlock()
 				w.s.logs.heartbeat.Do(func() {
 					w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: watermark heartbeat not sent; the region's watermark waits",
 						slog.String("region", r.name), slog.Any("error", err))
@@ -444,13 +466,19 @@ func (w *watermarker) beat(ctx context.Context, closing bool) {
 		})
 	}
 	wg.Wait()
+	slices.Sort(failed)
+	return failed
 }
 
 // close stops the heartbeats once the Store's background work has ended.
-// With every write settled it retires the Store at once: a closing
-// heartbeat to every region and a registration marked closed. Otherwise
-// the registration is left to expire, and the regions' watermarks wait for
-// it.
+// With every write settled it retires the Store: a closing heartbeat to
+// every region and, once every region's was sent, a registration marked
+// closed (each region's watermark then waits until the closing heartbeat
+// was applied there). Otherwise the registration is left to expire: the
+// Store is taken for one that stopped without closing, repaird records
+// full repairs of its namespaces and the watermarks wait for them — a
+// closed mark without a closing heartbeat in some region would hold that
+// region's watermark for as long as the session lives.
 func (w *watermarker) close(ctx context.Context) {
 	if w == nil {
 		return
@@ -464,8 +492,12 @@ func (w *watermarker) close(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.HintTimeout)
 	defer cancel()
-	w.beat(ctx, true)
-	w.register(ctx, true)
+	if failed := w.beat(ctx, true); len(failed) > 0 {
+		w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: closing heartbeat not sent; once its registration expires, repaird records full repairs of its namespaces and the watermarks wait for them",
+			slog.String("producer", w.id), slog.Any("regions", failed), slog.Duration("registration_ttl", w.cfg.RegistrationTTL))
+		return
+	}
+	w.register(ctx, true, nil)
 }
 
 // ErrNoWatermark reports that no watermark has been published for the

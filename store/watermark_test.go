@@ -23,6 +23,8 @@ type beatSink struct {
 	err   error
 	beats []record.Heartbeat
 	hints []record.Hint
+	// closingFails names a region whose closing heartbeat fails.
+	closingFails string
 }
 
 func (b *beatSink) Hint(ctx context.Context, h record.Hint) error {
@@ -45,6 +47,9 @@ func (b *beatSink) Hint(ctx context.Context, h record.Hint) error {
 func (b *beatSink) Heartbeat(_ context.Context, hb record.Heartbeat) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if hb.Closing && hb.Target == b.closingFails {
+		return errors.New("the hint topic does not answer")
+	}
 	b.beats = append(b.beats, hb)
 	return nil
 }
@@ -227,6 +232,46 @@ func TestCloseRetiresTheProducer(t *testing.T) {
 		if p, err := schema.DecodeProducer(row.Value); !ok || err != nil || !p.Closed {
 			t.Fatalf("registration in %s after Close: %+v %v", r, p, err)
 		}
+		// The closed session holds each region's watermark until the
+		// closing heartbeat is applied there, however late: it lives
+		// as long as any session (it expired with the registration).
+		row, ok = e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
+		if s, err := schema.DecodeSession(row.Value); !ok || err != nil || !s.Closed || row.TTL != schema.TTLSeconds(schema.SessionTTL) {
+			t.Fatalf("session in %s after Close: %+v %v, TTL %ds, want closed with TTL %ds", r, s, err, row.TTL, schema.TTLSeconds(schema.SessionTTL))
+		}
+	}
+}
+
+// A Store whose closing heartbeat did not reach some region is not marked
+// closed: the region would wait for a closing mark that never comes. It is
+// left to be found stopped without closing (full repairs of its
+// namespaces), and its writes are still never promised before they are
+// applied.
+func TestCloseWithoutClosingHeartbeatIsNotClosed(t *testing.T) {
+	sink := &beatSink{closingFails: "c"}
+	e := newBeatEnv(t, sink, nil)
+	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	id := e.st.ProducerID()
+	for _, r := range []string{"a", "b", "c"} {
+		waitFor(t, "a session in "+r, func() bool {
+			_, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
+			return ok
+		})
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		row, _ := e.mem[r].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(id))
+		if p, err := schema.DecodeProducer(row.Value); err != nil || p.Closed {
+			t.Fatalf("registration in %s after a Close whose closing heartbeat to c failed: %+v %v, want it not closed", r, p, err)
+		}
+		row, _ = e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
+		if s, err := schema.DecodeSession(row.Value); err != nil || s.Closed {
+			t.Fatalf("session in %s after a Close whose closing heartbeat to c failed: %+v %v, want it not closed", r, s, err)
+		}
 	}
 }
 
@@ -398,5 +443,40 @@ func TestHeartbeatsAdvanceWhileIdle(t *testing.T) {
 	later := time.Now().UnixMicro()
 	for _, r := range []string{"a", "b", "c"} {
 		passes(t, sink, r, later)
+	}
+}
+
+// repaird reads the registrations of every region that answers: a Store
+// is registered in its home region before Open returns, so that no write
+// it acknowledges can be passed by a watermark computed without it (it
+// registered from a goroutine, and on a new keyspace the first
+// registration waits seconds for the table: writes were acknowledged
+// meanwhile).
+func TestRegisteredAtHomeBeforeOpenReturns(t *testing.T) {
+	mem := map[string]*driver.MemoryRegion{}
+	cfg := Config{Home: "a", Keyspace: "ks", MaxPendingDebt: -1, HintSink: &beatSink{},
+		Breaker: BreakerConfig{Disabled: true}, Watermark: WatermarkConfig{Interval: 5 * time.Millisecond}}
+	for _, n := range regionNamesABC {
+		m := driver.NewMemoryRegion()
+		// Schema changes are slow, as on a real cluster.
+		m.SetFault(driver.Fault{Delay: 200 * time.Millisecond, Ops: []string{driver.OpCreateTable}})
+		mem[n] = m
+		cfg.Regions = append(cfg.Regions, RegionConfig{Name: n, ContactPoints: []string{n + ".invalid"}})
+	}
+	cfg.NewExecutor = driver.MemoryFactory(mem)
+	st, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	row, ok := mem["a"].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(st.ProducerID()))
+	if !ok {
+		t.Fatal("Open returned before the Store's registration was in its home region: a write acknowledged now could be passed by a watermark")
+	}
+	if p, err := schema.DecodeProducer(row.Value); err != nil || p.Closed || p.Home != "a" {
+		t.Fatalf("registration in a: %+v %v", p, err)
+	}
+	if _, ok := mem["a"].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(st.ProducerID())); !ok {
+		t.Fatal("the registration is in a without its session")
 	}
 }

@@ -73,8 +73,9 @@ type Result struct {
 }
 
 // Compute returns the watermark of one region from the registered
-// producers (only those whose registration is current: a producer whose
-// registration expired — it stopped without closing — is not passed),
+// producers (those whose registration is current, and those Exits found
+// waiting: a producer that stopped without closing is not passed once its
+// exit is due),
 // the marks the region's replayers recorded, the oldest version of repair
 // debt still owed to the region (0: none), and now.
 func Compute(producers []Producer, marks []Mark, debt int64, now time.Time) Result {
@@ -164,17 +165,21 @@ type Session struct {
 // already handled, and not refreshed for longer than their registration
 // lives plus the clock-skew bound. Such a store may have acknowledged
 // writes that no region, hint or repair debt holds: Compute no longer
-// counts it, and only a full repair covers them. waiting are those not yet
-// past that bound — a registration just expired, or missing from a read
-// for a moment: the caller passes them to Compute as live producers
-// (Waiting), so that no watermark passes their writes before their exit
-// is recorded.
+// counts it, and only a full repair covers them. waiting are the
+// sessions the caller passes to Compute as producers (Waiting): those not
+// yet past that bound — a registration just expired, or missing from a
+// read for a moment — so that no watermark passes their writes before
+// their exit is recorded; and the closed ones, whose writes may still be
+// hints a region has not applied: Compute retires such a store in a region
+// only once its closing heartbeat was applied in every partition there,
+// however long after it closed (its session and the marks of its closing
+// heartbeat are kept for schema.SessionTTL).
 func Exits(sessions []Session, registered map[string]bool, now time.Time, skew time.Duration) (exits, waiting []Session) {
 	for _, s := range sessions {
-		if s.Closed || s.Exited || registered[s.ID] {
+		if s.Exited || registered[s.ID] {
 			continue
 		}
-		if now.Sub(s.Refreshed) <= s.RegistrationTTL+skew {
+		if s.Closed || now.Sub(s.Refreshed) <= s.RegistrationTTL+skew {
 			waiting = append(waiting, s)
 			continue
 		}
@@ -187,4 +192,6 @@ func Exits(sessions []Session, registered map[string]bool, now time.Time, skew t
 
 // Waiting is the producer Compute counts for a session Exits found
 // waiting.
-func (s Session) Waiting() Producer { return Producer{ID: s.ID, Registered: s.Registered} }
+func (s Session) Waiting() Producer {
+	return Producer{ID: s.ID, Registered: s.Registered, Closed: s.Closed}
+}

@@ -61,7 +61,7 @@ func TestExits(t *testing.T) {
 	sessions := []Session{
 		s("z-gone", 2*time.Minute, false, false),
 		s("live", 2*time.Minute, false, false),   // its registration is current
-		s("closed", 2*time.Minute, true, false),  // closed cleanly
+		s("closed", 2*time.Minute, true, false),  // closed cleanly: held until retired
 		s("handled", 2*time.Minute, false, true), // already recorded
 		s("fresh", 30*time.Second, false, false), // registration missing from one read
 		s("at-bound", ttl+skew, false, false),    // not yet past the bound
@@ -78,7 +78,7 @@ func TestExits(t *testing.T) {
 	if want := []string{"a-gone", "z-gone"}; !slices.Equal(ids(exits), want) {
 		t.Fatalf("exits = %v, want %v", ids(exits), want)
 	}
-	if want := []string{"at-bound", "fresh"}; !slices.Equal(ids(waiting), want) {
+	if want := []string{"at-bound", "closed", "fresh"}; !slices.Equal(ids(waiting), want) {
 		t.Fatalf("waiting = %v, want %v", ids(waiting), want)
 	}
 	if e, w := Exits(nil, nil, now, skew); len(e)+len(w) != 0 {
@@ -99,5 +99,42 @@ func TestWaitingSessionHoldsTheWatermark(t *testing.T) {
 	res := Compute([]Producer{waiting[0].Waiting()}, []Mark{{Producer: "gone", Partitions: 1, Before: 900}}, 0, now)
 	if res.Before != 900 || res.Limit != "gone" {
 		t.Fatalf("Compute = %+v, want held at the store's mark 900", res)
+	}
+}
+
+// A store that closed cleanly may leave hints a region has not applied
+// (settled means durable in a hint topic, not applied): once its
+// registration is gone, its closed session still holds the region's
+// watermark until its closing heartbeat was applied in every partition.
+// (Closed sessions were skipped: with the region's replayer more than a
+// closed registration's 10 minutes behind, the watermark jumped past the
+// store's unapplied hints.)
+func TestClosedSessionHoldsUntilItsClosingHeartbeatIsApplied(t *testing.T) {
+	now := time.Unix(10_000, 0)
+	w := now.Add(-15 * time.Minute).UnixMicro() // a write the region lacks: its hint is not applied
+	s := Session{ID: "s1", Registered: w - 1, Home: "a", Closed: true, RegistrationTTL: time.Minute,
+		Refreshed: now.Add(-14 * time.Minute)}
+	exits, waiting := Exits([]Session{s}, map[string]bool{}, now, 500*time.Millisecond)
+	if len(exits) != 0 || len(waiting) != 1 || !waiting[0].Waiting().Closed {
+		t.Fatalf("Exits = %v, %v; want the closed session waiting, as a closed producer", exits, waiting)
+	}
+	producers := []Producer{waiting[0].Waiting()}
+	closing := func(parts ...int) []Mark {
+		var ms []Mark
+		for _, p := range parts {
+			ms = append(ms, Mark{Producer: "s1", Partition: p, Partitions: 3, Before: now.Add(-14 * time.Minute).UnixMicro(), Closing: true})
+		}
+		return ms
+	}
+	if res := Compute(producers, nil, 0, now); res.Before > w || res.Limit != "s1" {
+		t.Fatalf("no mark applied: watermark %+v passes the write %d the region lacks", res, w)
+	}
+	// Its closing heartbeat applied in two partitions of three: the third
+	// may still hold a hint before it.
+	if res := Compute(producers, closing(0, 2), 0, now); res.Before > w || res.Limit != "s1" {
+		t.Fatalf("closing marks in 2 of 3 partitions: watermark %+v passes the write %d", res, w)
+	}
+	if res := Compute(producers, closing(0, 1, 2), 0, now); res.Before != now.UnixMicro() || res.Retired != 1 || res.Live != 0 {
+		t.Fatalf("closing marks in every partition: %+v, want the store retired and the watermark at now", res)
 	}
 }

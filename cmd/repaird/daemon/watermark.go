@@ -44,8 +44,19 @@ import (
 // appeared is known to be below every write the debt covers.
 
 // marksTTL is how long a mark lives without a newer one: well beyond a
-// store's registration, which retires it sooner.
+// store's registration, which retires it sooner. The mark of a closing
+// heartbeat lives as long as the closed store's session
+// (schema.SessionTTL): the session holds the watermark until the closing
+// marks are seen in every partition, so they must outlive it.
 const marksTTL = 10 * time.Minute
+
+// markTTL is how long mk is kept.
+func markTTL(mk hints.Mark) time.Duration {
+	if mk.Closing {
+		return schema.SessionTTL
+	}
+	return marksTTL
+}
 
 // WatermarkView is one region's watermark on /status.
 type WatermarkView struct {
@@ -565,10 +576,11 @@ func (m markRecorder) RecordMarks(ctx context.Context, region string, marks []hi
 	rows := make([]tableRow, len(marks))
 	now := m.d.now()
 	for i, mk := range marks {
+		ttl := markTTL(mk)
 		cells := schema.Cells{Value: schema.EncodeMark(schema.Mark{Before: mk.Before, Partitions: mk.Partitions, Closing: mk.Closing, SentAt: mk.SentAt}),
-			Expires: schema.ExpiryAfter(now, marksTTL)}
+			Expires: schema.ExpiryAfter(now, ttl)}
 		cells.Digest = schema.Digest(false, cells.Value)
-		rows[i] = tableRow{schema.EncodeMarkKey(mk.Producer, mk.Partition), cells, mk.Before, schema.TTLSeconds(marksTTL)}
+		rows[i] = tableRow{schema.EncodeMarkKey(mk.Producer, mk.Partition), cells, mk.Before, schema.TTLSeconds(ttl)}
 	}
 	for chunk := range slices.Chunk(rows, marksPerBatch) {
 		if err := m.d.insertRows(ctx, region, schema.MarksTable, schema.MarksPartition(region), chunk); err != nil {
