@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -447,8 +448,7 @@ func (d *Daemon) schedule(ctx context.Context, ns string) error {
 		case <-ctx.Done():
 			return nil
 		}
-		err := d.runFull(ctx, ns, manual)
-		<-d.runSem
+		err := d.runFull(ctx, ns, manual, true) // gives the slot back
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -516,7 +516,7 @@ func (d *Daemon) nextDue(ctx context.Context, ns string) time.Time {
 // progress region first (ProgressLocator.CheckAll): an error wrapping
 // ErrProgressLocation says one records another.
 func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
-	return d.runFull(ctx, ns, true)
+	return d.runFull(ctx, ns, true, false)
 }
 
 // errRunActive reports a run started while this daemon already works on
@@ -524,15 +524,75 @@ func (d *Daemon) RunOnce(ctx context.Context, ns string) error {
 var errRunActive = errors.New("this daemon already works on a run of that kind of the namespace")
 
 // runFull runs one full repair of ns; manual runs (RunOnce, the API) work
-// whatever the window.
-func (d *Daemon) runFull(ctx context.Context, ns string, manual bool) error {
+// whatever the window. slotted: the caller took the daemon's run slot
+// (runSem) for it, which the run shares while paused (shareSlot) and
+// gives back when it ends.
+func (d *Daemon) runFull(ctx context.Context, ns string, manual, slotted bool) error {
+	release := func() {}
+	if slotted {
+		release = func() { <-d.runSem }
+	}
+	defer func() { release() }()
 	ar, err := d.runs.add(ns, repair.Scope{})
 	if err != nil {
 		return err
 	}
 	defer d.runs.remove(ar)
+	if slotted {
+		release = d.shareSlot(ar.ctl)
+	}
 	_, err = d.runRepair(ctx, ar, !manual)
 	return err
+}
+
+// holdSlot is the hold (repair.Control) of a run waiting for the
+// daemon's run slot.
+const holdSlot = "run slot"
+
+// shareSlot lets a run that holds the daemon's run slot give it up while
+// anything else holds the run (an operator's pause, its window), so that
+// a paused run keeps no other namespace from its repairs, and take it
+// back before it works again: the run is held by holdSlot from before it
+// gives the slot up until it has it again. done stops the sharing and
+// gives the slot back if the run has it.
+func (d *Daemon) shareSlot(ctl *repair.Control) (done func()) {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	have := true
+	go func() {
+		defer close(stopped)
+		for {
+			changed := ctl.Changed()
+			held := slices.ContainsFunc(ctl.State().Holds, func(h string) bool { return h != holdSlot })
+			switch {
+			case held && have:
+				ctl.Pause(holdSlot)
+				<-d.runSem
+				have = false
+			case !held && !have:
+				select {
+				case d.runSem <- struct{}{}:
+					have = true
+					ctl.Resume(holdSlot)
+				case <-changed: // held again meanwhile
+				case <-stop:
+					return
+				}
+				continue
+			}
+			select {
+			case <-changed:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-stopped
+		if have {
+			<-d.runSem
+		}
+	}
 }
 
 // runRepair runs ar (a full or partial run of ar.ns) to its end. With
