@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/hints"
 	"github.com/tidemark/tidemark/integration/fault"
 	"github.com/tidemark/tidemark/internal/schema"
 	"github.com/tidemark/tidemark/store"
@@ -29,7 +30,11 @@ func TestWatermarkWaitsForAClosedStoresHints(t *testing.T) {
 	ks := newKeyspace(t, "a", "b", "c")
 	createTable(t, ks, hintsNS, "a", "b", "c")
 	prefix := newTopicPrefix(t)
-	prod := hintsProducer(t, prefix, nil)
+	// Hints and heartbeats get 30 s, so that under a loaded run none is
+	// left uncertain (repair debt, which this daemon would not drain) and
+	// the closing heartbeat is sent (else the store is not closed, but
+	// taken for one that stopped without closing).
+	prod := hintsProducerWith(t, prefix, func(c *hints.ProducerConfig) { c.ProduceTimeout = 30 * time.Second })
 	for _, r := range []string{"a", "b", "c"} {
 		if err := prod.EnsureTopic(ctx, r); err != nil {
 			t.Fatal(err)
@@ -60,6 +65,7 @@ func TestWatermarkWaitsForAClosedStoresHints(t *testing.T) {
 	}
 	st, err := outageStore(t, ctx, ks, map[string]*fault.Proxy{"c": pc}, prod, func(c *store.Config) {
 		c.Watermark.Interval = 200 * time.Millisecond
+		c.HintTimeout = 30 * time.Second
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +91,20 @@ func TestWatermarkWaitsForAClosedStoresHints(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := time.Now()
+	for _, m := range []string{"tidemark_store_hints_failed_total", "tidemark_store_hints_uncertain_total"} {
+		if n := gauge(t, st.Metrics(), m); n != 0 {
+			t.Fatalf("%s = %v: writes were left to repair debt, which this daemon does not drain", m, n)
+		}
+	}
+	sa := directSession(t, "a", ks)
+	var session []byte
+	if err := sa.Query(fmt.Sprintf("SELECT value FROM %s.%s WHERE pk = ? AND ck = ?", ks, schema.ProducersTable),
+		schema.SessionsPartition, []byte(id)).WithContext(ctx).Scan(&session); err != nil {
+		t.Fatalf("the store's session in a: %v", err)
+	}
+	if s, err := schema.DecodeSession(session); err != nil || !s.Closed {
+		t.Fatalf("the store's session in a after Close: %+v %v, want closed (its closing heartbeat not sent?)", s, err)
+	}
 
 	sc := directSession(t, "c", ks)
 	checks := 0
