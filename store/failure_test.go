@@ -502,3 +502,45 @@ func TestCloseContextAbortsCalls(t *testing.T) {
 	checkHints(t, e.hints(), hintsOf("a", 1, 1)...)
 	e.checkWrites(t, "a", writesOf(1, 1)...)
 }
+
+// TestDeleteBoundedByItsTimeoutWhileRetentionRereadFails: a Delete whose
+// namespace's retention is due for a re-read that no region answers in
+// time takes one timeout for the re-read, then uses the value read last,
+// and the next Deletes do not ask again for a few seconds. (The regions
+// were asked one after another, each with the call's whole timeout, and
+// every Delete asked again: a Delete took a timeout per region, plus the
+// write's.)
+func TestDeleteBoundedByItsTimeoutWhileRetentionRereadFails(t *testing.T) {
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	e := newFaultEnv(t, func(c *Config) { c.Now = now })
+	ctx := context.Background()
+	// The retention is known (read by CreateNamespace) ...
+	if err := e.ns.Delete(ctx, []byte("pk"), []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	// ... and a minute later due for a re-read, which every region is
+	// slow to answer (a schema read on a loaded cluster).
+	offset.Store(int64(2 * time.Minute))
+	for _, r := range regionNamesABC {
+		e.mem[r].SetFault(driver.Fault{Delay: time.Second, Ops: []string{driver.OpTableRetention}})
+	}
+	e.forget()
+	const timeout = 300 * time.Millisecond
+	start := time.Now()
+	for i := range 3 {
+		if err := e.ns.Delete(ctx, []byte("pk"), fmt.Appendf(nil, "ck%d", i), WithTimeout(timeout)); err != nil {
+			t.Fatalf("Delete %d with the re-read failing: %v, want the value read last used", i, err)
+		}
+	}
+	took := time.Since(start)
+	if got := e.asked(driver.OpTableRetention); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("retention asked of %v over three Deletes, want [a]: within the first call's timeout, then not again for a while", got)
+	}
+	if took > 3*timeout {
+		t.Errorf("three Deletes with WithTimeout(%v) took %v: the re-read is not bounded by the call's timeout", timeout, took.Round(time.Millisecond))
+	}
+	if n := len(e.markerTTLs()); n != 9 {
+		t.Errorf("%d deletion markers written, want 3 Deletes x 3 regions", n)
+	}
+}

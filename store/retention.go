@@ -14,7 +14,7 @@ import (
 // come back. The recorded retention can change (an operator's ALTER TABLE
 // … WITH comment), so it is re-read (schema.Retentions, every
 // schema.DefaultRetentionRefresh), from the first region that answers, home
-// first.
+// first, all within the call's timeout.
 
 // retentionTimeoutKey carries the per-region timeout of one retention read
 // from tableRetention to readRetention, through the shared cache.
@@ -50,6 +50,12 @@ func (s *Store) readRetention(ctx context.Context, ns string) (time.Duration, er
 	if timeout <= 0 {
 		timeout = s.cfg.Timeout
 	}
+	// One deadline for the whole read: a region that does not answer
+	// leaves the next only what remains of the call's timeout, so a
+	// Delete is not slowed by a timeout per region.
+	parent := ctx
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
 	var errs []error
 	unavailable := true
 	for _, r := range s.regions {
@@ -57,12 +63,15 @@ func (s *Store) readRetention(ctx context.Context, ns string) (time.Duration, er
 		if err == nil {
 			return d, nil
 		}
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
+		if parent.Err() != nil {
+			return 0, parent.Err()
 		}
 		errs = append(errs, &RegionError{Region: r.name, Op: "read tombstone retention", Err: err})
 		if !isAvailability(err) {
 			unavailable = false
+		}
+		if ctx.Err() != nil {
+			break // the call's time is up: the other regions are not asked
 		}
 	}
 	if unavailable {

@@ -47,7 +47,16 @@ type Retentions struct {
 type retentionEntry struct {
 	retention time.Duration
 	readAt    time.Time
+	// After a failed refresh: the source is not asked again before
+	// retryAt; lastErr is what it said.
+	retryAt time.Time
+	lastErr error
 }
+
+// retentionRetry is how long after a failed refresh the value read last
+// is used without asking the source again (at most the refresh interval):
+// a source that cannot answer does not slow every reader by its timeout.
+const retentionRetry = 5 * time.Second
 
 // NewRetentions returns a cache over source. refresh <= 0 means
 // DefaultRetentionRefresh, size <= 0 DefaultRetentionCacheSize, now nil
@@ -67,8 +76,10 @@ func NewRetentions(source RetentionSource, refresh time.Duration, size int, now 
 
 // Get returns table's retention: the cached value while it is younger than
 // the refresh interval; otherwise the source's, or, if the source fails and
-// a value was read before, that value. stale reports that the value is one
-// the source could not confirm just now (err is then the source's error).
+// a value was read before, that value — then without asking the source
+// again for a few seconds (retentionRetry). stale reports that the value
+// is one the source could not confirm just now (err is then the source's
+// error).
 // When the source fails and nothing was read before, Get returns 0 and
 // the source's error.
 func (r *Retentions) Get(ctx context.Context, table string) (d time.Duration, stale bool, err error) {
@@ -79,9 +90,18 @@ func (r *Retentions) Get(ctx context.Context, table string) (d time.Duration, st
 	if ok && now.Sub(e.readAt) < r.refresh {
 		return e.retention, false, nil
 	}
+	if ok && now.Before(e.retryAt) {
+		return e.retention, true, e.lastErr
+	}
 	d, err = r.source(ctx, table)
 	if err != nil {
 		if ok {
+			r.mu.Lock()
+			if cur, still := r.entries[table]; still && cur.readAt.Equal(e.readAt) {
+				cur.retryAt, cur.lastErr = now.Add(min(retentionRetry, r.refresh)), err
+				r.entries[table] = cur
+			}
+			r.mu.Unlock()
 			return e.retention, true, err
 		}
 		return 0, false, err

@@ -72,9 +72,17 @@ func TestRetentionsStaleOnError(t *testing.T) {
 	if d, _, err := r.Get(context.Background(), "other"); d != 0 || !errors.Is(err, down) {
 		t.Fatalf("never read: %v %v, want the error", d, err)
 	}
+	// For a few seconds after a failed refresh the source is not asked
+	// again: a source that cannot answer does not slow every reader by
+	// its timeout.
 	f.err = nil
-	if d, stale, err := r.Get(context.Background(), "users"); d != time.Hour || stale || err != nil {
-		t.Fatalf("after recovery: %v %v %v", d, stale, err)
+	reads := f.reads["users"]
+	if d, stale, err := r.Get(context.Background(), "users"); d != time.Hour || !stale || !errors.Is(err, down) || f.reads["users"] != reads {
+		t.Fatalf("right after a failed refresh: %v %v %v, %d reads (had %d), want the last value, stale, the last error, no read", d, stale, err, f.reads["users"], reads)
+	}
+	now = now.Add(retentionRetry)
+	if d, stale, err := r.Get(context.Background(), "users"); d != time.Hour || stale || err != nil || f.reads["users"] != reads+1 {
+		t.Fatalf("after recovery: %v %v %v, %d reads", d, stale, err, f.reads["users"])
 	}
 }
 
