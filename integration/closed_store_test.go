@@ -99,7 +99,7 @@ func TestWatermarkWaitsForAClosedStoresHints(t *testing.T) {
 	sa := directSession(t, "a", ks)
 	var session []byte
 	if err := sa.Query(fmt.Sprintf("SELECT value FROM %s.%s WHERE pk = ? AND ck = ?", ks, schema.ProducersTable),
-		schema.SessionsPartition, []byte(id)).WithContext(ctx).Scan(&session); err != nil {
+		schema.SessionsPartition, []byte(id)).ScanContext(ctx, &session); err != nil {
 		t.Fatalf("the store's session in a: %v", err)
 	}
 	if s, err := schema.DecodeSession(session); err != nil || !s.Closed {
@@ -154,7 +154,7 @@ func TestWatermarkWaitsForAClosedStoresHints(t *testing.T) {
 	// The closing heartbeat's marks outlive the session they retire.
 	var ttl int
 	if err := sc.Query(fmt.Sprintf("SELECT ttl(value) FROM %s.%s WHERE pk = ? AND ck = ?", ks, schema.MarksTable),
-		schema.MarksPartition("c"), schema.EncodeMarkKey(id, 0)).WithContext(ctx).Scan(&ttl); err != nil {
+		schema.MarksPartition("c"), schema.EncodeMarkKey(id, 0)).ScanContext(ctx, &ttl); err != nil {
 		t.Fatalf("the closing mark of partition 0 in c: %v", err)
 	}
 	if min := schema.TTLSeconds(schema.SessionTTL) - 600; ttl < min {
