@@ -543,10 +543,15 @@ func (c *Config) Validate() error {
 	if err := c.Hints.validate(); err != nil {
 		return err
 	}
+	replayed := map[string]bool{}
 	for _, r := range c.Hints.Regions {
 		if _, ok := c.Region(r); !ok {
 			return invalid("hints.regions: %q is not a configured region", r)
 		}
+		if replayed[r] {
+			return invalid("hints.regions: %q is listed twice", r)
+		}
+		replayed[r] = true
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 		return invalid("http.listen %q must be host:port", c.HTTP.Listen)

@@ -425,3 +425,32 @@ func TestKafkaSecurity(t *testing.T) {
 		t.Errorf("instance id %q, want the owner", c.Hints.InstanceID)
 	}
 }
+
+// TestWindowIsTheWholeValue: a window with anything after it — a time
+// zone, seconds — is refused (it was read as UTC, the rest ignored:
+// "22:00-04:00 CET" repaired at 22:00 UTC).
+func TestWindowIsTheWholeValue(t *testing.T) {
+	for _, s := range []string{"22:00-04:00 CET", "01:00-06:00+02:00", "01:00-06:00:30", "01:00-06:00pm"} {
+		if w, err := ParseWindow(s); err == nil {
+			t.Errorf("ParseWindow(%q) = %v, nil: accepted (and read as %s UTC) although it is not HH:MM-HH:MM", s, w, w)
+		}
+		if _, err := Parse([]byte(base + "repair:\n  window: \"" + s + "\"\n")); err == nil {
+			t.Errorf("Parse accepted repair.window %q", s)
+		}
+	}
+}
+
+// TestDuplicateHintRegionRejected: a region listed twice in hints.regions
+// is refused by name (it was accepted, and serve died at start when the
+// second replayer's metrics collided).
+func TestDuplicateHintRegionRejected(t *testing.T) {
+	_, err := Parse([]byte(base + "hints:\n  brokers: [\"127.0.0.1:1\"]\n  regions: [a, a]\n"))
+	if err == nil || !strings.Contains(err.Error(), `hints.regions: "a" is listed twice`) {
+		t.Errorf(`Parse of hints.regions: [a, a] = %v, want 'hints.regions: "a" is listed twice'`, err)
+	}
+	for _, ok := range []string{"01:00-06:00", "22:00-04:00", "0:00-24:00", "1:05-2:10"} {
+		if _, err := ParseWindow(ok); err != nil {
+			t.Errorf("ParseWindow(%q): %v", ok, err)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -17,11 +19,21 @@ type Window struct {
 	set        bool
 }
 
+// windowRE is the whole of a window: nothing before or after it (a zone
+// such as "CET" after it was ignored, and the window read as UTC).
+var windowRE = regexp.MustCompile(`^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$`)
+
 // ParseWindow parses "HH:MM-HH:MM" (UTC).
 func ParseWindow(s string) (Window, error) {
+	m := windowRE.FindStringSubmatch(s)
 	var sh, sm, eh, em int
-	if n, err := fmt.Sscanf(s, "%d:%d-%d:%d", &sh, &sm, &eh, &em); err != nil || n != 4 ||
-		sh < 0 || sh > 24 || eh < 0 || eh > 24 || sm < 0 || sm > 59 || em < 0 || em > 59 || sh*60+sm > 1440 || eh*60+em > 1440 {
+	if m != nil {
+		sh, _ = strconv.Atoi(m[1])
+		sm, _ = strconv.Atoi(m[2])
+		eh, _ = strconv.Atoi(m[3])
+		em, _ = strconv.Atoi(m[4])
+	}
+	if m == nil || sh < 0 || sh > 24 || eh < 0 || eh > 24 || sm < 0 || sm > 59 || em < 0 || em > 59 || sh*60+sm > 1440 || eh*60+em > 1440 {
 		return Window{}, fmt.Errorf("window %q must be HH:MM-HH:MM in UTC, e.g. 01:00-06:00", s)
 	}
 	w := Window{Start: sh*60 + sm, End: eh*60 + em, set: true}

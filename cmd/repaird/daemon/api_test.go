@@ -354,3 +354,15 @@ func TestRunListedFinishedOnlyOnceOver(t *testing.T) {
 		t.Fatalf("once over: state %q, want finished", v.State)
 	}
 }
+
+// TestStartWithARegionTwiceIs400: a partial run naming one region twice
+// is a bad value, 400 (it answered 500: the run was started and the
+// repair refused its scope).
+func TestStartWithARegionTwiceIs400(t *testing.T) {
+	f := newAPIFixture(t, true)
+	var e APIError
+	code := f.call(t, "POST", "/v1/namespaces/users/runs", apiToken, map[string]any{"regions": []string{"a", "a"}}, &e)
+	if code != http.StatusBadRequest {
+		t.Fatalf("start with regions [a, a] = %d %q, want 400 (a bad value: one region named twice)", code, e.Error)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -168,6 +169,10 @@ func (b *runBoard) goRun(f func(ctx context.Context)) bool {
 // part of the run to hold or end before answering.
 const holdWait = 10 * time.Second
 
+// resumeWait is how long a resume waits for the run to have the run slot
+// back: longer, another namespace's run has it.
+const resumeWait = time.Second
+
 // control applies d to the run id of ns: recorded in the progress store
 // (so that every process working on the run obeys it within its poll
 // interval), and at once to this daemon's part of it. A pause waits until
@@ -197,11 +202,20 @@ func (d *Daemon) control(ctx context.Context, ns, id string, dir repair.Directiv
 	a := d.runs.byID(ns, run.ID)
 	if a != nil {
 		a.ctl.Apply(dir)
-		deadline := time.NewTimer(holdWait)
+		wait := holdWait
+		if dir.State == repair.StateRunning {
+			wait = resumeWait
+		}
+		deadline := time.NewTimer(wait)
 		defer deadline.Stop()
 		for {
 			st := a.ctl.State()
-			if dir.State == repair.StatePaused && !st.Holding {
+			// A pause answers once nothing is written; a resume once the
+			// run has the run slot back (shareSlot), unless another run
+			// has it: then the view says "run slot".
+			waiting := dir.State == repair.StatePaused && !st.Holding ||
+				dir.State == repair.StateRunning && slices.Equal(st.Holds, []string{holdSlot})
+			if waiting {
 				select {
 				case <-a.ctl.Changed():
 					continue
@@ -261,9 +275,12 @@ func (d *Daemon) start(ctx context.Context, ns string, req StartRequest) (RunVie
 		if len(req.Regions) < 2 {
 			return RunView{}, false, fmt.Errorf("%w: regions names %d region; name at least two: the one to repair and one to repair it from", errBadRequest, len(req.Regions))
 		}
-		for _, r := range req.Regions {
+		for i, r := range req.Regions {
 			if _, ok := d.cfg.Region(r); !ok {
 				return RunView{}, false, fmt.Errorf("%w: region %q is not configured", errBadRequest, r)
+			}
+			if slices.Contains(req.Regions[:i], r) {
+				return RunView{}, false, fmt.Errorf("%w: regions names %q twice", errBadRequest, r)
 			}
 		}
 	}

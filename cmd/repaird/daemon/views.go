@@ -27,7 +27,8 @@ type RunView struct {
 	// paused, aborted, unfinished (no process seen working on it lately)
 	// or finished.
 	State string `json:"state"`
-	// Holds names what pauses it here: operator, window.
+	// Holds names what pauses it here: operator, window, or run slot
+	// (resumed, it waits for the daemon's one slot for scheduled runs).
 	Holds []string `json:"holds,omitempty"`
 	// Here is true when this daemon works on the run.
 	Here bool `json:"here"`
@@ -102,6 +103,11 @@ func (d *Daemon) runView(ctx context.Context, store repair.ProgressStore, ns str
 		v.Here = true
 		st := a.ctl.State()
 		v.Holds = st.Holds
+		if len(v.Holds) > 1 {
+			// The run slot is given up while something else holds the
+			// run (shareSlot): it is news only once it alone holds it.
+			v.Holds = slices.DeleteFunc(slices.Clone(v.Holds), func(h string) bool { return h == holdSlot })
+		}
 		switch {
 		case st.Holding:
 			v.State = "paused"
