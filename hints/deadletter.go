@@ -2,6 +2,7 @@ package hints
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -42,6 +43,13 @@ const (
 	HeaderPartition = "tidemark-source-partition"
 	HeaderOffset    = "tidemark-source-offset"
 	HeaderDeadAt    = "tidemark-dead-at"
+	// HeaderDeadTruncated is set, to the original record's value size in
+	// bytes, on a dead letter written without its value: the record was
+	// too large for the dead-letter topic (a record that large is not a
+	// hint the producer could have written). The original is still in
+	// its topic, at the partition and offset the other headers name,
+	// while the topic's retention keeps it.
+	HeaderDeadTruncated = "tidemark-dead-truncated"
 )
 
 // deadLetter writes items to the dead-letter topic, retrying with back-off
@@ -78,6 +86,14 @@ func (r *Replayer) deadLetter(ctx context.Context, items []*item) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		// Too large for the dead-letter writer or topic: retrying cannot
+		// help, so the values refused go and the records are written
+		// without them (one record must never stop the replay).
+		if n := dropTooLarge(msgs, err); n > 0 {
+			r.metrics.deadTruncated.Add(float64(n))
+			r.log.Warn("hints: dead letter too large for the dead-letter topic; written without its value", "records", n, "err", err)
+			continue
 		}
 		r.paused.Store(true)
 		r.logErr.Do(func() {
@@ -126,4 +142,64 @@ func (r *Replayer) recordDebt(ctx context.Context, it *item) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// dropTooLarge drops the values of the messages that err (from a
+// WriteMessages of msgs) says are too large — refused by kafka-go before
+// any I/O (MessageTooLargeError names one), or by the broker
+// (MessageSizeTooLarge, RecordListTooLarge, for the batch or per message
+// in WriteErrors) — recording their size in HeaderDeadTruncated. It
+// returns how many it dropped: 0 when err is not about size, or names
+// only messages without a value left.
+func dropTooLarge(msgs []kafka.Message, err error) int {
+	tooLarge := func(err error) bool {
+		return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
+	}
+	drop := func(i int) int {
+		if msgs[i].Value == nil {
+			return 0
+		}
+		msgs[i].Headers = append(msgs[i].Headers, kafka.Header{Key: HeaderDeadTruncated, Value: []byte(strconv.Itoa(len(msgs[i].Value)))})
+		msgs[i].Value = nil
+		return 1
+	}
+	n := 0
+	var one kafka.MessageTooLargeError
+	var each kafka.WriteErrors
+	switch {
+	case errors.As(err, &one):
+		// The message refused is a copy: find it by where it came from.
+		for i := range msgs {
+			if sameSource(msgs[i], one.Message) {
+				n += drop(i)
+			}
+		}
+	case errors.As(err, &each) && len(each) == len(msgs):
+		for i, e := range each {
+			if e != nil && tooLarge(e) {
+				n += drop(i)
+			}
+		}
+	case tooLarge(err):
+		for i := range msgs {
+			n += drop(i)
+		}
+	}
+	return n
+}
+
+// sameSource reports whether two dead letters stand for the same
+// original record (their source topic, partition and offset headers).
+func sameSource(a, b kafka.Message) bool {
+	source := func(m kafka.Message) string {
+		var s string
+		for _, h := range m.Headers {
+			switch h.Key {
+			case HeaderTopic, HeaderPartition, HeaderOffset:
+				s += h.Key + "=" + string(h.Value) + ";"
+			}
+		}
+		return s
+	}
+	return source(a) == source(b)
 }

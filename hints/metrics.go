@@ -23,6 +23,7 @@ type replayerMetrics struct {
 	heartbeatsSkipped *prometheus.CounterVec
 	marksRecorded     prometheus.Counter
 	marksFailed       prometheus.Counter
+	deadTruncated     prometheus.Counter
 }
 
 // newReplayerMetrics creates the collectors of region's replayer. oldest
@@ -61,6 +62,8 @@ func newReplayerMetrics(region string, oldest func() time.Duration, paused func(
 		"Marks (heartbeats passed: every record before them in their partition applied or dead-lettered) recorded by ReplayerConfig.Marks.")))
 	m.marksFailed = prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_marks_failed_total",
 		"Marks ReplayerConfig.Marks failed to record; replay went on, and later heartbeats bring newer marks.")))
+	m.deadTruncated = prometheus.NewCounter(prometheus.CounterOpts(opts("tidemark_hints_dead_letters_truncated_total",
+		"Dead letters written without their value: too large for the dead-letter writer or topic (the header tidemark-dead-truncated has the value's size).")))
 	for _, reason := range []string{ReasonCorrupt, ReasonUnauthenticated, ReasonExpired, ReasonMisrouted, ReasonRejected} {
 		m.deadLettered.WithLabelValues(reason)
 	}
@@ -72,5 +75,5 @@ func newReplayerMetrics(region string, oldest func() time.Duration, paused func(
 
 func (m *replayerMetrics) collectors() metrics.Set {
 	return metrics.Set{m.replayed, m.deadLettered, m.applyFailures, m.commitErrors, m.lag, m.oldestAge, m.paused,
-		m.heartbeatsSkipped, m.marksRecorded, m.marksFailed}
+		m.heartbeatsSkipped, m.marksRecorded, m.marksFailed, m.deadTruncated}
 }

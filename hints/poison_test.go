@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/tidemark/tidemark/hints/record"
 )
@@ -276,4 +280,77 @@ func (d *recordingDebt) all() []record.Hint {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]record.Hint(nil), d.hints...)
+}
+
+// limitedDead is a dead-letter topic that refuses values over limit bytes:
+// as kafka-go does before any I/O (byWriter: MessageTooLargeError naming
+// the first), or as a broker does (WriteErrors of MessageSizeTooLarge).
+type limitedDead struct {
+	fakeDead
+	limit    int
+	byWriter bool
+	refused  atomic.Int32
+}
+
+func (d *limitedDead) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	errs := make(kafka.WriteErrors, len(msgs))
+	refused := false
+	for i, m := range msgs {
+		if len(m.Value) > d.limit {
+			d.refused.Add(1)
+			if d.byWriter {
+				return kafka.MessageTooLargeError{Message: m}
+			}
+			errs[i], refused = kafka.MessageSizeTooLarge, true
+		}
+	}
+	if refused {
+		return errs
+	}
+	return d.fakeDead.WriteMessages(ctx, msgs...)
+}
+
+// A record too large for the dead-letter topic (it does not decode, so it
+// must be dead-lettered) is written there without its value, its size in
+// a header, and the replay goes on. (deadLetter retried the refusal
+// forever: nothing after the record was ever committed, in any partition.)
+func TestDeadLetterTooLargeIsWrittenWithoutItsValue(t *testing.T) {
+	for _, byWriter := range []bool{true, false} {
+		name := "refused by the broker"
+		if byWriter {
+			name = "refused by kafka-go"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			dead := &limitedDead{fakeDead: fakeDead{t: h.topic}, limit: 1 << 20, byWriter: byWriter}
+			h.dead = &dead.fakeDead
+			r := h.replayer(func(c *ReplayerConfig) { c.BatchSize = 4 })
+			r.dead = dead
+			junk := make([]byte, 2_000_000) // not a hint: corrupt, and over the limit
+			h.addRaw(0, []byte("k"), junk)
+			for i := range 10 {
+				h.addHint(1, goodHint(i), nil)
+			}
+			stop := start(t, r)
+			waitFor(t, "every record committed", h.topic.allCommitted)
+			stop()
+			if n := h.region.rowCount(); n != 10 {
+				t.Errorf("%d hints applied, want the 10 behind the big record", n)
+			}
+			dead.mu.Lock()
+			got := slices.Clone(dead.got)
+			dead.mu.Unlock()
+			if len(got) != 1 || header(got[0], HeaderReason) != ReasonCorrupt || got[0].Value != nil ||
+				header(got[0], HeaderDeadTruncated) != "2000000" || header(got[0], HeaderOffset) == "" {
+				t.Fatalf("dead letters %+v, want one, corrupt, without its value, %s=2000000 and its source offset", got, HeaderDeadTruncated)
+			}
+			if dead.refused.Load() == 0 {
+				t.Fatal("the dead-letter topic never refused the record: the test has not made the case it is about")
+			}
+			if v := metricValue(r.metrics.deadTruncated); v != 1 {
+				t.Errorf("tidemark_hints_dead_letters_truncated_total = %v, want 1", v)
+			}
+			checkCommitOrder(t, h.topic)
+		})
+	}
 }
