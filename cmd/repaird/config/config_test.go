@@ -80,6 +80,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown watermark field", base + "watermark:\n  skew: 1s\n", `unknown field "skew" in watermark`},
 		{"bad window", base + "repair:\n  window: 1am-6am\n", "must be HH:MM-HH:MM in UTC"},
 		{"empty window", base + "repair:\n  window: \"01:00-01:00\"\n", "is empty"},
+		{"window with a zone", base + "repair:\n  window: \"22:00-04:00 CET\"\n", `must be HH:MM-HH:MM in UTC, e.g. 01:00-06:00, and nothing else: " CET" follows "22:00-04:00"`},
+		{"window hour past 23", base + "repair:\n  window: \"25:00-04:00\"\n", "hours are 0-23 and minutes 00-59"},
+		{"namespace window with a zone", strings.Replace(base, "[users]", `[{name: u, window: "01:00-06:00 UTC"}]`, 1), `" UTC" follows "01:00-06:00"`},
 		{"no local_dc", strings.Replace(base, ", local_dc: b", "", 1), `region "b": local_dc is required`},
 		{"interval past retention", base + "repair:\n  interval: 240h\n", "cannot complete a repair cycle inside the tombstone retention 240h0m0s"},
 		{"namespace interval past its retention", strings.Replace(base, "[users]", "[{name: u, interval: 48h, retention: 24h}]", 1), `namespace "u": interval 48h0m0s cannot complete a repair cycle`},
@@ -106,6 +109,7 @@ func TestParseErrors(t *testing.T) {
 		{"require hmac without keys", base + "hints:\n  brokers: [h:1]\n  require_hmac: true\n", "no hmac_keys"},
 		{"bad listen", base + "http:\n  listen: nocolon\n", "http.listen"},
 		{"replay region unknown", base + "hints:\n  brokers: [h:1]\n  regions: [z]\n", `hints.regions: "z" is not a configured region`},
+		{"replay region listed twice", base + "hints:\n  brokers: [\"127.0.0.1:1\"]\n  regions: [a, a]\n", `hints.regions: "a" is listed twice`},
 		{"replay regions without brokers", base + "hints:\n  regions: [a]\n", "brokers is required"},
 		{"progress region not a region", base + "repair:\n  progress_region: z\n", `repair.progress_region "z" is not one of the regions`},
 		{"negative replay rate", base + "hints:\n  brokers: [h:1]\n  max_hints_per_second: -5\n", "must not be negative"},
@@ -427,30 +431,38 @@ func TestKafkaSecurity(t *testing.T) {
 }
 
 // TestWindowIsTheWholeValue: a window with anything after it — a time
-// zone, seconds — is refused (it was read as UTC, the rest ignored:
-// "22:00-04:00 CET" repaired at 22:00 UTC).
+// zone, seconds, am/pm — or a time that is not one of the day is refused
+// (fmt.Sscanf read the window and ignored the rest: "22:00-04:00 CET"
+// repaired at 22:00 UTC); every form the docs show is still read.
 func TestWindowIsTheWholeValue(t *testing.T) {
-	for _, s := range []string{"22:00-04:00 CET", "01:00-06:00+02:00", "01:00-06:00:30", "01:00-06:00pm"} {
+	for _, s := range []string{"22:00-04:00 CET", "01:00-06:00+02:00", "01:00-06:00:30", "01:00-06:00pm",
+		" 01:00-06:00", "01:00 - 06:00", "24:00-24:30", "01:60-06:00", "1:5-2:10", "+1:00-2:00", "001:00-06:00"} {
 		if w, err := ParseWindow(s); err == nil {
 			t.Errorf("ParseWindow(%q) = %v, nil: accepted (and read as %s UTC) although it is not HH:MM-HH:MM", s, w, w)
+		} else if !strings.Contains(err.Error(), "must be HH:MM-HH:MM in UTC") {
+			t.Errorf("ParseWindow(%q): %q does not say the form", s, err)
 		}
 		if _, err := Parse([]byte(base + "repair:\n  window: \"" + s + "\"\n")); err == nil {
 			t.Errorf("Parse accepted repair.window %q", s)
 		}
 	}
-}
-
-// TestDuplicateHintRegionRejected: a region listed twice in hints.regions
-// is refused by name (it was accepted, and serve died at start when the
-// second replayer's metrics collided).
-func TestDuplicateHintRegionRejected(t *testing.T) {
-	_, err := Parse([]byte(base + "hints:\n  brokers: [\"127.0.0.1:1\"]\n  regions: [a, a]\n"))
-	if err == nil || !strings.Contains(err.Error(), `hints.regions: "a" is listed twice`) {
-		t.Errorf(`Parse of hints.regions: [a, a] = %v, want 'hints.regions: "a" is listed twice'`, err)
-	}
-	for _, ok := range []string{"01:00-06:00", "22:00-04:00", "0:00-24:00", "1:05-2:10"} {
-		if _, err := ParseWindow(ok); err != nil {
-			t.Errorf("ParseWindow(%q): %v", ok, err)
+	for _, tc := range []struct {
+		s          string
+		start, end int
+	}{
+		{"01:00-06:00", 60, 360},
+		{"22:00-04:00", 1320, 240},
+		{"0:00-24:00", 0, 1440},
+		{"1:05-2:10", 65, 130},
+		{"23:59-00:00", 1439, 0},
+	} {
+		w, err := ParseWindow(tc.s)
+		if err != nil {
+			t.Errorf("ParseWindow(%q): %v", tc.s, err)
+			continue
+		}
+		if w.Start != tc.start || w.End != tc.end || !w.IsSet() {
+			t.Errorf("ParseWindow(%q) = %+v, want start %d, end %d", tc.s, w, tc.start, tc.end)
 		}
 	}
 }

@@ -19,28 +19,57 @@ type Window struct {
 	set        bool
 }
 
-// windowRE is the whole of a window: nothing before or after it (a zone
-// such as "CET" after it was ignored, and the window read as UTC).
-var windowRE = regexp.MustCompile(`^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$`)
+// A window is the whole value, "HH:MM-HH:MM" and nothing else: hours 0-23
+// (one digit or two), minutes 00-59, and 24:00 for the midnight that ends
+// the day. windowRE is anchored at both ends: fmt.Sscanf, used before,
+// ignored whatever followed, and "22:00-04:00 CET" was read as UTC.
+const clockRE = `([01]?[0-9]|2[0-3]):([0-5][0-9])|(24):(00)`
 
-// ParseWindow parses "HH:MM-HH:MM" (UTC).
+var (
+	windowRE = regexp.MustCompile(`^(?:` + clockRE + `)-(?:` + clockRE + `)$`)
+	// windowShapeRE and windowPrefixRE only explain a refusal: a time out
+	// of range, or something after the window.
+	windowShapeRE  = regexp.MustCompile(`^(\d+):(\d+)-(\d+):(\d+)$`)
+	windowPrefixRE = regexp.MustCompile(`^\d{1,2}:\d{2}-\d{1,2}:\d{2}`)
+)
+
+// ParseWindow parses "HH:MM-HH:MM" (UTC): the whole of s, nothing before
+// or after it.
 func ParseWindow(s string) (Window, error) {
 	m := windowRE.FindStringSubmatch(s)
-	var sh, sm, eh, em int
-	if m != nil {
-		sh, _ = strconv.Atoi(m[1])
-		sm, _ = strconv.Atoi(m[2])
-		eh, _ = strconv.Atoi(m[3])
-		em, _ = strconv.Atoi(m[4])
+	if m == nil {
+		return Window{}, windowError(s)
 	}
-	if m == nil || sh < 0 || sh > 24 || eh < 0 || eh > 24 || sm < 0 || sm > 59 || em < 0 || em > 59 || sh*60+sm > 1440 || eh*60+em > 1440 {
-		return Window{}, fmt.Errorf("window %q must be HH:MM-HH:MM in UTC, e.g. 01:00-06:00", s)
-	}
-	w := Window{Start: sh*60 + sm, End: eh*60 + em, set: true}
+	// m[1:5] is the start (hour and minute, or 24 and 00), m[5:9] the end.
+	w := Window{Start: clockMinutes(m[1:5]), End: clockMinutes(m[5:9]), set: true}
 	if w.Start == w.End {
 		return Window{}, fmt.Errorf("window %q is empty: its start and end are the same", s)
 	}
 	return w, nil
+}
+
+// clockMinutes returns the minutes after midnight of one side of a
+// windowRE match: its hour and minute groups, or the 24:00 ones.
+func clockMinutes(g []string) int {
+	h, m := g[0], g[1]
+	if h == "" {
+		h, m = g[2], g[3]
+	}
+	hv, _ := strconv.Atoi(h)
+	mv, _ := strconv.Atoi(m)
+	return hv*60 + mv
+}
+
+// windowError says why s is not a window.
+func windowError(s string) error {
+	const want = "must be HH:MM-HH:MM in UTC, e.g. 01:00-06:00"
+	if p := windowPrefixRE.FindString(s); p != "" && p != s {
+		return fmt.Errorf("window %q %s, and nothing else: %q follows %q (a window has no zone, seconds or am/pm: write it in UTC)", s, want, s[len(p):], p)
+	}
+	if windowShapeRE.MatchString(s) {
+		return fmt.Errorf("window %q %s: hours are 0-23 and minutes 00-59 (24:00 is the midnight that ends the day)", s, want)
+	}
+	return fmt.Errorf("window %q %s", s, want)
 }
 
 // UnmarshalYAML reads "HH:MM-HH:MM".

@@ -365,4 +365,10 @@ func TestStartWithARegionTwiceIs400(t *testing.T) {
 	if code != http.StatusBadRequest {
 		t.Fatalf("start with regions [a, a] = %d %q, want 400 (a bad value: one region named twice)", code, e.Error)
 	}
+	if !strings.Contains(e.Error, `regions: "a" is listed twice`) {
+		t.Errorf("error %q does not name the region listed twice", e.Error)
+	}
+	if a := f.d.runs.get("users", kindPartial); a != nil {
+		t.Errorf("a partial run was started for the refused scope")
+	}
 }

@@ -1,12 +1,17 @@
 package daemon
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/cmd/repaird/config"
 	"github.com/tidemark/tidemark/hints/record"
@@ -99,5 +104,23 @@ func TestHMACKeysImplyRequireHMAC(t *testing.T) {
 				t.Errorf("tidemark_repaird_unsigned_hints_accepted = %v", v)
 			}
 		})
+	}
+}
+
+// TestHintRegionListedTwiceStopsServe: a region listed twice in
+// hints.regions is refused before serve starts, by name (it was accepted,
+// and serve died at start when the second replayer of the region
+// registered the same metrics).
+func TestHintRegionListedTwiceStopsServe(t *testing.T) {
+	cfg := parseConfig(t, baseYAML+"hints:\n  brokers: [\"127.0.0.1:1\"]\n  regions: [a]\n")
+	cfg.Hints.Regions = []string{"a", "b", "a"}
+	d, err := New(cfg, Options{Connect: unreachable(new(atomic.Int32)), Registry: prometheus.NewRegistry()})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		t.Fatalf(`New accepted hints.regions [a b a]; serving it: %v`, d.Run(ctx))
+	}
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), `hints.regions: "a" is listed twice`) {
+		t.Errorf(`New = %v, want an invalid configuration naming 'hints.regions: "a" is listed twice'`, err)
 	}
 }

@@ -280,7 +280,7 @@ func (d *Daemon) start(ctx context.Context, ns string, req StartRequest) (RunVie
 				return RunView{}, false, fmt.Errorf("%w: region %q is not configured", errBadRequest, r)
 			}
 			if slices.Contains(req.Regions[:i], r) {
-				return RunView{}, false, fmt.Errorf("%w: regions names %q twice", errBadRequest, r)
+				return RunView{}, false, fmt.Errorf("%w: regions: %q is listed twice; name each region once", errBadRequest, r)
 			}
 		}
 	}
