@@ -519,6 +519,10 @@ func TestDeleteBoundedByItsTimeoutWhileRetentionRereadFails(t *testing.T) {
 	if err := e.ns.Delete(ctx, []byte("pk"), []byte("warm")); err != nil {
 		t.Fatal(err)
 	}
+	// Its remote markers are written after it returns: wait for them, so
+	// that none is counted with the three Deletes below (a late one was:
+	// 10 markers).
+	waitFor(t, "the warm Delete's three markers", func() bool { return len(e.markerTTLs()) == 3 })
 	// ... and a minute later due for a re-read, which every region is
 	// slow to answer (a schema read on a loaded cluster).
 	offset.Store(int64(2 * time.Minute))
@@ -540,6 +544,8 @@ func TestDeleteBoundedByItsTimeoutWhileRetentionRereadFails(t *testing.T) {
 	if took > 3*timeout {
 		t.Errorf("three Deletes with WithTimeout(%v) took %v: the re-read is not bounded by the call's timeout", timeout, took.Round(time.Millisecond))
 	}
+	// The remote markers are written after each Delete returns.
+	waitFor(t, "nine deletion markers", func() bool { return len(e.markerTTLs()) >= 9 })
 	if n := len(e.markerTTLs()); n != 9 {
 		t.Errorf("%d deletion markers written, want 3 Deletes x 3 regions", n)
 	}
