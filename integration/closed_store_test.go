@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/tidemark/tidemark/hints"
 	"github.com/tidemark/tidemark/integration/fault"
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/syncbuf"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -63,9 +65,11 @@ func TestWatermarkWaitsForAClosedStoresHints(t *testing.T) {
 	if err := pc.Refuse(); err != nil {
 		t.Fatal(err)
 	}
+	var storeLog syncbuf.Buffer
 	st, err := outageStore(t, ctx, ks, map[string]*fault.Proxy{"c": pc}, prod, func(c *store.Config) {
 		c.Watermark.Interval = 200 * time.Millisecond
 		c.HintTimeout = 30 * time.Second
+		c.Logger = slog.New(slog.NewTextHandler(&storeLog, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +107,7 @@ func TestWatermarkWaitsForAClosedStoresHints(t *testing.T) {
 		t.Fatalf("the store's session in a: %v", err)
 	}
 	if s, err := schema.DecodeSession(session); err != nil || !s.Closed {
-		t.Fatalf("the store's session in a after Close: %+v %v, want closed (its closing heartbeat not sent?)", s, err)
+		t.Fatalf("the store's session in a after Close: %+v %v, want closed; the store's warnings:\n%s", s, err, storeLog.String())
 	}
 
 	sc := directSession(t, "c", ks)

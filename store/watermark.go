@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidemark/tidemark/hints/record"
 	"github.com/tidemark/tidemark/internal/schema"
+	"github.com/tidemark/tidemark/internal/wait"
 	"github.com/tidemark/tidemark/quorum"
 	"github.com/tidemark/tidemark/store/driver"
 )
@@ -383,6 +384,16 @@ func (w *watermarker) register(ctx context.Context, closed bool, regions []*regi
 	if regions == nil {
 		regions = w.s.regions
 	}
+	failed := w.registerIn(ctx, closed, regions)
+	ok := len(regions) - len(failed)
+	w.regions.Store(int32(ok))
+	return ok
+}
+
+// registerIn writes the registration and the session (closed or not) in
+// each of regions, concurrently, and returns the regions whose write
+// failed.
+func (w *watermarker) registerIn(ctx context.Context, closed bool, regions []*region) []*region {
 	ttl := w.cfg.RegistrationTTL
 	if closed {
 		// A closed store's row is kept longer: repaird learns from it
@@ -403,21 +414,52 @@ func (w *watermarker) register(ctx context.Context, closed bool, regions []*regi
 	w.nsMu.Unlock()
 	sessionRow := driver.Row{CK: []byte(w.id), Value: schema.EncodeSession(session),
 		Timestamp: ts, TTL: schema.TTLSeconds(schema.SessionTTL), Expires: schema.ExpiryAfter(now, schema.SessionTTL)}
-	var ok atomic.Int32
+	var mu sync.Mutex
+	var failed []*region
 	var wg sync.WaitGroup
 	for _, r := range regions {
 		wg.Go(func() {
 			// The session first: a registration repaird can see always has
 			// a session that outlives it.
-			if w.write(ctx, r, schema.ProducersTable, schema.SessionsPartition, sessionRow) == nil &&
-				w.write(ctx, r, schema.ProducersTable, schema.ProducersPartition, row) == nil {
-				ok.Add(1)
+			if w.write(ctx, r, schema.ProducersTable, schema.SessionsPartition, sessionRow) != nil ||
+				w.write(ctx, r, schema.ProducersTable, schema.ProducersPartition, row) != nil {
+				mu.Lock()
+				failed = append(failed, r)
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	w.regions.Store(ok.Load())
-	return int(ok.Load())
+	slices.SortFunc(failed, func(a, b *region) int { return a.idx - b.idx })
+	return failed
+}
+
+// Retrying the closed registration: a region whose write failed (a
+// timeout on a loaded node) is asked again closeAttempts times in all,
+// closeRetry apart, within the Close's HintTimeout.
+const (
+	closeAttempts = 3
+	closeRetry    = 200 * time.Millisecond
+)
+
+// retire writes the closed registration in every region, asking again the
+// regions whose write failed, and returns the names of those that never
+// recorded it: in them the Store stays registered as live until the
+// registration expires.
+func (w *watermarker) retire(ctx context.Context) []string {
+	regions := w.s.regions
+	for attempt := 1; ; attempt++ {
+		regions = w.registerIn(ctx, true, regions)
+		if len(regions) == 0 || attempt == closeAttempts || !wait.Sleep(ctx, closeRetry) {
+			break
+		}
+	}
+	w.regions.Store(int32(len(w.s.regions) - len(regions)))
+	names := make([]string, len(regions))
+	for i, r := range regions {
+		names[i] = r.name
+	}
+	return names
 }
 
 // write writes one row of a watermark table in region r, creating the
@@ -497,7 +539,10 @@ func (w *watermarker) close(ctx context.Context) {
 			slog.String("producer", w.id), slog.Any("regions", failed), slog.Duration("registration_ttl", w.cfg.RegistrationTTL))
 		return
 	}
-	w.register(ctx, true, nil)
+	if failed := w.retire(ctx); len(failed) > 0 {
+		w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: closed, but some regions did not record it; there it counts as live until its registration expires, then as stopped without closing",
+			slog.String("producer", w.id), slog.Any("regions", failed), slog.Duration("registration_ttl", w.cfg.RegistrationTTL))
+	}
 }
 
 // ErrNoWatermark reports that no watermark has been published for the

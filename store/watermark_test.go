@@ -25,6 +25,8 @@ type beatSink struct {
 	hints []record.Hint
 	// closingFails names a region whose closing heartbeat fails.
 	closingFails string
+	// onClosing, when set, is called with each closing heartbeat.
+	onClosing func(record.Heartbeat)
 }
 
 func (b *beatSink) Hint(ctx context.Context, h record.Hint) error {
@@ -49,6 +51,9 @@ func (b *beatSink) Heartbeat(_ context.Context, hb record.Heartbeat) error {
 	defer b.mu.Unlock()
 	if hb.Closing && hb.Target == b.closingFails {
 		return errors.New("the hint topic does not answer")
+	}
+	if hb.Closing && b.onClosing != nil {
+		b.onClosing(hb)
 	}
 	b.beats = append(b.beats, hb)
 	return nil
@@ -271,6 +276,45 @@ func TestCloseWithoutClosingHeartbeatIsNotClosed(t *testing.T) {
 		row, _ = e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
 		if s, err := schema.DecodeSession(row.Value); err != nil || s.Closed {
 			t.Fatalf("session in %s after a Close whose closing heartbeat to c failed: %+v %v, want it not closed", r, s, err)
+		}
+	}
+}
+
+// TestClosedRegistrationAskedAgainAfterATimeout: a region whose write of
+// the closed registration times out once (a loaded node) is asked again
+// within the Close, and records the Store closed (it was asked once: the
+// session stayed live there, the CI failure of
+// TestWatermarkWaitsForAClosedStoresHints).
+func TestClosedRegistrationAskedAgainAfterATimeout(t *testing.T) {
+	var e *memEnv
+	sink := &beatSink{}
+	sink.onClosing = func(hb record.Heartbeat) {
+		if hb.Target == "a" {
+			e.mem["a"].SetFault(driver.Fault{Err: fmt.Errorf("%w: a write that took too long", driver.ErrTimeout), Ops: []string{driver.OpWrite}, Times: 1})
+		}
+	}
+	e = newBeatEnv(t, sink, nil)
+	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	id := e.st.ProducerID()
+	for _, r := range []string{"a", "b", "c"} {
+		waitFor(t, "a session in "+r, func() bool {
+			_, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
+			return ok
+		})
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"a", "b", "c"} {
+		row, _ := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
+		if s, err := schema.DecodeSession(row.Value); err != nil || !s.Closed {
+			t.Errorf("session in %s after a Close whose first write there timed out: %+v %v, want closed", r, s, err)
+		}
+		row, _ = e.mem[r].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(id))
+		if p, err := schema.DecodeProducer(row.Value); err != nil || !p.Closed {
+			t.Errorf("registration in %s: %+v %v, want closed", r, p, err)
 		}
 	}
 }

@@ -43,6 +43,9 @@ type Fault struct {
 	// After lets this many affected calls through untouched before the
 	// fault applies to the rest.
 	After int
+	// Times, when > 0, lets the fault apply to that many calls (after
+	// After) and none after: a region that fails once, then answers.
+	Times int
 	// Ops limits the fault to these operations (OpWrite, OpRead, …); empty
 	// means every operation except OpClose. Close is held or failed only
 	// when Ops names OpClose (a region that is down still lets its client
@@ -202,7 +205,7 @@ func (m *MemoryRegion) enter(ctx context.Context, op string, req any) error {
 	hit := slices.Contains(f.Ops, op) || (len(f.Ops) == 0 && op != OpClose)
 	if hit {
 		m.affected++
-		hit = m.affected > f.After
+		hit = m.affected > f.After && (f.Times <= 0 || m.affected <= f.After+f.Times)
 	}
 	if !hit || (f.Err == nil && f.Delay <= 0 && f.Gate == nil) {
 		if err := ctx.Err(); err != nil {
@@ -349,6 +352,7 @@ func columnsOf(r Row) cells.Columns {
 		Digest:      cells.Bigint(v[4].(int64)),
 		Expires:     cells.Bigint(v[5].(int64)),
 		Fingerprint: cells.Bigint(v[6].(int64)),
+		Version:     cells.Bigint(v[7].(int64)),
 	}
 }
 
