@@ -188,6 +188,18 @@ func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
 		return err
 	}
 	err = a.write(ctx, schema.Insert(a.keyspace, h.Namespace), args)
+	if err != nil && schema.IsUndefinedColumn(err.Error()) {
+		// A table an earlier release created lacks a column this release
+		// writes (the stores add it when they open the namespace): add it
+		// and try again; until the schema agrees, the hint is retried, not
+		// refused.
+		if err = a.upgrade(ctx, h.Namespace); err == nil {
+			err = a.write(ctx, schema.Insert(a.keyspace, h.Namespace), args)
+		}
+		if err != nil && (schema.IsUndefinedColumn(err.Error()) || cluster.Classify(ctx, err) != cluster.Refused) {
+			return fmt.Errorf("hints: apply hint to %s.%s, whose table lacked a column of this release: %w", a.keyspace, h.Namespace, err)
+		}
+	}
 	if err == nil {
 		return nil
 	}
@@ -195,6 +207,17 @@ func (a *cqlApplier) Apply(ctx context.Context, h record.Hint) error {
 		return fmt.Errorf("%w: region refused the write: %w", ErrPermanent, err)
 	}
 	return fmt.Errorf("hints: apply hint to %s.%s: %w", a.keyspace, h.Namespace, err)
+}
+
+// upgrade adds the columns of the current table shape that table lacks
+// (schema.Upgrade; a column already there is not an error).
+func (a *cqlApplier) upgrade(ctx context.Context, table string) error {
+	for _, stmt := range schema.Upgrade(a.keyspace, table) {
+		if err := a.write(ctx, stmt, nil); err != nil && !schema.IsColumnExists(err.Error()) {
+			return err
+		}
+	}
+	return nil
 }
 
 // retention returns the tombstone retention of table: the cached one, or

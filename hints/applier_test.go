@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ type fakeCQL struct {
 	args     [][]any           // their values
 	onRead   func()            // called at every comment read, when set
 	writeErr error             // error of every write, when set
+	nextErrs []error           // errors of the next writes, one each, before writeErr
 	probeErr error             // error of every probe read
 }
 
@@ -40,6 +42,11 @@ func (f *fakeCQL) applier(now *time.Time, opts ...CQLApplierOption) *cqlApplier 
 		defer f.mu.Unlock()
 		f.writes = append(f.writes, stmt)
 		f.args = append(f.args, args)
+		if len(f.nextErrs) > 0 {
+			err := f.nextErrs[0]
+			f.nextErrs = f.nextErrs[1:]
+			return err
+		}
 		return f.writeErr
 	}
 	read := func(ctx context.Context, stmt string, args []any) error {
@@ -358,5 +365,31 @@ func TestCQLApplierWriteErrors(t *testing.T) {
 				t.Fatalf("Apply with write error %v = %v, want permanent=%v", c.err, err, c.permanent)
 			}
 		})
+	}
+}
+
+// TestCQLApplierUpgradesAnOldTable: a hint for a table an earlier release
+// created, which lacks a column this release writes (ver), adds the
+// columns and is applied, not refused into the dead letters; while the
+// schema does not agree yet it is retried (a transient error).
+func TestCQLApplierUpgradesAnOldTable(t *testing.T) {
+	now := time.Now()
+	undefined := errors.New("Undefined column name ver in table ks.t")
+	h := record.Hint{Target: "b", Namespace: "t", PK: []byte("p"), CK: []byte("c"), Value: []byte("v"), Timestamp: now.UnixMicro(), CreatedAt: now}
+	f := newFakeCQL(map[string]string{"t": retentionComment(time.Hour)})
+	f.nextErrs = []error{undefined}
+	if err := f.applier(&now).Apply(context.Background(), h); err != nil {
+		t.Fatalf("Apply to a table without ver = %v, want it upgraded and applied", err)
+	}
+	want := append(append([]string{schema.Insert("ks", "t")}, schema.Upgrade("ks", "t")...), schema.Insert("ks", "t"))
+	if !slices.Equal(f.writes, want) {
+		t.Errorf("statements %q, want the insert, the upgrade, the insert again", f.writes)
+	}
+
+	f = newFakeCQL(map[string]string{"t": retentionComment(time.Hour)})
+	f.nextErrs = []error{undefined, nil, nil, nil, undefined}
+	err := f.applier(&now).Apply(context.Background(), h)
+	if err == nil || errors.Is(err, ErrPermanent) {
+		t.Fatalf("Apply while the schema does not agree = %v, want a transient error (retried)", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -741,8 +742,8 @@ func TestCQLApplierBind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(args) != 9 {
-				t.Fatalf("bind returned %d values, schema.Insert takes 9", len(args))
+			if n := strings.Count(schema.Insert("ks", "t"), "?"); len(args) != n {
+				t.Fatalf("bind returned %d values, schema.Insert takes %d", len(args), n)
 			}
 			// Row format 2: no null; a marker's value is an empty blob.
 			value, _ := args[2].([]byte)
@@ -753,13 +754,16 @@ func TestCQLApplierBind(t *testing.T) {
 			if !c.h.ExpiresAt.IsZero() {
 				wantExp = expirySeconds(c.h.ExpiresAt)
 			}
-			if args[3] != c.h.Deleted || args[5] != wantExp || args[7] != c.h.Timestamp || args[8] != c.wantTTL {
+			if args[3] != c.h.Deleted || args[5] != wantExp || args[8] != c.h.Timestamp || args[9] != c.wantTTL {
 				t.Errorf("bind = %v, want deleted=%v expires=%d ts=%d ttl=%d", args, c.h.Deleted, wantExp, c.h.Timestamp, c.wantTTL)
 			}
 			// The fingerprint of exactly this version, bound with it.
 			ck, _ := args[1].([]byte)
 			if fp := schema.Fingerprint(c.h.PK, ck, c.h.Timestamp, c.h.Deleted, args[4].(int64), wantExp); args[6] != fp {
 				t.Errorf("fingerprint bound %v, want %d", args[6], fp)
+			}
+			if args[7] != c.h.Timestamp {
+				t.Errorf("ver bound %v, want the hint's timestamp %d", args[7], c.h.Timestamp)
 			}
 			if ck, ok := args[1].([]byte); !ok || ck == nil {
 				t.Error("nil clustering key not bound as an empty blob")

@@ -40,11 +40,11 @@ func tieBind(ks string, pk []byte, w cells.TieWrite, now time.Time) (string, []a
 		expires = now.Unix() + w.TTL
 	}
 	c := w.Columns(schema.Digest, expires)
-	// The fingerprint a Tidemark writer binds with this version (the tie
-	// checks read the other cells only).
+	// The fingerprint and ver a Tidemark writer binds with this version
+	// (the tie checks read the other cells only).
 	fp := schema.Fingerprint(pk, []byte("ck"), w.Timestamp, w.Deleted, schema.Digest(w.Deleted, w.Value), expires)
 	return schema.Insert(ks, tiesNS), []any{pk, []byte("ck"), c.Value, cells.AsBool(cells.Cell{Value: c.Deleted}),
-		cells.AsBigint(cells.Cell{Value: c.Digest}), cells.AsBigint(cells.Cell{Value: c.Expires}), fp, w.Timestamp, int(w.TTL)}
+		cells.AsBigint(cells.Cell{Value: c.Digest}), cells.AsBigint(cells.Cell{Value: c.Expires}), fp, w.Timestamp, w.Timestamp, int(w.TTL)}
 }
 
 type tieRow struct {

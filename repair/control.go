@@ -397,6 +397,16 @@ const PartialSuffix = "~partial"
 // partial runs.
 func PartialKey(namespace string) string { return namespace + PartialSuffix }
 
+// IncrementalSuffix ends the progress key of a namespace's incremental
+// runs (IncrementalKey): namespace names cannot contain it.
+const IncrementalSuffix = "~incremental"
+
+// IncrementalKey is the progress key (RunInfo.Namespace) of a namespace's
+// incremental runs (Options.Since): they resume and share segments among
+// themselves, apart from the full runs whose completion they never
+// record.
+func IncrementalKey(namespace string) string { return namespace + IncrementalSuffix }
+
 // validate checks the scope against the Repairer's regions.
 func (s Scope) validate(regions []Region) error {
 	if s.Range != nil && s.Range.End <= s.Range.Start {

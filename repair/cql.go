@@ -153,8 +153,21 @@ func (c *CQLRegion) ReadRow(ctx context.Context, namespace string, pk, ck []byte
 // WriteRow runs schema.Insert, bound with schema.InsertValues, for each of
 // w.Cells (several in one single-partition unlogged batch), with the row's
 // own timestamp and the TTL left until w.Expires now (schema.TTLUntil); a
-// row whose expiry has passed is not written (ErrExpired).
+// row whose expiry has passed is not written (ErrExpired). A table that
+// lacks a column the write binds (created by an earlier release) is
+// upgraded (Upgrade) and the write tried once more.
 func (c *CQLRegion) WriteRow(ctx context.Context, namespace string, w *Write) error {
+	err := c.writeRow(ctx, namespace, w)
+	if err != nil && schema.IsUndefinedColumn(err.Error()) {
+		if uerr := c.Upgrade(ctx, namespace); uerr != nil {
+			return fmt.Errorf("%w (and bringing the table to the current shape failed: %w)", err, uerr)
+		}
+		err = c.writeRow(ctx, namespace, w)
+	}
+	return err
+}
+
+func (c *CQLRegion) writeRow(ctx context.Context, namespace string, w *Write) error {
 	ttl, expired := schema.TTLUntil(w.Expires, time.Now())
 	if expired {
 		return fmt.Errorf("%w: expiry %s passed", ErrExpired, time.Unix(w.Expires, 0).UTC().Format(time.RFC3339))

@@ -21,6 +21,11 @@ var ErrUnknownNamespace = errors.New("unknown namespace")
 // repair again resumes with those segments.
 var ErrIncomplete = errors.New("repair incomplete")
 
+// ErrIncrementalUnsupported reports an incremental run (Options.Since)
+// that cannot be made: fingerprints disabled, a region whose reader
+// cannot aggregate by version, a Scope, a negative Since.
+var ErrIncrementalUnsupported = errors.New("repair: incremental run not possible")
+
 // ErrExpired reports a row that a RegionWriter did not write because its
 // absolute expiry (Write.Expires) had passed: the row is absent everywhere,
 // and writing it would only add cells that no reader sees. Repair counts

@@ -39,6 +39,10 @@ type RangeFingerprint struct {
 	// it equals TimestampSum unless some row's fp is older than its
 	// digest: a writer that does not set fp rewrote it.
 	FPTimestampSum int64
+	// VersionTimestampSum is sum(writetime(ver)), in an answer of
+	// FingerprintSince only (0 otherwise): it equals TimestampSum unless
+	// a writer that does not set ver rewrote some row of the subset.
+	VersionTimestampSum int64
 }
 
 // Complete reports whether every row of the range carries its version's
@@ -48,8 +52,31 @@ func (f RangeFingerprint) Complete() bool {
 }
 
 // fingerprintBytes is the payload of one aggregate answer: 6 bigint
-// columns with their 4-byte lengths.
+// columns with their 4-byte lengths (7 for FingerprintSince).
 const fingerprintBytes = 6 * (4 + 8)
+
+// IncrementalFingerprinter is implemented by readers whose database can
+// aggregate, through an index, only the rows of a token range at or above
+// a version ([CQLRegion], [MemRegion]). An incremental run
+// (Options.Since) needs every region's (docs/repair.md, "Incremental
+// runs").
+type IncrementalFingerprinter interface {
+	// FingerprintSince aggregates the rows of r whose version (the ver
+	// column) is at least since, as FingerprintRange does the whole
+	// range, and sets VersionTimestampSum. An index that cannot answer
+	// (not created, still building) is reported with an error wrapping
+	// ErrNoVersionIndex.
+	FingerprintSince(ctx context.Context, namespace string, r TokenRange, since int64) (RangeFingerprint, error)
+	// EnsureVersionIndex creates the namespace's version index when it
+	// is missing (schema.CreateVersionIndex); it returns once the schema
+	// agrees, not once the index is built.
+	EnsureVersionIndex(ctx context.Context, namespace string) error
+}
+
+// ErrNoVersionIndex reports a table whose version index cannot answer
+// (not created yet, being built, or no ver column): an incremental run
+// compares such a segment in full instead.
+var ErrNoVersionIndex = errors.New("repair: the table's version index cannot answer")
 
 // Fingerprinter is implemented by readers whose database can aggregate a
 // token range ([CQLRegion], [MemRegion]). When every region's Reader is
@@ -91,6 +118,44 @@ func (c *CQLRegion) FingerprintRange(ctx context.Context, namespace string, r To
 			ErrNoFingerprints, c.keyspace, namespace, err)
 	}
 	return f, err
+}
+
+// FingerprintSince runs schema.SelectFingerprintSince over r at
+// LOCAL_QUORUM: the coordinator reads, through the version index, only
+// the rows at or above since.
+func (c *CQLRegion) FingerprintSince(ctx context.Context, namespace string, r TokenRange, since int64) (RangeFingerprint, error) {
+	stmt := schema.SelectFingerprintSince(c.keyspace, namespace)
+	if r.IncludesStart() {
+		stmt = schema.SelectFingerprintSinceFrom(c.keyspace, namespace)
+	}
+	var f RangeFingerprint
+	err := c.s.Query(stmt, r.Start, r.End, since).Consistency(gocql.LocalQuorum).Idempotent(true).
+		ScanContext(ctx, &f.Rows, &f.Fingerprinted, &f.Sum, &f.TimestampSum, &f.DigestSum, &f.FPTimestampSum, &f.VersionTimestampSum)
+	if err != nil && (strings.Contains(err.Error(), "Undefined column name") || schema.IsIndexUnavailable(err.Error())) {
+		return RangeFingerprint{}, fmt.Errorf("%w: table %s.%s, index %s: %v", ErrNoVersionIndex, c.keyspace, namespace, schema.VersionIndex(namespace), err)
+	}
+	return f, err
+}
+
+// EnsureVersionIndex creates the namespace's version index when
+// system_schema.indexes does not list it, and waits for schema agreement.
+func (c *CQLRegion) EnsureVersionIndex(ctx context.Context, namespace string) error {
+	iter := c.s.Query(schema.SelectIndexes, c.keyspace, namespace).Consistency(gocql.LocalOne).IterContext(ctx)
+	var name string
+	for iter.Scan(&name) {
+		if name == schema.VersionIndex(namespace) {
+			_ = iter.Close()
+			return nil
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("read the indexes of %s.%s: %w", c.keyspace, namespace, err)
+	}
+	stmt := schema.CreateVersionIndex(c.keyspace, namespace)
+	if err := c.s.Query(stmt).ExecContext(ctx); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return fmt.Errorf("%q failed: %w", stmt, err)
+	}
+	return c.s.AwaitSchemaAgreement(ctx)
 }
 
 // Upgrade adds the columns schema.AddedColumns that the table lacks (read
@@ -161,6 +226,133 @@ func (m *MemRegion) FingerprintRange(_ context.Context, namespace string, r Toke
 	return f, nil
 }
 
+// FingerprintSince aggregates, as FingerprintRange does, the rows of r
+// whose ver cell is live and at least since (rows written without one are
+// not seen, as the index does not hold them). The fault op is
+// "fingerprint_since"; with IndexUnavailable set, it fails with
+// ErrNoVersionIndex.
+func (m *MemRegion) FingerprintSince(_ context.Context, namespace string, r TokenRange, since int64) (RangeFingerprint, error) {
+	if err := m.fault("fingerprint_since"); err != nil {
+		return RangeFingerprint{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.IndexUnavailable {
+		return RangeFingerprint{}, fmt.Errorf("%w: memory region, table %q", ErrNoVersionIndex, namespace)
+	}
+	t, err := m.table(namespace)
+	if err != nil {
+		return RangeFingerprint{}, err
+	}
+	now := m.now().Unix()
+	var f RangeFingerprint
+	for _, row := range t {
+		c := &row.cells
+		if !r.Contains(row.token) || !c.Visible(now) || !c.Version.Live(now) || cells.AsBigint(c.Version) < since {
+			continue
+		}
+		f.Rows++
+		f.VersionTimestampSum += c.Version.Timestamp
+		if c.Fingerprint.Live(now) {
+			f.Fingerprinted++
+			f.Sum += cells.AsBigint(c.Fingerprint)
+			f.FPTimestampSum += c.Fingerprint.Timestamp
+		}
+		if c.Digest.Live(now) {
+			f.TimestampSum += c.Digest.Timestamp
+			f.DigestSum += cells.AsBigint(c.Digest)
+		}
+	}
+	return f, nil
+}
+
+// EnsureVersionIndex counts the call (IndexEnsured); the memory region
+// needs no index.
+func (m *MemRegion) EnsureVersionIndex(context.Context, string) error {
+	if err := m.fault("ensure_index"); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.IndexEnsured++
+	m.mu.Unlock()
+	return nil
+}
+
+// incrementals returns every region's IncrementalFingerprinter, or nil
+// when some region has none.
+func (r *Repairer) incrementals() []IncrementalFingerprinter {
+	out := make([]IncrementalFingerprinter, len(r.regions))
+	for i, reg := range r.regions {
+		f, ok := reg.Reader.(IncrementalFingerprinter)
+		if !ok {
+			return nil
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// unchangedSince reports whether every region holds the same rows of seg
+// at or above Options.Since (an incremental run): the same count and sums,
+// every row of the subset carrying its version's fp and ver. Then seg is
+// in sync, since below Since the watermark vouches for it
+// (docs/design.md, "Incremental repair"), and nothing else is read. An
+// index that cannot answer, or any failed answer, is not an error: seg is
+// compared in full, as in a full run, whose reads then meet a region that
+// is really down (an indexed read also fails while a compaction replaces
+// the SSTables it reads: Cassandra 5.0 answers UNKNOWN).
+func (r *Repairer) unchangedSince(ctx context.Context, ns string, seg TokenRange, acc *accum, trk *tracker) (bool, error) {
+	incs := r.incrementals()
+	answers := make([]RangeFingerprint, len(incs))
+	errs := make([]error, len(incs))
+	var wg sync.WaitGroup
+	for j, f := range incs {
+		wg.Go(func() {
+			answers[j], errs[j] = f.FingerprintSince(ctx, ns, seg, r.opts.Since)
+			trk.touch()
+			acc.do(func(rp *Report) {
+				rp.Regions[j].FingerprintQueries++
+				rp.Regions[j].BytesRead += fingerprintBytes + 4 + 8
+			})
+			r.opts.Metrics.addFingerprintQuery(ns, r.regions[j].Name, fingerprintBytes+4+8)
+		})
+	}
+	wg.Wait()
+	for j, err := range errs {
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return false, context.Cause(ctx)
+		case errors.Is(err, ErrNoVersionIndex):
+			r.indexWarn.Do(func() {
+				r.log.Warn("repair: the version index cannot answer yet; incremental runs compare the segments in full meanwhile",
+					"namespace", ns, "region", r.regions[j].Name, "err", err)
+			})
+			return false, nil
+		default:
+			r.log.Debug("repair: indexed aggregate failed; the segment is compared in full", "namespace", ns,
+				"segment", seg.String(), "region", r.regions[j].Name, "err", err)
+			acc.do(func(rp *Report) { rp.IndexedFailures++ })
+			return false, nil
+		}
+	}
+	for _, f := range answers {
+		if f != answers[0] || !f.Complete() || f.VersionTimestampSum != f.TimestampSum {
+			return false, nil
+		}
+	}
+	acc.do(func(rp *Report) {
+		rp.SegmentsInSync++
+		rp.SegmentsUnchanged++
+		rp.RowsInSync += answers[0].Rows
+	})
+	r.opts.Metrics.addSegmentInSync(ns)
+	r.opts.Metrics.addInSync(ns, answers[0].Rows)
+	// The databases read the subset's rows alone: they take their share of
+	// the scan rate, once per region.
+	return true, r.charge(ctx, trk, answers[0].Rows*int64(len(r.regions)))
+}
+
 // fingerprinters returns every region's Fingerprinter, or nil when
 // fingerprints are disabled or some region has none.
 func (r *Repairer) fingerprinters() []Fingerprinter {
@@ -176,6 +368,28 @@ func (r *Repairer) fingerprinters() []Fingerprinter {
 		out[i] = f
 	}
 	return out
+}
+
+// ensureIndexes creates the version index in every region before an
+// incremental run that writes (IncrementalFingerprinter.EnsureVersionIndex),
+// concurrently. A region whose index is still building answers with
+// ErrNoVersionIndex meanwhile, and its segments are compared in full.
+func (r *Repairer) ensureIndexes(ctx context.Context, namespace string) error {
+	if r.opts.Since == 0 || r.opts.DryRun {
+		return nil
+	}
+	incs := r.incrementals()
+	errs := make([]error, len(incs))
+	var wg sync.WaitGroup
+	for i, f := range incs {
+		wg.Go(func() {
+			if err := f.EnsureVersionIndex(ctx, namespace); err != nil {
+				errs[i] = &RegionError{Region: r.regions[i].Name, Op: "create the version index", Err: err}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // upgrade brings every region's table to the current shape before a run
@@ -247,6 +461,24 @@ func (r *Repairer) judge(fs []RangeFingerprint) verdict {
 // regions, rows without fingerprints: once scanned and fixed, they are
 // backfilled (Repairer.backfill).
 func (r *Repairer) narrow(ctx context.Context, ns string, seg TokenRange, acc *accum, ctl *Control, trk *tracker) ([]TokenRange, []backfillRange, error) {
+	if r.opts.Since > 0 {
+		// Dense change at or above Since (most segments asked differed):
+		// asking costs more than it saves — an indexed read of many rows
+		// reads them one by one — so the segment is compared in full
+		// without asking.
+		if acc.changed.descend() {
+			same, err := r.unchangedSince(ctx, ns, seg, acc, trk)
+			if err != nil || same {
+				acc.changed.record(0, 1)
+				return nil, nil, err
+			}
+			acc.changed.record(1, 1)
+		} else {
+			acc.do(func(rp *Report) { rp.SegmentsComparedOutright++ })
+		}
+		// Something at or above Since differs: the segment is compared in
+		// full, as a full run compares it.
+	}
 	fps := r.fingerprinters()
 	if fps == nil {
 		return []TokenRange{seg}, nil, nil

@@ -40,6 +40,11 @@ type MemRegion struct {
 	Fault func(op string) error
 	// Retention is what Describe reports.
 	Retention time.Duration
+	// IndexUnavailable makes FingerprintSince fail with ErrNoVersionIndex,
+	// as a version index not built yet does. IndexEnsured counts the
+	// EnsureVersionIndex calls.
+	IndexUnavailable bool
+	IndexEnsured     int
 
 	mu     sync.Mutex
 	tables map[string]map[string]*memRow
@@ -228,8 +233,9 @@ func (m *MemRegion) Insert(namespace string, pk, ck []byte, c schema.Cells, ts i
 }
 
 // InsertWithoutFingerprint is Insert by a writer from before the fp
-// column existed: every other column is bound, fp is left as it was (for a
-// new row: none, so the row is counted apart by FingerprintRange).
+// column existed: every other column is bound, fp and ver are left as they
+// were (for a new row: none, so the row is counted apart by
+// FingerprintRange and not seen by FingerprintSince).
 func (m *MemRegion) InsertWithoutFingerprint(namespace string, pk, ck []byte, c schema.Cells, ts int64, ttl int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -238,18 +244,32 @@ func (m *MemRegion) InsertWithoutFingerprint(namespace string, pk, ck []byte, c 
 		t = map[string]*memRow{}
 		m.tables[namespace] = t
 	}
-	m.insertCells(t, pk, ck, c, ts, ttl, m.now(), false)
+	m.insertCells(t, pk, ck, c, ts, ttl, m.now(), false, false)
+}
+
+// InsertWithoutVersion is Insert by a writer from before the ver column
+// existed (it sets fp): ver is left as it was, so the row is not seen, or
+// is seen with its old version, by FingerprintSince.
+func (m *MemRegion) InsertWithoutVersion(namespace string, pk, ck []byte, c schema.Cells, ts int64, ttl int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tables[namespace]
+	if !ok {
+		t = map[string]*memRow{}
+		m.tables[namespace] = t
+	}
+	m.insertCells(t, pk, ck, c, ts, ttl, m.now(), true, false)
 }
 
 // insert reconciles the columns InsertValues binds for c into the row's
 // cells, as a node whose clock reads now applies them.
 func (m *MemRegion) insert(t map[string]*memRow, pk, ck []byte, c schema.Cells, ts int64, ttl int, now time.Time) {
-	m.insertCells(t, pk, ck, c, ts, ttl, now, true)
+	m.insertCells(t, pk, ck, c, ts, ttl, now, true, true)
 }
 
-// insertCells is insert; fp false leaves the fp column out of the write,
-// as a writer from before the column existed does.
-func (m *MemRegion) insertCells(t map[string]*memRow, pk, ck []byte, c schema.Cells, ts int64, ttl int, now time.Time, fp bool) {
+// insertCells is insert; fp or ver false leaves that column out of the
+// write, as a writer from before it existed does.
+func (m *MemRegion) insertCells(t map[string]*memRow, pk, ck []byte, c schema.Cells, ts int64, ttl int, now time.Time, fp, ver bool) {
 	key := string(schema.PartitionKeyBytes(pk, ck))
 	row, ok := t[key]
 	if !ok {
@@ -261,6 +281,9 @@ func (m *MemRegion) insertCells(t map[string]*memRow, pk, ck []byte, c schema.Ce
 		Digest: cells.Bigint(bound[4].(int64)), Expires: cells.Bigint(bound[5].(int64))}
 	if fp {
 		cols.Fingerprint = cells.Bigint(bound[6].(int64))
+	}
+	if ver {
+		cols.Version = cells.Bigint(bound[7].(int64))
 	}
 	row.cells.Apply(cols, ts, int64(ttl), now.Unix())
 }

@@ -184,6 +184,20 @@ type Options struct {
 	// Scope, when partial, limits the run to a token range and/or some
 	// regions (see [Scope]). Not a full repair.
 	Scope Scope
+	// Since, when > 0, makes the run incremental: in each segment it
+	// compares, through the version index, only the rows whose version
+	// (µs) is at least Since, and compares the segment in full only when
+	// they differ. Set it to a convergence watermark every region has
+	// reached (the least of the published ones): below it the watermark
+	// vouches that the regions hold the same versions of every write a
+	// store made, so what remains to compare is the writes not yet
+	// settled everywhere (docs/design.md, "Incremental repair"). An
+	// incremental run is not a full repair: damage no store wrote (a lost
+	// disk, a write from outside Tidemark) waits for the next full run,
+	// and it does not move the last full repair. Every region must be an
+	// [IncrementalFingerprinter], fingerprints enabled. Its progress key
+	// is IncrementalKey(namespace). Default 0 (a full run).
+	Since int64
 	// SegmentTimeout abandons a segment attempt that makes no progress
 	// for this long (a scan or write that hangs): the attempt fails with
 	// ErrSegmentTimeout and is retried. Time paused or throttled does not

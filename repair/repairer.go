@@ -135,6 +135,19 @@ type Report struct {
 	// were mostly scanned anyway (dense divergence: see docs/repair.md,
 	// "Fingerprints").
 	SegmentsScannedOutright int
+	// SegmentsUnchanged counts, in an incremental run, the segments
+	// whose rows at or above Since agree in every region (also counted
+	// in SegmentsInSync, their rows in RowsInSync): nothing else of them
+	// was read.
+	SegmentsUnchanged int
+	// IndexedFailures counts, in an incremental run, the segments whose
+	// indexed aggregate failed in some region (other than an index not
+	// built yet): they were compared in full.
+	IndexedFailures int
+	// SegmentsComparedOutright counts, in an incremental run, the
+	// segments compared in full without the indexed question, because
+	// most of the segments asked before them differed.
+	SegmentsComparedOutright int
 	// RangesScanned counts the digest scans (one per region each) of
 	// segments, pieces or the sub-ranges whose fingerprints differed.
 	RangesScanned int64
@@ -173,6 +186,9 @@ type Report struct {
 	// it): a partial run is not a full repair.
 	Partial bool
 	Scope   string
+	// Since is Options.Since: > 0 for an incremental run, which is not a
+	// full repair either.
+	Since int64
 	// Aborted is true when the run was aborted (Control, Directive).
 	Aborted bool
 	// SegmentsSplit counts the segments this call split into pieces after
@@ -194,6 +210,8 @@ type Repairer struct {
 	log     *slog.Logger
 	// conflicts records the conflicts repair sees; nil: none.
 	conflicts *conflicts.Log
+	// indexWarn logs once per run that the version index cannot answer.
+	indexWarn *sync.Once
 }
 
 // New returns a Repairer for regions (at least two, distinct names, each
@@ -216,7 +234,17 @@ func New(regions []Region, opts Options) (*Repairer, error) {
 		return nil, fmt.Errorf("repair: Options.Conflicts: %s", strings.Join(bad, "; "))
 	}
 	opts.setDefaults()
-	return newRepairer(regions, opts), nil
+	r := newRepairer(regions, opts)
+	if opts.Since < 0 {
+		return nil, fmt.Errorf("%w: Options.Since %d is negative (0 is a full run)", ErrIncrementalUnsupported, opts.Since)
+	}
+	if opts.Since > 0 && (opts.DisableFingerprints || r.fingerprinters() == nil || r.incrementals() == nil) {
+		return nil, fmt.Errorf("%w: an incremental run (Options.Since) needs fingerprints enabled and every region's reader an IncrementalFingerprinter", ErrIncrementalUnsupported)
+	}
+	if opts.Since > 0 && opts.Scope.Partial() {
+		return nil, fmt.Errorf("%w: an incremental run (Options.Since) cannot be limited by a Scope", ErrIncrementalUnsupported)
+	}
+	return r, nil
 }
 
 func newRepairer(regions []Region, opts Options) *Repairer {
@@ -224,7 +252,7 @@ func newRepairer(regions []Region, opts Options) *Repairer {
 	if lim == nil {
 		lim = rate.NewLimiter(rate.Inf, 1) // retuned by the Control
 	}
-	r := &Repairer{regions: append([]Region(nil), regions...), opts: opts, lim: lim, log: opts.Logger}
+	r := &Repairer{regions: append([]Region(nil), regions...), opts: opts, lim: lim, log: opts.Logger, indexWarn: new(sync.Once)}
 	r.conflicts = r.conflictLog()
 	return r
 }
@@ -236,6 +264,11 @@ type accum struct {
 	pairs   []int64
 	samples int
 	density density
+	// changed records, in an incremental run, which segments' indexed
+	// aggregates differed (share 1) or agreed (0): once most differ, the
+	// next segments are compared in full without asking, one in
+	// densityProbeEvery still asking.
+	changed density
 }
 
 func (a *accum) do(f func(r *Report)) {
@@ -462,7 +495,7 @@ func stopCause(ctx context.Context, ctl *Control) error {
 func (r *Repairer) run(parent context.Context, namespace string) (*Report, error) {
 	started := time.Now()
 	sc := r.opts.Scope
-	rep := &Report{Namespace: namespace, DryRun: r.opts.DryRun, Started: started, Partial: sc.Partial(), Scope: sc.String()}
+	rep := &Report{Namespace: namespace, DryRun: r.opts.DryRun, Started: started, Partial: sc.Partial(), Scope: sc.String(), Since: r.opts.Since}
 	for _, reg := range r.regions {
 		rep.Regions = append(rep.Regions, RegionStats{Region: reg.Name})
 	}
@@ -475,6 +508,9 @@ func (r *Repairer) run(parent context.Context, namespace string) (*Report, error
 	if err := r.upgrade(parent, namespace); err != nil {
 		return rep, fmt.Errorf("repair: upgrade the tables: %w", err)
 	}
+	if err := r.ensureIndexes(parent, namespace); err != nil {
+		return rep, fmt.Errorf("repair: the version index: %w", err)
+	}
 	for _, w := range warnings {
 		r.log.Warn("repair: "+w, "namespace", namespace)
 	}
@@ -483,8 +519,11 @@ func (r *Repairer) run(parent context.Context, namespace string) (*Report, error
 		store = NewMemProgress()
 	}
 	key := namespace
-	if sc.Partial() {
+	switch {
+	case sc.Partial():
 		key = PartialKey(namespace)
+	case r.opts.Since > 0:
+		key = IncrementalKey(namespace)
 	}
 	run, err := r.begin(parent, store, rep, namespace, key, ret)
 	if err != nil {
@@ -517,10 +556,13 @@ func (r *Repairer) run(parent context.Context, namespace string) (*Report, error
 	if r.opts.OnRun != nil {
 		r.opts.OnRun(run)
 	}
-	full := !sc.Partial() && !r.opts.DryRun
+	full := !sc.Partial() && !r.opts.DryRun && r.opts.Since == 0
 	kind := "full"
-	if sc.Partial() {
+	switch {
+	case sc.Partial():
 		kind = "partial"
+	case r.opts.Since > 0:
+		kind = "incremental"
 	}
 	r.opts.Metrics.runStarted(namespace, kind)
 	ctx, cancelRun := context.WithCancelCause(parent)

@@ -115,15 +115,18 @@ type Row struct {
 	// Fingerprint is the fp cell; a zero Cell when no write set it (rows
 	// written before the column existed).
 	Fingerprint Cell
+	// Version is the ver cell (the row's timestamp as a value); a zero
+	// Cell when no write set it.
+	Version Cell
 }
 
 // Columns are the values one write binds for a row's regular columns; a nil
-// field binds null, except Fingerprint: nil there means the write does not
-// name the column at all (a writer from before it existed), so the row's
-// fp cell is left as it was.
+// field binds null, except Fingerprint and Version: nil there means the
+// write does not name the column at all (a writer from before it
+// existed), so the row's fp or ver cell is left as it was.
 type Columns struct {
 	Value, Deleted, Digest, Expires []byte
-	Fingerprint                     []byte
+	Fingerprint, Version            []byte
 }
 
 // Apply reconciles a write of cols with timestamp ts and ttl (seconds),
@@ -138,12 +141,18 @@ func (r *Row) Apply(cols Columns, ts, ttl, now int64) {
 	if cols.Fingerprint != nil {
 		w.Fingerprint = Write(ts, cols.Fingerprint, ttl, now)
 	}
+	if cols.Version != nil {
+		w.Version = Write(ts, cols.Version, ttl, now)
+	}
 	if !r.Present {
 		*r = w
 		return
 	}
 	if cols.Fingerprint != nil {
 		r.Fingerprint = Reconcile(r.Fingerprint, w.Fingerprint)
+	}
+	if cols.Version != nil {
+		r.Version = Reconcile(r.Version, w.Version)
 	}
 	r.Value = Reconcile(r.Value, w.Value)
 	r.Deleted = Reconcile(r.Deleted, w.Deleted)
@@ -167,7 +176,7 @@ func (r *Row) UpdateFingerprint(fp []byte, ts, ttl, now int64) {
 // regular cell is live. (Tidemark's rows always carry live deleted and
 // digest cells while they exist.)
 func (r *Row) Visible(now int64) bool {
-	return r.Present && (r.Value.Live(now) || r.Deleted.Live(now) || r.Digest.Live(now) || r.Expires.Live(now) || r.Fingerprint.Live(now))
+	return r.Present && (r.Value.Live(now) || r.Deleted.Live(now) || r.Digest.Live(now) || r.Expires.Live(now) || r.Fingerprint.Live(now) || r.Version.Live(now))
 }
 
 // Bool encodes a CQL boolean as Cassandra stores it.

@@ -6,7 +6,7 @@
 // Table shape, one per namespace:
 //
 //	(pk blob, ck blob, value blob, deleted boolean, digest bigint,
-//	 expires bigint, fp bigint, PRIMARY KEY ((pk), ck))
+//	 expires bigint, fp bigint, ver bigint, PRIMARY KEY ((pk), ck))
 //
 // digest is a 64-bit hash of (deleted, value), written with the same
 // timestamp as the other cells, so repair compares rows by reading
@@ -18,7 +18,11 @@
 // (pk, ck, timestamp, deleted, digest, expires), written with the row's
 // timestamp and TTL by every writer (InsertValues computes it), so that
 // repair compares a token range across regions by Cassandra's own
-// aggregates (SelectFingerprintRange) without reading its rows.
+// aggregates (SelectFingerprintRange) without reading its rows. ver is
+// the row's version again — its timestamp, the value of writetime(digest)
+// — as a column that an index can hold (CreateVersionIndex), so that an
+// incremental repair aggregates only the rows at or above a version
+// (SelectFingerprintSince) and reads nothing of the rest.
 //
 // # Row format 2
 //
@@ -147,7 +151,7 @@ const CommentPrefix = "tidemark:v1"
 // on one table instead of racing into a schema conflict.
 func CreateTable(keyspace, table string, retention time.Duration) string {
 	secs := int64(retention / time.Second)
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, expires bigint, fp bigint, PRIMARY KEY ((pk), ck)) WITH ID = %s AND comment = '%s retention=%d' AND gc_grace_seconds = %d`,
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s (pk blob, ck blob, value blob, deleted boolean, digest bigint, expires bigint, fp bigint, ver bigint, PRIMARY KEY ((pk), ck)) WITH ID = %s AND comment = '%s retention=%d' AND gc_grace_seconds = %d`,
 		keyspace, table, TableID(keyspace, table), CommentPrefix, secs, secs)
 }
 
@@ -164,13 +168,35 @@ func Upgrade(keyspace, table string) []string {
 }
 
 // AddedColumns are the columns added to the table since its first shape,
-// in the order Upgrade adds them (all bigint): expires (row format 2) and
-// fp (the fingerprint).
-var AddedColumns = []string{"expires", "fp"}
+// in the order Upgrade adds them (all bigint): expires (row format 2), fp
+// (the fingerprint) and ver (the version, for incremental repair).
+var AddedColumns = []string{"expires", "fp", "ver"}
+
+// VersionIndex is the name of a namespace's index on its ver column.
+func VersionIndex(table string) string { return table + "_ver" }
+
+// CreateVersionIndex returns the DDL of the storage-attached index on a
+// namespace's ver column (Cassandra 5.0's SAI), which lets
+// SelectFingerprintSince read only the rows at or above a version. The
+// index is built in the background over the rows already there; until it
+// is, the query fails (IsIndexUnavailable) and repair compares the range
+// in full.
+func CreateVersionIndex(keyspace, table string) string {
+	return fmt.Sprintf(`CREATE CUSTOM INDEX IF NOT EXISTS %s ON %s.%s (ver) USING 'StorageAttachedIndex'`, VersionIndex(table), keyspace, table)
+}
+
+// SelectIndexes lists a table's indexes from the schema tables. Bind:
+// keyspace, table. Column: index_name.
+const SelectIndexes = `SELECT index_name FROM system_schema.indexes WHERE keyspace_name = ? AND table_name = ?`
 
 // SelectColumns lists a table's columns from the schema tables. Bind:
 // keyspace, table. Column: column_name.
 const SelectColumns = `SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?`
+
+// IsUndefinedColumn reports whether a message from Cassandra refuses a
+// statement that names a column the table lacks: a table an earlier
+// release created, not upgraded yet (Upgrade).
+func IsUndefinedColumn(msg string) bool { return strings.Contains(msg, "Undefined column name") }
 
 // IsColumnExists reports whether a message from Cassandra refuses an
 // ALTER TABLE … ADD because the column is already there.
@@ -217,7 +243,7 @@ func CreateKeyspace(keyspace, dc string, rf int) string {
 // Insert returns the statement that writes every cell of one row with one
 // timestamp and one TTL, its fingerprint included. Bind InsertValues.
 func Insert(keyspace, table string) string {
-	return fmt.Sprintf(`INSERT INTO %s.%s (pk, ck, value, deleted, digest, expires, fp) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`, keyspace, table)
+	return fmt.Sprintf(`INSERT INTO %s.%s (pk, ck, value, deleted, digest, expires, fp, ver) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`, keyspace, table)
 }
 
 // Cells are the regular columns of one row as a write sets them.
@@ -246,8 +272,8 @@ func RowCells(deleted bool, value []byte, expires int64) Cells {
 
 // InsertValues returns the values to bind to Insert for the row (pk, ck)
 // with cells c, timestamp ts (µs) and ttl (seconds, 0 = none): pk, ck,
-// value, deleted, digest, expires, fp (Fingerprint of the version), ts,
-// ttl. No value is ever nil: a live row's nil value and a marker's value
+// value, deleted, digest, expires, fp (Fingerprint of the version), ver
+// (ts itself), ts, ttl. No value is ever nil: a live row's nil value and a marker's value
 // bind as an empty blob (a nil clustering key as an empty one).
 func InsertValues(pk, ck []byte, c Cells, ts int64, ttl int) []any {
 	value := c.Value
@@ -258,7 +284,7 @@ func InsertValues(pk, ck []byte, c Cells, ts int64, ttl int) []any {
 		ck = []byte{}
 	}
 	fp := Fingerprint(pk, ck, ts, c.Deleted, c.Digest, c.Expires)
-	return []any{pk, ck, value, c.Deleted, c.Digest, c.Expires, fp, ts, ttl}
+	return []any{pk, ck, value, c.Deleted, c.Digest, c.Expires, fp, ts, ts, ttl}
 }
 
 // ExpiryAfter returns the absolute expiry, in whole seconds since the
@@ -425,6 +451,37 @@ func SelectFingerprintRange(keyspace, table string) string {
 // lower bound, for a range that starts at the ring's minimum token.
 func SelectFingerprintRangeFrom(keyspace, table string) string {
 	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest), sum(writetime(fp)) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ?`, keyspace, table)
+}
+
+// SelectFingerprintSince is SelectFingerprintRange over the rows of the
+// range whose version (the ver column) is at least a given one, plus
+// sum(writetime(ver)), read through the version index
+// (CreateVersionIndex): the server reads those rows alone. Bind: start,
+// end, since. The last sum guards the subset as sum(writetime(fp)) guards
+// the range: a writer that does not set ver (a release before it) leaves
+// a row's ver older than its digest.
+func SelectFingerprintSince(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest), sum(writetime(fp)), sum(writetime(ver)) FROM %s.%s WHERE token(pk) > ? AND token(pk) <= ? AND ver >= ?`, keyspace, table)
+}
+
+// SelectFingerprintSinceFrom is SelectFingerprintSince with an inclusive
+// lower bound, for a range that starts at the ring's minimum token.
+func SelectFingerprintSinceFrom(keyspace, table string) string {
+	return fmt.Sprintf(`SELECT count(*), count(fp), sum(fp), sum(writetime(digest)), sum(digest), sum(writetime(fp)), sum(writetime(ver)) FROM %s.%s WHERE token(pk) >= ? AND token(pk) <= ? AND ver >= ?`, keyspace, table)
+}
+
+// IsIndexUnavailable reports whether a message from Cassandra refuses a
+// SelectFingerprintSince because the version index cannot answer it: not
+// created, or not built yet.
+func IsIndexUnavailable(msg string) bool {
+	// Cassandra 5.0: without the index it asks for ALLOW FILTERING; while
+	// the index builds a replica fails the read with INDEX_NOT_AVAILABLE.
+	for _, m := range []string{"ALLOW FILTERING", "INDEX_NOT_AVAILABLE"} {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // SelectTableComment reads a table's comment from the schema tables. Bind:

@@ -3,6 +3,7 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,39 @@ func TestBackfillValues(t *testing.T) {
 	stale.FPTimestamp = 41
 	if _, ok := BackfillValues(stale, now); !ok {
 		t.Error("a row whose fp is older than its digest was not backfilled")
+	}
+}
+
+// TestInsertBindsTheVersionAsVer: every writer's INSERT names ver and binds
+// the row's timestamp to it, beside the timestamp the write carries, one
+// value per placeholder.
+func TestInsertBindsTheVersionAsVer(t *testing.T) {
+	stmt := Insert("ks", "t")
+	vals := InsertValues([]byte("p"), []byte("c"), RowCells(false, []byte("v"), 0), 1234567, 60)
+	if n := strings.Count(stmt, "?"); n != len(vals) {
+		t.Fatalf("%q has %d placeholders, InsertValues binds %d", stmt, n, len(vals))
+	}
+	if !strings.Contains(stmt, "fp, ver) VALUES") || vals[7] != int64(1234567) || vals[8] != int64(1234567) || vals[9] != 60 {
+		t.Errorf("%q bound %v: want ver = the timestamp (1234567), then the timestamp and the TTL", stmt, vals)
+	}
+	if !strings.Contains(CreateTable("ks", "t", time.Hour), " ver bigint,") || !slices.Contains(AddedColumns, "ver") {
+		t.Errorf("the table is created or upgraded without ver")
+	}
+}
+
+// TestFingerprintSinceStatementsDifferOnlyInTheLowerBound: the indexed
+// aggregate is the range aggregate plus sum(writetime(ver)) over the rows
+// whose ver is at least the bound.
+func TestFingerprintSinceStatementsDifferOnlyInTheLowerBound(t *testing.T) {
+	a, b := SelectFingerprintSince("ks", "t"), SelectFingerprintSinceFrom("ks", "t")
+	if strings.Replace(a, "token(pk) > ?", "token(pk) >= ?", 1) != b {
+		t.Errorf("%q and %q differ in more than the lower bound", a, b)
+	}
+	full := SelectFingerprintRange("ks", "t")
+	if want := strings.Replace(full, "sum(writetime(fp))", "sum(writetime(fp)), sum(writetime(ver))", 1) + " AND ver >= ?"; a != want {
+		t.Errorf("SelectFingerprintSince = %q, want %q", a, want)
+	}
+	if got := CreateVersionIndex("ks", "t"); got != `CREATE CUSTOM INDEX IF NOT EXISTS t_ver ON ks.t (ver) USING 'StorageAttachedIndex'` {
+		t.Errorf("CreateVersionIndex = %q", got)
 	}
 }
