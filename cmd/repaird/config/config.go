@@ -135,7 +135,19 @@ type Repair struct {
 	// "Fingerprints"): for a table whose rows were written before the
 	// fingerprint column and not rewritten since, or to compare the two.
 	DisableFingerprints bool `yaml:"disable_fingerprints"`
+	// Incremental, when set, is the time between two incremental runs of
+	// a namespace (docs/repair.md, "Incremental runs"): runs that compare
+	// only the rows whose versions are at or above the least published
+	// convergence watermark, which vouches for the rest. They supplement
+	// the full runs of Interval, which still find what no store wrote (a
+	// lost disk) and bound resurrection. At least 10s; needs the
+	// watermark worker (watermark.interval not negative) and
+	// fingerprints. Default 0: none.
+	Incremental time.Duration `yaml:"incremental"`
 }
+
+// MinIncremental is the shortest repair.incremental.
+const MinIncremental = 10 * time.Second
 
 // DefaultDebtInterval is the default repair.debt_interval.
 const DefaultDebtInterval = 2 * time.Second
@@ -173,11 +185,12 @@ type Namespace struct {
 	Parallelism    int           `yaml:"parallelism"`
 	Window         *Window       `yaml:"window"`
 	Retention      time.Duration `yaml:"retention"`
+	Incremental    time.Duration `yaml:"incremental"`
 }
 
 // namespaceFields are the keys a namespace mapping may hold.
 var namespaceFields = map[string]bool{"name": true, "interval": true, "segments": true, "rows_per_segment": true,
-	"rows_per_second": true, "intensity": true, "parallelism": true, "window": true, "retention": true}
+	"rows_per_second": true, "intensity": true, "parallelism": true, "window": true, "retention": true, "incremental": true}
 
 // UnmarshalYAML accepts a name or a mapping; an unknown key is an error
 // naming it and its line.
@@ -237,6 +250,8 @@ type Schedule struct {
 	Parallelism    int
 	Window         Window
 	Retention      time.Duration
+	// Incremental is the time between incremental runs; 0: none.
+	Incremental time.Duration
 }
 
 // override sets *dst to v when v is set (positive).
@@ -251,9 +266,10 @@ func override[T int | int64 | float64 | time.Duration](dst *T, v T) {
 func (c *Config) Schedule(name string) Schedule {
 	r := c.Repair
 	s := Schedule{Interval: r.Interval, Segments: r.Segments, RowsPerSegment: r.RowsPerSegment, RowsPerSecond: r.RowsPerSecond,
-		Intensity: r.Intensity, Parallelism: r.Parallelism, Window: r.Window, Retention: r.Retention}
+		Intensity: r.Intensity, Parallelism: r.Parallelism, Window: r.Window, Retention: r.Retention, Incremental: r.Incremental}
 	n, _ := c.Namespace(name)
 	override(&s.Interval, n.Interval)
+	override(&s.Incremental, n.Incremental)
 	if n.Segments > 0 {
 		s.Segments, s.RowsPerSegment = n.Segments, 0
 	}
@@ -527,6 +543,8 @@ func (c *Config) Validate() error {
 		return invalid("repair.segment_timeout must be at least 1s (got %v)", r.SegmentTimeout)
 	case r.DebtInterval > 0 && r.DebtInterval < 100*time.Millisecond:
 		return invalid("repair.debt_interval must be at least 100ms, or negative to never drain repair debt (got %v)", r.DebtInterval)
+	case r.Incremental < 0 || (r.Incremental > 0 && r.Incremental < MinIncremental):
+		return invalid("repair.incremental must be at least %v, or 0 for no incremental runs (got %v)", MinIncremental, r.Incremental)
 	}
 	if bad := r.Conflicts.Options().WithDefaults().Validate(); len(bad) > 0 {
 		return invalid("repair.conflicts: %s", strings.Join(bad, "; "))
@@ -535,6 +553,16 @@ func (c *Config) Validate() error {
 		s := c.Schedule(ns.Name)
 		if err := CycleFits(s.Interval, s.Retention); err != nil {
 			return invalid("namespace %q: %v", ns.Name, err)
+		}
+		if s.Incremental == 0 {
+			continue
+		}
+		// The cutoff of an incremental run is the published watermark.
+		switch {
+		case c.Watermark.Every() <= 0:
+			return invalid("namespace %q: incremental runs need the convergence watermark, which watermark.interval turns off", ns.Name)
+		case r.DisableFingerprints:
+			return invalid("namespace %q: incremental runs compare fingerprints, which repair.disable_fingerprints turns off", ns.Name)
 		}
 	}
 	if err := c.Watermark.validate(); err != nil {
@@ -579,6 +607,8 @@ func (n Namespace) validate() error {
 	switch {
 	case n.Interval != 0 && n.Interval < time.Minute:
 		return invalid("namespace %q: interval must be at least 1m (got %v)", n.Name, n.Interval)
+	case n.Incremental < 0 || (n.Incremental > 0 && n.Incremental < MinIncremental):
+		return invalid("namespace %q: incremental must be at least %v (got %v)", n.Name, MinIncremental, n.Incremental)
 	case n.Segments < 0 || n.Segments > repair.MaxSegments:
 		return invalid("namespace %q: segments must be between 1 and %d", n.Name, repair.MaxSegments)
 	case n.RowsPerSegment < 0 || n.Parallelism < 0 || n.Retention < 0:

@@ -109,6 +109,10 @@ func TestParseErrors(t *testing.T) {
 		{"require hmac without keys", base + "hints:\n  brokers: [h:1]\n  require_hmac: true\n", "no hmac_keys"},
 		{"bad listen", base + "http:\n  listen: nocolon\n", "http.listen"},
 		{"replay region unknown", base + "hints:\n  brokers: [h:1]\n  regions: [z]\n", `hints.regions: "z" is not a configured region`},
+		{"incremental too short", base + "repair:\n  incremental: 1s\n", "repair.incremental must be at least 10s, or 0 for no incremental runs (got 1s)"},
+		{"namespace incremental too short", strings.Replace(base, "[users]", "[{name: u, incremental: 2s}]", 1), `namespace "u": incremental must be at least 10s (got 2s)`},
+		{"incremental without the watermark", base + "repair:\n  incremental: 1m\nwatermark:\n  interval: -1s\n", `namespace "users": incremental runs need the convergence watermark`},
+		{"incremental without fingerprints", base + "repair:\n  incremental: 1m\n  disable_fingerprints: true\n", `namespace "users": incremental runs compare fingerprints`},
 		{"replay region listed twice", base + "hints:\n  brokers: [\"127.0.0.1:1\"]\n  regions: [a, a]\n", `hints.regions: "a" is listed twice`},
 		{"replay regions without brokers", base + "hints:\n  regions: [a]\n", "brokers is required"},
 		{"progress region not a region", base + "repair:\n  progress_region: z\n", `repair.progress_region "z" is not one of the regions`},
@@ -464,5 +468,24 @@ func TestWindowIsTheWholeValue(t *testing.T) {
 		if w.Start != tc.start || w.End != tc.end || !w.IsSet() {
 			t.Errorf("ParseWindow(%q) = %+v, want start %d, end %d", tc.s, w, tc.start, tc.end)
 		}
+	}
+}
+
+// TestIncrementalSchedule: repair.incremental applies to every namespace,
+// a namespace's own incremental overrides it, and none is the default.
+func TestIncrementalSchedule(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(base, "[users]", "[users, {name: orders, incremental: 30s}]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Schedule("users").Incremental; got != 0 {
+		t.Errorf("default incremental = %v, want 0 (none)", got)
+	}
+	c, err = Parse([]byte(strings.Replace(base, "[users]", "[users, {name: orders, incremental: 30s}]", 1) + "repair:\n  incremental: 5m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, o := c.Schedule("users").Incremental, c.Schedule("orders").Incremental; u != 5*time.Minute || o != 30*time.Second {
+		t.Errorf("incremental users %v, orders %v; want 5m (repair.incremental) and 30s (its own)", u, o)
 	}
 }

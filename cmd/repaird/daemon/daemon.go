@@ -262,6 +262,9 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	for _, ns := range cfg.Names() {
 		d.triggers[ns] = make(chan struct{}, 1)
 		d.workers = append(d.workers, Worker{Name: "repair/" + ns, Run: func(ctx context.Context) error { return d.schedule(ctx, ns) }})
+		if cfg.Schedule(ns).Incremental > 0 {
+			d.workers = append(d.workers, Worker{Name: "incremental/" + ns, Run: func(ctx context.Context) error { return d.runIncrementals(ctx, ns) }})
+		}
 	}
 	d.workers = append(d.workers, Worker{Name: "api-runs", Run: d.runs.wait})
 	if debtInterval(cfg) > 0 && len(cfg.Regions) >= 2 {

@@ -71,6 +71,10 @@ type NamespaceStatus struct {
 	// Warning is set when the interval is not comfortably shorter than the
 	// tombstone retention, or the last full repair is close to it.
 	Warning string `json:"warning,omitempty"`
+	// Incremental is the time between incremental runs ("" none), and
+	// LastIncremental the last one due: run, or skipped and why.
+	Incremental     string             `json:"incremental,omitempty"`
+	LastIncremental *IncrementalStatus `json:"last_incremental,omitempty"`
 	// retention is the tables' retention read by the last run.
 	retention time.Duration
 }
@@ -120,6 +124,9 @@ func newStatusBoard(cfg *config.Config) *statusBoard {
 	for _, ns := range cfg.Names() {
 		sc := cfg.Schedule(ns)
 		b.s.Namespaces[ns] = &NamespaceStatus{Interval: sc.Interval.String(), Window: sc.Window.String()}
+		if sc.Incremental > 0 {
+			b.s.Namespaces[ns].Incremental = sc.Incremental.String()
+		}
 	}
 	if w := cfg.Hints.UnsignedWarning(); w != "" {
 		b.s.Warnings = append(b.s.Warnings, w)
@@ -272,6 +279,10 @@ func (b *statusBoard) snapshot() Status {
 			last.Errors = append([]string(nil), v.LastRun.Errors...)
 			last.Warnings = append([]string(nil), v.LastRun.Warnings...)
 			c.LastRun = &last
+		}
+		if v.LastIncremental != nil {
+			inc := *v.LastIncremental
+			c.LastIncremental = &inc
 		}
 		out.Namespaces[k] = &c
 	}
