@@ -323,7 +323,7 @@ func (w *watermarker) run(ctx context.Context) {
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for {
-		w.beat(ctx, false)
+		w.beat(ctx, false, w.s.regions)
 		select {
 		case <-ctx.Done():
 			return
@@ -483,12 +483,12 @@ func (w *watermarker) write(ctx context.Context, r *region, table string, pk []b
 
 // beat sends one heartbeat per region, concurrently, and returns the
 // regions whose heartbeat was not sent.
-func (w *watermarker) beat(ctx context.Context, closing bool) (failed []string) {
+func (w *watermarker) beat(ctx context.Context, closing bool, regions []*region) (failed []*region) {
 	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.HintTimeout)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, r := range w.s.regions {
+	for _, r := range regions {
 		w.unsettled.WithLabelValues(r.name).Set(float64(w.s.track.count[r.idx].Load()))
 		hb := record.Heartbeat{Producer: w.id, Target: r.name, Before: w.s.track.before(r.idx), Registered: w.registered,
 			SentAt: w.s.cfg.Now(), Partitions: 1, Closing: closing}
@@ -497,7 +497,7 @@ func (w *watermarker) beat(ctx context.Context, closing bool) (failed []string) 
 			if err := w.sink.Heartbeat(ctx, hb); err != nil {
 				result = "error"
 				mu.Lock()
-				failed = append(failed, r.name)
+				failed = append(failed, r)
 				mu.Unlock()
 				w.s.logs.heartbeat.Do(func() {
 					w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: watermark heartbeat not sent; the region's watermark waits",
@@ -508,8 +508,28 @@ func (w *watermarker) beat(ctx context.Context, closing bool) (failed []string) 
 		})
 	}
 	wg.Wait()
-	slices.Sort(failed)
+	slices.SortFunc(failed, func(a, b *region) int { return a.idx - b.idx })
 	return failed
+}
+
+// closingBeat sends the closing heartbeat to every region, again to those
+// whose heartbeat failed — the last periodic one, cut short by the stop,
+// may still wait for Kafka, and a sink takes one heartbeat per topic at a
+// time — every closeRetry until ctx ends, and returns the names of the
+// regions it never reached.
+func (w *watermarker) closingBeat(ctx context.Context) []string {
+	regions := w.s.regions
+	for {
+		regions = w.beat(ctx, true, regions)
+		if len(regions) == 0 || !wait.Sleep(ctx, closeRetry) {
+			break
+		}
+	}
+	names := make([]string, len(regions))
+	for i, r := range regions {
+		names[i] = r.name
+	}
+	return names
 }
 
 // close stops the heartbeats once the Store's background work has ended.
@@ -534,7 +554,7 @@ func (w *watermarker) close(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.HintTimeout)
 	defer cancel()
-	if failed := w.beat(ctx, true); len(failed) > 0 {
+	if failed := w.closingBeat(ctx); len(failed) > 0 {
 		w.s.log.LogAttrs(ctx, slog.LevelWarn, "store: closing heartbeat not sent; once its registration expires, repaird records full repairs of its namespaces and the watermarks wait for them",
 			slog.String("producer", w.id), slog.Any("regions", failed), slog.Duration("registration_ttl", w.cfg.RegistrationTTL))
 		return
