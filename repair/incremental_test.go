@@ -148,8 +148,12 @@ func TestIncrementalRunWithoutIndexComparesInFull(t *testing.T) {
 // taken for in sync — whether or not that writer sets fp.
 func TestIncrementalRunSeesAWriterWithoutVer(t *testing.T) {
 	for name, insert := range map[string]func(m *MemRegion, pk, ck []byte, c schema.Cells, ts int64){
-		"sets fp":    func(m *MemRegion, pk, ck []byte, c schema.Cells, ts int64) { m.InsertWithoutVersion(testNS, pk, ck, c, ts, 0) },
-		"sets no fp": func(m *MemRegion, pk, ck []byte, c schema.Cells, ts int64) { m.InsertWithoutFingerprint(testNS, pk, ck, c, ts, 0) },
+		"sets fp": func(m *MemRegion, pk, ck []byte, c schema.Cells, ts int64) {
+			m.InsertWithoutVersion(testNS, pk, ck, c, ts, 0)
+		},
+		"sets no fp": func(m *MemRegion, pk, ck []byte, c schema.Cells, ts int64) {
+			m.InsertWithoutFingerprint(testNS, pk, ck, c, ts, 0)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ms, _, _, _ := incRegions(3)
