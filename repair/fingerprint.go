@@ -199,31 +199,7 @@ func (m *MemRegion) FingerprintRange(_ context.Context, namespace string, r Toke
 	if err := m.fault("fingerprint"); err != nil {
 		return RangeFingerprint{}, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, err := m.table(namespace)
-	if err != nil {
-		return RangeFingerprint{}, err
-	}
-	now := m.now().Unix()
-	var f RangeFingerprint
-	for _, row := range t {
-		c := &row.cells
-		if !r.Contains(row.token) || !c.Visible(now) {
-			continue
-		}
-		f.Rows++
-		if c.Fingerprint.Live(now) {
-			f.Fingerprinted++
-			f.Sum += cells.AsBigint(c.Fingerprint)
-			f.FPTimestampSum += c.Fingerprint.Timestamp
-		}
-		if c.Digest.Live(now) {
-			f.TimestampSum += c.Digest.Timestamp
-			f.DigestSum += cells.AsBigint(c.Digest)
-		}
-	}
-	return f, nil
+	return m.aggregate(namespace, r, nil)
 }
 
 // FingerprintSince aggregates, as FingerprintRange does, the rows of r
@@ -235,9 +211,14 @@ func (m *MemRegion) FingerprintSince(_ context.Context, namespace string, r Toke
 	if err := m.fault("fingerprint_since"); err != nil {
 		return RangeFingerprint{}, err
 	}
+	return m.aggregate(namespace, r, &since)
+}
+
+// aggregate is FingerprintRange, or with since FingerprintSince.
+func (m *MemRegion) aggregate(namespace string, r TokenRange, since *int64) (RangeFingerprint, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.IndexUnavailable {
+	if since != nil && m.IndexUnavailable {
 		return RangeFingerprint{}, fmt.Errorf("%w: memory region, table %q", ErrNoVersionIndex, namespace)
 	}
 	t, err := m.table(namespace)
@@ -248,11 +229,16 @@ func (m *MemRegion) FingerprintSince(_ context.Context, namespace string, r Toke
 	var f RangeFingerprint
 	for _, row := range t {
 		c := &row.cells
-		if !r.Contains(row.token) || !c.Visible(now) || !c.Version.Live(now) || cells.AsBigint(c.Version) < since {
+		if !r.Contains(row.token) || !c.Visible(now) {
 			continue
 		}
+		if since != nil {
+			if !c.Version.Live(now) || cells.AsBigint(c.Version) < *since {
+				continue
+			}
+			f.VersionTimestampSum += c.Version.Timestamp
+		}
 		f.Rows++
-		f.VersionTimestampSum += c.Version.Timestamp
 		if c.Fingerprint.Live(now) {
 			f.Fingerprinted++
 			f.Sum += cells.AsBigint(c.Fingerprint)
@@ -281,9 +267,15 @@ func (m *MemRegion) EnsureVersionIndex(context.Context, string) error {
 // incrementals returns every region's IncrementalFingerprinter, or nil
 // when some region has none.
 func (r *Repairer) incrementals() []IncrementalFingerprinter {
-	out := make([]IncrementalFingerprinter, len(r.regions))
-	for i, reg := range r.regions {
-		f, ok := reg.Reader.(IncrementalFingerprinter)
+	return readersAs[IncrementalFingerprinter](r.regions)
+}
+
+// readersAs returns every region's Reader as a T, or nil when some
+// region's is not one.
+func readersAs[T any](regions []Region) []T {
+	out := make([]T, len(regions))
+	for i, reg := range regions {
+		f, ok := reg.Reader.(T)
 		if !ok {
 			return nil
 		}
@@ -359,15 +351,7 @@ func (r *Repairer) fingerprinters() []Fingerprinter {
 	if r.opts.DisableFingerprints {
 		return nil
 	}
-	out := make([]Fingerprinter, len(r.regions))
-	for i, reg := range r.regions {
-		f, ok := reg.Reader.(Fingerprinter)
-		if !ok {
-			return nil
-		}
-		out[i] = f
-	}
-	return out
+	return readersAs[Fingerprinter](r.regions)
 }
 
 // ensureIndexes creates the version index in every region before an

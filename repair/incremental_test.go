@@ -32,7 +32,14 @@ const cutoff = 1_000_000
 
 func incremental(t *testing.T, ms []*MemRegion, progress ProgressStore) *Report {
 	t.Helper()
-	r, err := New(regionsOf(ms), Options{Segments: 8, Since: cutoff, Progress: progress})
+	return runWith(t, ms, Options{Segments: 8, Since: cutoff, Progress: progress})
+}
+
+// runWith runs one repair of testNS over ms with opts, failing the test
+// on an error.
+func runWith(t *testing.T, ms []*MemRegion, opts Options) *Report {
+	t.Helper()
+	r, err := New(regionsOf(ms), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,15 +117,7 @@ func TestIncrementalRunTrustsTheCutoff(t *testing.T) {
 	if rep := incremental(t, ms, nil); rep.SegmentsUnchanged != 8 || rep.RowsDiffering != 0 {
 		t.Errorf("report %+v: an incremental run read below its cutoff", rep)
 	}
-	r, err := New(regionsOf(ms), Options{Segments: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := r.Run(context.Background(), testNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.RowsDiffering != 1 || rep.RowsWritten != 1 {
+	if rep := runWith(t, ms, Options{Segments: 8}); rep.RowsDiffering != 1 || rep.RowsWritten != 1 {
 		t.Errorf("full run: %+v, want the lost row found and written", rep)
 	}
 }
@@ -236,14 +235,7 @@ func TestIncrementalRunStopsAskingWhenMostSegmentsChanged(t *testing.T) {
 		pk, ck := fpKey(i)
 		ms[0].Put(testNS, pk, ck, cutoff+int64(i), false, []byte("changed"), 0)
 	}
-	r, err := New(regionsOf(ms), Options{Segments: 32, Since: cutoff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := r.Run(context.Background(), testNS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runWith(t, ms, Options{Segments: 32, Since: cutoff})
 	if rep.RowsWritten != 200 {
 		t.Errorf("%d rows written, want the 200 changed", rep.RowsWritten)
 	}

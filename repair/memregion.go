@@ -237,20 +237,19 @@ func (m *MemRegion) Insert(namespace string, pk, ck []byte, c schema.Cells, ts i
 // were (for a new row: none, so the row is counted apart by
 // FingerprintRange and not seen by FingerprintSince).
 func (m *MemRegion) InsertWithoutFingerprint(namespace string, pk, ck []byte, c schema.Cells, ts int64, ttl int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, ok := m.tables[namespace]
-	if !ok {
-		t = map[string]*memRow{}
-		m.tables[namespace] = t
-	}
-	m.insertCells(t, pk, ck, c, ts, ttl, m.now(), false, false)
+	m.insertOld(namespace, pk, ck, c, ts, ttl, false)
 }
 
 // InsertWithoutVersion is Insert by a writer from before the ver column
 // existed (it sets fp): ver is left as it was, so the row is not seen, or
 // is seen with its old version, by FingerprintSince.
 func (m *MemRegion) InsertWithoutVersion(namespace string, pk, ck []byte, c schema.Cells, ts int64, ttl int) {
+	m.insertOld(namespace, pk, ck, c, ts, ttl, true)
+}
+
+// insertOld is Insert by an older writer: without ver, and without fp
+// unless fp.
+func (m *MemRegion) insertOld(namespace string, pk, ck []byte, c schema.Cells, ts int64, ttl int, fp bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.tables[namespace]
@@ -258,7 +257,7 @@ func (m *MemRegion) InsertWithoutVersion(namespace string, pk, ck []byte, c sche
 		t = map[string]*memRow{}
 		m.tables[namespace] = t
 	}
-	m.insertCells(t, pk, ck, c, ts, ttl, m.now(), true, false)
+	m.insertCells(t, pk, ck, c, ts, ttl, m.now(), fp, false)
 }
 
 // insert reconciles the columns InsertValues binds for c into the row's

@@ -263,19 +263,7 @@ func TestCloseWithoutClosingHeartbeatIsNotClosed(t *testing.T) {
 	sink := &beatSink{closingFails: "c"}
 	// Its closing heartbeat is sent again until the Close's HintTimeout.
 	e := newBeatEnv(t, sink, func(c *Config) { c.HintTimeout = 500 * time.Millisecond })
-	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v")); err != nil {
-		t.Fatal(err)
-	}
-	id := e.st.ProducerID()
-	for _, r := range []string{"a", "b", "c"} {
-		waitFor(t, "a session in "+r, func() bool {
-			_, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
-			return ok
-		})
-	}
-	if err := e.st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	id := writeThenClose(t, e)
 	for _, r := range []string{"a", "b", "c"} {
 		row, _ := e.mem[r].Lookup("ks", schema.ProducersTable, schema.ProducersPartition, []byte(id))
 		if p, err := schema.DecodeProducer(row.Value); err != nil || p.Closed {
@@ -329,19 +317,7 @@ func TestClosedRegistrationAskedAgainAfterATimeout(t *testing.T) {
 		}
 	}
 	e = newBeatEnv(t, sink, nil)
-	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v")); err != nil {
-		t.Fatal(err)
-	}
-	id := e.st.ProducerID()
-	for _, r := range []string{"a", "b", "c"} {
-		waitFor(t, "a session in "+r, func() bool {
-			_, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
-			return ok
-		})
-	}
-	if err := e.st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	id := writeThenClose(t, e)
 	for _, r := range []string{"a", "b", "c"} {
 		row, _ := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
 		if s, err := schema.DecodeSession(row.Value); err != nil || !s.Closed {
@@ -558,4 +534,24 @@ func TestRegisteredAtHomeBeforeOpenReturns(t *testing.T) {
 	if _, ok := mem["a"].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(st.ProducerID())); !ok {
 		t.Fatal("the registration is in a without its session")
 	}
+}
+
+// writeThenClose writes a row, waits until every region holds the Store's
+// session, closes the Store, and returns its producer id.
+func writeThenClose(t *testing.T, e *memEnv) string {
+	t.Helper()
+	if err := e.ns.Put(context.Background(), []byte("p"), []byte("c"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	id := e.st.ProducerID()
+	for _, r := range []string{"a", "b", "c"} {
+		waitFor(t, "a session in "+r, func() bool {
+			_, ok := e.mem[r].Lookup("ks", schema.ProducersTable, schema.SessionsPartition, []byte(id))
+			return ok
+		})
+	}
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
