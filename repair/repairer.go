@@ -612,6 +612,11 @@ func (r *Repairer) run(parent context.Context, namespace string) (*Report, error
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for len(queue) > 0 || inflight > 0 {
+		// The channel of the next change is taken before the state is
+		// read: a resume between the two would otherwise be missed, and a
+		// run read as paused would sleep until some later change (a
+		// resume only signals when it lifts a hold) — for good.
+		changed := ctl.Changed()
 		now := time.Now()
 		var wake time.Time
 		paused := ctl.State().Paused
@@ -634,7 +639,6 @@ func (r *Repairer) run(parent context.Context, namespace string) (*Report, error
 			inflight++
 			wg.Go(func() { results <- r.attempt(ctx, store, run, namespace, t, acc, ctl) })
 		}
-		changed := ctl.Changed()
 		if inflight == 0 {
 			if stopCause(ctx, ctl) != nil {
 				break

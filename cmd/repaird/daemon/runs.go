@@ -209,6 +209,7 @@ func (d *Daemon) control(ctx context.Context, ns, id string, dir repair.Directiv
 		deadline := time.NewTimer(wait)
 		defer deadline.Stop()
 		for {
+			changed := a.ctl.Changed() // before the state: a change between them is not missed
 			st := a.ctl.State()
 			// A pause answers once nothing is written; a resume once the
 			// run has the run slot back (shareSlot), unless another run
@@ -217,7 +218,7 @@ func (d *Daemon) control(ctx context.Context, ns, id string, dir repair.Directiv
 				dir.State == repair.StateRunning && slices.Equal(st.Holds, []string{holdSlot})
 			if waiting {
 				select {
-				case <-a.ctl.Changed():
+				case <-changed:
 					continue
 				case <-deadline.C:
 				case <-ctx.Done():
