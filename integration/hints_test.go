@@ -388,23 +388,38 @@ func readTopic(t testing.TB, topic string) []kafka.Message {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second, Transport: tr}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
-		t.Fatalf("metadata of %s: %v %+v", topic, err, md)
-	}
-	req := map[string][]kafka.OffsetRequest{}
-	for _, p := range md.Topics[0].Partitions {
-		req[topic] = append(req[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
-	if err != nil {
-		t.Fatalf("list offsets of %s: %v", topic, err)
+	// A topic created a moment ago may answer that its partition has no
+	// leader yet (Not Leader For Partition, Leader Not Available): asked
+	// again, for up to 30 s.
+	var offs *kafka.ListOffsetsResponse
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
+			t.Fatalf("metadata of %s: %v %+v", topic, err, md)
+		}
+		req := map[string][]kafka.OffsetRequest{}
+		for _, p := range md.Topics[0].Partitions {
+			req[topic] = append(req[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+		offs, err = client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
+		if err != nil {
+			t.Fatalf("list offsets of %s: %v", topic, err)
+		}
+		var perr error
+		for _, po := range offs.Topics[topic] {
+			if po.Error != nil {
+				perr = fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+			}
+		}
+		if perr == nil {
+			break
+		}
+		if !errors.Is(perr, kafka.NotLeaderForPartition) && !errors.Is(perr, kafka.LeaderNotAvailable) || time.Now().After(deadline) {
+			t.Fatal(perr)
+		}
 	}
 	var out []kafka.Message
 	for _, po := range offs.Topics[topic] {
-		if po.Error != nil {
-			t.Fatalf("offsets of %s/%d: %v", topic, po.Partition, po.Error)
-		}
 		if po.LastOffset <= po.FirstOffset {
 			continue
 		}
