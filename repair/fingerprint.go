@@ -52,8 +52,11 @@ func (f RangeFingerprint) Complete() bool {
 }
 
 // fingerprintBytes is the payload of one aggregate answer: 6 bigint
-// columns with their 4-byte lengths (7 for FingerprintSince).
-const fingerprintBytes = 6 * (4 + 8)
+// columns with their 4-byte lengths; sinceBytes FingerprintSince's 7.
+const (
+	fingerprintBytes = 6 * (4 + 8)
+	sinceBytes       = fingerprintBytes + 4 + 8
+)
 
 // IncrementalFingerprinter is implemented by readers whose database can
 // aggregate, through an index, only the rows of a token range at or above
@@ -131,7 +134,7 @@ func (c *CQLRegion) FingerprintSince(ctx context.Context, namespace string, r To
 	var f RangeFingerprint
 	err := c.s.Query(stmt, r.Start, r.End, since).Consistency(gocql.LocalQuorum).Idempotent(true).
 		ScanContext(ctx, &f.Rows, &f.Fingerprinted, &f.Sum, &f.TimestampSum, &f.DigestSum, &f.FPTimestampSum, &f.VersionTimestampSum)
-	if err != nil && (strings.Contains(err.Error(), "Undefined column name") || schema.IsIndexUnavailable(err.Error())) {
+	if err != nil && (schema.IsUndefinedColumn(err.Error()) || schema.IsIndexUnavailable(err.Error())) {
 		return RangeFingerprint{}, fmt.Errorf("%w: table %s.%s, index %s: %v", ErrNoVersionIndex, c.keyspace, namespace, schema.VersionIndex(namespace), err)
 	}
 	return f, err
@@ -291,8 +294,8 @@ func readersAs[T any](regions []Region) []T {
 // (docs/design.md, "Incremental repair"), and nothing else is read. An
 // index that cannot answer, or any failed answer, is not an error: seg is
 // compared in full, as in a full run, whose reads then meet a region that
-// is really down (an indexed read also fails while a compaction replaces
-// the SSTables it reads: Cassandra 5.0 answers UNKNOWN).
+// is really down (an indexed read of many rows can time out on the
+// server: Cassandra 5.0 answers UNKNOWN).
 func (r *Repairer) unchangedSince(ctx context.Context, ns string, seg TokenRange, acc *accum, trk *tracker) (bool, error) {
 	incs := r.incrementals()
 	answers := make([]RangeFingerprint, len(incs))
@@ -304,9 +307,9 @@ func (r *Repairer) unchangedSince(ctx context.Context, ns string, seg TokenRange
 			trk.touch()
 			acc.do(func(rp *Report) {
 				rp.Regions[j].FingerprintQueries++
-				rp.Regions[j].BytesRead += fingerprintBytes + 4 + 8
+				rp.Regions[j].BytesRead += sinceBytes
 			})
-			r.opts.Metrics.addFingerprintQuery(ns, r.regions[j].Name, fingerprintBytes+4+8)
+			r.opts.Metrics.addFingerprintQuery(ns, r.regions[j].Name, sinceBytes)
 		})
 	}
 	wg.Wait()
